@@ -1,0 +1,1 @@
+"""Sensitivity analysis, plots and reports from Optuna storages."""

@@ -1,0 +1,14 @@
+"""The exceptions bioscale raises for bad input and failed runs."""
+
+
+class UsageError(ValueError):
+    """Bad input from a user: the message says what is wrong and how to fix it, in one line."""
+
+
+class Diverged(RuntimeError):
+    """A run whose loss became NaN or infinite, or whose error stayed at chance."""
+
+    def __init__(self, reason: str, epoch: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.epoch = epoch

@@ -1,0 +1,1 @@
+"""Search spaces per rule family, as data."""
