@@ -162,11 +162,11 @@ def _cifar10_class():
     import torchvision.datasets as tvd
 
     class CIFAR10(tvd.CIFAR10):
-        """torchvision's reader; integrity is judged by reading the files, not by their MD5."""
+        """torchvision's reader, judging files by reading them rather than by their MD5 sums."""
 
-        def _check_integrity(self) -> bool:
-            base = Path(self.root) / self.base_folder
-            return all((base / name).exists() for name, _ in self.train_list + self.test_list)
+        train_list = [(name, None) for name, _ in tvd.CIFAR10.train_list]
+        test_list = [(name, None) for name, _ in tvd.CIFAR10.test_list]
+        meta = {**tvd.CIFAR10.meta, "md5": None}
 
     return CIFAR10
 

@@ -1,0 +1,72 @@
+"""The published numbers (Bartunov et al. 2018, Tables 1 and 2) and our best errors beside them."""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+# Our dataset names -> the paper's. The paper's ImageNet runs used full-size images (224x224).
+PAPER_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "imagenet32": "imagenet", "imagenet": "imagenet"}
+_PRESET_FAMILIES = ("fc", "lc", "conv")
+
+
+def published() -> pd.DataFrame:
+    """Tables 1 and 2 as rows (table, dataset, family, label, paper_name) with errors as fractions in [0, 1]."""
+    with resources.files(__package__).joinpath("paper.csv").open("r", encoding="utf-8") as handle:
+        table = pd.read_csv(handle)
+    for column in ("train_error", "test_error", "top5_test_error"):
+        table[column] = table.pop(f"{column}_pct") / 100.0
+    return table
+
+
+def arch_family(arch: str) -> str:
+    """'fc', 'lc' or 'conv' for a preset name or a spec string such as 'lc:3:32:2,fc:1024'; 'mixed' or '?' otherwise."""
+    arch = str(arch).strip()
+    if arch in _PRESET_FAMILIES:
+        return arch
+    kinds = set()
+    for layer in arch.split(","):
+        kind = layer.split("*")[-1].split(":")[0].strip()
+        if kind not in _PRESET_FAMILIES:
+            return "?"
+        if kind != "fc":
+            kinds.add(kind)
+    if not kinds:
+        return "fc"
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def compare(best: pd.DataFrame) -> pd.DataFrame:
+    """Our best errors beside the published ones per dataset, family and label; `diff` is ours − published test error.
+
+    `best` is `best_table()`'s frame. Our test error is the evaluated mean over seeds where
+    `bioscale study evaluate` ran, else the test error at the best validation epoch of the best trial.
+    """
+    paper = published()
+    rows = []
+    for row in best.itertuples(index=False):
+        family = arch_family(row.arch)
+        match = paper[(paper.dataset == PAPER_DATASET.get(row.dataset, "")) & (paper.family == family) & (paper.label == row.label)]
+        evaluated = row.evaluated_test_mean is not None and not _isnan(row.evaluated_test_mean)
+        ours = row.evaluated_test_mean if evaluated else row.test_error_at_best
+        published_test = float(match.test_error.iloc[0]) if len(match) else math.nan
+        rows.append({
+            "dataset": row.dataset, "arch": row.arch, "family": family, "label": row.label,
+            "trials_complete": row.trials_complete, "best_val_error": row.best_val_error,
+            "test_error_at_best": row.test_error_at_best, "evaluated_test_mean": row.evaluated_test_mean,
+            "evaluated_test_std": row.evaluated_test_std, "ours_test_error": ours,
+            "ours_basis": "evaluated" if evaluated else ("best trial" if not _isnan(ours) else "none"),
+            "paper_train_error": float(match.train_error.iloc[0]) if len(match) else math.nan,
+            "paper_test_error": published_test,
+            "diff": (ours - published_test) if not _isnan(ours) and not _isnan(published_test) else math.nan,
+            "paper_note": ("paper: full-size ImageNet (224x224)" if PAPER_DATASET.get(row.dataset) == "imagenet" and len(match)
+                           else ("" if len(match) else "no published counterpart")),
+        })
+    return pd.DataFrame(rows)
+
+
+def _isnan(value: object) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))

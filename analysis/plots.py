@@ -1,0 +1,349 @@
+"""Figures: seaborn on matplotlib, one style, no pyplot state (each figure is a plain Figure drawn by Agg)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .activation import ActivationEffect, best_of_n
+from .importance import FanovaResult, PedAnovaResult
+from .stability import BudgetTrust, Robustness
+
+ACTIVATION_COLORS = {"tanh": "#0072B2", "relu": "#E69F00"}
+VAL_TEST_COLORS = {"validation": "#009E73", "test": "#CC79A7"}
+BEST_MARKER = dict(marker="*", s=260, color="#D55E00", edgecolor="black", linewidth=0.8, zorder=5)
+_RC = {"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+       "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12, "pdf.fonttype": 42, "svg.fonttype": "none"}
+
+
+@contextlib.contextmanager
+def styled() -> Iterator[None]:
+    """The one bioscale figure style: seaborn whitegrid, colour-blind palette, readable sizes."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"), mpl.rc_context(_RC), \
+            sns.color_palette("colorblind"):
+        yield
+
+
+def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout Figure on the Agg canvas and a 2-D array of its axes (call inside `styled()`)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+    return fig, axes
+
+
+def save(fig: Figure, stem: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """Write `fig` as stem.<fmt> for each format; returns {format: path}."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    with styled():
+        for fmt in formats:
+            path = stem.with_suffix(f".{fmt}")
+            fig.savefig(path, format=fmt, bbox_inches="tight")
+            paths[fmt] = path
+    return paths
+
+
+def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (for embedding in the HTML report)."""
+    buffer = io.BytesIO()
+    with styled():
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def label_colors(labels: Sequence[str]) -> dict[str, tuple]:
+    """A stable colour per rule label (sorted order), shared by every figure of a report."""
+    ordered = sorted(set(labels))
+    palette = sns.color_palette("colorblind", max(len(ordered), 1))
+    return {label: palette[i % len(palette)] for i, label in enumerate(ordered)}
+
+
+def param_label(name: str, log_params: Sequence[str]) -> str:
+    """Axis label of a hyperparameter, saying when it is on a log10 scale."""
+    return f"{name} (log10)" if name in log_params else name
+
+
+def _empty(ax, message: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10, transform=ax.transAxes)
+
+
+def importance_figure(title: str, fanova: FanovaResult, ped: PedAnovaResult) -> Figure:
+    """fANOVA (global variance, with branches for conditional params) beside PED-ANOVA (what the top quantile needs)."""
+    with styled():
+        fig, axes = new_figure(11, 0.45 * max(4, _n_params(fanova, ped)) + 1.6, 1, 2)
+        left, right = axes[0]
+        sets = [b for b in [fanova.overall, *fanova.branches] if b.ok]
+        if sets:
+            order = [p for p, _, _ in sets[0].ranked()]
+            for branch in sets[1:]:
+                order += [p for p, _, _ in branch.ranked() if p not in order]
+            height = 0.8 / len(sets)
+            palette = sns.color_palette("colorblind", len(sets))
+            for k, branch in enumerate(sets):
+                y = [order.index(p) - 0.4 + height * (k + 0.5) for p in branch.mean]
+                left.barh(y, [100 * branch.mean[p] for p in branch.mean], height=height,
+                          xerr=[100 * branch.std[p] for p in branch.mean], color=palette[k], capsize=2,
+                          label=f"{branch.title} (n={branch.n_trials})")
+            left.set_yticks(range(len(order)), [param_label(p, fanova.log_params) for p in order])
+            left.invert_yaxis()
+            left.set_xlabel("share of variance explained (%)")
+            if len(sets) > 1:
+                left.legend(loc="lower right", fontsize=8)
+            left.set_title(f"fANOVA: share of global variance\nlog params on log10 scale; mean ± sd over {fanova.seeds} seeds",
+                           fontsize=10)
+        else:
+            _empty(left, f"fANOVA: {fanova.overall.status}")
+        if ped.ok:
+            ranked = ped.ranked()
+            sns.barplot(x=[100 * v for _, v in ranked], y=[p for p, _ in ranked], ax=right, color="#56B4E9",
+                        orient="h")
+            right.set_xlabel("share of PED-ANOVA importance (%)")
+            right.set_title(f"PED-ANOVA: what reaching the top {100 * ped.target_quantile:.0f} % needs\n"
+                            f"{ped.n_top} of {ped.n_trials} trials in the top", fontsize=10)
+        else:
+            _empty(right, f"PED-ANOVA: {ped.status}")
+        fig.suptitle(title)
+    return fig
+
+
+def _n_params(fanova: FanovaResult, ped: PedAnovaResult) -> int:
+    names = set(ped.importance)
+    for branch in [fanova.overall, *fanova.branches]:
+        names |= set(branch.mean)
+    return len(names)
+
+
+def importance_heatmap(title: str, fanova: pd.DataFrame, ped: pd.DataFrame, note: str = "") -> Figure:
+    """Rules × hyperparameters heat maps of fANOVA and PED-ANOVA shares (%), blank where a rule lacks the parameter."""
+    columns = list(dict.fromkeys([*fanova.columns, *ped.columns]))
+    rows = list(dict.fromkeys([*fanova.index, *ped.index]))
+    fanova = fanova.reindex(index=rows, columns=columns)
+    ped = ped.reindex(index=rows, columns=columns)
+    with styled():
+        fig, axes = new_figure(max(8, 1.3 * len(columns) + 3), 0.9 * len(rows) + 2.4, 1, 2)
+        for ax, table, name in ((axes[0, 0], fanova, "fANOVA: share of global variance (%)"),
+                                (axes[0, 1], ped, "PED-ANOVA: what reaching the top needs (%)")):
+            if table.notna().to_numpy().any():
+                sns.heatmap(100 * table.astype(float), ax=ax, vmin=0, vmax=100, cmap="mako_r", annot=True, fmt=".0f",
+                            cbar=ax is axes[0, 1], linewidths=0.5, linecolor="white",
+                            cbar_kws={"label": "importance (%)"} if ax is axes[0, 1] else None)
+                ax.set_facecolor("#eeeeee")
+                ax.set_xlabel("hyperparameter")
+                ax.set_ylabel("rule")
+                ax.tick_params(axis="x", rotation=40)
+                for text in ax.get_xticklabels():
+                    text.set_horizontalalignment("right")
+                ax.set_title(name, fontsize=10)
+            else:
+                _empty(ax, f"{name}: no study had enough trials")
+        fig.suptitle(title + (f"\n{note}" if note else ""))
+    return fig
+
+
+def activation_figure(title: str, frame: pd.DataFrame, effect: ActivationEffect) -> Figure:
+    """Validation error under tanh and ReLU (distribution, and expected best after n random trials)."""
+    data = frame[frame["activation"].isin(["tanh", "relu"])].assign(error=lambda d: 100 * d["value"])
+    with styled():
+        fig, axes = new_figure(10, 4.2, 1, 2)
+        left, right = axes[0]
+        order = [a for a in ("tanh", "relu") if a in set(data["activation"])]
+        sns.boxplot(data=data, x="activation", y="error", hue="activation", order=order, palette=ACTIVATION_COLORS,
+                    ax=left, showfliers=False, legend=False, boxprops={"alpha": 0.5})
+        sns.stripplot(data=data, x="activation", y="error", hue="activation", order=order, palette=ACTIVATION_COLORS,
+                      ax=left, size=4, jitter=0.25, legend=False, edgecolor="black", linewidth=0.3)
+        left.set_xticks(range(len(order)), [f"{a}\n(n={int((data['activation'] == a).sum())})" for a in order])
+        left.set_xlabel("activation")
+        left.set_ylabel("best validation error (%)")
+        left.set_title("error over configurations", fontsize=10)
+        for activation in order:
+            errors = data.loc[data["activation"] == activation, "error"].to_numpy()
+            curve = best_of_n(errors)
+            right.plot(np.arange(1, curve.size + 1), curve, color=ACTIVATION_COLORS[activation], lw=2,
+                       label=activation)
+        right.set_xscale("log")
+        right.set_xlabel("random configurations tried (n)")
+        right.set_ylabel("expected best validation error (%)")
+        right.set_title("expected best after n random trials", fontsize=10)
+        right.legend(title="activation")
+        fig.suptitle(f"{title}: {effect.verdict}")
+    return fig
+
+
+def activation_forest(title: str, effects: Mapping[str, ActivationEffect]) -> Figure:
+    """Per rule: tanh − ReLU differences (median and best-quartile mean) with bootstrap CIs; right of zero favours ReLU."""
+    labels = sorted(effects)
+    with styled():
+        fig, axes = new_figure(10, 0.55 * len(labels) + 2.2, 1, 2, sharey=True)
+        for ax, which, name in ((axes[0, 0], "median", "median error"), (axes[0, 1], "best_quartile", "best-quartile mean error")):
+            for y, label in enumerate(labels):
+                effect = effects[label]
+                diff = getattr(effect, f"{which}_diff")
+                low, high = getattr(effect, f"{which}_ci")
+                if math.isfinite(diff):
+                    ax.errorbar(100 * diff, y, xerr=[[100 * (diff - low)], [100 * (high - diff)]], fmt="o", color="black",
+                                ecolor="#555555", capsize=4)
+                else:
+                    ax.text(0, y, "not enough trials", ha="center", va="center", fontsize=8, color="#777777")
+            ax.axvline(0, color="#D55E00", lw=1, ls="--")
+            ax.set_yticks(range(len(labels)), [f"{lab}\n{effects[lab].verdict}" for lab in labels])
+            ax.set_ylim(len(labels) - 0.5, -0.5)
+            ax.set_xlabel(f"tanh − ReLU, {name} (percentage points)\n← tanh better   ReLU better →")
+            ax.set_title(f"difference in {name}, {int(round(100 * effects[labels[0]].confidence))}% bootstrap CI",
+                         fontsize=10)
+        fig.suptitle(title)
+    return fig
+
+
+def accuracy_distribution(title: str, data: Mapping[str, tuple[np.ndarray, np.ndarray, int]]) -> Figure:
+    """As the paper's Figure 5: per rule, histograms of final validation (and test) accuracy over configurations."""
+    labels = sorted(data)
+    with styled():
+        fig, axes = new_figure(8, 1.5 * len(labels) + 1.3, len(labels), 1, sharex=True)
+        everything = np.concatenate([np.concatenate([v, t]) for v, t, _ in data.values()] or [np.array([0.0])])
+        everything = everything[np.isfinite(everything)]
+        low = float(everything.min()) if everything.size else 0.0
+        bins = np.linspace(min(low * 100, 99.0), 100, 31)
+        for ax, label in zip(axes[:, 0], labels):
+            val, test, not_complete = data[label]
+            for kind, values in (("validation", val), ("test", test)):
+                values = values[np.isfinite(values)]
+                if values.size:
+                    ax.hist(100 * values, bins=bins, histtype="stepfilled", alpha=0.45, color=VAL_TEST_COLORS[kind],
+                            edgecolor=VAL_TEST_COLORS[kind], label=f"{kind} (n={values.size})")
+            ax.set_ylabel("configs")
+            extra = f", {not_complete} not complete" if not_complete else ""
+            ax.set_title(f"{label}{extra}", fontsize=10, loc="left")
+            ax.legend(loc="upper left", fontsize=8)
+        axes[-1, 0].set_xlabel("accuracy at the best validation epoch (%)")
+        fig.suptitle(title)
+    return fig
+
+
+def robustness_figure(title: str, results: Mapping[str, Robustness], colors: Mapping[str, tuple]) -> Figure:
+    """Per rule: share of configurations within x % of the best error, and the learning-rate band (decades) within 10 %."""
+    labels = sorted(results)
+    with styled():
+        fig, axes = new_figure(11, max(4.0, 0.45 * len(labels) + 2.0), 1, 2)
+        left, right = axes[0]
+        margin = next((r.margin for r in results.values()), 0.1)
+        for label in labels:
+            result = results[label]
+            if result.fractions.size:
+                left.plot(100 * result.margins, 100 * result.fractions, color=colors[label], lw=2, label=label)
+        left.axvline(100 * margin, color="#777777", ls="--", lw=1)
+        left.set_xlabel("margin above the best error (% relative)")
+        left.set_ylabel("configurations within the margin (%)")
+        left.set_ylim(0, 100)
+        left.set_title("share of finished configurations near the best", fontsize=10)
+        left.legend(fontsize=8)
+        rows = [(label, name, width) for label in labels for name, width in sorted(results[label].lr_bands.items())]
+        if rows:
+            frame = pd.DataFrame(rows, columns=["rule", "learning rate", "decades"])
+            sns.barplot(data=frame, y="rule", x="decades", hue="learning rate", ax=right, orient="h",
+                        palette="colorblind")
+            right.set_xlabel(f"learning-rate band within {100 * margin:.0f}% of the best (decades)")
+            right.set_title("span of learning rates that stay near the best", fontsize=10)
+        else:
+            _empty(right, "no log-scaled learning rate in these studies")
+        fig.suptitle(title)
+    return fig
+
+
+def budget_figure(title: str, results: Mapping[str, BudgetTrust], colors: Mapping[str, tuple]) -> Figure:
+    """Per rule: Spearman ρ between validation error at epoch e and at the last epoch."""
+    with styled():
+        fig, axes = new_figure(8, 4.5)
+        ax = axes[0, 0]
+        drawn = False
+        threshold = 0.8
+        for label in sorted(results):
+            result = results[label]
+            if result.ok:
+                ax.plot(result.epochs, result.rho, marker="o", ms=3, color=colors[label], lw=2, label=label)
+                threshold, drawn = result.threshold, True
+        if drawn:
+            ax.axhline(threshold, color="#777777", ls="--", lw=1, label=f"ρ = {threshold:g}")
+            ax.set_xlabel("epoch e")
+            ax.set_ylabel("Spearman ρ(error at e, error at last epoch)")
+            ax.set_ylim(min(-0.1, float(np.nanmin([np.nanmin(r.rho) for r in results.values() if r.ok]))), 1.05)
+            ax.legend(fontsize=8)
+            ax.set_title("can short runs be trusted? rank agreement with the full run", fontsize=10)
+        else:
+            _empty(ax, "no learning curves recorded")
+        fig.suptitle(title)
+    return fig
+
+
+def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], log_params: Sequence[str],
+                       margin: float = 0.1) -> Figure:
+    """Error against each important hyperparameter (log axes for log-scaled ones), best configuration starred."""
+    params = [p for p in params if p in frame.columns]
+    ncols = max(1, min(3, len(params)))
+    nrows = max(1, math.ceil(len(params) / ncols))
+    data = frame.assign(error=100 * frame["value"])
+    best = data.loc[data["error"].idxmin()] if len(data) else None
+    hue = "activation" if "activation" in data.columns and data["activation"].nunique() > 1 else None
+    with styled():
+        fig, axes = new_figure(4.2 * ncols, 3.6 * nrows + 0.6, nrows, ncols)
+        flat = list(axes.ravel())
+        for ax, name in zip(flat, params):
+            column = data[name]
+            numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column) and column.nunique() > 4
+            sub = data[column.notna()]
+            palette = ACTIVATION_COLORS if hue else None
+            if numeric:
+                sns.scatterplot(data=sub, x=name, y="error", hue=hue, palette=palette, ax=ax, s=22, alpha=0.75,
+                                edgecolor="none", legend=ax is flat[0])
+                if name in log_params:
+                    ax.set_xscale("log")
+                _envelope(ax, sub[name].to_numpy(float), sub["error"].to_numpy(float), name in log_params)
+                if best is not None and pd.notna(best[name]):
+                    ax.scatter([best[name]], [best["error"]], **BEST_MARKER, label="best")
+            else:
+                sub = sub.assign(**{name: sub[name].astype(str)})
+                sns.stripplot(data=sub, x=name, y="error", hue=hue, palette=palette, ax=ax, size=4, jitter=0.25,
+                              legend=ax is flat[0])
+                if best is not None and pd.notna(best[name]):
+                    categories = [t.get_text() for t in ax.get_xticklabels()]
+                    if str(best[name]) in categories:
+                        ax.scatter([categories.index(str(best[name]))], [best["error"]], **BEST_MARKER, label="best")
+            if best is not None:
+                ax.axhline(best["error"] * (1 + margin), color="#777777", ls="--", lw=1)
+            ax.set_xlabel(name + (" (log scale)" if name in log_params and numeric else ""))
+            ax.set_ylabel("best validation error (%)")
+        for ax in flat[len(params):]:
+            ax.set_axis_off()
+        if not params:
+            _empty(flat[0], "no hyperparameters to show")
+        fig.suptitle(f"{title}: error against the most important hyperparameters\n"
+                     f"(star: best configuration; dashed: {100 * margin:.0f}% above the best; line: best per bin)")
+    return fig
+
+
+def _envelope(ax, x: np.ndarray, y: np.ndarray, log: bool, bins: int = 8) -> None:
+    keep = np.isfinite(x) & np.isfinite(y) & ((x > 0) if log else True)
+    x, y = x[keep], y[keep]
+    if x.size < 2 * bins or np.ptp(x) == 0:
+        return
+    scale = np.log10(x) if log else x
+    edges = np.linspace(scale.min(), scale.max(), bins + 1)
+    index = np.clip(np.digitize(scale, edges) - 1, 0, bins - 1)
+    centres, lows = [], []
+    for b in range(bins):
+        if (index == b).any():
+            centre = (edges[b] + edges[b + 1]) / 2
+            centres.append(10 ** centre if log else centre)
+            lows.append(y[index == b].min())
+    ax.plot(centres, lows, color="#333333", lw=1.5, alpha=0.8)

@@ -1,0 +1,144 @@
+"""The report as a list of blocks, rendered to Markdown and to one self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import pandas as pd
+
+
+@dataclass
+class Heading:
+    """A section title."""
+
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    """Text with **bold** and `code` marks."""
+
+    text: str
+
+
+@dataclass
+class Bullets:
+    """A bulleted list."""
+
+    items: list[str]
+
+
+@dataclass
+class Table:
+    """A table of already formatted cells."""
+
+    frame: pd.DataFrame
+    caption: str = ""
+
+
+@dataclass
+class FigureBlock:
+    """A figure: files on disk for Markdown (relative to the report) and PNG bytes for the HTML page."""
+
+    caption: str
+    files: dict[str, str] = field(default_factory=dict)
+    png: bytes = b""
+
+
+Block = Union[Heading, Paragraph, Bullets, Table, FigureBlock]
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    """An error fraction as a percentage string, '–' when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * float(value):.{digits}f}"
+
+
+def _md_cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    """Render blocks as GitHub-flavoured Markdown."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Paragraph):
+            parts.append(block.text)
+        elif isinstance(block, Bullets):
+            parts.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, Table):
+            frame = block.frame
+            lines = ["| " + " | ".join(_md_cell(c) for c in frame.columns) + " |",
+                     "|" + "|".join("---" for _ in frame.columns) + "|"]
+            lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+            parts.append(("*" + block.caption + "*\n\n" if block.caption else "") + "\n".join(lines))
+        elif isinstance(block, FigureBlock):
+            main = block.files.get("png") or block.files.get("svg") or next(iter(block.files.values()), "")
+            others = ", ".join(f"[{fmt}]({path})" for fmt, path in block.files.items() if path != main)
+            parts.append(f"![{block.caption}]({main})\n\n*{block.caption}*" + (f" ({others})" if others else ""))
+    return "\n\n".join(parts) + "\n"
+
+
+def _inline_html(text: str) -> str:
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", text)
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #555; }
+code { background: #f5f5f5; padding: 0 0.2em; }
+"""
+
+
+def to_html(blocks: Sequence[Block], title: str) -> str:
+    """Render blocks as one HTML page with the figures embedded as PNG data."""
+    body = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            level = min(max(block.level, 1), 6)
+            body.append(f"<h{level}>{_inline_html(block.text)}</h{level}>")
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{_inline_html(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in block.frame.columns)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(str(v))}</td>" for v in row) + "</tr>"
+                           for row in block.frame.itertuples(index=False))
+            caption = f"<caption>{_inline_html(block.caption)}</caption>" if block.caption else ""
+            body.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, FigureBlock):
+            links = " ".join(f'<a href="{html.escape(p)}">{fmt}</a>' for fmt, p in block.files.items())
+            image = (f'<img alt="{html.escape(block.caption)}" src="data:image/png;base64,'
+                     f'{base64.b64encode(block.png).decode("ascii")}">') if block.png else ""
+            body.append(f"<figure>{image}<figcaption>{_inline_html(block.caption)}"
+                        f"{' (files: ' + links + ')' if links else ''}</figcaption></figure>")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(blocks: Sequence[Block], out: Path, title: str, stem: str = "report") -> tuple[Path, Path]:
+    """Write out/report.md and out/report.html; returns both paths."""
+    markdown_path, html_path = out / f"{stem}.md", out / f"{stem}.html"
+    markdown_path.write_text(to_markdown(blocks), encoding="utf-8")
+    html_path.write_text(to_html(blocks, title), encoding="utf-8")
+    return markdown_path, html_path

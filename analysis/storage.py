@@ -1,0 +1,194 @@
+"""Open an Optuna storage read-mostly and select the bioscale studies to analyse."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+from optuna.storages import BaseStorage, InMemoryStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from bioscale.errors import UsageError
+
+DEFAULT_STAGE = "tune"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def open_storage(storage: str | BaseStorage) -> BaseStorage:
+    """An Optuna storage from a URL (sqlite, postgresql, mysql) or a journal-file path; never creates one."""
+    if isinstance(storage, BaseStorage):
+        return storage
+    url = str(storage).strip()
+    if not url:
+        raise UsageError("empty storage URL; pass --storage sqlite:///path/to/bioscale.db (or another Optuna storage URL)")
+    if "://" not in url:
+        path = Path(url).expanduser()
+        if not path.is_file():
+            raise UsageError(f"storage {url!r} is neither a URL nor an existing file; "
+                             "pass --storage sqlite:///path/to/bioscale.db or the path of a journal file")
+        with path.open("rb") as handle:
+            is_sqlite = handle.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+        if not is_sqlite:
+            return _open_journal(path)
+        url = f"sqlite:///{path.resolve()}"
+    if url.startswith("sqlite:"):
+        _check_sqlite_file(url)
+    return _open_rdb(url)
+
+
+def _check_sqlite_file(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(url).database
+    except Exception as error:  # sqlalchemy raises several kinds for malformed URLs
+        raise UsageError(f"malformed storage URL {url!r} ({error}); write sqlite:///relative.db or sqlite:////abs/path.db") from None
+    if not database or database == ":memory:":
+        raise UsageError(f"storage {url!r} names no database file; write sqlite:///path/to/bioscale.db")
+    path = Path(database).expanduser()
+    if not path.is_file():
+        raise UsageError(f"storage {url!r}: no such file {str(path)!r}; run the studies first or point --storage at an existing database")
+    try:
+        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as error:
+        raise UsageError(f"storage {url!r}: {path} is not a readable SQLite database ({error})") from None
+    if "studies" not in tables:
+        raise UsageError(f"storage {url!r}: {path} holds no Optuna studies; point --storage at the database the studies wrote")
+
+
+def _open_rdb(url: str) -> BaseStorage:
+    try:
+        return optuna.storages.RDBStorage(url, skip_table_creation=True)
+    except RuntimeError as error:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "upgrade" in str(error):
+            raise UsageError(f"storage {url!r} was written by another Optuna version ({text}); "
+                             f"run `optuna storage upgrade --storage {url}` first") from None
+        raise UsageError(f"cannot open storage {url!r}: {text}") from None
+    except Exception as error:  # driver and connection errors come in many classes
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageError(f"cannot open storage {url!r}: {text}; check the URL, the server and the credentials") from None
+
+
+def _open_journal(path: Path) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except Exception as error:
+        raise UsageError(f"cannot read {str(path)!r} as an Optuna journal file ({error}); "
+                         "pass --storage sqlite:///path/to/bioscale.db for a database") from None
+
+
+def is_dashboard_readable(storage: BaseStorage) -> bool:
+    """True when optuna-dashboard can open this storage (anything but an in-memory one)."""
+    return not isinstance(storage, InMemoryStorage)
+
+
+@dataclass
+class StudyRecord:
+    """One study with its trials and the user attributes of docs/storage-contract.md."""
+
+    study: optuna.Study
+    trials: list[FrozenTrial]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The study name."""
+        return self.study.study_name
+
+    @property
+    def rule(self) -> str:
+        """The learning rule (user attribute `rule`)."""
+        return str(self.attrs.get("rule") or self.label)
+
+    @property
+    def label(self) -> str:
+        """The rule plus its schedule, e.g. dtp-alternating (user attribute `label`)."""
+        return str(self.attrs.get("label") or self.attrs.get("rule") or self.name)
+
+    @property
+    def dataset(self) -> str:
+        """The dataset name."""
+        return str(self.attrs.get("dataset") or "?")
+
+    @property
+    def arch(self) -> str:
+        """The architecture preset or spec string."""
+        return str(self.attrs.get("arch") or "?")
+
+    @property
+    def schedule(self) -> str | None:
+        """The inverse-training schedule of target-propagation rules, else None."""
+        value = self.attrs.get("schedule")
+        return None if value is None else str(value)
+
+    @property
+    def epochs(self) -> int | None:
+        """The epoch budget of each trial, when recorded."""
+        value = self.attrs.get("epochs")
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def evaluation(self) -> dict[str, Any] | None:
+        """The `evaluation` attribute written by `bioscale study evaluate`, if any."""
+        value = self.attrs.get("evaluation")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """(dataset, arch): the rules that are compared with each other."""
+        return (self.dataset, self.arch)
+
+    @property
+    def complete(self) -> list[FrozenTrial]:
+        """COMPLETE trials with a finite objective value."""
+        return [t for t in self.trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+
+    @property
+    def finished(self) -> list[FrozenTrial]:
+        """Trials that ended: complete, pruned or failed."""
+        return [t for t in self.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+
+
+def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: str = "the storage") -> list[StudyRecord]:
+    """Studies whose names match any fnmatch pattern, or by default every study with stage 'tune'."""
+    try:
+        summaries = storage.get_all_studies()
+    except Exception as error:
+        raise UsageError(f"cannot list the studies in {url}: {str(error).splitlines()[0] if str(error) else error}") from None
+    if not summaries:
+        raise UsageError(f"{url} holds no studies; run `bioscale study` first or pass the storage the studies wrote")
+    names = sorted(s.study_name for s in summaries)
+    if patterns:
+        chosen = [s for s in summaries if any(fnmatch.fnmatchcase(s.study_name, p) for p in patterns)]
+        if not chosen:
+            raise UsageError(f"no study in {url} matches {' '.join(patterns)}; studies there: {_short_list(names)}")
+    else:
+        chosen = [s for s in summaries if s.user_attrs.get("stage") == DEFAULT_STAGE]
+        if not chosen:
+            raise UsageError(f"no study in {url} has stage {DEFAULT_STAGE!r}; pass --study PATTERN to pick some of: {_short_list(names)}")
+    records = []
+    for summary in sorted(chosen, key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        record = StudyRecord(study=study, trials=study.get_trials(deepcopy=False), attrs=dict(summary.user_attrs))
+        if len(summary.directions) != 1:
+            record.skipped = "multi-objective study (bioscale studies minimise one validation error)"
+        elif summary.directions[0] != StudyDirection.MINIMIZE:
+            record.skipped = "maximising study (bioscale studies minimise validation error)"
+        records.append(record)
+    return records
+
+
+def _short_list(names: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")

@@ -1,0 +1,74 @@
+"""Tables built from studies: the best result of each study, and one row per trial."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .storage import StudyRecord
+
+BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
+                "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
+                "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds"]
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+def best_row(record: StudyRecord) -> dict[str, Any]:
+    """The `best_table` row of one study."""
+    complete = record.complete
+    best = min(complete, key=lambda t: t.value) if complete else None
+    evaluation = record.evaluation or {}
+    seeds = evaluation.get("seeds")
+    return {
+        "study": record.name, "dataset": record.dataset, "arch": record.arch, "label": record.label,
+        "rule": record.rule, "schedule": record.schedule, "trials_complete": len(complete),
+        "trials_total": len(record.trials), "best_trial": best.number if best else None,
+        "best_val_error": float(best.value) if best else math.nan,
+        "train_error_at_best": _number(best.user_attrs.get("train_error")) if best else math.nan,
+        "test_error_at_best": _number(best.user_attrs.get("test_error")) if best else math.nan,
+        "evaluated_test_mean": _number(evaluation.get("test_error_mean")),
+        "evaluated_test_std": _number(evaluation.get("test_error_std")),
+        "evaluated_seeds": len(seeds) if isinstance(seeds, list) else 0,
+    }
+
+
+def best_table_from(records: Sequence[StudyRecord]) -> pd.DataFrame:
+    """One row per study: trial counts, best validation error, test error at the best trial, evaluated test error."""
+    frame = pd.DataFrame([best_row(r) for r in records], columns=BEST_COLUMNS)
+    return frame.sort_values(["dataset", "arch", "label", "study"], kind="stable").reset_index(drop=True)
+
+
+def trials_frame(record: StudyRecord) -> pd.DataFrame:
+    """One row per complete trial: number, value (best validation error), train/test errors at it, and its params."""
+    rows = []
+    for trial in record.complete:
+        row = {"number": trial.number, "value": float(trial.value),
+               "train_error": _number(trial.user_attrs.get("train_error")),
+               "test_error": _number(trial.user_attrs.get("test_error"))}
+        row.update(trial.params)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def end_reasons(record: StudyRecord) -> dict[str, int]:
+    """How trials ended early (their `end_reason`, else their state when not complete), with counts."""
+    counts: dict[str, int] = {}
+    for trial in record.trials:
+        reason = trial.user_attrs.get("end_reason")
+        if not reason:
+            if trial.state.name == "COMPLETE" and trial.value is not None and np.isfinite(trial.value):
+                continue
+            reason = trial.state.name.lower()
+        key = str(reason).split(":")[0].strip()
+        counts[key] = counts.get(key, 0) + 1
+    return counts

@@ -1,0 +1,260 @@
+"""Target propagation: TP, DTP, SDTP and AO-SDTP (Bartunov et al. 2018, section 2).
+
+Every hidden layer l is trained towards a target ĥ_l on its own local loss
+‖f_l(h_{l-1}) − ĥ_l‖² (summed over units, averaged over the batch) with its input and target
+held constant; the output layer is trained on the task loss with its input detached (the delta
+rule). Targets travel down through learned inverses g_l (bioscale.inverses), one per layer except
+the first, trained on their own local inverse loss with their own Adam optimizer.
+
+The variants differ from each other in one or two overrides:
+
+    tp       ĥ_l = g_{l+1}(ĥ_{l+1}), starting from the one-hot label ĥ_L at the softmax output
+    sdtp     as tp with the difference correction of Eq. 2, also at the top:
+             ĥ_l = g_{l+1}(ĥ_{l+1}) + h_l − g_{l+1}(h_{l+1})                  (`propagate`)
+    dtp      as sdtp, but the penultimate target is a gradient step,
+             ĥ_{L-1} = h_{L-1} − α ∂L_i/∂h_{L-1} of each example's own loss   (`penultimate_target`)
+    ao-sdtp  as sdtp with an output h_L = [o, z], z = tanh(R h_{L-1}) fixed random features
+                                                                              (`output_activity`)
+
+Schedules: `parallel` trains the inverses and then the forward layers (on targets from the
+updated inverses) at every step on the same minibatch; `alternating` gives whole epochs, or
+`alternation_period` steps, to each in turn, inverses first (as the original DTP code).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UsageError
+from ..inverses import Inverse, LinearInverse, RandomFeatures, inverse_of
+from ..nets import Net
+from .base import Rule, cross_entropy
+
+SCHEDULES = ("parallel", "alternating")
+INVERSE_LOSSES = ("denoising", "noise-preserving")
+
+
+def squared_error(a: Tensor, b: Tensor) -> Tensor:
+    """‖a − b‖² summed over units, averaged over the batch: every TP local loss."""
+    return (a - b).pow(2).flatten(1).sum(1).mean()
+
+
+def _choice(setting: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UsageError(f"unknown {setting} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+class TargetProp(Rule):
+    """TP: targets from the one-hot label sent down through the learned inverses, ĥ_l = g_{l+1}(ĥ_{l+1}).
+
+    h_L is the softmax probability vector, the space of the one-hot target ĥ_L. No gradient is
+    computed outside single-layer local losses.
+    """
+
+    name = "tp"
+    locality = "local"
+    output_inverse_needed = True  # DTP's top target needs no inverse of the output layer
+
+    def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
+                 forward_beta2: float = 0.999, forward_eps: float = 1e-8, inverse_lr: float = 1e-3,
+                 inverse_beta1: float = 0.9, inverse_beta2: float = 0.999, inverse_eps: float = 1e-8,
+                 sigma: float = 0.1, schedule: str = "parallel", alternation_period: int = 0,
+                 inverse_loss: str = "noise-preserving") -> None:
+        super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1,
+                         forward_beta2=forward_beta2, forward_eps=forward_eps)
+        self.schedule = _choice("schedule", schedule, SCHEDULES)
+        self.inverse_loss = _choice("inverse_loss", inverse_loss, INVERSE_LOSSES)
+        if int(alternation_period) != alternation_period or alternation_period < 0:
+            raise UsageError(f"alternation_period must be a whole number of steps >= 0 (0: whole epochs), not {alternation_period!r}")
+        if not sigma >= 0:
+            raise UsageError(f"sigma must be >= 0, not {sigma!r}")
+        self.alternation_period, self.sigma = int(alternation_period), sigma
+        self.inverse_lr, self.inverse_beta1 = inverse_lr, inverse_beta1
+        self.inverse_beta2, self.inverse_eps = inverse_beta2, inverse_eps
+        self.epoch = 0
+        self.steps = 0
+
+        device = next(net.parameters()).device
+        with torch.no_grad():  # the shape of every activity h_0 .. h_{L-1}
+            shapes = [tuple(h.shape[1:]) for h in net.activities(torch.zeros(1, *net.input_shape, device=device))]
+        # inverses[i] inverts blocks[i + 1]: from h_{i+2}'s space to h_{i+1}'s. Layer 1 has none.
+        self.inverses = nn.ModuleList(inverse_of(block.layer, shape, net.activation)
+                                      for block, shape in zip(net.blocks[1:], shapes[1:])).to(device)
+        self.output_inverse: Inverse | None = None
+        if self.output_inverse_needed:
+            self.output_inverse = LinearInverse(self.output_units(), shapes[-1], net.activation).to(device)
+        self.inverse_optimizer = torch.optim.Adam(
+            self.inverse_parameters(), lr=inverse_lr, betas=(inverse_beta1, inverse_beta2), eps=inverse_eps)
+
+    # -- the parts the variants override -------------------------------------------------------
+
+    def output_units(self) -> int:
+        """Width of h_L, the output activity the output layer's inverse reads."""
+        return self.net.n_classes
+
+    def output_activity(self, h: Tensor, logits: Tensor) -> Tensor:
+        """h_L: the softmax probabilities (the space of the one-hot label)."""
+        return torch.softmax(logits, 1)
+
+    def output_target(self, output: Tensor, y: Tensor) -> Tensor:
+        """ĥ_L = argmin L(h_L) for output activity h_L = `output`: the correct label distribution."""
+        return F.one_hot(y, self.net.n_classes).to(output.dtype)
+
+    def propagate(self, inverse: nn.Module, h_below: Tensor, h: Tensor, target: Tensor) -> Tensor:
+        """ĥ_{l-1} from ĥ_l: vanilla TP, ĥ_{l-1} = g_l(ĥ_l)."""
+        return inverse(target)
+
+    def penultimate_target(self, h: Tensor, logits: Tensor, y: Tensor) -> Tensor:
+        """ĥ_{L-1}: the label's target propagated through the output layer's inverse."""
+        output = self.output_activity(h, logits)
+        return self.propagate(self.output_inverse, h, output, self.output_target(output, y))
+
+    # -- shared machinery ----------------------------------------------------------------------
+
+    def inverse_parameters(self) -> list[nn.Parameter]:
+        """The parameters λ of every inverse, trained by the inverse optimizer only."""
+        extra = [] if self.output_inverse is None else list(self.output_inverse.parameters())
+        return list(self.inverses.parameters()) + extra
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def phase(self) -> str:
+        """What the next step trains: 'both' (parallel), else 'inverse' or 'forward' in turn, inverses first."""
+        if self.schedule == "parallel":
+            return "both"
+        turn = self.steps // self.alternation_period if self.alternation_period else self.epoch
+        return "inverse" if turn % 2 == 0 else "forward"
+
+    def layer_outputs(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """[h_0 = x, h_1, .., h_{L-1}] and the logits, each layer run on its detached input.
+
+        Every autograd graph therefore spans one layer: a loss on h_l reaches θ_l only.
+        """
+        hs = [x]
+        for block in self.net.blocks:
+            hs.append(block(hs[-1].detach()))
+        return hs, self.net.output_logits(hs[-1].detach())
+
+    @torch.no_grad()
+    def targets(self, hs: list[Tensor], logits: Tensor, y: Tensor) -> list[Tensor]:
+        """[ĥ_1, .., ĥ_{L-1}] for activities hs = [h_0, .., h_{L-1}], computed without autograd."""
+        hs = [h.detach() for h in hs]
+        target = self.penultimate_target(hs[-1], logits.detach(), y)
+        out = [target]
+        for i in reversed(range(len(self.inverses))):  # inverses[i] maps h_{i+2} -> h_{i+1}
+            target = self.propagate(self.inverses[i], hs[i + 1], hs[i + 2], target)
+            out.append(target)
+        return out[::-1]
+
+    def inverse_losses(self, hs: list[Tensor]) -> list[Tensor]:
+        """Each inverse's local loss ‖target − g_l(f_l(h̃_{l-1}))‖², h̃ = h + N(0, σ²), on λ_l only.
+
+        The target is the clean h_{l-1} (de-noising) or the noisy h̃_{l-1} (noise-preserving).
+        """
+        losses = []
+        pairs = [(inverse, block.__call__) for inverse, block in zip(self.inverses, self.net.blocks[1:])]
+        inputs = [h.detach() for h in hs[1:]]
+        if self.output_inverse is not None:
+            pairs.append((self.output_inverse, lambda h: self.output_activity(h, self.net.output_logits(h))))
+        for (inverse, forward), h in zip(pairs, inputs):
+            noisy = h + self.sigma * torch.randn_like(h)
+            with torch.no_grad():
+                out = forward(noisy)
+            losses.append(squared_error(inverse(out), h if self.inverse_loss == "denoising" else noisy))
+        return losses
+
+    def local_losses(self, hs: list[Tensor], targets: list[Tensor]) -> list[Tensor]:
+        """[L_1, .., L_{L-1}]: each hidden layer's local loss ‖h_l − ĥ_l‖² (the output layer's is the task loss)."""
+        return [squared_error(h, t) for h, t in zip(hs[1:], targets)]
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        phase = self.phase
+        train_forward = phase != "inverse"
+        with torch.set_grad_enabled(train_forward):
+            hs, logits = self.layer_outputs(x)
+            task_loss = cross_entropy(logits, y)
+        if phase != "forward":
+            self.inverse_optimizer.zero_grad(set_to_none=True)
+            sum(self.inverse_losses(hs)).backward()
+            self.inverse_optimizer.step()
+        if train_forward:
+            targets = self.targets(hs, logits, y)  # from the inverses just updated
+            self.forward_optimizer.zero_grad(set_to_none=True)
+            sum(self.local_losses(hs, targets), task_loss).backward()  # separate one-layer graphs: each θ_l gets its own gradient
+            self.forward_optimizer.step()
+        self.steps += 1
+        return task_loss.detach()
+
+
+class SimplifiedDTP(TargetProp):
+    """SDTP: TP with the difference correction of Eq. 2 at every layer, the top one included.
+
+    ĥ_{L-1} = h_{L-1} − g_L(h_L) + g_L(ĥ_L) with h_L the softmax probabilities and ĥ_L the
+    one-hot label: no gradient anywhere outside single-layer local losses. De-noising inverse loss.
+    """
+
+    name = "sdtp"
+
+    def __init__(self, net: Net, *, inverse_loss: str = "denoising", **settings: Any) -> None:
+        super().__init__(net, inverse_loss=inverse_loss, **settings)
+
+    def propagate(self, inverse: nn.Module, h_below: Tensor, h: Tensor, target: Tensor) -> Tensor:
+        """Eq. 2: ĥ_{l-1} = g_l(ĥ_l) + h_{l-1} − g_l(h_l); equals h_{l-1} when ĥ_l = h_l."""
+        g_target, g_h = inverse(torch.cat([target, h])).chunk(2)
+        return g_target + (h_below - g_h)
+
+
+class DifferenceTargetProp(SimplifiedDTP):
+    """DTP: difference targets (Eq. 2) below a penultimate target set by one gradient step.
+
+    ĥ_{L-1} = h_{L-1} − α ∂L_i/∂h_{L-1} = h_{L-1} − α (p − y) W_L for each example's own
+    cross-entropy L_i (not the batch mean), the only gradient DTP uses; computed in closed form.
+    The output layer needs no inverse. Noise-preserving inverse loss, as the original DTP.
+    """
+
+    name = "dtp"
+    output_inverse_needed = False
+
+    def __init__(self, net: Net, *, alpha: float = 0.1, inverse_loss: str = "noise-preserving", **settings: Any) -> None:
+        self.alpha = alpha
+        super().__init__(net, inverse_loss=inverse_loss, **settings)
+
+    def penultimate_target(self, h: Tensor, logits: Tensor, y: Tensor) -> Tensor:
+        error = torch.softmax(logits, 1) - F.one_hot(y, self.net.n_classes).to(logits.dtype)  # ∂L_i/∂logits_i
+        return h - self.alpha * (error @ self.net.output.weight).view_as(h)
+
+
+class AuxiliaryOutputSDTP(SimplifiedDTP):
+    """AO-SDTP (Eq. 3): SDTP with output h_L = [o, z], z = tanh(R h_{L-1}) of fixed random R.
+
+    o is the softmax prediction; the target is [ô, z] with ô the one-hot label, so
+    ĥ_{L-1} = h_{L-1} − g_L(o, z) + g_L(ô, z). R (Glorot, no bias) is a buffer, never trained.
+    """
+
+    name = "ao-sdtp"
+
+    def __init__(self, net: Net, *, aux_size: int = 512, **settings: Any) -> None:
+        if int(aux_size) != aux_size or aux_size < 1:
+            raise UsageError(f"aux_size must be a whole number of units >= 1, not {aux_size!r}")
+        self.aux_size = int(aux_size)
+        units = net.output.in_features
+        self.auxiliary = RandomFeatures(units, self.aux_size).to(next(net.parameters()).device)
+        super().__init__(net, **settings)
+
+    def output_units(self) -> int:
+        return self.net.n_classes + self.aux_size
+
+    def output_activity(self, h: Tensor, logits: Tensor) -> Tensor:
+        return torch.cat([torch.softmax(logits, 1), self.auxiliary(h)], 1)
+
+    def output_target(self, output: Tensor, y: Tensor) -> Tensor:
+        """[ô, z]: the label distribution, with the auxiliary features left as they are."""
+        label = F.one_hot(y, self.net.n_classes).to(output.dtype)
+        return torch.cat([label, output[:, self.net.n_classes:]], 1)

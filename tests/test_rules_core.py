@@ -1,0 +1,121 @@
+"""BP, FA and DFA against independent computations."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bioscale import rules
+from bioscale.nets import Net
+
+SPECS = {"fc": "2*fc:12", "lc": "lc:3:4:2,lc:3:5:1,fc:10", "conv": "conv:3:4:2,conv:3:5:1,fc:10"}
+
+
+def make_net(family: str, activation: str = "tanh") -> Net:
+    torch.manual_seed(0)
+    return Net(SPECS[family], (2, 6, 6), 5, activation)
+
+
+def batch(n: int = 7):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 2, 6, 6, generator=g), torch.randint(0, 5, (n,), generator=g)
+
+
+def grads_of(rule_name: str, net: Net, **settings) -> list[torch.Tensor]:
+    rule = rules.create(rule_name, net, **settings)
+    x, y = batch()
+    rule.task_loss(x, y).backward()
+    return [p.grad.clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("family", ["fc", "lc", "conv"])
+def test_fa_with_feedback_equal_to_weights_is_backprop(family):
+    net = make_net(family)
+    bp = grads_of("bp", copy.deepcopy(net))
+    fa_net = copy.deepcopy(net)
+    rule = rules.create("fa", fa_net)
+    for layer in fa_net.layers():
+        layer.feedback.copy_(layer.weight.detach())
+    x, y = batch()
+    rule.task_loss(x, y).backward()
+    for g_bp, p in zip(bp, fa_net.parameters()):
+        torch.testing.assert_close(p.grad, g_bp, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["fc", "lc", "conv"])
+def test_fa_with_random_feedback_differs_from_backprop_below_the_top(family):
+    net = make_net(family)
+    bp = grads_of("bp", copy.deepcopy(net))
+    fa = grads_of("fa", copy.deepcopy(net))
+    # The output layer's gradient needs no transport, so it matches; the first layer's does not.
+    torch.testing.assert_close(fa[-1], bp[-1])
+    assert not torch.allclose(fa[0], bp[0])
+
+
+def test_fa_feedback_is_a_fixed_buffer():
+    net = make_net("fc")
+    rule = rules.create("fa", net, forward_lr=1e-2)
+    before = [layer.feedback.clone() for layer in net.layers()]
+    assert all("feedback" in dict(layer.named_buffers()) for layer in net.layers())
+    assert not any("feedback" in name for name, _ in net.named_parameters())
+    x, y = batch()
+    for _ in range(3):
+        rule.step(x, y)
+    for b, layer in zip(before, net.layers()):
+        torch.testing.assert_close(layer.feedback, b)
+
+
+@pytest.mark.parametrize("family", ["fc", "lc", "conv"])
+def test_dfa_matches_a_hand_computed_update(family):
+    net = make_net(family)
+    rule = rules.create("dfa", net)
+    x, y = batch()
+    rule.task_loss(x, y).backward()
+    # Independent computation: every quantity from the definitions, layer by layer.
+    with torch.no_grad():
+        hs, pre = [x], []
+        for block in net.blocks:
+            inp = hs[-1].flatten(1) if block.flatten else hs[-1]
+            pre.append(block.layer(inp))
+            hs.append(torch.tanh(pre[-1]))
+        logits = net.output_logits(hs[-1])
+        e = (torch.softmax(logits, 1) - F.one_hot(y, 5)) / len(y)
+    for l, block in enumerate(net.blocks):
+        delta = (e @ block.layer.direct_feedback.t()).view_as(pre[l]) * (1 - torch.tanh(pre[l]) ** 2)
+        inp = hs[l].flatten(1) if block.flatten else hs[l]
+        a = block.layer(inp)
+        expect_w, expect_b = torch.autograd.grad(a, (block.layer.weight, block.layer.bias), delta)
+        torch.testing.assert_close(block.layer.weight.grad, expect_w, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(block.layer.bias.grad, expect_b, rtol=1e-5, atol=1e-7)
+    # The output layer learns by the delta rule on its own input.
+    expect_out = e.t() @ hs[-1].flatten(1)
+    torch.testing.assert_close(net.output.weight.grad, expect_out, rtol=1e-5, atol=1e-7)
+
+
+def test_dfa_for_a_linear_net_by_explicit_formula():
+    """One hidden fc layer, relu: δ1 = (B1 e) ⊙ 1[a1 > 0], ∂W1 = δ1ᵀ x, written out with no autograd."""
+    torch.manual_seed(3)
+    net = Net("fc:4", (1, 1, 3), 2, "relu")
+    rule = rules.create("dfa", net)
+    x = torch.randn(5, 1, 1, 3)
+    y = torch.tensor([0, 1, 1, 0, 1])
+    rule.task_loss(x, y).backward()
+    W1, b1 = net.blocks[0].layer.weight.detach(), net.blocks[0].layer.bias.detach()
+    W2, b2 = net.output.weight.detach(), net.output.bias.detach()
+    xf = x.flatten(1)
+    a1 = xf @ W1.t() + b1
+    h1 = a1.clamp_min(0)
+    p = torch.softmax(h1 @ W2.t() + b2, 1)
+    e = (p - torch.eye(2)[y]) / 5
+    delta = (e @ net.blocks[0].layer.direct_feedback.t()) * (a1 > 0).float()
+    torch.testing.assert_close(net.blocks[0].layer.weight.grad, delta.t() @ xf)
+    torch.testing.assert_close(net.output.weight.grad, e.t() @ h1)
+
+
+def test_adam_settings_reach_the_optimizer():
+    net = make_net("fc")
+    rule = rules.create("bp", net, forward_lr="3e-4", forward_beta2="0.99", forward_eps=1e-6)
+    group = rule.forward_optimizer.param_groups[0]
+    assert group["lr"] == 3e-4 and group["betas"] == (0.9, 0.99) and group["eps"] == 1e-6
+    assert rule.get_params() == {"forward_lr": 3e-4, "forward_beta1": 0.9, "forward_beta2": 0.99, "forward_eps": 1e-6}
