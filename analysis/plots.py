@@ -49,7 +49,7 @@ def save(fig: Figure, stem: Path, formats: Sequence[str]) -> dict[str, Path]:
     with styled():
         for fmt in formats:
             path = stem.with_suffix(f".{fmt}")
-            fig.savefig(path, format=fmt, bbox_inches="tight")
+            fig.savefig(path, format=fmt)
             paths[fmt] = path
     return paths
 
@@ -58,7 +58,7 @@ def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
     """The figure as PNG bytes (for embedding in the HTML report)."""
     buffer = io.BytesIO()
     with styled():
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 

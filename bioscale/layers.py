@@ -39,9 +39,12 @@ def lc2d(x: Tensor, weight: Tensor, bias: Tensor | None, kernel_size: int, strid
     batch = x.shape[0]
     oh = conv_output_size(x.shape[2], kernel_size, stride, padding)
     ow = conv_output_size(x.shape[3], kernel_size, stride, padding)
-    out = torch.bmm(_patches(x, kernel_size, stride, padding), weight.transpose(1, 2))  # (L, B, out)
-    out = out.permute(1, 2, 0).reshape(batch, weight.shape[1], oh, ow)
-    return out if bias is None else out + bias
+    patches, w_t = _patches(x, kernel_size, stride, padding), weight.transpose(1, 2)
+    if bias is None:
+        out = torch.bmm(patches, w_t)  # (L, B, out)
+    else:
+        out = torch.baddbmm(bias.flatten(1).t().unsqueeze(1), patches, w_t)
+    return out.permute(1, 2, 0).reshape(batch, weight.shape[1], oh, ow)
 
 
 def lc2d_input_grad(grad_out: Tensor, weight: Tensor, input_shape: torch.Size, kernel_size: int, stride: int, padding: int) -> Tensor:

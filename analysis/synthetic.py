@@ -1,0 +1,109 @@
+"""Synthetic studies shaped like docs/storage-contract.md, with objectives whose answers are known (tests, benchmarks, demos)."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from .importance import quiet_optuna
+
+Params = Mapping[str, object]
+
+# A space in the paper's words (Table 4, widened as the spaces package does).
+PAPER_SPACE: dict[str, BaseDistribution] = {
+    "forward_lr": FloatDistribution(1e-5, 1e-2, log=True),
+    "forward_beta2": CategoricalDistribution([0.99, 0.999]),
+    "forward_eps": CategoricalDistribution([1e-4, 1e-6, 1e-8]),
+    "inverse_lr": FloatDistribution(1e-5, 1e-2, log=True),
+    "sigma": FloatDistribution(0.01, 0.4),
+    "activation": CategoricalDistribution(["tanh", "relu"]),
+}
+
+
+def sample(space: Mapping[str, BaseDistribution], rng: np.random.Generator) -> dict[str, object]:
+    """One random configuration: log-uniform for log-scaled parameters, uniform otherwise."""
+    params: dict[str, object] = {}
+    for name, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            params[name] = dist.choices[int(rng.integers(len(dist.choices)))]
+        elif isinstance(dist, IntDistribution):
+            params[name] = int(rng.integers(dist.low, dist.high + 1))
+        elif dist.log:
+            params[name] = float(math.exp(rng.uniform(math.log(dist.low), math.log(dist.high))))
+        else:
+            params[name] = float(rng.uniform(dist.low, dist.high))
+    return params
+
+
+def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution], value: float | None, *,
+                   epochs: int = 10, state: TrialState = TrialState.COMPLETE, end_reason: str | None = None,
+                   rng: np.random.Generator | None = None, curve_noise: float = 0.0) -> FrozenTrial:
+    """A trial carrying the contract's user attributes; its learning curve decays to `value` at the last epoch."""
+    rng = rng or np.random.default_rng(0)
+    attrs: dict[str, object] = {"seconds": 1.0, "device": "cpu", "seed": int(rng.integers(1 << 30)),
+                                "versions": {"bioscale": "synthetic"}, "config": dict(params)}
+    intermediate: dict[int, float] = {}
+    if value is not None:
+        start = min(0.9, value + 0.5)
+        val = [value + (start - value) * math.exp(-3 * e / epochs) * (1 - e / epochs) for e in range(1, epochs + 1)]
+        val = [min(0.95, max(0.0, v + curve_noise * rng.normal())) for v in val]
+        val[-1] = value
+        best_epoch = int(np.argmin(val)) + 1
+        train = [max(0.0, v - 0.02) for v in val]
+        test = [min(1.0, v + 0.005) for v in val]
+        attrs.update(train_error=train[best_epoch - 1], val_error=val[best_epoch - 1], test_error=test[best_epoch - 1],
+                     best_epoch=best_epoch, curve={"train": train, "val": val, "test": test})
+        intermediate = {e: v for e, v in enumerate(val, start=1)}
+        value = min(val)
+    if end_reason:
+        attrs["end_reason"] = end_reason
+    return optuna.trial.create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
+                                     params=dict(params), distributions=dict(distributions), user_attrs=attrs,
+                                     intermediate_values=intermediate)
+
+
+def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], *, label: str, rule: str | None = None,
+              schedule: str | None = None, dataset: str = "digits", arch: str = "fc",
+              space: Mapping[str, BaseDistribution] | None = None,
+              conditional: Callable[[Params], Mapping[str, BaseDistribution]] | None = None,
+              n_trials: int = 60, n_failed: int = 0, epochs: int = 10, seed: int = 0, curve_noise: float = 0.0,
+              evaluation: Mapping[str, object] | None = None, stage: str = "tune") -> optuna.Study:
+    """Create `{stage}:{dataset}:{arch}:{label}` with random-search trials of `objective` (an error in [0, 1]).
+
+    `conditional(params)` may return extra distributions to sample for a configuration (e.g.
+    `alpha` only with some schedule); `n_failed` adds diverged FAIL trials.
+    """
+    space = dict(space or PAPER_SPACE)
+    rng = np.random.default_rng(seed)
+    with quiet_optuna():
+        study = optuna.create_study(storage=storage, study_name=f"{stage}:{dataset}:{arch}:{label}", direction="minimize")
+    attrs = {"stage": stage, "dataset": dataset, "arch": arch, "rule": rule or label.split("-")[0],
+             "schedule": schedule, "label": label, "epochs": epochs, "sampler": "random", "pruner": "none",
+             "fixed": {}, "bioscale_version": "synthetic"}
+    if evaluation is not None:
+        attrs["evaluation"] = dict(evaluation)
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    trials = []
+    for index in range(n_trials + n_failed):
+        params = sample(space, rng)
+        distributions = dict(space)
+        if conditional is not None:
+            extra = dict(conditional(params))
+            params.update(sample(extra, rng))
+            distributions.update(extra)
+        if index < n_trials:
+            error = float(np.clip(objective(params), 0.0, 1.0))
+            trials.append(contract_trial(params, distributions, error, epochs=epochs, rng=rng, curve_noise=curve_noise))
+        else:
+            trials.append(contract_trial(params, distributions, None, epochs=epochs, state=TrialState.FAIL,
+                                         end_reason="diverged: loss became nan", rng=rng))
+    with quiet_optuna():
+        study.add_trials(trials)
+    return study

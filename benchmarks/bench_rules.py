@@ -1,0 +1,157 @@
+"""Step time of every learning rule as a ratio to BP, and LC vs conv time and peak memory.
+
+    python benchmarks/bench_rules.py [--device cpu|cuda] [--batch-size 128] [--rounds 5]
+
+Every ratio is measured in one process, with the rules' steps interleaved round by round on
+copies of the same network and minibatch, since these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bioscale import rules
+from bioscale.layers import LocallyConnected2d
+from bioscale.nets import build_net
+
+SHAPES = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def rule_variants() -> list[tuple[str, dict]]:
+    """(label, settings) for every registered rule; TP rules in the parallel schedule, whose every step does both halves."""
+    out = []
+    for name in rules.names():
+        settings = {"schedule": "parallel"} if "schedule" in rules.settings(name) else {}
+        out.append((name + ("-parallel" if settings else ""), settings))
+    return out
+
+
+def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str) -> dict[str, float]:
+    """Median seconds per step for each rule on one preset network, interleaved."""
+    shape, classes = SHAPES[dataset]
+    torch.manual_seed(0)
+    net = build_net(family, dataset, shape, classes).to(device)
+    x = torch.randn(batch_size, *shape, device=device)
+    y = torch.randint(0, classes, (batch_size,), device=device)
+    learners = {label: rules.create(label.split("-parallel")[0], copy.deepcopy(net), **settings)
+                for label, settings in rule_variants()}
+    times: dict[str, list[float]] = {label: [] for label in learners}
+    for r in range(rounds + 1):
+        for label, learner in learners.items():
+            sync(device)
+            start = time.perf_counter()
+            learner.step(x, y)
+            sync(device)
+            if r:  # round 0 warms up
+                times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
+GEOMETRY = [(3, 64, 5, 2, 32), (64, 128, 5, 2, 16), (128, 256, 3, 1, 8)]  # (in, out, kernel, stride, size)
+
+_PROBE = """
+import json, sys, time, torch
+from bioscale.layers import LocallyConnected2d
+kind, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c, o, k, s, n = map(int, sys.argv[4:9])
+cuda = device.startswith("cuda")
+def make(c, o, k, s, n):
+    if kind == "lc":
+        return LocallyConnected2d(c, o, k, (n, n), stride=s).to(device)
+    return torch.nn.Conv2d(c, o, k, stride=s, padding=(k - 1) // 2).to(device)
+def sync():
+    if cuda:
+        torch.cuda.synchronize()
+def status(field):
+    line = next(l for l in open("/proc/self/status") if l.startswith(field))
+    return int(line.split()[1]) * 1024
+def used():
+    sync()
+    return torch.cuda.max_memory_allocated() if cuda else status("VmHWM")
+warm = make(c, o, k, s, n)  # a first full-size pass sets up thread pools and library workspaces
+warm(torch.randn(batch, c, n, n, device=device, requires_grad=True)).sum().backward()
+del warm
+if not cuda:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak resident size to the current one
+base = torch.cuda.memory_allocated() if cuda else status("VmRSS")
+layer = make(c, o, k, s, n)
+x = torch.randn(batch, c, n, n, device=device, requires_grad=True)
+y = layer(x)
+y.backward(torch.ones_like(y))
+peak = used() - base
+outputs, weights = y.numel(), sum(p.numel() for p in layer.parameters())
+times = []
+for _ in range(4):
+    layer.zero_grad(); x.grad = None
+    sync(); start = time.perf_counter()
+    y = layer(x); y.backward(torch.ones_like(y))
+    sync(); times.append(time.perf_counter() - start)
+print(json.dumps({"peak": peak, "seconds": sorted(times)[1], "outputs": outputs, "weights": weights}))
+"""
+
+
+def layer_probe(kind: str, geometry: tuple[int, ...], batch_size: int, device: str) -> dict[str, float]:
+    """Forward+backward seconds and peak memory of one layer, in a fresh process (peak resident size on the CPU)."""
+    argv = [sys.executable, "-c", _PROBE, kind, device, str(batch_size), *map(str, geometry)]
+    # A fixed mmap threshold makes glibc hand every large freed block straight back to the OS,
+    # so the resident size tracks the live tensors.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    return json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout)
+
+
+def minimum_bytes(geometry: tuple[int, ...], batch_size: int, outputs: int, weights: int) -> int:
+    """Input, output and weights, the gradients of all three, and one unfolded input, as float32 bytes."""
+    c, o, k, _, n = geometry
+    unfolded = c * k * k * outputs // o
+    return 4 * (2 * (batch_size * c * n * n + outputs + weights) + unfolded)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--datasets", default="mnist,cifar10")
+    parser.add_argument("--families", default="fc,lc,conv")
+    args = parser.parse_args()
+    device = args.device
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"# bioscale benchmark, {datetime.date.today()}, {device} ({name}), torch {torch.__version__}, batch {args.batch_size}\n")
+    print("## Step time as a ratio to BP (same network, same minibatch, medians of interleaved rounds)\n")
+    labels = [label for label, _ in rule_variants()]
+    print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
+    print("|---|---|---|" + "---|" * len(labels))
+    for dataset in args.datasets.split(","):
+        for family in args.families.split(","):
+            t = step_times(dataset, family, args.batch_size, args.rounds, device)
+            ratios = " | ".join(f"{t[label] / t['bp']:.2f}" for label in labels)
+            print(f"| {dataset} | {family} | {1000 * t['bp']:.1f} | {ratios} |", flush=True)
+    print("\n## CIFAR-10 LC layers: LC vs conv of the same geometry, forward + backward\n")
+    print("| layer (in, out, kernel, stride, size) | LC ms | conv ms | LC / conv time | conv peak MiB | LC peak MiB | LC minimum MiB | LC peak / minimum |")
+    print("|---|---|---|---|---|---|---|---|")
+    for g in GEOMETRY:
+        lc, conv = layer_probe("lc", g, args.batch_size, device), layer_probe("conv", g, args.batch_size, device)
+        minimum = minimum_bytes(g, args.batch_size, lc["outputs"], lc["weights"])
+        print(f"| {g} | {1000 * lc['seconds']:.1f} | {1000 * conv['seconds']:.1f} | {lc['seconds'] / conv['seconds']:.1f} | "
+              f"{conv['peak'] / 2**20:.0f} | {lc['peak'] / 2**20:.0f} | {minimum / 2**20:.0f} | {lc['peak'] / minimum:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

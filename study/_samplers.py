@@ -1,0 +1,113 @@
+"""Samplers and pruners, with every argument that matters pinned (Optuna's defaults move between versions)."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.pruners import BasePruner
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+
+from bioscale.errors import UsageError
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")
+
+# TPE as bioscale runs it. Optuna 5 made the multivariate TPE and the constant liar its
+# defaults; pinning them (and the rest) keeps a study's protocol the same under any version.
+TPE_SETTINGS = {"n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": True, "group": False,
+                "constant_liar": True}
+
+
+def check_sampler(name: str) -> None:
+    """Raise UsageError for an unknown sampler name."""
+    if name not in SAMPLERS:
+        raise UsageError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+
+
+def sampler_settings(name: str, seed: int) -> dict[str, Any]:
+    """The sampler's pinned settings, as recorded in the study."""
+    return {**TPE_SETTINGS, "seed": seed} if name == "tpe" else {"seed": seed, "per_trial": True}
+
+
+def make_sampler(name: str, seed: int, stream: int = 0) -> BaseSampler:
+    """A seeded sampler; `stream` separates the workers (and reruns) of one study so they draw differently."""
+    check_sampler(name)
+    if name == "random":
+        return TrialSeededRandomSampler(seed)
+    worker_seed = int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+    return TPESampler(seed=worker_seed, **TPE_SETTINGS)
+
+
+class TrialSeededRandomSampler(RandomSampler):
+    """Random search whose draws depend only on (seed, trial number, parameter name).
+
+    Trial k gets the same configuration whichever worker runs it and however many workers
+    share the study, so a random search of N configurations is one reproducible set.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self._base_seed = seed
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        seed = zlib.crc32(f"{self._base_seed}:{trial.number}:{param_name}".encode())
+        return RandomSampler(seed=seed).sample_independent(study, trial, param_name, param_distribution)
+
+
+def check_pruner(spec: str, epochs: int) -> None:
+    """Raise UsageError for an unknown pruner or a bad best-after epoch."""
+    make_pruner(spec, epochs)
+
+
+def make_pruner(spec: str, epochs: int) -> BasePruner:
+    """none | median | halving | hyperband | best-after[:EPOCH] -> a pruner on the per-epoch validation error."""
+    name, _, argument = spec.partition(":")
+    if name == "none" and not argument:
+        return optuna.pruners.NopPruner()
+    if name == "median" and not argument:
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0, interval_steps=1)
+    if name == "halving" and not argument:
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, min_early_stopping_rate=0)
+    if name == "hyperband" and not argument:
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if name == "best-after":
+        try:
+            epoch = int(argument) if argument else min(10, epochs)
+        except ValueError:
+            epoch = 0
+        if not 1 <= epoch <= epochs:
+            raise UsageError(f"pruner {spec!r}: the epoch must be a whole number from 1 to the study's {epochs} epochs")
+        return BestAfterPruner(epoch)
+    raise UsageError(f"unknown pruner {spec!r}; choose one of: {', '.join(PRUNERS)}")
+
+
+class BestAfterPruner(BasePruner):
+    """The paper's ImageNet protocol, online: after `epoch` epochs, only the best trial so far goes on.
+
+    The paper ran every configuration for 10 epochs and continued only the best. Run one after
+    another, each trial is stopped at `epoch` unless its validation error there beats every
+    other trial's at the same epoch; the trials that continue are a superset of the paper's one,
+    and include it.
+    """
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step != self.epoch:
+            return False
+        mine = trial.intermediate_values[step]
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
+            value = other.intermediate_values.get(self.epoch)
+            if other.number == trial.number or value is None:
+                continue
+            if value < mine or (value == mine and other.number < trial.number):
+                return True
+        return False

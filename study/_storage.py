@@ -1,0 +1,242 @@
+"""Storage URLs -> Optuna storages, checked before anything is created, and a budget lock.
+
+Accepted: `sqlite:///FILE.db` (the default is `sqlite:///bioscale.db`), a path ending in `.db`,
+any SQLAlchemy URL Optuna's RDBStorage takes (`postgresql://USER:PASS@HOST/DB`, `mysql://...`),
+and journal files for many processes on one machine: `journal:///FILE.log` or a path ending in
+`.log`. RDB storages get heartbeats, so a killed worker's trial is failed and re-queued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+
+from bioscale.errors import UsageError
+
+DEFAULT_STORAGE = "sqlite:///bioscale.db"
+HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
+GRACE_PERIOD = 60  # seconds without a heartbeat before a trial counts as dead
+MAX_RETRY = 2  # how often a dead worker's trial is re-queued
+_HINT = "use sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST/DATABASE, journal:///FILE.log or a path ending in .db or .log"
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A checked storage address: `kind` is 'sqlite', 'rdb' (a database server) or 'journal'."""
+
+    url: str  # what Optuna (and optuna-dashboard) take: an SQLAlchemy URL, or the journal's path
+    kind: str
+    path: str | None = None  # the file for sqlite and journal storages
+
+    def display(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return hide_password(self.url)
+
+
+def hide_password(url: str) -> str:
+    """`postgresql://u:secret@h/db` -> `postgresql://u:***@h/db`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    if ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}://{credentials}@{host}"
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds, overridable by $BIOSCALE_HEARTBEAT_INTERVAL and $BIOSCALE_GRACE_PERIOD."""
+    try:
+        interval = int(os.environ.get("BIOSCALE_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL))
+        grace = int(os.environ.get("BIOSCALE_GRACE_PERIOD", max(GRACE_PERIOD, 2 * interval)))
+    except ValueError:
+        raise UsageError("BIOSCALE_HEARTBEAT_INTERVAL and BIOSCALE_GRACE_PERIOD must be whole numbers of seconds") from None
+    if interval < 1 or grace <= interval:
+        raise UsageError(f"heartbeat interval ({interval} s) must be positive and below the grace period ({grace} s)")
+    return interval, grace
+
+
+def parse_storage(url: str | None, *, must_exist: bool = False) -> StorageSpec:
+    """Check a storage address without creating anything; raises UsageError with a one-line reason."""
+    url = (url or DEFAULT_STORAGE).strip()
+    if url.startswith("journal:"):
+        path = url[len("journal:"):]
+        path = "/" + path.lstrip("/") if path.startswith("///") else path.lstrip("/") if path.startswith("//") else path
+        return _file_spec(path, "journal", must_exist, url)
+    if "://" not in url:
+        if url.endswith(".log"):
+            return _file_spec(url, "journal", must_exist, url)
+        if url.endswith((".db", ".sqlite", ".sqlite3")):
+            return _file_spec(url, "sqlite", must_exist, url)
+        raise UsageError(f"cannot read storage {url!r}: {_HINT}")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(f"malformed storage URL {hide_password(url)!r}: {_HINT}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise UsageError(f"storage {url!r} keeps nothing: give a file, e.g. sqlite:///bioscale.db")
+        return _file_spec(database, "sqlite", must_exist, url)
+    if backend not in ("postgresql", "mysql", "mariadb", "oracle", "mssql"):
+        raise UsageError(f"unknown storage scheme {parsed.drivername!r} in {hide_password(url)!r}: {_HINT}")
+    return StorageSpec(url, "rdb")
+
+
+def _file_spec(path: str, kind: str, must_exist: bool, original: str) -> StorageSpec:
+    if not path:
+        raise UsageError(f"storage {original!r} names no file: {_HINT}")
+    file = Path(path).expanduser()
+    if not file.parent.is_dir():
+        raise UsageError(f"storage {original!r}: folder {str(file.parent)!r} does not exist")
+    if must_exist and not file.is_file():
+        raise UsageError(f"storage {original!r}: no such file {str(file)!r}")
+    if file.is_dir():
+        raise UsageError(f"storage {original!r}: {str(file)!r} is a folder, not a file")
+    absolute = str(file.resolve())
+    return StorageSpec(f"sqlite:///{absolute}" if kind == "sqlite" else absolute, kind, absolute)
+
+
+def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True) -> BaseStorage:
+    """An Optuna storage for a checked address; a database server that cannot be reached raises UsageError."""
+    if not isinstance(spec, StorageSpec):
+        spec = parse_storage(spec)
+    if spec.kind == "journal":
+        return JournalStorage(JournalFileBackend(spec.url))
+    kwargs: dict = {}
+    if heartbeat:
+        interval, grace = heartbeat_settings()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs = {"heartbeat_interval": interval, "grace_period": grace,
+                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+    if spec.kind == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+        if spec.url.startswith("postgresql"):
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    last: Exception | None = None
+    for attempt in range(4):  # several workers creating the tables at once may collide; retry
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(spec.url, engine_kwargs=engine_kwargs, **kwargs)
+        except ImportError as error:
+            raise UsageError(f"storage {spec.display()} needs a database driver: {error} "
+                             f"(for PostgreSQL: pip install psycopg2-binary)") from None
+        except Exception as error:  # sqlalchemy.exc.OperationalError and friends
+            last = error
+            if _unreachable(error):
+                break
+            time.sleep(0.5 + attempt)
+    reason = str(getattr(last, "orig", None) or last).strip().splitlines()[0] if last else "unknown error"
+    raise UsageError(f"cannot open storage {spec.display()}: {reason}")
+
+
+def _unreachable(error: Exception) -> bool:
+    text = str(error).lower()
+    return ("database" in text and "does not exist" in text) or any(
+        s in text for s in ("could not connect", "connection refused", "could not translate host",
+                            "authentication failed", "timeout expired", "unable to open"))
+
+
+def supports_heartbeat(storage: BaseStorage) -> bool:
+    """Whether a killed worker's trial will be noticed (heartbeats on an RDB storage)."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(storage)
+
+
+class BudgetLock:
+    """A lock shared by every worker of one study, held while a worker checks the budget and asks for a trial.
+
+    PostgreSQL: a session advisory lock (released by the server when a worker dies). SQLite and
+    journal files: an flock on a file in the temporary folder (one machine). Other storages: no
+    lock (the budget may then be exceeded by up to one trial per racing worker).
+    """
+
+    def __init__(self, spec: StorageSpec, study_name: str) -> None:
+        digest = hashlib.sha1(f"{spec.path or spec.url}\0{study_name}".encode()).digest()
+        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self._spec, self._held = spec, False
+        self._file = None
+        self._connection = None
+
+    def acquire(self) -> None:
+        """Block until this worker holds the lock."""
+        if self._held:
+            return
+        if self._spec.kind in ("sqlite", "journal"):
+            import fcntl
+
+            if self._file is None:
+                folder = Path(tempfile.gettempdir()) / "bioscale-locks"
+                folder.mkdir(exist_ok=True)
+                self._file = open(folder / f"{self._key & 0xFFFFFFFFFFFF:x}.lock", "a+")
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        elif self._spec.url.startswith("postgresql"):
+            from sqlalchemy import text
+
+            if self._connection is None:
+                from sqlalchemy import create_engine
+                from sqlalchemy.pool import NullPool
+
+                engine = create_engine(self._spec.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+                self._connection = engine.connect()
+            self._connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+        self._held = True
+
+    def release(self) -> None:
+        """Let the next worker in (a no-op when not held)."""
+        if not self._held:
+            return
+        self._held = False
+        if self._file is not None:
+            import fcntl
+
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        elif self._connection is not None:
+            from sqlalchemy import text
+
+            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+
+    def close(self) -> None:
+        """Release and drop the lock's file or connection."""
+        self.release()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """`with lock.held(): ...`"""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def worker_id() -> str:
+    """`host:pid` of this process, recorded on each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
