@@ -1,31 +1,45 @@
-"""Sensitivity analysis, plots and reports from Optuna storages: `analyze()` writes them all, `best_table()` summarises."""
+"""Sensitivity analysis, plots and reports from Optuna storages: `analyze()` writes them all, `best_table()` summarises.
+
+Names load on first use, so that importing the package (the CLI, fANOVA worker processes) does
+not pull in matplotlib, seaborn and pandas.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from optuna.storages import BaseStorage
+_EXPORTS = {
+    "analyze": ".pipeline", "FIGURE_DIR_NAME": ".pipeline", "FORMATS": ".pipeline",
+    "best_table": ".tables", "ARTIFACT_DIR_NAME": ".artifacts",
+    "fanova_importance": ".importance", "ped_anova_importance": ".importance", "fast_fanova_available": ".importance",
+    "FanovaResult": ".importance", "PedAnovaResult": ".importance",
+    "activation_effect": ".activation", "best_of_n": ".activation", "ActivationEffect": ".activation",
+    "robustness": ".stability", "budget_trust": ".stability", "Robustness": ".stability", "BudgetTrust": ".stability",
+    "published": ".paper", "compare": ".paper",
+    "open_storage": ".storage", "select_studies": ".storage",
+}
+__all__ = sorted(_EXPORTS)
 
-from .activation import ActivationEffect, activation_effect, best_of_n
-from .artifacts import ARTIFACT_DIR_NAME
-from .importance import FanovaResult, PedAnovaResult, fanova_importance, fast_fanova_available, ped_anova_importance
-from .paper import compare, published
-from .pipeline import FIGURE_DIR_NAME, FORMATS, analyze
-from .stability import BudgetTrust, Robustness, budget_trust, robustness
-from .storage import open_storage, select_studies
-from .tables import best_table_from
+if TYPE_CHECKING:
+    from .activation import ActivationEffect, activation_effect, best_of_n
+    from .artifacts import ARTIFACT_DIR_NAME
+    from .importance import FanovaResult, PedAnovaResult, fanova_importance, fast_fanova_available, ped_anova_importance
+    from .paper import compare, published
+    from .pipeline import FIGURE_DIR_NAME, FORMATS, analyze
+    from .stability import BudgetTrust, Robustness, budget_trust, robustness
+    from .storage import open_storage, select_studies
+    from .tables import best_table
 
 
-def best_table(storage: str | BaseStorage, patterns: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per matching study: dataset, arch, label, rule, schedule, trial counts, best and evaluated errors."""
-    url = storage if isinstance(storage, str) else type(storage).__name__
-    return best_table_from(select_studies(open_storage(storage), patterns, url=str(url)))
+def __getattr__(name: str) -> Any:
+    """Import the module that defines `name` on first access."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
 
 
-__all__ = [
-    "ARTIFACT_DIR_NAME", "FIGURE_DIR_NAME", "FORMATS", "ActivationEffect", "BudgetTrust", "FanovaResult",
-    "PedAnovaResult", "Robustness", "activation_effect", "analyze", "best_of_n", "best_table", "budget_trust",
-    "compare", "fanova_importance", "fast_fanova_available", "open_storage", "ped_anova_importance", "published",
-    "robustness", "select_studies",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -49,7 +49,8 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for row in best.itertuples(index=False):
         family = arch_family(row.arch)
-        match = paper[(paper.dataset == PAPER_DATASET.get(row.dataset, "")) & (paper.family == family) & (paper.label == row.label)]
+        match = paper[(paper.dataset == PAPER_DATASET.get(row.dataset, "")) & (paper.family == family)
+                      & (paper.label == row.label)]
         evaluated = row.evaluated_test_mean is not None and not _isnan(row.evaluated_test_mean)
         ours = row.evaluated_test_mean if evaluated else row.test_error_at_best
         published_test = float(match.test_error.iloc[0]) if len(match) else math.nan

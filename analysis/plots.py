@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -17,13 +18,13 @@ from matplotlib.figure import Figure
 
 from .activation import ActivationEffect, best_of_n
 from .importance import FanovaResult, PedAnovaResult
-from .stability import BudgetTrust, Robustness
+from .stability import MARGIN_FLOOR, BudgetTrust, Robustness
 
 ACTIVATION_COLORS = {"tanh": "#0072B2", "relu": "#E69F00"}
 VAL_TEST_COLORS = {"validation": "#009E73", "test": "#CC79A7"}
 BEST_MARKER = dict(marker="*", s=260, color="#D55E00", edgecolor="black", linewidth=0.8, zorder=5)
 _RC = {"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
-       "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12, "pdf.fonttype": 42, "svg.fonttype": "none"}
+       "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12, "svg.fonttype": "none"}
 
 
 @contextlib.contextmanager
@@ -51,6 +52,7 @@ def save(fig: Figure, stem: Path, formats: Sequence[str]) -> dict[str, Path]:
             path = stem.with_suffix(f".{fmt}")
             fig.savefig(path, format=fmt)
             paths[fmt] = path
+            fig.set_layout_engine("none")  # keep the layout the first save computed; later saves skip it
     return paths
 
 
@@ -100,7 +102,8 @@ def importance_figure(title: str, fanova: FanovaResult, ped: PedAnovaResult) -> 
             left.invert_yaxis()
             left.set_xlabel("share of variance explained (%)")
             if len(sets) > 1:
-                left.legend(loc="lower right", fontsize=8)
+                handles, names = left.get_legend_handles_labels()
+                fig.legend(handles, names, loc="outside lower left", fontsize=8, title="fANOVA over")
             left.set_title(f"fANOVA: share of global variance\nlog params on log10 scale; mean ± sd over {fanova.seeds} seeds",
                            fontsize=10)
         else:
@@ -140,6 +143,7 @@ def importance_heatmap(title: str, fanova: pd.DataFrame, ped: pd.DataFrame, note
                             cbar=ax is axes[0, 1], linewidths=0.5, linecolor="white",
                             cbar_kws={"label": "importance (%)"} if ax is axes[0, 1] else None)
                 ax.set_facecolor("#eeeeee")
+                ax.grid(False)
                 ax.set_xlabel("hyperparameter")
                 ax.set_ylabel("rule")
                 ax.tick_params(axis="x", rotation=40)
@@ -152,18 +156,24 @@ def importance_heatmap(title: str, fanova: pd.DataFrame, ped: pd.DataFrame, note
     return fig
 
 
-def activation_figure(title: str, frame: pd.DataFrame, effect: ActivationEffect) -> Figure:
-    """Validation error under tanh and ReLU (distribution, and expected best after n random trials)."""
+def activation_figure(title: str, frame: pd.DataFrame, effect: ActivationEffect,
+                      incomplete: Mapping[str, int] | None = None) -> Figure:
+    """Validation error under tanh and ReLU (distribution, and expected best after n random trials) of complete trials."""
+    incomplete = incomplete or {}
     data = frame[frame["activation"].isin(["tanh", "relu"])].assign(error=lambda d: 100 * d["value"])
     with styled():
         fig, axes = new_figure(10, 4.2, 1, 2)
         left, right = axes[0]
         order = [a for a in ("tanh", "relu") if a in set(data["activation"])]
-        sns.boxplot(data=data, x="activation", y="error", hue="activation", order=order, palette=ACTIVATION_COLORS,
-                    ax=left, showfliers=False, legend=False, boxprops={"alpha": 0.5})
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert` to bxp
+            warnings.simplefilter("ignore", mpl.MatplotlibDeprecationWarning)
+            sns.boxplot(data=data, x="activation", y="error", hue="activation", order=order, palette=ACTIVATION_COLORS,
+                        ax=left, showfliers=False, legend=False, boxprops={"alpha": 0.5})
         sns.stripplot(data=data, x="activation", y="error", hue="activation", order=order, palette=ACTIVATION_COLORS,
                       ax=left, size=4, jitter=0.25, legend=False, edgecolor="black", linewidth=0.3)
-        left.set_xticks(range(len(order)), [f"{a}\n(n={int((data['activation'] == a).sum())})" for a in order])
+        left.set_xticks(range(len(order)), [f"{a}\n(n={int((data['activation'] == a).sum())}"
+                                            + (f", {incomplete[a]} not complete)" if incomplete.get(a) else ")")
+                                            for a in order])
         left.set_xlabel("activation")
         left.set_ylabel("best validation error (%)")
         left.set_title("error over configurations", fontsize=10)
@@ -186,7 +196,8 @@ def activation_forest(title: str, effects: Mapping[str, ActivationEffect]) -> Fi
     labels = sorted(effects)
     with styled():
         fig, axes = new_figure(10, 0.55 * len(labels) + 2.2, 1, 2, sharey=True)
-        for ax, which, name in ((axes[0, 0], "median", "median error"), (axes[0, 1], "best_quartile", "best-quartile mean error")):
+        panels = ((axes[0, 0], "median", "median error"), (axes[0, 1], "best_quartile", "best-quartile mean error"))
+        for ax, which, name in panels:
             for y, label in enumerate(labels):
                 effect = effects[label]
                 diff = getattr(effect, f"{which}_diff")
@@ -220,8 +231,10 @@ def accuracy_distribution(title: str, data: Mapping[str, tuple[np.ndarray, np.nd
             for kind, values in (("validation", val), ("test", test)):
                 values = values[np.isfinite(values)]
                 if values.size:
-                    ax.hist(100 * values, bins=bins, histtype="stepfilled", alpha=0.45, color=VAL_TEST_COLORS[kind],
-                            edgecolor=VAL_TEST_COLORS[kind], label=f"{kind} (n={values.size})")
+                    filled = kind == "validation"
+                    ax.hist(100 * values, bins=bins, histtype="stepfilled" if filled else "step", alpha=0.5 if filled else 1.0,
+                            color=VAL_TEST_COLORS[kind], lw=0 if filled else 2, label=f"{kind} (n={values.size})")
+            ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
             ax.set_ylabel("configs")
             extra = f", {not_complete} not complete" if not_complete else ""
             ax.set_title(f"{label}{extra}", fontsize=10, loc="left")
@@ -253,6 +266,9 @@ def robustness_figure(title: str, results: Mapping[str, Robustness], colors: Map
             frame = pd.DataFrame(rows, columns=["rule", "learning rate", "decades"])
             sns.barplot(data=frame, y="rule", x="decades", hue="learning rate", ax=right, orient="h",
                         palette="colorblind")
+            for container in right.containers:
+                right.bar_label(container, fmt="%.2f", padding=3, fontsize=8)
+            right.set_xlim(0, max(1.0, 1.2 * frame["decades"].max()))
             right.set_xlabel(f"learning-rate band within {100 * margin:.0f}% of the best (decades)")
             right.set_title("span of learning rates that stay near the best", fontsize=10)
         else:
@@ -320,7 +336,7 @@ def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], l
                     if str(best[name]) in categories:
                         ax.scatter([categories.index(str(best[name]))], [best["error"]], **BEST_MARKER, label="best")
             if best is not None:
-                ax.axhline(best["error"] * (1 + margin), color="#777777", ls="--", lw=1)
+                ax.axhline(best["error"] + max(best["error"] * margin, 100 * MARGIN_FLOOR), color="#777777", ls="--", lw=1)
             ax.set_xlabel(name + (" (log scale)" if name in log_params and numeric else ""))
             ax.set_ylabel("best validation error (%)")
         for ax in flat[len(params):]:

@@ -30,7 +30,7 @@ class Paragraph:
 
 @dataclass
 class Bullets:
-    """A bulleted list."""
+    """A bulleted list; items starting with two spaces are sub-items of the one before."""
 
     items: list[str]
 
@@ -75,7 +75,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(block, Paragraph):
             parts.append(block.text)
         elif isinstance(block, Bullets):
-            parts.append("\n".join(f"- {item}" for item in block.items))
+            parts.append("\n".join(f"  - {item.strip()}" if item.startswith("  ") else f"- {item}" for item in block.items))
         elif isinstance(block, Table):
             frame = block.frame
             lines = ["| " + " | ".join(_md_cell(c) for c in frame.columns) + " |",
@@ -94,6 +94,22 @@ def _inline_html(text: str) -> str:
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
     text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
     return re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", text)
+
+
+def _html_list(items: Sequence[str]) -> str:
+    parts, open_sub = ["<ul>"], False
+    for item in items:
+        sub = item.startswith("  ")
+        if sub and not open_sub:
+            parts[-1] = parts[-1].removesuffix("</li>") + "<ul>"
+            open_sub = True
+        elif not sub and open_sub:
+            parts.append("</ul></li>")
+            open_sub = False
+        parts.append(f"<li>{_inline_html(item.strip())}</li>")
+    if open_sub:
+        parts.append("</ul></li>")
+    return "".join(parts) + "</ul>"
 
 
 _CSS = """
@@ -119,7 +135,7 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
         elif isinstance(block, Paragraph):
             body.append(f"<p>{_inline_html(block.text)}</p>")
         elif isinstance(block, Bullets):
-            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block.items) + "</ul>")
+            body.append(_html_list(block.items))
         elif isinstance(block, Table):
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in block.frame.columns)
             rows = "".join("<tr>" + "".join(f"<td>{_inline_html(str(v))}</td>" for v in row) + "</tr>"

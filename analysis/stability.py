@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 from scipy import stats
 
 MARGIN = 0.10
+MARGIN_FLOOR = 0.001  # 0.1 percentage point: keeps the margin meaningful when the best error is 0
 TRUST_RHO = 0.8
 MIN_CURVES = 5
 
@@ -32,17 +33,20 @@ class Robustness:
 
 
 def robustness(errors: Sequence[float], n_finished: int | None = None, lrs: Mapping[str, Sequence[float]] | None = None,
-               margin: float = MARGIN) -> Robustness:
-    """Fraction of configurations with error ≤ best·(1+margin) (failed and pruned count as outside), and the span in decades of each learning rate among them."""
+               margin: float = MARGIN, floor: float = MARGIN_FLOOR) -> Robustness:
+    """Share of configurations with error ≤ best + max(best·margin, floor), and each learning rate's span (decades) among them.
+
+    `errors` hold NaN for failed and pruned configurations, which count as outside the margin.
+    """
     values = np.asarray(errors, dtype=float)
     finite = np.isfinite(values)
     n_finished = int(values.size if n_finished is None else n_finished)
     if not finite.any() or n_finished == 0:
         return Robustness(n_finished, 0, math.nan, margin, 0, math.nan)
     best = float(values[finite].min())
-    within = finite & (values <= best * (1 + margin) + 1e-12)
+    within = finite & (values <= best + max(best * margin, floor) + 1e-12)
     margins = np.linspace(0.0, 1.0, 101)
-    fractions = np.array([(values[finite] <= best * (1 + m) + 1e-12).sum() / n_finished for m in margins])
+    fractions = np.array([(values[finite] <= best + max(best * m, floor) + 1e-12).sum() / n_finished for m in margins])
     bands = {}
     for name, rates in (lrs or {}).items():
         rates = np.asarray(rates, dtype=float)
@@ -64,6 +68,7 @@ class BudgetTrust:
     last_epoch: int
     settle_epoch: int | None
     threshold: float = TRUST_RHO
+    problem: str = ""
 
     @property
     def ok(self) -> bool:
@@ -73,12 +78,13 @@ class BudgetTrust:
     def verdict(self) -> str:
         """One line on whether short runs and pruning can be trusted for this rule."""
         if not self.ok:
-            return f"not enough learning curves (need {MIN_CURVES} complete trials with per-epoch validation errors)"
+            return self.problem or (f"not enough learning curves (need {MIN_CURVES} complete trials with "
+                                    "per-epoch validation errors)")
         if self.last_epoch <= 1:
             return "one epoch per run: nothing to compare"
-        if self.settle_epoch is None:
-            return (f"ranks never settle (Spearman ρ < {self.threshold:g} against the last epoch before the end): "
-                    "do not trust short runs or pruning")
+        if self.settle_epoch is None or self.settle_epoch >= self.last_epoch:
+            return (f"ranks never settle before the last epoch (Spearman ρ < {self.threshold:g} at epoch "
+                    f"{self.last_epoch - 1} of {self.last_epoch}): do not trust short runs or pruning")
         share = self.settle_epoch / self.last_epoch
         where = f"ρ ≥ {self.threshold:g} from epoch {self.settle_epoch} of {self.last_epoch}"
         if share <= 0.25:
@@ -121,6 +127,9 @@ def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 rho[index] = stats.spearmanr(at[keep], final[keep]).statistic
+    finite_final = final[np.isfinite(final)]
+    problem = "" if finite_final.size and np.ptp(finite_final) > 0 else \
+        "every configuration ends with the same error: nothing to rank"
     settle = None
     for index in range(epochs.size - 1, -1, -1):
         if np.isfinite(rho[index]) and rho[index] >= threshold:
@@ -128,4 +137,4 @@ def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO
         else:
             break
     return BudgetTrust(epochs=epochs, rho=rho, n_curves=counts, last_epoch=last_epoch, settle_epoch=settle,
-                       threshold=threshold)
+                       threshold=threshold, problem=problem)

@@ -6,7 +6,6 @@ import fnmatch
 import math
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
@@ -17,74 +16,71 @@ from optuna.trial import FrozenTrial, TrialState
 from bioscale.errors import UsageError
 
 DEFAULT_STAGE = "tune"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def open_storage(storage: str | BaseStorage) -> BaseStorage:
-    """An Optuna storage from a URL (sqlite, postgresql, mysql) or a journal-file path; never creates one."""
+def _spec(storage: str | None):
+    # The study driver's parser, so that analysis takes exactly the addresses `bioscale study` does.
+    from bioscale.study import parse_storage
+
+    return parse_storage(storage.strip() if storage else None, must_exist=True)
+
+
+def display_name(storage: str | BaseStorage | None) -> str:
+    """The storage address for messages and the report, any password hidden."""
+    if isinstance(storage, BaseStorage):
+        return type(storage).__name__
+    try:
+        return _spec(storage).display()
+    except UsageError:
+        return str(storage)
+
+
+def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
+    """An existing Optuna storage: sqlite:///FILE.db, postgresql://..., journal:///FILE.log, FILE.db or FILE.log; never creates one.
+
+    None means the study driver's default storage (sqlite:///bioscale.db).
+    """
     if isinstance(storage, BaseStorage):
         return storage
-    url = str(storage).strip()
-    if not url:
-        raise UsageError("empty storage URL; pass --storage sqlite:///path/to/bioscale.db (or another Optuna storage URL)")
-    if "://" not in url:
-        path = Path(url).expanduser()
-        if not path.is_file():
-            raise UsageError(f"storage {url!r} is neither a URL nor an existing file; "
-                             "pass --storage sqlite:///path/to/bioscale.db or the path of a journal file")
-        with path.open("rb") as handle:
-            is_sqlite = handle.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
-        if not is_sqlite:
-            return _open_journal(path)
-        url = f"sqlite:///{path.resolve()}"
-    if url.startswith("sqlite:"):
-        _check_sqlite_file(url)
-    return _open_rdb(url)
+    spec = _spec(storage)
+    if spec.kind == "journal":
+        return _open_journal(spec.url)
+    if spec.kind == "sqlite":
+        _check_sqlite_file(spec.path, spec.display())
+    return _open_rdb(spec.url, spec.display())
 
 
-def _check_sqlite_file(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
+def _check_sqlite_file(path: str, shown: str) -> None:
     try:
-        database = make_url(url).database
-    except Exception as error:  # sqlalchemy raises several kinds for malformed URLs
-        raise UsageError(f"malformed storage URL {url!r} ({error}); write sqlite:///relative.db or sqlite:////abs/path.db") from None
-    if not database or database == ":memory:":
-        raise UsageError(f"storage {url!r} names no database file; write sqlite:///path/to/bioscale.db")
-    path = Path(database).expanduser()
-    if not path.is_file():
-        raise UsageError(f"storage {url!r}: no such file {str(path)!r}; run the studies first or point --storage at an existing database")
-    try:
-        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as connection:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as error:
-        raise UsageError(f"storage {url!r}: {path} is not a readable SQLite database ({error})") from None
+        raise UsageError(f"storage {shown!r}: {path} is not a readable SQLite database ({error})") from None
     if "studies" not in tables:
-        raise UsageError(f"storage {url!r}: {path} holds no Optuna studies; point --storage at the database the studies wrote")
+        raise UsageError(f"storage {shown!r}: {path} holds no Optuna studies; point --storage at the database the studies wrote")
 
 
-def _open_rdb(url: str) -> BaseStorage:
+def _open_rdb(url: str, shown: str) -> BaseStorage:
+    engine_kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
     try:
-        return optuna.storages.RDBStorage(url, skip_table_creation=True)
-    except RuntimeError as error:
-        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except Exception as error:  # driver, connection and schema-version errors come in many classes
+        text = str(getattr(error, "orig", None) or error).strip().splitlines()
+        reason = text[0] if text else type(error).__name__
         if "upgrade" in str(error):
-            raise UsageError(f"storage {url!r} was written by another Optuna version ({text}); "
-                             f"run `optuna storage upgrade --storage {url}` first") from None
-        raise UsageError(f"cannot open storage {url!r}: {text}") from None
-    except Exception as error:  # driver and connection errors come in many classes
-        text = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UsageError(f"cannot open storage {url!r}: {text}; check the URL, the server and the credentials") from None
+            raise UsageError(f"storage {shown!r} was written by another Optuna version ({reason}); "
+                             f"run `optuna storage upgrade --storage URL` first") from None
+        raise UsageError(f"cannot open storage {shown!r}: {reason}; check the URL, the server and the credentials") from None
 
 
-def _open_journal(path: Path) -> BaseStorage:
+def _open_journal(path: str) -> BaseStorage:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     try:
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(path))
     except Exception as error:
-        raise UsageError(f"cannot read {str(path)!r} as an Optuna journal file ({error}); "
-                         "pass --storage sqlite:///path/to/bioscale.db for a database") from None
+        raise UsageError(f"cannot read {path!r} as an Optuna journal file ({error}); "
+                         "pass --storage sqlite:///FILE.db for a database") from None
 
 
 def is_dashboard_readable(storage: BaseStorage) -> bool:
@@ -170,13 +166,14 @@ def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: st
         raise UsageError(f"{url} holds no studies; run `bioscale study` first or pass the storage the studies wrote")
     names = sorted(s.study_name for s in summaries)
     if patterns:
-        chosen = [s for s in summaries if any(fnmatch.fnmatchcase(s.study_name, p) for p in patterns)]
+        chosen = [s for s in summaries if any(s.study_name == p or fnmatch.fnmatchcase(s.study_name, p) for p in patterns)]
         if not chosen:
             raise UsageError(f"no study in {url} matches {' '.join(patterns)}; studies there: {_short_list(names)}")
     else:
         chosen = [s for s in summaries if s.user_attrs.get("stage") == DEFAULT_STAGE]
         if not chosen:
-            raise UsageError(f"no study in {url} has stage {DEFAULT_STAGE!r}; pass --study PATTERN to pick some of: {_short_list(names)}")
+            raise UsageError(f"no study in {url} has stage {DEFAULT_STAGE!r}; "
+                             f"pass --study PATTERN to pick some of: {_short_list(names)}")
     records = []
     for summary in sorted(chosen, key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)

@@ -43,8 +43,14 @@ def sample(space: Mapping[str, BaseDistribution], rng: np.random.Generator) -> d
 
 def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution], value: float | None, *,
                    epochs: int = 10, state: TrialState = TrialState.COMPLETE, end_reason: str | None = None,
-                   rng: np.random.Generator | None = None, curve_noise: float = 0.0) -> FrozenTrial:
-    """A trial carrying the contract's user attributes; its learning curve decays to `value` at the last epoch."""
+                   rng: np.random.Generator | None = None, curve_noise: float = 0.0,
+                   epochs_done: int | None = None) -> FrozenTrial:
+    """A trial carrying the contract's user attributes; its learning curve decays to `value` at the last epoch.
+
+    `curve_noise` is the relative (log-normal) noise on each epoch's error, so the trial's value
+    (the lowest validation error) may fall below `value`. `epochs_done` cuts the curve short, as
+    for a trial that diverged or was pruned.
+    """
     rng = rng or np.random.default_rng(0)
     attrs: dict[str, object] = {"seconds": 1.0, "device": "cpu", "seed": int(rng.integers(1 << 30)),
                                 "versions": {"bioscale": "synthetic"}, "config": dict(params)}
@@ -52,8 +58,9 @@ def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution]
     if value is not None:
         start = min(0.9, value + 0.5)
         val = [value + (start - value) * math.exp(-3 * e / epochs) * (1 - e / epochs) for e in range(1, epochs + 1)]
-        val = [min(0.95, max(0.0, v + curve_noise * rng.normal())) for v in val]
+        val = [min(0.95, v * math.exp(curve_noise * rng.normal())) for v in val]
         val[-1] = value
+        val = val[:epochs_done or epochs]
         best_epoch = int(np.argmin(val)) + 1
         train = [max(0.0, v - 0.02) for v in val]
         test = [min(1.0, v + 0.005) for v in val]
@@ -77,7 +84,8 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
     """Create `{stage}:{dataset}:{arch}:{label}` with random-search trials of `objective` (an error in [0, 1]).
 
     `conditional(params)` may return extra distributions to sample for a configuration (e.g.
-    `alpha` only with some schedule); `n_failed` adds diverged FAIL trials.
+    `alpha` only with some schedule); `n_failed` adds diverged trials, which the study driver
+    records as PRUNED with `end_reason` "diverged: ..." after a few epochs.
     """
     space = dict(space or PAPER_SPACE)
     rng = np.random.default_rng(seed)
@@ -102,8 +110,8 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
             error = float(np.clip(objective(params), 0.0, 1.0))
             trials.append(contract_trial(params, distributions, error, epochs=epochs, rng=rng, curve_noise=curve_noise))
         else:
-            trials.append(contract_trial(params, distributions, None, epochs=epochs, state=TrialState.FAIL,
-                                         end_reason="diverged: loss became nan", rng=rng))
+            trials.append(contract_trial(params, distributions, 0.9, epochs=epochs, state=TrialState.PRUNED,
+                                         end_reason="diverged: loss became nan", rng=rng, epochs_done=2))
     with quiet_optuna():
         study.add_trials(trials)
     return study

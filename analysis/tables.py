@@ -8,7 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .storage import StudyRecord
+from optuna.storages import BaseStorage
+
+from .storage import StudyRecord, display_name, open_storage, select_studies
 
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
                 "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
@@ -45,6 +47,7 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
 def best_table_from(records: Sequence[StudyRecord]) -> pd.DataFrame:
     """One row per study: trial counts, best validation error, test error at the best trial, evaluated test error."""
     frame = pd.DataFrame([best_row(r) for r in records], columns=BEST_COLUMNS)
+    frame["best_trial"] = frame["best_trial"].astype("Int64")
     return frame.sort_values(["dataset", "arch", "label", "study"], kind="stable").reset_index(drop=True)
 
 
@@ -72,3 +75,8 @@ def end_reasons(record: StudyRecord) -> dict[str, int]:
         key = str(reason).split(":")[0].strip()
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def best_table(storage: str | BaseStorage | None, patterns: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per matching study (default: stage 'tune'): trial counts, best and evaluated errors."""
+    return best_table_from(select_studies(open_storage(storage), patterns, url=display_name(storage)))

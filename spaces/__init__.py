@@ -203,8 +203,12 @@ def _convert(name: str, text: Any, kind: Any) -> Any:
         except ValueError:
             raise ValueError(f"{name}={text!r} is not a number") from None
         if isinstance(kind, CategoricalDistribution):
-            # Choices such as β2 mix nothing but one type; ints stay ints when they are whole.
-            return int(number) if all(isinstance(c, int) for c in kind.choices) and number.is_integer() else number
+            # Numeric choices are all ints (batch sizes) or all floats (β2, ε).
+            if all(isinstance(c, int) for c in kind.choices):
+                if not number.is_integer():
+                    raise ValueError(f"{name}={text!r} is not a whole number")
+                return int(number)
+            return number
         if isinstance(example, int):
             if not number.is_integer():
                 raise ValueError(f"{name}={text!r} is not a whole number")

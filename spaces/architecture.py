@@ -3,7 +3,7 @@
 fc:       `depth` hidden layers of `width` units.
 lc, conv: `depth` spatial layers with `kernel` × `kernel` filters; the first has `channels`
           output channels and each next one doubles them (up to 8×); strides are 2 while the
-          feature map is wider than 4, then 1 (the paper replaced pooling by strided layers);
+          feature map is wider than 2, then 1 (the paper replaced pooling by strided layers);
           then one fully connected layer of `width` units where the dataset's preset has one.
 """
 
@@ -49,7 +49,7 @@ def build(family: str, dataset: str, params: dict[str, int]) -> str:
         return f"{int(params['depth'])}*fc:{int(params['width'])}"
     side, channels, layers = _SIDE.get(dataset, 32), int(params["channels"]), []
     for i in range(int(params["depth"])):
-        stride = 2 if side > 4 else 1
+        stride = 2 if side > 2 else 1
         side = -(-side // stride)
         layers.append(f"{family}:{int(params['kernel'])}:{min(channels * 2 ** i, channels * 8)}:{stride}")
     if "width" in params:

@@ -11,7 +11,7 @@ SCHEDULES = ("parallel", "alternating")
 
 _ADAM = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps")
 SPACES = {
-    "tp": pick(*_ADAM, "alpha", "sigma"),
+    "tp": pick(*_ADAM, "sigma"),  # vanilla TP: targets through inverses only
     "dtp": pick(*_ADAM, "alpha", "sigma"),  # α: the penultimate layer's gradient step (Eq. 2)
     "sdtp": pick(*_ADAM, "sigma"),  # no gradient anywhere, so no α
     "ao-sdtp": pick(*_ADAM, "sigma", "aux_size"),  # Eq. 3: the auxiliary output's size

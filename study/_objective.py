@@ -98,7 +98,7 @@ def make_objective(plan: Plan, device: str, *, progress: bool | None = None,
             curve["test"].append(record.test_error)
             trial.set_user_attr("curve", curve)
             trial.report(record.val_error, record.epoch)
-            if trial.should_prune():
+            if record.epoch < plan.epochs and trial.should_prune():  # after the last epoch there is nothing to save
                 raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
 
         training, settings = spaces.split_config(plan.rule, config)

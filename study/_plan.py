@@ -169,7 +169,7 @@ def _check_rule_accepts(rule: str, schedule: str | None, space: Mapping[str, Bas
         try:
             settings = rules.coerce_settings(rule, settings)
             with torch.random.fork_rng():
-                rules.get(rule)(Net("fc:4", (1, 4, 4), 3, fixed.get("activation", "tanh")), **settings)
+                rules.get(rule)(Net("2*fc:4", (1, 4, 4), 3, fixed.get("activation", "tanh")), **settings)
         except UsageError:
             raise
         except Exception as error:  # the rule's own checks (ValueError, torch.optim's range checks)

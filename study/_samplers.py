@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bioscale.errors import UsageError
 
 SAMPLERS = ("tpe", "random")
-PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")
+PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")  # EPOCH defaults to 10
 
 # TPE as bioscale runs it. Optuna 5 made the multivariate TPE and the constant liar its
 # defaults; pinning them (and the rest) keeps a study's protocol the same under any version.
@@ -78,12 +78,12 @@ def make_pruner(spec: str, epochs: int) -> BasePruner:
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     if name == "best-after":
         try:
-            epoch = int(argument) if argument else min(10, epochs)
+            epoch = int(argument) if argument else 10
         except ValueError:
             epoch = 0
-        if not 1 <= epoch <= epochs:
+        if epoch < 1 or (argument and epoch > epochs):
             raise UsageError(f"pruner {spec!r}: the epoch must be a whole number from 1 to the study's {epochs} epochs")
-        return BestAfterPruner(epoch)
+        return BestAfterPruner(epoch, epochs)
     raise UsageError(f"unknown pruner {spec!r}; choose one of: {', '.join(PRUNERS)}")
 
 
@@ -93,15 +93,15 @@ class BestAfterPruner(BasePruner):
     The paper ran every configuration for 10 epochs and continued only the best. Run one after
     another, each trial is stopped at `epoch` unless its validation error there beats every
     other trial's at the same epoch; the trials that continue are a superset of the paper's one,
-    and include it.
+    and include it. A study of no more than `epoch` epochs has nothing to continue: no pruning.
     """
 
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, epoch: int, epochs: int) -> None:
+        self.epoch, self.epochs = epoch, epochs
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
-        if step != self.epoch:
+        if step != self.epoch or step >= self.epochs:
             return False
         mine = trial.intermediate_values[step]
         for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):

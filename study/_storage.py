@@ -96,6 +96,12 @@ def parse_storage(url: str | None, *, must_exist: bool = False) -> StorageSpec:
         return _file_spec(database, "sqlite", must_exist, url)
     if backend not in ("postgresql", "mysql", "mariadb", "oracle", "mssql"):
         raise UsageError(f"unknown storage scheme {parsed.drivername!r} in {hide_password(url)!r}: {_HINT}")
+    if parsed.drivername in ("postgresql", "postgres"):
+        # SQLAlchemy's default PostgreSQL driver changed (psycopg2 -> psycopg 3): use the one installed.
+        import importlib.util
+
+        driver = next((d for d in ("psycopg", "psycopg2") if importlib.util.find_spec(d)), "psycopg2")
+        url = f"postgresql+{driver}://" + url.split("://", 1)[1]
     return StorageSpec(url, "rdb")
 
 

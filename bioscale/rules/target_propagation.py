@@ -79,17 +79,18 @@ class TargetProp(Rule):
         self.epoch = 0
         self.steps = 0
 
-        device = next(net.parameters()).device
+        like = next(net.parameters())  # inverses live on the net's device, in its dtype
         with torch.no_grad():  # the shape of every activity h_0 .. h_{L-1}
-            shapes = [tuple(h.shape[1:]) for h in net.activities(torch.zeros(1, *net.input_shape, device=device))]
+            shapes = [tuple(h.shape[1:]) for h in net.activities(like.new_zeros(1, *net.input_shape))]
         # inverses[i] inverts blocks[i + 1]: from h_{i+2}'s space to h_{i+1}'s. Layer 1 has none.
         self.inverses = nn.ModuleList(inverse_of(block.layer, shape, net.activation)
-                                      for block, shape in zip(net.blocks[1:], shapes[1:])).to(device)
+                                      for block, shape in zip(net.blocks[1:], shapes[1:])).to(like)
         self.output_inverse: Inverse | None = None
         if self.output_inverse_needed:
-            self.output_inverse = LinearInverse(self.output_units(), shapes[-1], net.activation).to(device)
+            self.output_inverse = LinearInverse(self.output_units(), shapes[-1], net.activation).to(like)
         self.inverse_optimizer = torch.optim.Adam(
-            self.inverse_parameters(), lr=inverse_lr, betas=(inverse_beta1, inverse_beta2), eps=inverse_eps)
+            self.inverse_parameters(), lr=inverse_lr, betas=(inverse_beta1, inverse_beta2),
+            eps=inverse_eps) if self.inverse_parameters() else None  # DTP on one hidden layer has no inverse
 
     # -- the parts the variants override -------------------------------------------------------
 
@@ -159,7 +160,7 @@ class TargetProp(Rule):
         The target is the clean h_{l-1} (de-noising) or the noisy h̃_{l-1} (noise-preserving).
         """
         losses = []
-        pairs = [(inverse, block.__call__) for inverse, block in zip(self.inverses, self.net.blocks[1:])]
+        pairs = list(zip(self.inverses, self.net.blocks[1:]))
         inputs = [h.detach() for h in hs[1:]]
         if self.output_inverse is not None:
             pairs.append((self.output_inverse, lambda h: self.output_activity(h, self.net.output_logits(h))))
@@ -180,14 +181,15 @@ class TargetProp(Rule):
         with torch.set_grad_enabled(train_forward):
             hs, logits = self.layer_outputs(x)
             task_loss = cross_entropy(logits, y)
-        if phase != "forward":
+        if phase != "forward" and self.inverse_optimizer is not None:
             self.inverse_optimizer.zero_grad(set_to_none=True)
-            sum(self.inverse_losses(hs)).backward()
+            sum(self.inverse_losses(hs)).backward()  # separate one-inverse graphs, as below
             self.inverse_optimizer.step()
         if train_forward:
             targets = self.targets(hs, logits, y)  # from the inverses just updated
             self.forward_optimizer.zero_grad(set_to_none=True)
-            sum(self.local_losses(hs, targets), task_loss).backward()  # separate one-layer graphs: each θ_l gets its own gradient
+            # separate one-layer graphs: each θ_l gets the gradient of its own loss only
+            sum(self.local_losses(hs, targets), task_loss).backward()
             self.forward_optimizer.step()
         self.steps += 1
         return task_loss.detach()
@@ -245,7 +247,7 @@ class AuxiliaryOutputSDTP(SimplifiedDTP):
             raise UsageError(f"aux_size must be a whole number of units >= 1, not {aux_size!r}")
         self.aux_size = int(aux_size)
         units = net.output.in_features
-        self.auxiliary = RandomFeatures(units, self.aux_size).to(next(net.parameters()).device)
+        self.auxiliary = RandomFeatures(units, self.aux_size).to(next(net.parameters()))
         super().__init__(net, **settings)
 
     def output_units(self) -> int:

@@ -1,0 +1,142 @@
+"""Reading studies back (list, best) and the evaluate stage (re-train the best with several seeds)."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from typing import Any, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from bioscale import spaces
+from bioscale.errors import Diverged, UsageError
+from bioscale.train import train
+
+from ._driver import check_devices, finished, summary_counts
+from ._storage import BaseStorage, open_storage, parse_storage
+
+
+def _open(storage: str | None) -> BaseStorage:
+    """An existing storage, for reading (nothing is created)."""
+    return open_storage(parse_storage(storage, must_exist=True), heartbeat=False)
+
+
+def resolve_study_name(storage: BaseStorage, name: str | None) -> str:
+    """`name`, or the only study in the storage; UsageError when that is ambiguous or missing."""
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name is None:
+        if len(names) == 1:
+            return names[0]
+        raise UsageError(f"this storage holds {len(names)} studies; name one with --study-name: {', '.join(names) or 'none'}")
+    if name not in names:
+        raise UsageError(f"no study {name!r} in this storage; studies: {', '.join(names) or 'none'}")
+    return name
+
+
+def list_studies(storage: str | None) -> list[dict[str, Any]]:
+    """One dict per study: name, stage, dataset, arch, label, trial counts, budget, best validation error."""
+    storage_obj = _open(storage)
+    return [study_summary(optuna.load_study(study_name=s.study_name, storage=storage_obj))
+            for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
+
+
+def study_summary(study: optuna.Study) -> dict[str, Any]:
+    """A study's row of `list_studies`."""
+    trials = study.get_trials(deepcopy=False)
+    attrs = study.user_attrs
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    evaluation = attrs.get("evaluation") or {}
+    return {"study": study.study_name, "stage": attrs.get("stage"), "dataset": attrs.get("dataset"),
+            "arch": attrs.get("arch"), "label": attrs.get("label"), "epochs": attrs.get("epochs"),
+            "budget": attrs.get("trials"), "finished": sum(finished(t) for t in trials),
+            "states": summary_counts(trials), "best_val_error": min((t.value for t in complete), default=None),
+            "test_error_mean": evaluation.get("test_error_mean"), "winner": attrs.get("winner")}
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    """The complete trial with the lowest validation error (ties: the earliest)."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    if not complete:
+        raise UsageError(f"study {study.study_name!r} has no complete trial yet")
+    return min(complete, key=lambda t: (t.value, t.number))
+
+
+def best(storage: str | None, study_name: str | None = None) -> dict[str, Any]:
+    """The best trial of a study: its number, validation / test / train errors, sampled params and full config."""
+    storage_obj = _open(storage)
+    name = resolve_study_name(storage_obj, study_name)
+    return best_of(optuna.load_study(study_name=name, storage=storage_obj))
+
+
+def best_of(study: optuna.Study) -> dict[str, Any]:
+    """`best` for a loaded study."""
+    trial = best_trial(study)
+    attrs = study.user_attrs
+    out = {"study": study.study_name, "trial": trial.number, "val_error": trial.value,
+           "test_error": trial.user_attrs.get("test_error"), "train_error": trial.user_attrs.get("train_error"),
+           "best_epoch": trial.user_attrs.get("best_epoch"), "params": dict(trial.params),
+           "config": trial.user_attrs.get("config", {}), "seconds": trial.user_attrs.get("seconds"),
+           "finished": sum(finished(t) for t in study.get_trials(deepcopy=False)), "budget": attrs.get("trials")}
+    if "winner" in attrs:
+        out["winner"] = attrs["winner"]
+    if "evaluation" in attrs:
+        out["evaluation"] = attrs["evaluation"]
+    return out
+
+
+def train_command(config: dict[str, Any]) -> str:
+    """A `bioscale train` command line that trains `config` (with the validation split)."""
+    from bioscale import rules
+
+    parts = ["bioscale train", f"--rule {config['rule']}", f"--dataset {config['dataset']}", f"--arch '{config['arch']}'",
+             f"--epochs {config['epochs']}", f"--activation {config['activation']}", f"--batch-size {config['batch_size']}"]
+    defaults = rules.settings(config["rule"])
+    parts += [f"--set {k}={config[k]}" for k in defaults if k in config and config[k] != defaults[k]]
+    return " ".join(parts)
+
+
+def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Sequence[int] = (0, 1, 2),
+                   epochs: int | None = None, device: str = "cpu", data_root: str | None = None,
+                   progress: bool | None = None) -> dict[str, Any]:
+    """Re-train the study's best configuration on the full training set with each seed; record the test errors.
+
+    The result (seeds, test and train errors, their mean and spread) is stored in the study's
+    user attribute `evaluation` and returned.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError("give one or more distinct seeds, e.g. --seeds 0,1,2")
+    if epochs is not None and epochs < 1:
+        raise UsageError(f"epochs must be >= 1 (got {epochs})")
+    device = check_devices([device])[0]
+    storage_obj = _open(storage)
+    name = resolve_study_name(storage_obj, study_name)
+    study = optuna.load_study(study_name=name, storage=storage_obj)
+    trial = best_trial(study)
+    config = dict(trial.user_attrs["config"])
+    epochs = epochs or int(study.user_attrs.get("epochs") or config["epochs"])
+    config["epochs"] = epochs
+    training, settings = spaces.split_config(config["rule"], config)
+    test_errors, train_errors, diverged = [], [], []
+    for seed in seeds:
+        try:
+            result, _ = train(rule=config["rule"], dataset=config["dataset"], arch=config["arch"], epochs=epochs,
+                              seed=seed, device=device, data_root=data_root, val_size=0, settings=settings,
+                              progress=progress, chance_patience=0, **training)
+        except Diverged as error:
+            diverged.append({"seed": seed, "reason": error.reason})
+            continue
+        last = result.history[-1]
+        test_errors.append(last.test_error)
+        train_errors.append(last.train_error)
+        if progress is not False and sys.stderr.isatty():
+            print(f"seed {seed}: test error {100 * last.test_error:.2f}%", file=sys.stderr)
+    evaluation = {"seeds": seeds, "test_errors": test_errors, "train_errors": train_errors,
+                  "test_error_mean": statistics.fmean(test_errors) if test_errors else None,
+                  "test_error_std": statistics.stdev(test_errors) if len(test_errors) > 1 else (0.0 if test_errors else None),
+                  "epochs": epochs, "config": config, "trial": trial.number, "device": device}
+    if diverged:
+        evaluation["diverged"] = diverged
+    study.set_user_attr("evaluation", evaluation)
+    return evaluation

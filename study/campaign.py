@@ -1,0 +1,143 @@
+"""Campaigns: a tuning study for every rule and schedule on fixed architectures, then evaluation.
+
+`run_campaign` is what `bioscale demo` (digits, small budget, every core) and `bioscale campaign`
+(the paper's protocol on real data) run before `bioscale.analysis.analyze`. Everything lands in
+one Optuna storage, so rerunning the same campaign resumes it: finished studies are skipped,
+evaluated ones are not evaluated again.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import optuna
+
+from bioscale import rules
+from bioscale.errors import UsageError
+
+from ._plan import label as make_label, study_name as make_study_name
+from ._results import evaluate_study
+
+SCHEDULES = ("alternating", "parallel")
+
+
+@dataclass(frozen=True)
+class CampaignStudy:
+    """One (rule, schedule, architecture) tuning study of a campaign."""
+
+    rule: str
+    schedule: str | None
+    arch: str
+    dataset: str
+
+    @property
+    def label(self) -> str:
+        """`dtp-alternating`, `bp`, ..."""
+        return make_label(self.rule, self.schedule)
+
+    @property
+    def name(self) -> str:
+        """The study's name in the storage."""
+        return make_study_name("tune", self.dataset, self.arch, self.label)
+
+
+def plan_campaign(dataset: str, archs: Sequence[str], rule_names: Sequence[str] | None = None) -> list[CampaignStudy]:
+    """Every study of a campaign: each rule (TP-family rules in both schedules) on each architecture."""
+    known = rules.names()
+    chosen = list(rule_names) if rule_names else known
+    for name in chosen:
+        rules.get(name)  # unknown names: one clear line
+    out = []
+    for arch in archs:
+        for name in chosen:
+            schedules = SCHEDULES if "schedule" in rules.settings(name) else (None,)
+            out += [CampaignStudy(name, schedule, arch, dataset) for schedule in schedules]
+    return out
+
+
+def _tune(study: CampaignStudy, options: dict[str, Any]) -> tuple[str, float | None]:
+    """Run one study to its budget in this process (a joblib worker); returns its best validation error."""
+    import torch
+
+    from ._driver import run_study
+
+    if options.pop("single_thread", False):
+        torch.set_num_threads(1)
+    result = run_study("tune", study.rule, study.dataset, study.arch, schedule=study.schedule, progress=False, **options)
+    values = [t.value for t in result.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    return study.name, min(values, default=None)
+
+
+def _evaluate(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    import torch
+
+    if options.pop("single_thread", False):
+        torch.set_num_threads(1)
+    try:
+        return name, evaluate_study(study_name=name, progress=False, **options)
+    except UsageError as error:  # e.g. a study whose every trial diverged
+        return name, {"error": str(error)}
+
+
+def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int, epochs: int, sampler: str = "tpe",
+                 pruner: str = "none", workers: int = 1, devices: Sequence[str] = ("cpu",), seeds: Sequence[int] = (0, 1, 2),
+                 eval_epochs: int | None = None, data_root: str | None = None, fixed: dict[str, Any] | None = None,
+                 parallel_studies: bool = False, progress: bool = True) -> list[str]:
+    """Tune every study to its trial budget, then evaluate each best configuration with `seeds`; returns the study names.
+
+    With `parallel_studies`, `workers` processes each take whole studies (one thread each: many
+    small studies fill a CPU best that way); otherwise each study runs on all `workers` in turn.
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    show = progress and sys.stderr.isatty()
+    options = dict(storage=storage, trials=trials, epochs=epochs, sampler=sampler, pruner=pruner,
+                   data_root=data_root, fixed=dict(fixed or {}))
+    say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
+    names = [s.name for s in studies]
+    with tqdm(total=2 * len(studies), desc="campaign", unit="step", disable=not show, dynamic_ncols=True) as bar:
+        if parallel_studies and workers > 1:
+            jobs = (delayed(_tune)(s, {**options, "devices": [devices[i % len(devices)]], "single_thread": True})
+                    for i, s in enumerate(studies))
+            results = Parallel(n_jobs=workers, return_as="generator_unordered")(jobs)
+        else:
+            results = (_tune(s, {**options, "workers": workers, "devices": list(devices)}) for s in studies)
+        for name, value in results:
+            bar.update()
+            say(f"tuned     {name}: best validation error {_pct(value)}")
+        evaluated = _already_evaluated(storage, names, seeds)
+        todo = [n for n in names if n not in evaluated]
+        bar.update(len(evaluated))
+        eval_options = dict(storage=storage, seeds=list(seeds), epochs=eval_epochs, data_root=data_root)
+        if parallel_studies and workers > 1:
+            jobs = (delayed(_evaluate)(n, {**eval_options, "device": devices[i % len(devices)], "single_thread": True})
+                    for i, n in enumerate(todo))
+            results = Parallel(n_jobs=workers, return_as="generator_unordered")(jobs)
+        else:
+            results = (_evaluate(n, {**eval_options, "device": devices[0]}) for n in todo)
+        for name, evaluation in results:
+            bar.update()
+            if evaluation and "error" not in evaluation:
+                say(f"evaluated {name}: test error {_pct(evaluation['test_error_mean'])} over seeds {list(seeds)}")
+            else:
+                say(f"evaluated {name}: skipped ({(evaluation or {}).get('error', 'no result')})")
+    return names
+
+
+def _already_evaluated(storage: str, names: Sequence[str], seeds: Sequence[int]) -> set[str]:
+    from ._storage import open_storage, parse_storage
+
+    storage_obj = open_storage(parse_storage(storage, must_exist=True), heartbeat=False)
+    done = set()
+    for name in names:
+        evaluation = optuna.load_study(study_name=name, storage=storage_obj).user_attrs.get("evaluation") or {}
+        if evaluation.get("seeds") == list(seeds):
+            done.add(name)
+    return done
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"

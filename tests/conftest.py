@@ -1,0 +1,39 @@
+"""Fixtures shared by the test files: a PostgreSQL server when one is configured, free ports, the CLI in a child process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """$BIOSCALE_TEST_POSTGRES_URL; the test is skipped without it, or fails when $BIOSCALE_REQUIRE_POSTGRES is set."""
+    url = os.environ.get("BIOSCALE_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("BIOSCALE_REQUIRE_POSTGRES"):
+            pytest.fail("BIOSCALE_REQUIRE_POSTGRES is set but BIOSCALE_TEST_POSTGRES_URL is not")
+        pytest.skip("set BIOSCALE_TEST_POSTGRES_URL to a PostgreSQL database to run this test")
+    return url
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bioscale_process(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """`bioscale ARGS` as a child process (the installed package, this interpreter, one torch thread)."""
+    return subprocess.Popen([sys.executable, "-m", "bioscale.cli", *args], cwd=kwargs.pop("cwd", REPO),
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)

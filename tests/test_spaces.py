@@ -1,0 +1,119 @@
+"""Search spaces: declared as data, true to the rules' settings, wide enough for the paper, overridable."""
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from bioscale import rules, spaces
+from bioscale.data import DATASETS
+from bioscale.errors import UsageError
+from bioscale.nets import PRESET_NAMES, parse_spec, preset
+
+ALL_RULES = rules.names()
+
+
+def schedules_or_none(rule):
+    return spaces.schedules(rule) or (None,)
+
+
+@pytest.mark.parametrize("rule", ALL_RULES)
+def test_every_registered_rule_has_a_space_of_real_settings(rule):
+    settings = rules.settings(rule)
+    for schedule in schedules_or_none(rule):
+        declared = spaces.declared_space(rule, schedule)
+        unknown = sorted(set(declared) - set(settings) - set(spaces.TRAINING))
+        assert not unknown, f"the space of {rule} samples {unknown}, which are not settings of {rule}"
+        assert spaces.tuning_space(rule, schedule) == declared
+        assert {"activation", "batch_size", "forward_lr"} <= set(declared)
+
+
+@pytest.mark.parametrize("rule", ALL_RULES)
+def test_every_setting_is_sampled_or_deliberately_held(rule):
+    sampled = set().union(*(spaces.tuning_space(rule, s) for s in schedules_or_none(rule)))
+    forgotten = sorted(set(rules.settings(rule)) - sampled - set(spaces.held(rule)))
+    assert not forgotten, f"settings of {rule} neither sampled nor listed as held in its spaces module: {forgotten}"
+
+
+def test_target_propagation_spaces_follow_their_schedule():
+    if "dtp" not in ALL_RULES:
+        pytest.skip("target propagation is not registered")
+    assert "alternation_period" in spaces.tuning_space("dtp", "alternating")
+    assert "alternation_period" not in spaces.tuning_space("dtp", "parallel")
+    assert "schedule" not in spaces.tuning_space("dtp", "alternating")  # fixed per study, never sampled
+    assert "alpha" in spaces.tuning_space("dtp", "parallel") and "alpha" not in spaces.tuning_space("sdtp", "parallel")
+    assert "aux_size" in spaces.tuning_space("ao-sdtp", "parallel")
+    with pytest.raises(UsageError, match="no schedule 'sideways'"):
+        spaces.tuning_space("dtp", "sideways")
+
+
+def contains(dist, value):
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    return dist.low <= value <= dist.high
+
+
+def test_ranges_cover_table_4_and_the_best_values_of_table_5():
+    c = spaces.CATALOGUE
+    for prefix in ("forward", "inverse"):
+        lr, beta2, eps = c[f"{prefix}_lr"], c[f"{prefix}_beta2"], c[f"{prefix}_eps"]
+        assert lr.log and contains(lr, 1e-5) and contains(lr, 3e-4) and contains(lr, 9.6e-3)
+        assert all(contains(beta2, b) for b in (0.95, 0.99, 0.999))
+        assert all(contains(eps, e) for e in (1e-8, 1e-6, 1e-4, 1e-3))
+    assert contains(c["alpha"], 0.01) and contains(c["alpha"], 0.2)
+    assert contains(c["sigma"], 0.01) and contains(c["sigma"], 0.37)
+    assert contains(c["aux_size"], 512)
+    assert spaces.TRAINING["activation"].choices == ("tanh", "relu")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("family", spaces.ARCH_FAMILIES)
+def test_architecture_spaces_build_valid_specs_at_their_corners(family, dataset):
+    space = spaces.architecture_space(family, dataset)
+    assert "depth" in space and ("channels" in space) == (family != "fc")
+    for pick in (min, max):
+        point = {k: pick(d.choices) if isinstance(d, CategoricalDistribution) else pick(d.low, d.high) for k, d in space.items()}
+        layers = parse_spec(spaces.build_arch(family, dataset, point))
+        assert len([l for l in layers if l.kind == family or family == "fc"]) >= point["depth"]
+        assert all(l.kind in (family, "fc") for l in layers)
+
+
+def test_the_digits_presets_are_points_of_their_families():
+    fc = {"depth": 3, "width": 128}
+    assert spaces.build_arch("fc", "digits", fc) == "3*fc:128" == preset("digits", "fc")
+    lc = {"depth": 2, "channels": 16, "kernel": 3, "width": 128}
+    assert parse_spec(spaces.build_arch("lc", "digits", lc)) == parse_spec(preset("digits", "lc"))
+    for name, value in lc.items():
+        assert contains(spaces.architecture_space("lc", "digits")[name], value)
+    with pytest.raises(UsageError, match="family"):
+        spaces.architecture_space("3*fc:128", "digits")
+    assert set(PRESET_NAMES) == set(spaces.ARCH_FAMILIES)
+
+
+def test_overrides_fix_narrow_and_refuse():
+    space = spaces.tuning_space("fa")
+    defaults = spaces.rule_defaults("fa")
+    left, fixed = spaces.apply_overrides(space, {"forward_lr": "1e-4:1e-3", "batch_size": "64", "forward_eps": "1e-8,1e-6",
+                                                 "forward_beta1": "0.8", "activation": "relu"}, defaults)
+    assert fixed == {"batch_size": 64, "forward_beta1": 0.8, "activation": "relu"}
+    assert "batch_size" not in left and "activation" not in left
+    assert left["forward_lr"] == FloatDistribution(1e-4, 1e-3, log=True)
+    assert left["forward_eps"] == CategoricalDistribution((1e-8, 1e-6))
+    # A value outside the search range but inside the setting's limits is a deliberate choice.
+    assert spaces.apply_overrides(space, {"forward_lr": "0.5"}, defaults)[1] == {"forward_lr": 0.5}
+    for bad, message in [({"nope": "1"}, "unknown parameter 'nope'"), ({"forward_beta2": "1.5"}, r"out of range.*\[0, 1\)"),
+                         ({"forward_lr": "-1"}, "out of range"), ({"forward_lr": "1e-3:1e-4"}, "LOW < HIGH"),
+                         ({"batch_size": "12.5"}, "whole number"), ({"activation": "sigmoid"}, "not one of"),
+                         ({"forward_lr": "fast"}, "not a number"), ({"batch_size": "0"}, "out of range"),
+                         ({"forward_eps": "1e-8,1e-8"}, "two or more")]:
+        with pytest.raises(UsageError, match=message):
+            spaces.apply_overrides(space, bad, defaults)
+
+
+def test_overrides_of_architecture_and_integer_ranges():
+    space = spaces.architecture_space("lc", "mnist")
+    left, fixed = spaces.apply_overrides(space, {"depth": "2:3", "kernel": "5"}, {})
+    assert left["depth"] == IntDistribution(2, 3) and fixed == {"kernel": 5}
+
+
+def test_spaces_read_back_from_json():
+    space = spaces.tuning_space("bp")
+    assert spaces.space_from_json(spaces.space_to_json(space)) == space

@@ -1,0 +1,432 @@
+"""Target propagation (TP, DTP, SDTP, AO-SDTP): inverses, targets, locality, schedules, learning.
+
+Every expected value here is computed independently of the rule's own code path: targets from
+the paper's formulas, updates from single-layer autograd gradients.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bioscale import rules
+from bioscale.errors import UsageError
+from bioscale.inverses import ConvInverse, LinearInverse, LocallyConnectedInverse, inverse_of
+from bioscale.layers import Activation, LocallyConnected2d, lc2d
+from bioscale.nets import Net
+from bioscale.data import load
+from bioscale.train import fit, train
+
+TP_RULES = ("tp", "dtp", "sdtp", "ao-sdtp")
+# Tiny nets of every family on 8x8 inputs: LC/conv layers with strides 1 and 2, then fc.
+ARCHS = {"fc": "3*fc:16", "lc": "lc:3:3:2,lc:3:4:1,fc:12", "conv": "conv:3:3:2,conv:3:4:1,fc:12"}
+INPUT = (1, 8, 8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These nets are tiny: one thread is fastest, and far faster on a machine shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_rule(name, arch="fc", seed=0, dtype=torch.float32, **settings):
+    torch.manual_seed(seed)
+    net = Net(ARCHS[arch], INPUT, 10).to(dtype)
+    if name == "ao-sdtp":
+        settings.setdefault("aux_size", 7)
+    return rules.create(name, net, **settings)
+
+
+def batch(n=16, seed=1, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *INPUT, generator=g, dtype=dtype), torch.randint(0, 10, (n,), generator=g)
+
+
+def plain_activities(net, x):
+    """h_0 .. h_{L-1} by an ordinary forward pass, no autograd."""
+    with torch.no_grad():
+        return net.activities(x)
+
+
+def expected_targets(rule, hs, y, net=None):
+    """[ĥ_1 .. ĥ_{L-1}] from the paper's formulas, written out here without the rule's methods.
+
+    `net` is the forward net the activities came from (default the rule's); the inverses are the rule's.
+    """
+    net = net or rule.net
+    n = net.n_classes
+    h = hs[-1]
+    with torch.no_grad():
+        p = torch.softmax(net.output_logits(h), 1)
+    onehot = F.one_hot(y, n).to(h.dtype)
+    if rule.name == "dtp":
+        hv = h.detach().clone().requires_grad_(True)
+        per_example = F.cross_entropy(net.output_logits(hv), y, reduction="sum")  # Σ_i L_i: ∂/∂h_i = ∂L_i/∂h_i
+        (grad,) = torch.autograd.grad(per_example, hv)
+        top = h - rule.alpha * grad
+    else:
+        with torch.no_grad():
+            g = rule.output_inverse
+            if rule.name == "ao-sdtp":
+                z = torch.tanh(h.flatten(1) @ rule.auxiliary.weight.t())
+                p, onehot = torch.cat([p, z], 1), torch.cat([onehot, z], 1)
+            top = g(onehot) if rule.name == "tp" else h - g(p) + g(onehot)
+    targets = [top]
+    with torch.no_grad():
+        for i in range(len(hs) - 2, 0, -1):  # inverse of layer i+1 maps h_{i+1} -> h_i
+            g = rule.inverses[i - 1]
+            t = g(targets[0]) if rule.name == "tp" else g(targets[0]) + hs[i] - g(hs[i + 1])
+            targets.insert(0, t)
+    return targets
+
+
+def single_layer_gradients(net, hs, targets, x, y):
+    """Each layer's gradient of its own loss, input and target constant, one layer at a time."""
+    grads = []
+    for l, block in enumerate(net.blocks):
+        layer_loss = ((block(hs[l]) - targets[l]) ** 2).flatten(1).sum(1).mean()
+        grads.append(torch.autograd.grad(layer_loss, list(block.parameters())))
+    grads.append(torch.autograd.grad(F.cross_entropy(net.output_logits(hs[-1]), y), list(net.output.parameters())))
+    return grads
+
+
+# -- registry and settings -------------------------------------------------------------------
+
+def test_registered_with_the_papers_defaults():
+    assert set(TP_RULES) <= set(rules.names())
+    for name in TP_RULES:
+        s = rules.settings(name)
+        assert rules.get(name).locality == "local"
+        assert s["schedule"] == "parallel" and s["alternation_period"] == 0
+        assert (s["forward_lr"], s["inverse_lr"], s["sigma"]) == (1e-3, 1e-3, 0.1)
+        assert ("alpha" in s) == (name == "dtp") and ("aux_size" in s) == (name == "ao-sdtp")
+    assert rules.settings("dtp")["inverse_loss"] == "noise-preserving" and rules.settings("dtp")["alpha"] == 0.1
+    assert rules.settings("sdtp")["inverse_loss"] == "denoising"
+    assert rules.settings("ao-sdtp")["inverse_loss"] == "denoising" and rules.settings("ao-sdtp")["aux_size"] == 512
+
+
+def test_settings_from_strings_are_converted_and_stored():
+    rule = rules.create("ao-sdtp", Net("fc:8", INPUT, 10), alternation_period="39", sigma="0.2",
+                        aux_size="16", schedule="alternating", inverse_lr="3e-4")
+    assert rule.alternation_period == 39 and rule.aux_size == 16 and rule.sigma == 0.2
+    assert rule.get_params()["schedule"] == "alternating"
+    assert rule.inverse_optimizer.param_groups[0]["lr"] == 3e-4
+    assert rule.auxiliary.weight.shape == (16, 8)
+
+
+@pytest.mark.parametrize("setting", [{"schedule": "sometimes"}, {"inverse_loss": "l1"},
+                                     {"alternation_period": -1}, {"aux_size": 0}, {"nonsense": 1}])
+def test_bad_settings_are_rejected(setting):
+    with pytest.raises(UsageError):
+        rules.create("ao-sdtp", Net("fc:8", INPUT, 10), **setting)
+
+
+def test_unknown_schedule_message_lists_the_choices():
+    with pytest.raises(UsageError, match="parallel, alternating"):
+        rules.create("dtp", Net("fc:8", INPUT, 10), schedule="bogus")
+
+
+@pytest.mark.parametrize("name", TP_RULES)
+def test_a_single_hidden_layer_net_trains(name):
+    rule = rules.create(name, Net("fc:8", INPUT, 10))
+    assert len(rule.inverses) == 0
+    assert torch.isfinite(rule.step(*batch())) and torch.isfinite(rule.step(*batch()))
+
+
+def test_inverses_are_separate_parameters_with_their_own_optimizer():
+    for name in TP_RULES:
+        rule = make_rule(name, "lc")
+        forward = {id(p) for p in rule.forward_parameters()}
+        inverse = {id(p) for p in rule.inverse_parameters()}
+        assert forward == {id(p) for p in rule.net.parameters()} and not forward & inverse
+        assert inverse == {id(p) for g in rule.inverse_optimizer.param_groups for p in g["params"]}
+        # one inverse per layer except the first; DTP's top target needs none for the output layer
+        assert len(rule.inverses) == len(rule.net.blocks) - 1
+        assert (rule.output_inverse is None) == (name == "dtp")
+
+
+# -- inverse layers ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stride,size", [(1, (7, 7)), (2, (8, 8)), (2, (7, 6)), (3, (10, 9))])
+def test_lc_and_conv_inverses_are_the_transposed_maps_with_their_own_weights(stride, size):
+    torch.manual_seed(0)
+    lc = LocallyConnected2d(2, 3, 3, size, stride=stride).double()
+    conv = nn.Conv2d(2, 3, 3, stride=stride, padding=1).double()
+    x = torch.randn(4, 2, *size, dtype=torch.double)
+    for layer in (lc, conv):
+        inverse = inverse_of(layer, (2, *size), Activation("tanh")).double()
+        assert isinstance(inverse, LocallyConnectedInverse if layer is lc else ConvInverse)
+        assert inverse.weight.shape == layer.weight.shape and inverse.weight.data_ptr() != layer.weight.data_ptr()
+        v = inverse.weight.detach()
+        fwd = lc2d(x, v, None, *lc.geometry) if layer is lc else F.conv2d(x, v, stride=stride, padding=1)
+        h = torch.randn_like(fwd)
+        with torch.no_grad():
+            inverse.bias.normal_()
+            back = inverse.pre_activation(h)
+            torch.testing.assert_close(inverse(h), torch.tanh(back))
+        assert back.shape == x.shape
+        bias = inverse.bias if layer is lc else inverse.bias[:, None, None]
+        # adjoint identity <V h, x> = <h, V^T x>: the inverse has the sparsity of W^T
+        torch.testing.assert_close(((back - bias) * x).sum(), (h * fwd).sum())
+
+
+def test_inverse_of_a_flattening_fc_layer_returns_the_spatial_shape():
+    net = Net("lc:3:4:2,fc:5", INPUT, 10)
+    g = inverse_of(net.blocks[1].layer, (4, 4, 4), net.activation)
+    assert isinstance(g, LinearInverse) and g(torch.randn(3, 5)).shape == (3, 4, 4, 4)
+
+
+# -- targets with known answers --------------------------------------------------------------------
+
+class ExactInverse(nn.Module):
+    """f^{-1}(h) = W^{-1}(atanh(h) − b) of a square tanh layer."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, h):
+        w, b = self.layer.weight, self.layer.bias
+        return torch.linalg.solve(w, (torch.atanh(h) - b).t()).t()
+
+
+class Constant(nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, h):
+        return self.value
+
+
+@pytest.mark.parametrize("name", ["tp", "dtp", "sdtp"])
+def test_exact_inverses_give_true_pre_images(name):
+    torch.manual_seed(0)
+    net = Net("4*fc:6", (1, 1, 6), 3).double()
+    with torch.no_grad():
+        for block in net.blocks[1:]:
+            nn.init.orthogonal_(block.layer.weight)
+            block.layer.bias.uniform_(-0.1, 0.1)
+    rule = rules.create(name, net, **({"alpha": 0.05} if name == "dtp" else {}))
+    for i, block in enumerate(net.blocks[1:]):
+        rule.inverses[i] = ExactInverse(block.layer)
+    x, y = torch.randn(5, 1, 1, 6, dtype=torch.double), torch.randint(0, 3, (5,))
+    hs = plain_activities(net, x)
+    top = hs[-1] + 0.02 * torch.randn_like(hs[-1])
+    if name == "tp":  # a known top target: an output inverse that sends the label to `top`
+        rule.output_inverse = Constant(top)
+    if name == "sdtp":  # keep the top target close to h so that every pre-image exists
+        rule.output_inverse.weight.data.mul_(0.05)
+    targets = rule.targets(hs, net.output_logits(hs[-1]), y)
+    torch.testing.assert_close(targets[-1], top if name == "tp" else expected_targets(rule, hs, y)[-1])
+    assert not torch.allclose(targets[-1], hs[-1], atol=1e-3)
+    for l in range(1, len(net.blocks)):  # f_{l+1}(ĥ_l) = ĥ_{l+1}: each target is the pre-image of the one above
+        torch.testing.assert_close(net.blocks[l](targets[l - 1]), targets[l])
+        assert not torch.allclose(targets[l - 1], hs[l], atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_difference_correction_gives_h_when_the_target_above_is_h(arch):
+    rule = make_rule("dtp", arch, alpha=0.0)  # ĥ_{L-1} = h_{L-1}; untrained, inexact inverses
+    x, y = batch()
+    hs = plain_activities(rule.net, x)
+    for h, t in zip(hs[1:], rule.targets(hs, rule.net.output_logits(hs[-1]), y)):
+        torch.testing.assert_close(t, h, atol=1e-6, rtol=0)
+    g = rule.inverses[-1]
+    torch.testing.assert_close(rule.propagate(g, hs[-2], hs[-1], hs[-1]), hs[-2], atol=1e-6, rtol=0)
+    assert not torch.allclose(g(hs[-1]), hs[-2], atol=1e-2)  # the inverse itself is far from exact
+
+
+@pytest.mark.parametrize("arch", ["fc", "lc"])
+def test_dtp_penultimate_target_is_a_step_on_each_examples_own_loss(arch):
+    rule = make_rule("dtp", arch, alpha=0.13)
+    x, y = batch(n=32)
+    hs = plain_activities(rule.net, x)
+    h = hs[-1]
+    p = torch.softmax(rule.net.output_logits(h), 1).detach()
+    closed_form = h - 0.13 * ((p - F.one_hot(y, 10)) @ rule.net.output.weight.detach()).view_as(h)
+    target = rule.targets(hs, rule.net.output_logits(h), y)[-1]
+    torch.testing.assert_close(target, closed_form)
+    torch.testing.assert_close(target, expected_targets(rule, hs, y)[-1])  # autograd of Σ_i L_i
+    hv = h.clone().requires_grad_(True)
+    (batch_mean_grad,) = torch.autograd.grad(F.cross_entropy(rule.net.output_logits(hv), y), hv)
+    assert not torch.allclose(target, h - 0.13 * batch_mean_grad, atol=1e-4)  # 32x too small a step
+
+
+# -- locality ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", TP_RULES)
+def test_update_is_each_layers_own_local_loss_gradient(name, arch):
+    """Parallel step: targets from the updated inverses; every layer's gradient is its single-layer one."""
+    rule = make_rule(name, arch, dtype=torch.double)
+    x, y = batch(dtype=torch.double)
+    before = copy.deepcopy(rule.net)
+    inverses_before = [p.detach().clone() for p in rule.inverse_parameters()]
+    rule.step(x, y)
+    assert all(not torch.equal(a, b) for a, b in zip(inverses_before, rule.inverse_parameters()))
+    hs = plain_activities(before, x)
+    targets = expected_targets(rule, hs, y, before)  # with the inverses as updated by this step
+    expected = single_layer_gradients(before, hs, targets, x, y)
+    for layer, grads in zip(rule.net.layers(), expected):
+        for param, grad in zip(layer.parameters(), grads):
+            torch.testing.assert_close(param.grad, grad, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", TP_RULES)
+def test_no_loss_reaches_another_layers_parameters(name):
+    rule = make_rule(name, "lc")
+    x, y = batch()
+    hs, logits = rule.layer_outputs(x)
+    targets = rule.targets(hs, logits, y)
+    layers = rule.net.layers()
+    losses = rule.local_losses(hs, targets) + [rules.cross_entropy(logits, y)]
+    for l, loss in enumerate(losses):
+        params = [p for layer in layers for p in layer.parameters()] + rule.inverse_parameters()
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        own = {id(p) for p in layers[l].parameters()}
+        for p, g in zip(params, grads):
+            assert (g is not None) == (id(p) in own), f"loss of layer {l + 1} reached a parameter it must not"
+    inverses = list(rule.inverses) + ([rule.output_inverse] if rule.output_inverse is not None else [])
+    for inverse, loss in zip(inverses, rule.inverse_losses(hs), strict=True):
+        params = rule.forward_parameters() + rule.inverse_parameters()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        own = {id(p) for p in inverse.parameters()}
+        assert all((g is not None) == (id(p) in own) for p, g in zip(params, grads))
+
+
+@pytest.mark.parametrize("name", TP_RULES)
+def test_only_the_local_loss_gradient_reaches_each_hidden_activity(name, monkeypatch):
+    """During a step the gradient arriving at h_l is exactly ∂‖h_l − ĥ_l‖²/∂h_l: no task-loss gradient,
+    nothing from the layer above. No explicit gradient call is made either."""
+    rule = make_rule(name, "conv", schedule="alternating")
+    rule.start_epoch(1)  # a forward epoch: the inverses stay fixed, so the targets are known beforehand
+    x, y = batch()
+    hs = plain_activities(rule.net, x)
+    targets = rule.targets(hs, rule.net.output_logits(hs[-1]), y)
+    arrived = {}
+
+    def record(l):
+        def hook(module, inputs, output):
+            if output.requires_grad:
+                output.register_hook(lambda g: arrived.setdefault(l, []).append(g))
+        return hook
+
+    for l, block in enumerate(rule.net.blocks):
+        block.register_forward_hook(record(l))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.autograd.grad called during a TP step")
+
+    monkeypatch.setattr(torch.autograd, "grad", forbidden)
+    rule.step(x, y)
+    assert sorted(arrived) == list(range(len(rule.net.blocks)))
+    for l, (h, t) in enumerate(zip(hs[1:], targets)):
+        (g,) = arrived[l]
+        torch.testing.assert_close(g, 2 * (h - t) / len(x))
+
+
+def test_ao_sdtp_auxiliary_weights_never_change():
+    data = load("digits")
+    torch.manual_seed(0)
+    rule = rules.create("ao-sdtp", Net("2*fc:32", data.input_shape, 10), aux_size=64)
+    r = rule.auxiliary.weight
+    assert "weight" in dict(rule.auxiliary.named_buffers()) and not r.requires_grad
+    assert all(r is not p for g in rule.inverse_optimizer.param_groups + rule.forward_optimizer.param_groups
+               for p in g["params"])
+    r_before, g_before = r.clone(), rule.output_inverse.weight.detach().clone()
+    fit(rule, data, epochs=2, progress=False)
+    assert torch.equal(rule.auxiliary.weight, r_before)
+    assert not torch.equal(rule.output_inverse.weight, g_before)  # while g_L, which reads z, trained
+
+
+# -- inverse training and schedules ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name,arch", [("sdtp", "fc"), ("sdtp", "lc"), ("sdtp", "conv"), ("dtp", "fc"), ("ao-sdtp", "fc")])
+def test_inverse_loss_falls_on_a_fixed_forward_net(name, arch):
+    rule = make_rule(name, arch, schedule="alternating", inverse_lr=3e-3)  # epoch 0: inverses only
+    x, y = batch(n=64)
+    forward_before = [p.detach().clone() for p in rule.forward_parameters()]
+
+    def inverse_losses():
+        torch.manual_seed(5)  # the same noise each time
+        with torch.no_grad():
+            return torch.stack(rule.inverse_losses(rule.layer_outputs(x)[0]))
+
+    start = inverse_losses()
+    for _ in range(150):
+        rule.step(x, y)
+    end = inverse_losses()
+    assert (end < start).all() and end.sum() < 0.5 * start.sum(), (start, end)
+    assert all(torch.equal(a, b) for a, b in zip(forward_before, rule.forward_parameters()))
+
+
+def _changes(rule, x, y):
+    fwd = [p.detach().clone() for p in rule.forward_parameters()]
+    inv = [p.detach().clone() for p in rule.inverse_parameters()]
+    rule.step(x, y)
+    changed = lambda before, now: any(not torch.equal(a, b) for a, b in zip(before, now))
+    return changed(fwd, rule.forward_parameters()), changed(inv, rule.inverse_parameters())
+
+
+def test_whole_epoch_alternation_trains_inverses_first():
+    rule = make_rule("sdtp", schedule="alternating")
+    x, y = batch()
+    for epoch, expected in [(0, (False, True)), (1, (True, False)), (2, (False, True)), (3, (True, False))]:
+        rule.start_epoch(epoch)
+        assert rule.phase == ("inverse" if epoch % 2 == 0 else "forward")
+        assert _changes(rule, x, y) == expected
+        assert _changes(rule, x, y) == expected  # the phase holds for the whole epoch
+
+
+def test_alternation_period_switches_every_n_steps_regardless_of_epochs():
+    rule = make_rule("ao-sdtp", schedule="alternating", alternation_period=3)
+    x, y = batch()
+    seen = []
+    for step in range(9):
+        rule.start_epoch(step // 2)  # epochs must not matter once a period is set
+        seen.append(_changes(rule, x, y))
+    inv, fwd = (False, True), (True, False)
+    assert seen == [inv] * 3 + [fwd] * 3 + [inv] * 3
+
+
+def test_parallel_trains_both_every_step_and_step_returns_the_task_loss_before_it():
+    for schedule, epoch in [("parallel", 0), ("alternating", 0), ("alternating", 1)]:
+        rule = make_rule("dtp", "lc", schedule=schedule)
+        rule.start_epoch(epoch)
+        x, y = batch()
+        with torch.no_grad():
+            expected = F.cross_entropy(rule.net(x), y)
+        loss = rule.step(x, y)
+        assert not loss.requires_grad
+        torch.testing.assert_close(loss, expected)
+    assert _changes(make_rule("tp"), x, y) == (True, True)
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["fc", "lc", "conv"])
+@pytest.mark.parametrize("name", TP_RULES)
+def test_every_tp_rule_learns_digits(name, arch):
+    # vanilla TP (no difference correction) learns, but slowly: the paper's reason for DTP
+    result, _ = train(rule=name, dataset="digits", arch=arch, epochs=12 if name == "tp" else 10, progress=False)
+    error = result.history[-1].test_error
+    assert error < (0.6 if name == "tp" else 0.2), error  # chance is 0.9
+
+
+@pytest.mark.parametrize("name", ["dtp", "sdtp"])
+def test_alternating_schedule_learns_digits(name):
+    result, _ = train(rule=name, dataset="digits", arch="fc", epochs=12, progress=False,
+                      settings={"schedule": "alternating", "alternation_period": 3})
+    assert result.history[-1].test_error < 0.3
+
+
+def test_seeded_runs_repeat_exactly():
+    runs = [train(rule="sdtp", dataset="digits", arch="lc", epochs=2, progress=False)[0] for _ in range(2)]
+    assert [r.test_error for r in runs[0].history] == [r.test_error for r in runs[1].history]
+    assert [r.loss for r in runs[0].history] == [r.loss for r in runs[1].history]
