@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bioscale.data import load
 from bioscale.errors import UsageError
-from bioscale.nets import resolve_arch
+from bioscale.nets import arch_family, resolve_arch
 
 from ._objective import make_objective
 from ._plan import SAME_ON_RESUME, Plan, check_common, label, search_space, study_name
@@ -111,8 +111,6 @@ def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, sche
         if arch.startswith("@"):
             arch_from = arch
             arch_spec = arch_name = winner_of(storage_obj, arch[1:])
-            from bioscale.nets import arch_family
-
             family = arch_family(arch_spec)
         else:
             arch_spec = resolve_arch(arch, dataset)

@@ -190,12 +190,21 @@ class BudgetLock:
         if self._held:
             return
         if self._spec.kind in ("sqlite", "journal"):
-            import fcntl
-
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - not POSIX: no lock
+                self._held = True
+                return
             if self._file is None:
                 folder = Path(tempfile.gettempdir()) / "bioscale-locks"
-                folder.mkdir(exist_ok=True)
-                self._file = open(folder / f"{self._key & 0xFFFFFFFFFFFF:x}.lock", "a+")
+                if not folder.is_dir():
+                    folder.mkdir(exist_ok=True)
+                    with contextlib.suppress(OSError):
+                        folder.chmod(0o1777)
+                path = folder / f"{self._key & 0xFFFFFFFFFFFF:x}.lock"
+                self._file = open(path, "a+")
+                with contextlib.suppress(OSError):
+                    path.chmod(0o666)  # another user's workers may share the study
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
         elif self._spec.url.startswith("postgresql"):
             from sqlalchemy import text

@@ -162,24 +162,22 @@ def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_p
     assert max(t.number for t in sane) > min(t.number for t in diverged)  # trials went on after a divergence
 
 
-class Exploding(Rule):
-    """A rule whose every update raises: the study must record it and go on."""
-
-    name = "test-exploding"
-
-    def __init__(self, net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9, forward_beta2: float = 0.999,
-                 forward_eps: float = 1e-8, fuse: int = 3) -> None:
-        super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1, forward_beta2=forward_beta2,
-                         forward_eps=forward_eps)
-        self.fuse = fuse
-
-    def task_loss(self, x, y):
-        raise RuntimeError("boom")
-
-
 @pytest.fixture
 def exploding_rule():
-    _REGISTRY[Exploding.name] = Exploding
+    """A rule registered for one test, whose every update raises: the study must record it and go on."""
+
+    class Exploding(Rule):
+        name = "test-exploding"  # registers itself on creation
+
+        def __init__(self, net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9, forward_beta2: float = 0.999,
+                     forward_eps: float = 1e-8, fuse: int = 3) -> None:
+            super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1, forward_beta2=forward_beta2,
+                             forward_eps=forward_eps)
+            self.fuse = fuse
+
+        def task_loss(self, x, y):
+            raise RuntimeError("boom")
+
     yield Exploding.name
     _REGISTRY.pop(Exploding.name, None)
 
@@ -196,11 +194,11 @@ def test_failing_trials_are_recorded_counted_and_do_not_stop_the_study(tmp_path,
 
 def test_two_local_workers_share_one_sqlite_study_exactly(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    code, out, _ = cli(capsys, "study", "run", "--rule", "bp", "--trials", "5", "--epochs", "1", "--storage", url,
-                       "--workers", "2", "--set", "batch_size=256", "--json")
-    assert code == 0 and json.loads(out)["finished"] == 5
+    code, out, _ = cli(capsys, "study", "run", "--rule", "bp", "--trials", "6", "--epochs", "2", "--storage", url,
+                       "--workers", "2", "--set", "batch_size=64", "--json")
+    assert code == 0 and json.loads(out)["finished"] == 6
     trials = load(url, "tune:digits:fc:bp").get_trials()
-    assert sorted(t.number for t in trials) == list(range(5)) and len(finished(load(url, "tune:digits:fc:bp"))) == 5
+    assert sorted(t.number for t in trials) == list(range(6)) and len(finished(load(url, "tune:digits:fc:bp"))) == 6
     assert len({t.user_attrs["worker"].rsplit(":", 1)[0] for t in trials}) == 2  # both workers took trials
 
 

@@ -87,7 +87,7 @@ def test_cli_train_json_learns_on_digits(rule, arch, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--rule", "bpp"], "unknown rule 'bpp'; choose one of: bp"),
+    (["--rule", "bpp"], "unknown rule 'bpp'; choose one of: "),
     (["--rule", "bp", "--dataset", "svhn"], "unknown dataset 'svhn'; choose one of: digits"),
     (["--rule", "bp", "--arch", "resnet"], "bad layer 'resnet'"),
     (["--rule", "bp", "--set", "alpha=0.1"], "rule 'bp' has no setting 'alpha'; its settings are: forward_lr"),

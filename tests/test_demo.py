@@ -1,0 +1,91 @@
+"""The main job end to end at a reduced budget: every rule and schedule, evaluation, analysis, report."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import numpy as np
+import optuna
+import pytest
+
+from bioscale import rules
+from bioscale.analysis import best_table
+from bioscale.study.campaign import plan_campaign
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    argv = [sys.executable, "-m", "bioscale.cli", "demo", "--out", str(out), "--trials", "2", "--epochs", "2",
+            "--seeds", "0", "--workers", "2"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
+    labels = {(s.arch, s.label) for s in plan_campaign("digits", ("fc", "lc"))}
+    expected = set()
+    for name in rules.names():
+        schedules = ("alternating", "parallel") if "schedule" in rules.settings(name) else (None,)
+        expected |= {(arch, f"{name}-{s}" if s else name) for arch in ("fc", "lc") for s in schedules}
+    assert labels == expected
+    assert {"bp", "fa", "dfa", "tp-parallel", "dtp-alternating", "sdtp-parallel", "ao-sdtp-alternating"} <= {l for _, l in labels}
+
+
+def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):
+    out, proc = demo
+    report = (out / "report.md").read_text()
+    table = best_table(f"sqlite:///{out / 'bioscale.db'}")
+    assert len(table) == len(plan_campaign("digits", ("fc", "lc")))
+    for study in plan_campaign("digits", ("fc", "lc")):
+        row = table[(table.arch == study.arch) & (table.label == study.label)]
+        assert len(row) == 1, study.name
+        assert math.isfinite(row.best_val_error.iloc[0]), study.name
+        assert re.search(rf"\| digits \| {study.arch} \| {re.escape(study.label)} \| \d+ of \d+ \| \d+\.\d\d \|", report), study.label
+    # The terminal summary: the report's path, a table of best errors, the dashboard command.
+    assert f"report: {(out / 'report.md').resolve()}" in proc.stdout
+    assert "dtp-alternating" in proc.stdout and "bioscale dashboard --storage sqlite:///" in proc.stdout
+
+
+def test_demo_evaluates_every_best_configuration(demo):
+    out, _ = demo
+    storage = f"sqlite:///{out / 'bioscale.db'}"
+    for summary in optuna.get_all_study_summaries(storage):
+        evaluation = optuna.load_study(study_name=summary.study_name, storage=storage).user_attrs.get("evaluation")
+        assert evaluation and evaluation["seeds"] == [0], summary.study_name
+        assert all(0 <= e <= 1 for e in evaluation["test_errors"])
+
+
+def test_analyze_on_the_digits_studies_writes_non_blank_png_and_pdf(demo):
+    out, _ = demo
+    pngs = sorted((out / "figures").rglob("*.png"))
+    pdfs = sorted((out / "figures").rglob("*.pdf"))
+    assert len(pngs) >= 10 and len(pdfs) == len(pngs)
+    for png in pngs:
+        pixels = mpimg.imread(png)[..., :3]
+        assert pixels.std() > 0.02, f"{png.name} looks blank"
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, f"{png.name} has almost no content"
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert data.startswith(b"%PDF") and len(data) > 5000, pdf.name
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html
+
+
+def test_rerunning_the_demo_resumes_instead_of_starting_over(demo):
+    out, _ = demo
+    storage = f"sqlite:///{out / 'bioscale.db'}"
+    before = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    argv = [sys.executable, "-m", "bioscale.cli", "demo", "--out", str(out), "--trials", "2", "--epochs", "2",
+            "--seeds", "0", "--workers", "2", "--rules", "bp,fa"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert after == before  # no new trials, no new studies
