@@ -84,7 +84,7 @@ def _evaluate(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any] |
 def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int, epochs: int, sampler: str = "tpe",
                  pruner: str = "none", workers: int = 1, devices: Sequence[str] = ("cpu",), seeds: Sequence[int] = (0, 1, 2),
                  eval_epochs: int | None = None, data_root: str | None = None, fixed: dict[str, Any] | None = None,
-                 parallel_studies: bool = False, progress: bool = True) -> list[str]:
+                 parallel_studies: bool = False, chance_patience: int = 5, progress: bool = True) -> list[str]:
     """Tune every study to its trial budget, then evaluate each best configuration with `seeds`; returns the study names.
 
     With `parallel_studies`, `workers` processes each take whole studies (one thread each: many
@@ -95,7 +95,7 @@ def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int,
 
     show = progress and sys.stderr.isatty()
     options = dict(storage=storage, trials=trials, epochs=epochs, sampler=sampler, pruner=pruner,
-                   data_root=data_root, fixed=dict(fixed or {}))
+                   data_root=data_root, fixed=dict(fixed or {}), chance_patience=chance_patience)
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     names = [s.name for s in studies]
     with tqdm(total=2 * len(studies), desc="campaign", unit="step", disable=not show, dynamic_ncols=True) as bar:

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bioscale import rules
+from bioscale.data import load
 from bioscale.errors import UsageError
 from bioscale.inverses import ConvInverse, LinearInverse, LocallyConnectedInverse, inverse_of
 from bioscale.layers import Activation, LocallyConnected2d, lc2d
 from bioscale.nets import Net
-from bioscale.data import load
 from bioscale.train import fit, train
 
 TP_RULES = ("tp", "dtp", "sdtp", "ao-sdtp")
@@ -107,6 +107,7 @@ def test_registered_with_the_papers_defaults():
         assert ("alpha" in s) == (name == "dtp") and ("aux_size" in s) == (name == "ao-sdtp")
     assert rules.settings("dtp")["inverse_loss"] == "noise-preserving" and rules.settings("dtp")["alpha"] == 0.1
     assert rules.settings("sdtp")["inverse_loss"] == "denoising"
+    assert [rules.settings(n)["forward_beta2"] for n in TP_RULES] == [0.999, 0.999, 0.99, 0.99]
     assert rules.settings("ao-sdtp")["inverse_loss"] == "denoising" and rules.settings("ao-sdtp")["aux_size"] == 512
 
 
@@ -256,6 +257,31 @@ def test_dtp_penultimate_target_is_a_step_on_each_examples_own_loss(arch):
     hv = h.clone().requires_grad_(True)
     (batch_mean_grad,) = torch.autograd.grad(F.cross_entropy(rule.net.output_logits(hv), y), hv)
     assert not torch.allclose(target, h - 0.13 * batch_mean_grad, atol=1e-4)  # 32x too small a step
+
+
+@pytest.mark.parametrize("name", ["sdtp", "ao-sdtp"])
+def test_sdtp_penultimate_target_reads_softmax_probabilities_not_logits(name):
+    rule = make_rule(name, "lc")
+    x, y = batch()
+    hs = plain_activities(rule.net, x)
+    h, logits = hs[-1], rule.net.output_logits(hs[-1])
+    g, n = rule.output_inverse, 10
+    with torch.no_grad():
+        aux = [torch.tanh(h.flatten(1) @ rule.auxiliary.weight.t())] if name == "ao-sdtp" else []
+        label = torch.cat([F.one_hot(y, n).float(), *aux], 1)
+        probs, raw = torch.cat([torch.softmax(logits, 1), *aux], 1), torch.cat([logits, *aux], 1)
+        target = rule.targets(hs, logits, y)[-1]
+        torch.testing.assert_close(target, h - g(probs) + g(label))
+        assert not torch.allclose(target, h - g(raw) + g(label), atol=1e-3)
+        assert rule.output_inverse.weight.shape[1] == n + len(aux) * 7
+
+
+@pytest.mark.parametrize("name", TP_RULES)
+def test_relu_nets_get_relu_inverses_and_train(name):
+    torch.manual_seed(0)
+    rule = rules.create(name, Net(ARCHS["conv"], INPUT, 10, activation="relu"))
+    assert all(g.activation.name == "relu" for g in rule.inverses)
+    assert all(torch.isfinite(rule.step(*batch(seed=s))) for s in range(3))
 
 
 # -- locality ----------------------------------------------------------------------------------
