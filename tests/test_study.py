@@ -23,15 +23,7 @@ CONTRACT_STUDY_ATTRS = {"stage", "dataset", "arch", "rule", "schedule", "label",
                         "bioscale_version"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Trials of these tiny nets run fastest on one thread, and never fight each other's threads for the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cli(capsys, *args):
@@ -55,7 +47,7 @@ def test_names_follow_the_contract():
 
 
 @pytest.fixture(scope="module")
-def fa_study(tmp_path_factory, one_thread):
+def fa_study(tmp_path_factory, one_torch_thread):
     """The issue's acceptance command, run once for the tests that read its study."""
     url = f"sqlite:///{tmp_path_factory.mktemp('fa') / 'study.db'}"
     start = time.perf_counter()

@@ -25,13 +25,7 @@ ARCHS = {"fc": "3*fc:16", "lc": "lc:3:3:2,lc:3:4:1,fc:12", "conv": "conv:3:3:2,c
 INPUT = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: one thread is fastest, and far faster on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_rule(name, arch="fc", seed=0, dtype=torch.float32, **settings):
