@@ -94,6 +94,22 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
     return items
 
 
+def budget_line(records: list[StudyRecord]) -> str:
+    """The search budget the studies used (trials, epochs, sampler, evaluation seeds) beside the paper's."""
+    budgets: dict[str, int] = {}
+    for record in records:
+        attrs, evaluation = record.attrs, record.evaluation or {}
+        text = (f"{attrs.get('trials', len(record.trials))} trials × {record.epochs or '?'} epochs per study, "
+                f"{attrs.get('sampler', '?')} sampler")
+        if evaluation.get("seeds"):
+            text += (f"; best configuration re-evaluated over seeds {', '.join(map(str, evaluation['seeds']))}"
+                     f" for {evaluation.get('epochs', '?')} epochs")
+        budgets[text] = budgets.get(text, 0) + 1
+    ours = "; ".join(f"{text} ({n} {'study' if n == 1 else 'studies'})" for text, n in budgets.items())
+    return (f"**Budget**: {ours or 'no studies'}. The paper: random search over 60 configurations per rule, "
+            "best errors within 500 epochs.")
+
+
 def _fmt_best(best: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "dataset": best.dataset, "arch": best.arch, "rule": best.label,
@@ -214,6 +230,7 @@ def report_blocks(url: str, patterns: list[str] | None, records: list[StudyRecor
             "500 epochs; these studies run far fewer.",
         ]),
         Heading("Best results"),
+        Paragraph(budget_line(records)),
         Table(_fmt_best(best)),
         Heading("Compared with the published results"),
     ]

@@ -91,6 +91,11 @@ def test_report_states_numbers_and_verdicts_per_rule(report):
     assert "`tune:digits:fc:fa`: 0 complete trials" in text
     assert "architecture:" not in text  # the default selection is stage == "tune"
     assert "No published counterpart" in text
+    budget = next(line for line in text.splitlines() if line.startswith("**Budget**"))
+    assert ("32 trials × 10 epochs per study, random sampler; best configuration re-evaluated over seeds 0, 1, 2 for "
+            "10 epochs (1 study)") in budget  # bp: 30 complete + 2 diverged, with its evaluation
+    assert "30 trials × 10 epochs per study, random sampler (1 study)" in budget  # dtp-alternating, not evaluated
+    assert "60 configurations per rule" in budget and "500 epochs" in budget
     for column in ("best.csv", "paper_comparison.csv", "importance.csv", "activation.csv", "stability.csv"):
         assert (report.parent / column).is_file()
 
