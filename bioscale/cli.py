@@ -372,9 +372,21 @@ def _campaign_then_report(args: argparse.Namespace, studies, storage: str, out, 
     print(table[columns].to_string(index=False, float_format=lambda v: f"{100 * v:.2f}%"))
     print(f"\nreport: {report.resolve()}")
     print(f"html:   {report.with_suffix('.html').resolve()}")
-    dashboard = ["bioscale", "dashboard", "--storage", storage, "--artifact-dir", str((out / ARTIFACT_DIR_NAME).resolve())]
+    dashboard = [_bioscale_executable(), "dashboard", "--storage", storage, "--artifact-dir", str((out / ARTIFACT_DIR_NAME).resolve())]
     print(f"dashboard: {shlex.join(dashboard)}")
     print(f"took {time.perf_counter() - start:.0f} s")
+
+
+def _bioscale_executable() -> str:
+    """`bioscale` when that name on PATH is this installation, else this installation's script by its full path."""
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("bioscale")
+    on_path = shutil.which("bioscale")
+    if not script.is_file() or (on_path and Path(on_path).resolve() == script.resolve()):
+        return "bioscale"
+    return str(script)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def dashboard_studies(server: subprocess.Popen, port: int, timeout: float = 30) -> list[str]:
+    """The study names a starting optuna-dashboard `server` lists at /api/studies on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.communicate()[1]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                return [s["study_name"] for s in json.load(response)["study_summaries"]]
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"the dashboard did not answer within {timeout:.0f} s")
 
 
 def bioscale_process(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:

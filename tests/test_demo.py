@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +17,7 @@ import pytest
 from bioscale import rules
 from bioscale.analysis import best_table
 from bioscale.study.campaign import plan_campaign
+from conftest import dashboard_studies
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +54,21 @@ def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):
         assert re.search(rf"\| digits \| {study.arch} \| {re.escape(study.label)} \| \d+ of \d+ \| \d+\.\d\d \|", report), study.label
     # The terminal summary: the report's path, a table of best errors, the dashboard command.
     assert f"report: {(out / 'report.md').resolve()}" in proc.stdout
-    assert "dtp-alternating" in proc.stdout and "bioscale dashboard --storage sqlite:///" in proc.stdout
+    assert "dtp-alternating" in proc.stdout and "dashboard --storage sqlite:///" in proc.stdout
+
+
+def test_the_printed_dashboard_command_serves_every_demo_study(demo, free_port):
+    out, proc = demo
+    (line,) = [l for l in proc.stdout.splitlines() if l.startswith("dashboard: ")]
+    command = shlex.split(line.removeprefix("dashboard: "))
+    assert shutil.which(command[0]), f"{command[0]} cannot be run as printed"
+    server = subprocess.Popen([*command, "--port", str(free_port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        served = dashboard_studies(server, free_port)
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+    assert sorted(served) == sorted(s.name for s in plan_campaign("digits", ("fc", "lc")))
 
 
 def test_demo_evaluates_every_best_configuration(demo):

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 
 import optuna
 import pytest
@@ -15,7 +14,7 @@ from bioscale.cli import main
 from bioscale.rules.base import _REGISTRY, Rule
 from bioscale.study import best, evaluate_study, label, list_studies, run_study, study_name
 
-from conftest import bioscale_process
+from conftest import bioscale_process, dashboard_studies
 
 CONTRACT_TRIAL_ATTRS = {"train_error", "val_error", "test_error", "best_epoch", "curve", "seconds", "device", "seed",
                         "versions", "config"}
@@ -278,16 +277,7 @@ def test_dashboard_serves_the_storage_over_http(fa_study, free_port):
     url, _, _ = fa_study
     server = bioscale_process("dashboard", "--storage", url, "--port", str(free_port))
     try:
-        deadline, studies = time.monotonic() + 30, None
-        while time.monotonic() < deadline and studies is None:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{free_port}/api/studies", timeout=2) as response:
-                    studies = json.load(response)["study_summaries"]
-            except OSError:
-                time.sleep(0.3)
-        assert studies is not None, "the dashboard did not answer within 30 s"
-        assert [s["study_name"] for s in studies] == ["tune:digits:fc:fa"]
+        assert dashboard_studies(server, free_port) == ["tune:digits:fc:fa"]
     finally:
         server.terminate()
         server.communicate(timeout=10)
