@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -42,45 +41,9 @@ def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
     """
     if isinstance(storage, BaseStorage):
         return storage
-    spec = _spec(storage)
-    if spec.kind == "journal":
-        return _open_journal(spec.url)
-    if spec.kind == "sqlite":
-        _check_sqlite_file(spec.path, spec.display())
-    return _open_rdb(spec.url, spec.display())
+    from bioscale.study import open_existing
 
-
-def _check_sqlite_file(path: str, shown: str) -> None:
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as error:
-        raise UsageError(f"storage {shown!r}: {path} is not a readable SQLite database ({error})") from None
-    if "studies" not in tables:
-        raise UsageError(f"storage {shown!r}: {path} holds no Optuna studies; point --storage at the database the studies wrote")
-
-
-def _open_rdb(url: str, shown: str) -> BaseStorage:
-    engine_kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
-    except Exception as error:  # driver, connection and schema-version errors come in many classes
-        text = str(getattr(error, "orig", None) or error).strip().splitlines()
-        reason = text[0] if text else type(error).__name__
-        if "upgrade" in str(error):
-            raise UsageError(f"storage {shown!r} was written by another Optuna version ({reason}); "
-                             f"run `optuna storage upgrade --storage URL` first") from None
-        raise UsageError(f"cannot open storage {shown!r}: {reason}; check the URL, the server and the credentials") from None
-
-
-def _open_journal(path: str) -> BaseStorage:
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    try:
-        return JournalStorage(JournalFileBackend(path))
-    except Exception as error:
-        raise UsageError(f"cannot read {path!r} as an Optuna journal file ({error}); "
-                         "pass --storage sqlite:///FILE.db for a database") from None
+    return open_existing(storage.strip() if storage else None)
 
 
 def is_dashboard_readable(storage: BaseStorage) -> bool:

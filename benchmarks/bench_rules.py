@@ -20,10 +20,8 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from bioscale import rules
-from bioscale.layers import LocallyConnected2d
 from bioscale.nets import build_net
 
 SHAPES = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}

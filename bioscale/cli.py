@@ -226,11 +226,7 @@ def _run_study_best(args: argparse.Namespace) -> None:
 def _run_study_evaluate(args: argparse.Namespace) -> None:
     from .study import evaluate_study
 
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(f"malformed --seeds {args.seeds!r}: write e.g. --seeds 0,1,2") from None
-    result = evaluate_study(args.storage, args.study_name, seeds=seeds, epochs=args.epochs, device=args.device,
+    result = evaluate_study(args.storage, args.study_name, seeds=_seeds(args.seeds), epochs=args.epochs, device=args.device,
                             data_root=args.data_root, progress=False if args.quiet else None)
     if args.json:
         print(json.dumps(result))
@@ -319,6 +315,7 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2` -> [0, 1, 2]; anything else is a UsageError."""
     try:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -328,7 +325,7 @@ def _seeds(text: str) -> list[int]:
 def _run_demo(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .study.campaign import plan_campaign, run_campaign
+    from .study.campaign import plan_campaign
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -359,6 +356,7 @@ def _campaign_then_report(args: argparse.Namespace, studies, storage: str, out, 
     import time
 
     from .analysis import ARTIFACT_DIR_NAME, analyze, best_table
+    from .study import dashboard_command
     from .study.campaign import run_campaign
 
     start = time.perf_counter()
@@ -372,21 +370,8 @@ def _campaign_then_report(args: argparse.Namespace, studies, storage: str, out, 
     print(table[columns].to_string(index=False, float_format=lambda v: f"{100 * v:.2f}%"))
     print(f"\nreport: {report.resolve()}")
     print(f"html:   {report.with_suffix('.html').resolve()}")
-    dashboard = [_bioscale_executable(), "dashboard", "--storage", storage, "--artifact-dir", str((out / ARTIFACT_DIR_NAME).resolve())]
-    print(f"dashboard: {shlex.join(dashboard)}")
+    print(f"dashboard: {shlex.join(dashboard_command(storage, str((out / ARTIFACT_DIR_NAME).resolve())))}")
     print(f"took {time.perf_counter() - start:.0f} s")
-
-
-def _bioscale_executable() -> str:
-    """`bioscale` when that name on PATH is this installation, else this installation's script by its full path."""
-    import shutil
-    from pathlib import Path
-
-    script = Path(sys.executable).with_name("bioscale")
-    on_path = shutil.which("bioscale")
-    if not script.is_file() or (on_path and Path(on_path).resolve() == script.resolve()):
-        return "bioscale"
-    return str(script)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,10 +9,15 @@ from bioscale.errors import UsageError
 from ._storage import open_storage, parse_storage
 
 
-def dashboard_command(storage: str | None, host: str = "127.0.0.1", port: int = 8080) -> list[str]:
-    """The `optuna-dashboard` command line that shows `storage` (a journal file is given by its path)."""
-    spec = parse_storage(storage)
-    return ["optuna-dashboard", spec.url, "--host", host, "--port", str(port)]
+def dashboard_command(storage: str, artifact_dir: str | None = None) -> list[str]:
+    """The `bioscale dashboard` command line for `storage`, runnable as printed (full path when not on PATH)."""
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("bioscale")
+    on_path = shutil.which("bioscale")
+    program = "bioscale" if not script.is_file() or (on_path and Path(on_path).resolve() == script.resolve()) else str(script)
+    return [program, "dashboard", "--storage", storage] + (["--artifact-dir", artifact_dir] if artifact_dir else [])
 
 
 def serve_dashboard(storage: str | None, host: str = "127.0.0.1", port: int = 8080,
@@ -25,7 +30,7 @@ def serve_dashboard(storage: str | None, host: str = "127.0.0.1", port: int = 80
     if not 0 < port < 65536:
         raise UsageError(f"port must lie in 1..65535 (got {port})")
     spec = parse_storage(storage, must_exist=True)
-    storage_obj = open_storage(spec, heartbeat=False)
+    storage_obj = open_storage(spec, heartbeat=False, create=False)
     artifact_store = None
     if artifact_dir is not None:
         from optuna.artifacts import FileSystemArtifactStore

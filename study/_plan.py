@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -54,7 +54,6 @@ class Plan:
     study_name: str
     data_root: str | None = None
     val_size: float | int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

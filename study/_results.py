@@ -14,12 +14,7 @@ from bioscale.errors import Diverged, UsageError
 from bioscale.train import train
 
 from ._driver import check_devices, finished, summary_counts
-from ._storage import BaseStorage, open_storage, parse_storage
-
-
-def _open(storage: str | None) -> BaseStorage:
-    """An existing storage, for reading (nothing is created)."""
-    return open_storage(parse_storage(storage, must_exist=True), heartbeat=False)
+from ._storage import BaseStorage, open_existing
 
 
 def resolve_study_name(storage: BaseStorage, name: str | None) -> str:
@@ -36,7 +31,7 @@ def resolve_study_name(storage: BaseStorage, name: str | None) -> str:
 
 def list_studies(storage: str | None) -> list[dict[str, Any]]:
     """One dict per study: name, stage, dataset, arch, label, trial counts, budget, best validation error."""
-    storage_obj = _open(storage)
+    storage_obj = open_existing(storage)
     return [study_summary(optuna.load_study(study_name=s.study_name, storage=storage_obj))
             for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
 
@@ -64,7 +59,7 @@ def best_trial(study: optuna.Study) -> FrozenTrial:
 
 def best(storage: str | None, study_name: str | None = None) -> dict[str, Any]:
     """The best trial of a study: its number, validation / test / train errors, sampled params and full config."""
-    storage_obj = _open(storage)
+    storage_obj = open_existing(storage)
     name = resolve_study_name(storage_obj, study_name)
     return best_of(optuna.load_study(study_name=name, storage=storage_obj))
 
@@ -110,7 +105,7 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
     if epochs is not None and epochs < 1:
         raise UsageError(f"epochs must be >= 1 (got {epochs})")
     device = check_devices([device])[0]
-    storage_obj = _open(storage)
+    storage_obj = open_existing(storage)
     name = resolve_study_name(storage_obj, study_name)
     study = optuna.load_study(study_name=name, storage=storage_obj)
     trial = best_trial(study)

@@ -12,12 +12,12 @@ import contextlib
 import hashlib
 import os
 import socket
+import sqlite3
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -119,19 +119,30 @@ def _file_spec(path: str, kind: str, must_exist: bool, original: str) -> Storage
     return StorageSpec(f"sqlite:///{absolute}" if kind == "sqlite" else absolute, kind, absolute)
 
 
-def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True) -> BaseStorage:
-    """An Optuna storage for a checked address; a database server that cannot be reached raises UsageError."""
+def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True, create: bool = True) -> BaseStorage:
+    """An Optuna storage for a checked address; a database server that cannot be reached raises UsageError.
+
+    With `create=False` an SQLite file must already hold Optuna's tables, and they are left as they
+    are (a stray .db file is never turned into a storage); database servers get Optuna's tables as usual.
+    """
     if not isinstance(spec, StorageSpec):
         spec = parse_storage(spec)
     if spec.kind == "journal":
-        return JournalStorage(JournalFileBackend(spec.url))
-    kwargs: dict = {}
+        try:
+            return JournalStorage(JournalFileBackend(spec.url))
+        except Exception as error:
+            raise UsageError(f"cannot read {spec.url!r} as an Optuna journal file ({error}); "
+                             "pass --storage sqlite:///FILE.db for a database") from None
+    read_only_file = spec.kind == "sqlite" and not create
+    if read_only_file:
+        _check_sqlite_file(spec.path, spec.display())
+    kwargs: dict = {"skip_table_creation": read_only_file}
     if heartbeat:
         interval, grace = heartbeat_settings()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs = {"heartbeat_interval": interval, "grace_period": grace,
-                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)}
+            kwargs.update(heartbeat_interval=interval, grace_period=grace,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     if spec.kind == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
@@ -149,11 +160,29 @@ def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True) -> B
                              f"(for PostgreSQL: pip install psycopg2-binary)") from None
         except Exception as error:  # sqlalchemy.exc.OperationalError and friends
             last = error
-            if _unreachable(error):
+            if _unreachable(error) or "upgrade" in str(error):
                 break
             time.sleep(0.5 + attempt)
     reason = str(getattr(last, "orig", None) or last).strip().splitlines()[0] if last else "unknown error"
-    raise UsageError(f"cannot open storage {spec.display()}: {reason}")
+    if "upgrade" in str(last):
+        raise UsageError(f"storage {spec.display()} was written by another Optuna version ({reason}); "
+                         "run `optuna storage upgrade --storage URL` first")
+    raise UsageError(f"cannot open storage {spec.display()}: {reason}; check the URL, the server and the credentials")
+
+
+def open_existing(storage: str | None) -> BaseStorage:
+    """An existing storage, for reading: nothing is created, no heartbeats."""
+    return open_storage(parse_storage(storage, must_exist=True), heartbeat=False, create=False)
+
+
+def _check_sqlite_file(path: str, shown: str) -> None:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as error:
+        raise UsageError(f"storage {shown!r}: {path} is not a readable SQLite database ({error})") from None
+    if "studies" not in tables:
+        raise UsageError(f"storage {shown!r}: {path} holds no Optuna studies; point --storage at the database the studies wrote")
 
 
 def _unreachable(error: Exception) -> bool:
@@ -241,15 +270,6 @@ class BudgetLock:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """`with lock.held(): ...`"""
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
 
 
 def worker_id() -> str:

@@ -19,6 +19,7 @@ from bioscale.errors import UsageError
 
 from ._plan import label as make_label, study_name as make_study_name
 from ._results import evaluate_study
+from ._storage import open_existing
 
 SCHEDULES = ("alternating", "parallel")
 
@@ -57,24 +58,26 @@ def plan_campaign(dataset: str, archs: Sequence[str], rule_names: Sequence[str] 
     return out
 
 
-def _tune(study: CampaignStudy, options: dict[str, Any]) -> tuple[str, float | None]:
-    """Run one study to its budget in this process (a joblib worker); returns its best validation error."""
+def _one_thread_if_asked(options: dict[str, Any]) -> None:
+    """Torch on one thread in this worker process when `options` pops `single_thread`."""
     import torch
-
-    from ._driver import run_study
 
     if options.pop("single_thread", False):
         torch.set_num_threads(1)
+
+
+def _tune(study: CampaignStudy, options: dict[str, Any]) -> tuple[str, float | None]:
+    """Run one study to its budget in this process (a joblib worker); returns its best validation error."""
+    from ._driver import run_study
+
+    _one_thread_if_asked(options)
     result = run_study("tune", study.rule, study.dataset, study.arch, schedule=study.schedule, progress=False, **options)
     values = [t.value for t in result.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     return study.name, min(values, default=None)
 
 
 def _evaluate(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    import torch
-
-    if options.pop("single_thread", False):
-        torch.set_num_threads(1)
+    _one_thread_if_asked(options)
     try:
         return name, evaluate_study(study_name=name, progress=False, **options)
     except UsageError as error:  # e.g. a study whose every trial diverged
@@ -128,9 +131,7 @@ def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int,
 
 
 def _already_evaluated(storage: str, names: Sequence[str], seeds: Sequence[int]) -> set[str]:
-    from ._storage import open_storage, parse_storage
-
-    storage_obj = open_storage(parse_storage(storage, must_exist=True), heartbeat=False)
+    storage_obj = open_existing(storage)
     done = set()
     for name in names:
         evaluation = optuna.load_study(study_name=name, storage=storage_obj).user_attrs.get("evaluation") or {}
