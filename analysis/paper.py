@@ -10,7 +10,6 @@ import pandas as pd
 
 # Our dataset names -> the paper's. The paper's ImageNet runs used full-size images (224x224).
 PAPER_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "imagenet32": "imagenet", "imagenet": "imagenet"}
-_PRESET_FAMILIES = ("fc", "lc", "conv")
 
 
 def published() -> pd.DataFrame:
@@ -23,20 +22,14 @@ def published() -> pd.DataFrame:
 
 
 def arch_family(arch: str) -> str:
-    """'fc', 'lc' or 'conv' for a preset name or a spec string such as 'lc:3:32:2,fc:1024'; 'mixed' or '?' otherwise."""
-    arch = str(arch).strip()
-    if arch in _PRESET_FAMILIES:
-        return arch
-    kinds = set()
-    for layer in arch.split(","):
-        kind = layer.split("*")[-1].split(":")[0].strip()
-        if kind not in _PRESET_FAMILIES:
-            return "?"
-        if kind != "fc":
-            kinds.add(kind)
-    if not kinds:
-        return "fc"
-    return kinds.pop() if len(kinds) == 1 else "mixed"
+    """'fc', 'lc', 'conv' or 'mixed' for a preset name or a spec string such as 'lc:3:32:2,fc:1024'; '?' when unparsable."""
+    from bioscale.errors import UsageError
+    from bioscale.nets import arch_family as family_of_spec
+
+    try:
+        return family_of_spec(str(arch).strip())
+    except UsageError:
+        return "?"
 
 
 def compare(best: pd.DataFrame) -> pd.DataFrame:

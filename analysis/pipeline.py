@@ -23,7 +23,7 @@ from .report import FigureBlock, write_report
 from .sections import FIGURE_DIR_NAME, long_tables, report_blocks
 from .stability import MARGIN, BudgetTrust, Robustness, budget_trust, learning_curves, robustness
 from .storage import StudyRecord, display_name, is_dashboard_readable, open_storage, select_studies
-from .tables import best_table_from, trials_frame
+from .tables import best_table_from, end_reason, trials_frame
 
 FORMATS = ("png", "pdf", "svg")
 
@@ -152,7 +152,7 @@ def _incomplete_by_activation(record: StudyRecord) -> dict[str, dict[str, int]]:
         activation = trial.params.get("activation")
         if trial.number in complete or activation not in counts:
             continue
-        reason = str(trial.user_attrs.get("end_reason") or trial.state.name.lower()).split(":")[0].strip()
+        reason = end_reason(trial)
         counts[activation][reason] = counts[activation].get(reason, 0) + 1
     return counts
 
@@ -184,7 +184,7 @@ def _group_figures(group: tuple[str, str], analyses: list[StudyAnalysis], writer
     note = f"conditional parameters ({', '.join(sorted(conditional))}): fANOVA per branch in the report" if conditional else ""
     fig = plots.importance_heatmap(f"{title}: hyperparameter importance per rule",
                                    fanova_table.reindex(columns=order), ped_table.reindex(columns=order), note)
-    written.append(writer.write(fig, folder, f"{slug(group[0])}-{slug(group[1])}-importance-heatmap",
+    written.append(writer.write(fig, folder, f"{folder}-importance-heatmap",
                                 f"{title}: rules × hyperparameters; left fANOVA share of global variance "
                                 "(log params on log10 scale), right PED-ANOVA importance for reaching the top quantile"))
     accuracy = {}
@@ -193,19 +193,19 @@ def _group_figures(group: tuple[str, str], analyses: list[StudyAnalysis], writer
         n_not = a.robustness.n_finished - a.robustness.n_complete if a.robustness else 0
         accuracy[a.name] = (1 - frame["value"].to_numpy(float), 1 - frame["test_error"].to_numpy(float), n_not)
     fig = plots.accuracy_distribution(f"{title}: accuracy over configurations (cf. the paper's Figure 5)", accuracy)
-    written.append(writer.write(fig, folder, f"{slug(group[0])}-{slug(group[1])}-accuracy-distribution",
+    written.append(writer.write(fig, folder, f"{folder}-accuracy-distribution",
                                 f"{title}: validation and test accuracy at each configuration's best validation epoch, per rule"))
     fig = plots.robustness_figure(f"{title}: robustness", {a.name: a.robustness for a in done}, colors)
-    written.append(writer.write(fig, folder, f"{slug(group[0])}-{slug(group[1])}-robustness",
+    written.append(writer.write(fig, folder, f"{folder}-robustness",
                                 f"{title}: share of configurations within a margin of the best error, and the learning-rate "
                                 f"band within {100 * MARGIN:.0f}%"))
     fig = plots.budget_figure(f"{title}: budget trust", {a.name: a.trust for a in done}, colors)
-    written.append(writer.write(fig, folder, f"{slug(group[0])}-{slug(group[1])}-budget-trust",
+    written.append(writer.write(fig, folder, f"{folder}-budget-trust",
                                 f"{title}: Spearman rank correlation between validation error at epoch e and at the last epoch"))
     effects = {a.name: a.effect for a in done if a.effect is not None}
     if effects:
         fig = plots.activation_forest(f"{title}: tanh vs ReLU", effects)
-        written.append(writer.write(fig, folder, f"{slug(group[0])}-{slug(group[1])}-activation-effects",
+        written.append(writer.write(fig, folder, f"{folder}-activation-effects",
                                     f"{title}: tanh − ReLU differences in error with bootstrap confidence intervals"))
     return written
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from .storage import StudyRecord, display_name, open_storage, select_studies
 
@@ -63,17 +64,20 @@ def trials_frame(record: StudyRecord) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def end_reason(trial: FrozenTrial) -> str:
+    """How a trial ended, in one word or phrase: its `end_reason` up to the first colon, else its state."""
+    return str(trial.user_attrs.get("end_reason") or trial.state.name.lower()).split(":")[0].strip()
+
+
 def end_reasons(record: StudyRecord) -> dict[str, int]:
     """How trials ended early (their `end_reason`, else their state when not complete), with counts."""
     counts: dict[str, int] = {}
     for trial in record.trials:
-        reason = trial.user_attrs.get("end_reason")
-        if not reason:
-            if trial.state.name == "COMPLETE" and trial.value is not None and np.isfinite(trial.value):
-                continue
-            reason = trial.state.name.lower()
-        key = str(reason).split(":")[0].strip()
-        counts[key] = counts.get(key, 0) + 1
+        completed = trial.state.name == "COMPLETE" and trial.value is not None and np.isfinite(trial.value)
+        if completed and not trial.user_attrs.get("end_reason"):
+            continue
+        reason = end_reason(trial)
+        counts[reason] = counts.get(reason, 0) + 1
     return counts
 
 

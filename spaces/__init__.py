@@ -154,17 +154,11 @@ def apply_overrides(space: Mapping[str, BaseDistribution], overrides: Mapping[st
             else:
                 value = _convert(name, text, kind)
                 check_value(name, value)
-                if isinstance(kind, CategoricalDistribution) and name in CATEGORICAL_STRICT and value not in kind.choices:
-                    raise ValueError(f"{name}={value!r} is not one of: {', '.join(map(str, kind.choices))}")
                 out.pop(name, None)
                 fixed[name] = value
         except ValueError as error:
             raise UsageError(f"bad --set {name}={raw}: {error}") from None
     return out, fixed
-
-
-# Categorical parameters whose fixed value must be one of the declared choices.
-CATEGORICAL_STRICT = ("activation",)
 
 
 def _numeric(kind: Any) -> bool:
@@ -179,9 +173,7 @@ def _example(kind: Any) -> Any:
     """A value whose type the parameter takes."""
     if isinstance(kind, CategoricalDistribution):
         return kind.choices[0]
-    if isinstance(kind, IntDistribution):
-        return kind.low
-    if isinstance(kind, FloatDistribution):
+    if isinstance(kind, (IntDistribution, FloatDistribution)):
         return kind.low
     return kind
 

@@ -54,7 +54,7 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "depth": (1, None, True, False), "width": (1, None, True, False),
     "channels": (1, None, True, False), "kernel": (1, None, True, False),
 }
-CHOICES: dict[str, tuple[str, ...]] = {"activation": ("tanh", "relu")}
+CHOICES: dict[str, tuple[str, ...]] = {"activation": TRAINING["activation"].choices}
 
 
 def pick(*names: str) -> dict[str, BaseDistribution]:
