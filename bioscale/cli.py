@@ -32,7 +32,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None, help="forward learning rate (same as --set forward_lr=X)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a rule setting; repeatable")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    p.add_argument("--device", default="auto", help="torch device: auto (default: the first GPU, else the CPU), cpu, cuda, cuda:1")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files (default $BIOSCALE_DATA or ./data)")
     p.add_argument("--download", action="store_true", help="download the dataset where torchvision can")
     p.add_argument("--augment", action="store_true", help="random crops and flips on the device (CIFAR)")
@@ -46,14 +46,18 @@ def _run_train(args: argparse.Namespace) -> None:
     import time
 
     from .data import load
+    from .devices import resolve_device
     from .nets import resolve_arch
     from .train import as_dict, train
 
     settings: dict[str, Any] = parse_overrides(args.set)
     if args.lr is not None:
         settings["forward_lr"] = args.lr
+    device = resolve_device(args.device)
     resolve_arch(args.arch, args.dataset)
-    load(args.dataset, root=args.data_root, device=args.device, download=args.download)
+    load(args.dataset, root=args.data_root, device=device, download=args.download)
+    if not args.json:
+        print(f"device: {device}", flush=True)
     start = time.perf_counter()
 
     def report(record) -> None:
@@ -63,11 +67,11 @@ def _run_train(args: argparse.Namespace) -> None:
                   flush=True)
 
     result, rule = train(rule=args.rule, dataset=args.dataset, arch=args.arch, activation=args.activation,
-                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=device,
                          data_root=args.data_root, augment=args.augment, settings=settings, callback=report,
                          progress=False if args.quiet else None)
     last = result.history[-1]
-    summary = {"rule": args.rule, "dataset": args.dataset, "arch": args.arch, "activation": args.activation,
+    summary = {"rule": args.rule, "dataset": args.dataset, "arch": args.arch, "activation": args.activation, "device": device,
                "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                "train_error": last.train_error, "val_error": last.val_error, "test_error": last.test_error,
                "best_epoch": result.best.epoch, "settings": rule.get_params(),
@@ -115,7 +119,8 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="none", help="none (default), median, halving, hyperband, or best-after[:EPOCH] "
                                                     "(the paper's ImageNet protocol: only the best goes on after EPOCH, default 10)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study (default 1)")
-    p.add_argument("--devices", default="cpu", help="comma-separated devices the workers take in turn, e.g. cuda:0,cuda:1")
+    p.add_argument("--devices", default="auto", help="comma-separated devices the workers take in turn, e.g. cuda:0,cuda:1; "
+                                                     "auto (default): every GPU torch sees, else the CPU")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a parameter (NAME=VALUE), narrow a range (NAME=LOW:HIGH) or the choices (NAME=A,B); repeatable")
     p.add_argument("--seed", type=int, default=0, help="seeds the sampler and each trial (trial k: seed + k)")
@@ -143,7 +148,7 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study-name", default=None, help="needed when the storage holds more than one study")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--epochs", type=int, default=None, help="default: the study's epochs")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda:0")
+    p.add_argument("--device", default="auto", help="torch device: auto (default: the first GPU, else the CPU), cpu, cuda:0")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="one JSON line")
@@ -287,6 +292,8 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=DEMO["seeds"], help=f"evaluation seeds (default {DEMO['seeds']})")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     p.add_argument("--rules", default=None, help="comma-separated subset of rules (default: all)")
+    p.add_argument("--devices", default="auto", help="comma-separated devices the workers take in turn; "
+                                                     "auto (default): every GPU torch sees, else the CPU")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run_demo)
 
@@ -304,7 +311,8 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="0,1,2", help="evaluation seeds (default 0,1,2)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///bioscale.db)")
     p.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
-    p.add_argument("--devices", default="cpu", help="comma-separated devices the workers take in turn, e.g. cuda:0,cuda:1")
+    p.add_argument("--devices", default="auto", help="comma-separated devices the workers take in turn, e.g. cuda:0,cuda:1; "
+                                                     "auto (default): every GPU torch sees, else the CPU")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files (default $BIOSCALE_DATA or ./data)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix or narrow a parameter in every study")
     p.add_argument("--out", default=None, help="folder for figures and report (default campaign-DATASET-ARCH)")
@@ -325,28 +333,32 @@ def _seeds(text: str) -> list[int]:
 def _run_demo(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from .devices import resolve_devices
     from .study.campaign import plan_campaign
 
+    devices = resolve_devices(args.devices)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     storage = args.storage or f"sqlite:///{(out / 'bioscale.db').resolve()}"
     studies = plan_campaign(DEMO["dataset"], DEMO["archs"], args.rules.split(",") if args.rules else None)
     _campaign_then_report(args, studies, storage, out, trials=args.trials, epochs=args.epochs, sampler="tpe",
-                          pruner="none", workers=args.workers, devices=["cpu"], fixed={}, data_root=None,
+                          pruner="none", workers=args.workers, devices=devices, fixed={}, data_root=None,
                           parallel_studies=True, chance_patience=DEMO["chance_patience"], formats=("png", "pdf"))
 
 
 def _run_campaign(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from .devices import resolve_devices
     from .study import DEFAULT_STORAGE
     from .study.campaign import plan_campaign
 
+    devices = resolve_devices(args.devices)
     studies = plan_campaign(args.dataset, [args.arch], args.rules.split(",") if args.rules else None)
     out = Path(args.out or f"campaign-{args.dataset}-{args.arch.strip('@').replace(':', '-').replace('*', 'x').replace(',', '_')}")
     _campaign_then_report(args, studies, args.storage or DEFAULT_STORAGE, out, trials=args.trials, epochs=args.epochs,
                           sampler=args.sampler, pruner=args.pruner, workers=args.workers,
-                          devices=args.devices.split(","), fixed=parse_overrides(args.set), data_root=args.data_root,
+                          devices=devices, fixed=parse_overrides(args.set), data_root=args.data_root,
                           parallel_studies=False, chance_patience=args.chance_patience,
                           formats=tuple(args.format.split(",")))
 

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from . import rules
 from .data import Data, augment as augment_batch, load
+from .devices import AUTO, resolve_device
 from .errors import Diverged, UsageError
 from .nets import Net, build_net
 
@@ -113,11 +114,15 @@ def _pct(error: float | None) -> str:
 
 
 def train(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
-          epochs: int = 10, batch_size: int = 128, seed: int = 0, device: str = "cpu",
+          epochs: int = 10, batch_size: int = 128, seed: int = 0, device: str = AUTO,
           data_root: str | None = None, val_size: float | int | None = None, augment: bool = False,
           settings: dict[str, Any] | None = None, callback: Callable[[EpochResult], None] | None = None,
           progress: bool | None = None, chance_patience: int = 5) -> tuple[FitResult, rules.Rule]:
-    """Build data, network and rule from their names and fit; seeded runs repeat exactly on the CPU."""
+    """Build data, network and rule from their names and fit; seeded runs repeat exactly on the CPU.
+
+    `device` is a torch device name, or `auto`: the first GPU torch sees, else the CPU.
+    """
+    device = resolve_device(device)
     rule_class = rules.get(rule)
     settings = rules.coerce_settings(rule, settings or {})
     data = load(dataset, root=data_root, val_size=val_size, device=device)

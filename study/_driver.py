@@ -2,10 +2,11 @@
 
 The budget counts finished trials (complete, pruned, or failed with an error) plus the ones
 running or queued; every worker checks it and asks for its next trial under one lock per study
-(`BudgetLock`), so K workers on any number of machines finish exactly N trials. A worker whose
-trial dies (killed, machine lost) is noticed by heartbeats (RDB storages) or by its process id
-(journal files, one machine); its trial is failed and re-queued with the same parameters, and
-the failed one does not count. A worker with nothing left to start waits while other trials
+(`BudgetLock`), so K workers on any number of machines finish exactly N trials. A local worker
+that dies is replaced by the `Supervisor`, which fails and re-queues its trial at once; a worker
+lost elsewhere (another command, another machine) is noticed by heartbeats (RDB storages) or by
+its process id (journal files, one machine). A re-queued trial keeps its parameters and seed,
+and the failed one does not count. A worker with nothing left to start waits while other trials
 run, so that one of them dying is still picked up.
 """
 
@@ -26,6 +27,7 @@ from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from bioscale.data import load
+from bioscale.devices import AUTO, resolve_devices
 from bioscale.errors import UsageError
 from bioscale.nets import arch_family, resolve_arch
 
@@ -42,7 +44,7 @@ _COUNTED_FAILURES = ("error", "out of memory")
 
 def run_study(stage: str, rule: str, dataset: str, arch: str, trials: int = 60, *, schedule: str | None = None,
               storage: str | None = DEFAULT_STORAGE, study_name: str | None = None, sampler: str = "tpe",
-              pruner: str = "none", epochs: int = 10, workers: int = 1, devices: Sequence[str] | str = ("cpu",),
+              pruner: str = "none", epochs: int = 10, workers: int = 1, devices: Sequence[str] | str = AUTO,
               fixed: Mapping[str, Any] | None = None, seed: int = 0, data_root: str | None = None,
               progress: bool = True, chance_patience: int = 5, val_size: float | int | None = None) -> optuna.Study:
     """Create (or resume) a study and run it until `trials` trials have finished, over `workers` processes.
@@ -70,6 +72,8 @@ def _run(stage: str, rule: str, dataset: str, arch: str, trials: int, *, schedul
                                          workers=workers, devices=devices, fixed=fixed or {}, seed=seed,
                                          data_root=data_root, chance_patience=chance_patience, val_size=val_size)
     study = open_study(plan, storage_obj)
+    if progress:
+        print(f"study {plan.study_name}: {workers} worker(s) on {', '.join(devices)}", file=sys.stderr, flush=True)
     show = progress and sys.stderr.isatty()
     bar = StudyProgress(plan, show)
     try:
@@ -95,7 +99,7 @@ def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, sche
                                              chance_patience=chance_patience, overrides=fixed)
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"workers must be a whole number >= 1 (got {workers!r})")
-    device_list = check_devices(devices)
+    device_list = resolve_devices(devices)
     family, space, fixed_values = search_space(stage, rule, schedule, dataset, arch, overrides)
     if not isinstance(seed, int):
         raise UsageError(f"seed must be a whole number (got {seed!r})")
@@ -120,33 +124,6 @@ def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, sche
                 seed=seed, chance_patience=chance_patience, space=space, fixed=fixed_values, storage=spec,
                 study_name=name, data_root=data_root, val_size=val_size)
     return plan, storage_obj, device_list
-
-
-def check_devices(devices: Sequence[str] | str) -> list[str]:
-    """`"cuda:0,cuda:1"` or a list -> checked torch device strings."""
-    import torch
-
-    items = [d.strip() for d in (devices.split(",") if isinstance(devices, str) else devices) if d and d.strip()]
-    if not items:
-        raise UsageError("give at least one device, e.g. --devices cpu or --devices cuda:0,cuda:1")
-    out = []
-    for item in items:
-        try:
-            device = torch.device(item)
-        except (RuntimeError, ValueError):
-            raise UsageError(f"unknown device {item!r}: use cpu, cuda, cuda:N or mps") from None
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise UsageError(f"device {item!r} asked for, but torch sees no CUDA device here")
-            if device.index is not None and device.index >= torch.cuda.device_count():
-                raise UsageError(f"device {item!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        elif device.type == "mps":
-            if not torch.backends.mps.is_available():
-                raise UsageError("device 'mps' asked for, but it is not available here")
-        elif device.type != "cpu":
-            raise UsageError(f"unsupported device {item!r}: use cpu, cuda, cuda:N or mps")
-        out.append(str(device))
-    return out
 
 
 def winner_of(storage: BaseStorage, name: str) -> str:
@@ -323,24 +300,93 @@ def _fail_and_requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTr
 
 
 def _run_parallel(plan: Plan, workers: int, devices: list[str], bar: "StudyProgress") -> None:
-    from joblib import Parallel, delayed
-
+    """Run `workers` worker processes to the study's budget, replacing any that dies (see `Supervisor`)."""
     cpu_only = all(d == "cpu" for d in devices)
     threads = max(1, (os.cpu_count() or 1) // workers) if cpu_only else None
     stop = threading.Event()
     poller = threading.Thread(target=bar.poll, args=(stop,), daemon=True)
     poller.start()
     try:
-        Parallel(n_jobs=workers, backend="loky")(
-            delayed(work)(plan, i, devices[i % len(devices)], threads) for i in range(workers))
-    except Exception as error:
-        if type(error).__name__ == "TerminatedWorkerError":
-            raise RuntimeError("a worker process died; rerun the same command to resume the study "
-                               "(its trial is re-run once its heartbeat is stale)") from error
-        raise
+        Supervisor(plan, workers, devices, threads).run()
     finally:
         stop.set()
         poller.join()
+
+
+class Supervisor:
+    """Plain worker processes watched by the driver: one that dies (SIGKILL, out-of-memory kill) is replaced.
+
+    The dead worker's running trial is failed and re-queued with the same parameters at once
+    (not after a heartbeat grace period), under the budget lock, so the other workers' trials
+    go on untouched and the study still ends with exactly its budget finished. A worker that
+    exits with an error, or more deaths than `max_restarts`, ends the run with a RuntimeError.
+    """
+
+    def __init__(self, plan: Plan, workers: int, devices: list[str], threads: int | None, *,
+                 max_restarts: int | None = None, poll: float = 0.5) -> None:
+        import multiprocessing
+
+        self.plan, self.workers, self.devices, self.threads, self.poll = plan, workers, devices, threads, poll
+        self.max_restarts = 3 * workers if max_restarts is None else max_restarts
+        self._context = multiprocessing.get_context("spawn")  # no forked CUDA or database state
+        self._started = 0
+
+    def _start(self, slot: int):
+        # Each process gets its own sampler stream index, replacements included.
+        process = self._context.Process(target=work, args=(self.plan, self._started, self.devices[slot % len(self.devices)],
+                                                           self.threads), name=f"bioscale-worker-{self._started}")
+        self._started += 1
+        process.start()
+        return process
+
+    def run(self) -> None:
+        """Start the workers and watch them until every one has finished the budget."""
+        slots = {slot: self._start(slot) for slot in range(self.workers)}
+        restarts = 0
+        try:
+            while slots:
+                time.sleep(self.poll)
+                for slot, process in list(slots.items()):
+                    if process.is_alive():
+                        continue
+                    process.join()
+                    if process.exitcode == 0:
+                        del slots[slot]
+                    elif process.exitcode > 0:
+                        raise RuntimeError(f"worker {process.pid} on {self.devices[slot % len(self.devices)]} stopped with an "
+                                           f"error (exit {process.exitcode}; its traceback is above); rerun the same command to resume")
+                    else:
+                        restarts += 1
+                        if restarts > self.max_restarts:
+                            raise RuntimeError(f"{restarts} worker processes died (the last by signal {-process.exitcode}); "
+                                               "rerun the same command to resume the study")
+                        self.requeue_trials_of(process.pid)
+                        print(f"bioscale: worker {process.pid} died (signal {-process.exitcode}); its trial is re-queued "
+                              "and a new worker started", file=sys.stderr, flush=True)
+                        slots[slot] = self._start(slot)
+        finally:
+            for process in slots.values():
+                if process.is_alive():
+                    process.terminate()
+            for process in slots.values():
+                process.join()
+
+    def requeue_trials_of(self, pid: int) -> list[int]:
+        """Fail and re-queue every running trial of the dead worker `pid`; returns their numbers."""
+        storage = open_storage(self.plan.storage, heartbeat=False)
+        study = optuna.load_study(study_name=self.plan.study_name, storage=storage)
+        mine = f"{socket.gethostname()}:{pid}"
+        lock = BudgetLock(self.plan.storage, self.plan.study_name)
+        lock.acquire()
+        try:
+            lost = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    if str(t.user_attrs.get("worker", "")).rsplit(":", 1)[0] == mine
+                    and t.user_attrs["worker"].endswith(f":{t.number}")]
+            for trial in lost:
+                _fail_and_requeue(study, storage, trial)
+        finally:
+            lock.close()
+        return [t.number for t in lost]
 
 
 class StudyProgress:

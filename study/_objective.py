@@ -105,27 +105,30 @@ def make_objective(plan: Plan, device: str, *, progress: bool | None = None,
         start = time.perf_counter()
         reason: str | None = None
         try:
-            result, _ = train(rule=plan.rule, dataset=plan.dataset, arch=config["arch"], epochs=plan.epochs,
-                              seed=seed, device=device, data_root=plan.data_root, val_size=plan.val_size,
-                              settings=settings, callback=report, progress=progress,
-                              chance_patience=plan.chance_patience, **training)
-            return result.best.val_error
-        except optuna.TrialPruned:
-            reason = "pruned"
-            raise
-        except Diverged as error:
-            reason = f"diverged: {error.reason}"
-            raise optuna.TrialPruned(reason) from None
-        except Exception as error:
-            if _out_of_memory(error):
-                reason = "out of memory"
-                _free_memory(device)
+            try:
+                result, _ = train(rule=plan.rule, dataset=plan.dataset, arch=config["arch"], epochs=plan.epochs,
+                                  seed=seed, device=device, data_root=plan.data_root, val_size=plan.val_size,
+                                  settings=settings, callback=report, progress=progress,
+                                  chance_patience=plan.chance_patience, **training)
+                return result.best.val_error
+            except optuna.TrialPruned:
+                reason = "pruned"
+                raise
+            except Diverged as error:
+                reason = f"diverged: {error.reason}"
                 raise optuna.TrialPruned(reason) from None
-            reason = f"error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
-            raise
-        except KeyboardInterrupt:
-            reason = "interrupted"
-            raise
+            except Exception as error:
+                if not _out_of_memory(error):
+                    reason = f"error: {type(error).__name__}: {_first_line(error)}".rstrip(": ")
+                    raise
+                reason = f"out of memory on {device}: {_first_line(error)}".rstrip(": ")
+            except KeyboardInterrupt:
+                reason = "interrupted"
+                raise
+            # Out of memory: outside the handler, so that the error's traceback (which holds the
+            # trial's network and activations) is gone before the memory is given back.
+            _free_memory(device)
+            raise optuna.TrialPruned(reason)
         finally:
             for key, value in summarise(curve).items():
                 trial.set_user_attr(key, value)
@@ -134,6 +137,10 @@ def make_objective(plan: Plan, device: str, *, progress: bool | None = None,
                 trial.set_user_attr("end_reason", reason)
 
     return objective
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else ""
 
 
 def _out_of_memory(error: BaseException) -> bool:

@@ -10,10 +10,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bioscale import spaces
+from bioscale.devices import AUTO, resolve_device
 from bioscale.errors import Diverged, UsageError
 from bioscale.train import train
 
-from ._driver import check_devices, finished, summary_counts
+from ._driver import finished, summary_counts
 from ._storage import BaseStorage, open_existing
 
 
@@ -92,7 +93,7 @@ def train_command(config: dict[str, Any]) -> str:
 
 
 def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Sequence[int] = (0, 1, 2),
-                   epochs: int | None = None, device: str = "cpu", data_root: str | None = None,
+                   epochs: int | None = None, device: str = AUTO, data_root: str | None = None,
                    progress: bool | None = None) -> dict[str, Any]:
     """Re-train the study's best configuration on the full training set with each seed; record the test errors.
 
@@ -104,7 +105,7 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
         raise UsageError("give one or more distinct seeds, e.g. --seeds 0,1,2")
     if epochs is not None and epochs < 1:
         raise UsageError(f"epochs must be >= 1 (got {epochs})")
-    device = check_devices([device])[0]
+    device = resolve_device(device)
     storage_obj = open_existing(storage)
     name = resolve_study_name(storage_obj, study_name)
     study = optuna.load_study(study_name=name, storage=storage_obj)

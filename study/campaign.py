@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import optuna
 
 from bioscale import rules
+from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
 
 from ._plan import label as make_label, study_name as make_study_name
@@ -85,7 +86,7 @@ def _evaluate(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any] |
 
 
 def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int, epochs: int, sampler: str = "tpe",
-                 pruner: str = "none", workers: int = 1, devices: Sequence[str] = ("cpu",), seeds: Sequence[int] = (0, 1, 2),
+                 pruner: str = "none", workers: int = 1, devices: Sequence[str] | str = "auto", seeds: Sequence[int] = (0, 1, 2),
                  eval_epochs: int | None = None, data_root: str | None = None, fixed: dict[str, Any] | None = None,
                  parallel_studies: bool = False, chance_patience: int = 5, progress: bool = True) -> list[str]:
     """Tune every study to its trial budget, then evaluate each best configuration with `seeds`; returns the study names.
@@ -96,11 +97,13 @@ def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int,
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
+    devices = resolve_devices(devices)
     show = progress and sys.stderr.isatty()
     options = dict(storage=storage, trials=trials, epochs=epochs, sampler=sampler, pruner=pruner,
                    data_root=data_root, fixed=dict(fixed or {}), chance_patience=chance_patience)
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     names = [s.name for s in studies]
+    say(f"campaign of {len(studies)} studies on {', '.join(devices)}")
     with tqdm(total=2 * len(studies), desc="campaign", unit="step", disable=not show, dynamic_ncols=True) as bar:
         if parallel_studies and workers > 1:
             jobs = (delayed(_tune)(s, {**options, "devices": [devices[i % len(devices)]], "single_thread": True})

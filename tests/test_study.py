@@ -281,3 +281,43 @@ def test_dashboard_serves_the_storage_over_http(fa_study, free_port):
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_out_of_memory_ends_the_trial_with_its_reason_frees_the_trial_and_the_worker_goes_on(tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    import torch
+
+    from bioscale.study import _objective
+
+    nets, freed = [], []
+
+    class Hungry(Rule):
+        name = "test-hungry"  # its first run asks for more memory than there is
+
+        def task_loss(self, x, y):
+            if len(nets) == 1:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            return rules.cross_entropy(self.net(x), y)
+
+        def __init__(self, net, **settings) -> None:
+            super().__init__(net, **settings)
+            if net.input_shape == (1, 8, 8):  # a trial's net (the driver also checks settings on a tiny one)
+                nets.append(weakref.ref(net))
+
+    def free_memory(device):
+        gc.collect()
+        freed.append([ref() is None for ref in nets])
+
+    monkeypatch.setattr(_objective, "_free_memory", free_memory)
+    try:
+        study = run_study("tune", "test-hungry", "digits", "fc", 3, epochs=1, storage=f"sqlite:///{tmp_path / 'm.db'}",
+                          devices="cpu", progress=False, fixed={"batch_size": "256"})
+    finally:
+        _REGISTRY.pop("test-hungry", None)
+    first, *rest = study.get_trials()
+    assert first.state == TrialState.PRUNED
+    assert first.user_attrs["end_reason"] == "out of memory on cpu: CUDA out of memory. Tried to allocate 20.00 GiB"
+    assert [t.state for t in rest] == [TrialState.COMPLETE] * 2 and len(nets) == 3
+    assert freed == [[True]], "the trial's network was still referenced when its memory was given back"

@@ -50,12 +50,11 @@ class DirectFeedbackAlignment(Rule):
         super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1,
                          forward_beta2=forward_beta2, forward_eps=forward_eps)
         n_classes = net.n_classes
-        x = torch.zeros(1, *net.input_shape)
+        like = next(net.parameters())  # feedback lives on the net's device, in its dtype
         with torch.no_grad():
-            for block in net.blocks:
-                x = block(x)
-                units = x[0].numel()
-                block.layer.register_buffer("direct_feedback", glorot_(torch.empty(units, n_classes), n_classes, units))
+            for block, h in zip(net.blocks, net.activities(like.new_zeros(1, *net.input_shape))[1:]):
+                units = h[0].numel()
+                block.layer.register_buffer("direct_feedback", glorot_(like.new_empty(units, n_classes), n_classes, units))
 
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
         pre_activations = []
@@ -68,7 +67,7 @@ class DirectFeedbackAlignment(Rule):
         loss = cross_entropy(logits, y)
         with torch.no_grad():
             e = torch.softmax(logits, 1)
-            e[torch.arange(len(y)), y] -= 1
+            e[torch.arange(len(y), device=e.device), y] -= 1
             e /= len(y)  # ∂(mean loss)/∂logits
         # Surrogate whose gradient w.r.t. each hidden layer's parameters is δ_l·∂a_l/∂θ_l.
         surrogate = loss

@@ -1,0 +1,101 @@
+"""Every registered rule keeps to its net's device and dtype, on every layer family.
+
+A float64 net on the CPU stands in for "not the default device": a tensor a rule, layer, inverse
+or feedback path makes with the default dtype (float32) or the default device would break a run
+on a GPU the same way. Two checks: every tensor the rule holds after a step (parameters, buffers,
+optimizer state, feedback matrices, inverses), and every tensor any operation makes during a step.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from bioscale import rules
+from bioscale.data import load
+from bioscale.nets import build_net
+
+FAMILIES = ("fc", "lc", "conv")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def held_tensors(obj, path: str = "rule", seen: set[int] | None = None):
+    """(path, tensor) for every tensor reachable from `obj`'s attributes, modules and optimizers."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif isinstance(obj, nn.Module):
+        yield from ((f"{path}.{k}", v) for k, v in obj.named_parameters())
+        yield from ((f"{path}.{k}", v) for k, v in obj.named_buffers())
+    elif isinstance(obj, torch.optim.Optimizer):
+        for i, state in enumerate(obj.state.values()):
+            # Adam keeps its step count as a CPU scalar by design; it mixes with tensors on any device.
+            yield from ((f"{path}.state[{i}].{k}", v) for k, v in state.items() if k != "step")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from held_tensors(v, f"{path}[{k!r}]", seen)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from held_tensors(v, f"{path}[{i}]", seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        for k, v in vars(obj).items():
+            yield from held_tensors(v, f"{path}.{k}", seen)
+
+
+class MadeTensors(TorchDispatchMode):
+    """Records (operation, device, dtype) of every non-scalar tensor any operation returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[tuple[str, torch.device, torch.dtype]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor) and leaf.dim() > 0:  # 0-dim CPU scalars mix with any device
+                self.made.append((str(func), leaf.device, leaf.dtype))
+        return out
+
+
+def variants():
+    for name in rules.names():
+        schedules = ("parallel", "alternating") if "schedule" in rules.settings(name) else (None,)
+        for schedule in schedules:
+            for family in FAMILIES:
+                yield pytest.param(name, schedule, family, id=f"{name}{'-' + schedule if schedule else ''}-{family}")
+
+
+def test_every_registered_rule_is_covered():
+    covered = {v.values[0] for v in variants()}
+    assert covered == set(rules.names()) and len(covered) >= 7
+
+
+@pytest.mark.parametrize("name, schedule, family", list(variants()))
+def test_a_float64_net_keeps_float64_everywhere(name, schedule, family):
+    data = load("digits")
+    torch.manual_seed(0)
+    net = build_net(family, "digits", data.input_shape, data.n_classes).to(torch.float64)
+    settings = {"schedule": schedule, "alternation_period": 1} if schedule == "alternating" else (
+        {"schedule": schedule} if schedule else {})
+    rule = rules.create(name, net, **settings)
+    want = (net.output.weight.device, torch.float64)
+    x, y = data.train_x[:16].to(torch.float64), data.train_y[:16]
+    with MadeTensors() as mode:
+        for _ in range(2):  # an alternating rule trains its inverses, then its forward weights
+            loss = rule.step(x, y)
+    assert torch.isfinite(loss) and loss.dtype == torch.float64
+    wrong = sorted({f"{op} -> {device}/{dtype}" for op, device, dtype in mode.made
+                    if device != want[0] or (dtype.is_floating_point and dtype != want[1])})
+    assert not wrong, f"{name} made tensors off the net's device/dtype during a step: {wrong[:5]}"
+    held = list(held_tensors(rule))
+    assert any(path.startswith("rule.net.") for path, _ in held)
+    off = [f"{path}: {t.device}/{t.dtype}" for path, t in held
+           if t.device != want[0] or (t.is_floating_point() and t.dtype != want[1])]
+    assert not off, f"{name} holds tensors off the net's device/dtype: {off[:5]}"

@@ -1,0 +1,84 @@
+"""A local worker killed mid-trial is replaced within the same command, on every kind of storage.
+
+`bioscale study run --workers 2` runs as a real child process; the test takes a worker's pid from
+its RUNNING trial, SIGKILLs it, and checks that the command still ends with exactly its budget
+finished, exit 0, the killed trial's parameters re-run once and no other trial harmed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import bioscale_process
+
+BUDGET, EPOCHS = 4, 12
+
+
+def worker_pid(trial) -> int:
+    return int(trial.user_attrs["worker"].split(":")[-2])
+
+
+def storage_of(url: str):
+    """What optuna.load_study takes for a bioscale storage URL (journal files need an object)."""
+    if url.startswith("journal:///"):
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url[len("journal://"):]))
+    return url
+
+
+def kill_a_worker_mid_trial(process, url: str, name: str, timeout: float = 180):
+    """SIGKILL the worker of the first RUNNING trial with epochs still to go; returns that trial."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            running = optuna.load_study(study_name=name, storage=storage_of(url)).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # the study is not created yet
+            running = []
+        for trial in running:
+            curve = trial.user_attrs.get("curve") or {}
+            if str(trial.user_attrs.get("worker", "")).endswith(f":{trial.number}") and 1 <= len(curve.get("val", [])) < EPOCHS - 3:
+                os.kill(worker_pid(trial), signal.SIGKILL)
+                return trial
+        time.sleep(0.05)
+    raise AssertionError("no worker was seen mid-trial")
+
+
+@pytest.fixture(params=["sqlite", "journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'w.db'}"
+    if request.param == "journal":
+        return f"journal:///{tmp_path / 'w.log'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_a_killed_worker_is_replaced_and_its_trial_rerun_in_the_same_command(storage_url):
+    name = f"death-{uuid.uuid4().hex[:8]}"
+    process = bioscale_process("study", "run", "--rule", "bp", "--trials", str(BUDGET), "--epochs", str(EPOCHS),
+                               "--workers", "2", "--devices", "cpu", "--storage", storage_url, "--study-name", name,
+                               "--set", "batch_size=32", "--chance-patience", "0", "--quiet")
+    try:
+        killed = kill_a_worker_mid_trial(process, storage_url, name)
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert f"worker {worker_pid(killed)} died" in err
+    trials = optuna.load_study(study_name=name, storage=storage_of(storage_url)).get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [killed.number], "only the killed trial failed"
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert retry.user_attrs["seed"] == killed.user_attrs["seed"] and worker_pid(retry) != worker_pid(killed)
+    assert len(retry.user_attrs["curve"]["val"]) == EPOCHS
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == BUDGET and len(trials) == BUDGET + 1
