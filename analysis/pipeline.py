@@ -22,7 +22,7 @@ from .paper import compare
 from .report import FigureBlock, write_report
 from .sections import FIGURE_DIR_NAME, long_tables, report_blocks
 from .stability import MARGIN, BudgetTrust, Robustness, budget_trust, learning_curves, robustness
-from .storage import StudyRecord, display_name, is_dashboard_readable, open_storage, select_studies
+from .storage import StudyRecord, display_name, group_title, is_dashboard_readable, open_storage, select_studies
 from .tables import best_table_from, end_reason, trials_frame
 
 FORMATS = ("png", "pdf", "svg")
@@ -132,9 +132,8 @@ def _add(result: StudyAnalysis, written: tuple[FigureBlock, Path]) -> None:
 
 
 def _activation(record: StudyRecord, frame: pd.DataFrame) -> tuple[ActivationEffect | None, str]:
-    fixed = record.attrs.get("fixed") if isinstance(record.attrs.get("fixed"), dict) else {}
     if "activation" not in frame.columns:
-        value = fixed.get("activation") or record.attrs.get("activation")
+        value = record.info.fixed.get("activation")
         return None, f"activation not searched{f' (fixed to {value})' if value else ''}"
     present = set(frame["activation"].dropna())
     if not {"tanh", "relu"} <= present:
@@ -166,7 +165,7 @@ def _display_names(records: Sequence[StudyRecord]) -> list[str]:
 
 def _group_figures(group: tuple[str, str], analyses: list[StudyAnalysis], writer: _FigureWriter, folder: str,
                    colors: dict) -> list[tuple[FigureBlock, Path]]:
-    title = f"{group[0]} / {group[1]}"
+    title = group_title(group)
     done = [a for a in analyses if a.fanova is not None]
     written = []
     if not done:

@@ -11,7 +11,7 @@ import pandas as pd
 from .importance import FanovaResult, PedAnovaResult
 from .report import Block, Bullets, Heading, Paragraph, Table, pct
 from .stability import MARGIN, MARGIN_FLOOR, Robustness
-from .storage import StudyRecord
+from .storage import StudyRecord, group_title
 from .tables import end_reasons
 
 if TYPE_CHECKING:
@@ -98,9 +98,9 @@ def budget_line(records: list[StudyRecord]) -> str:
     """The search budget the studies used (trials, epochs, sampler, evaluation seeds) beside the paper's."""
     budgets: dict[str, int] = {}
     for record in records:
-        attrs, evaluation = record.attrs, record.evaluation or {}
-        text = (f"{attrs.get('trials', len(record.trials))} trials × {record.epochs or '?'} epochs per study, "
-                f"{attrs.get('sampler', '?')} sampler")
+        info, evaluation = record.info, record.evaluation or {}
+        text = (f"{info.trials if info.trials is not None else len(record.trials)} trials × {record.epochs or '?'} epochs per study, "
+                f"{info.sampler or '?'} sampler")
         if evaluation.get("seeds"):
             text += (f"; best configuration re-evaluated over seeds {', '.join(map(str, evaluation['seeds']))}"
                      f" for {evaluation.get('epochs', '?')} epochs")
@@ -247,7 +247,7 @@ def report_blocks(url: str, patterns: list[str] | None, records: list[StudyRecor
         done = [a for a in members if a.fanova is not None]
         if not done:
             continue
-        blocks.append(Heading(f"{group[0]} / {group[1]}"))
+        blocks.append(Heading(group_title(group)))
         blocks.append(Table(_verdict_table(done, best), "One row per rule: key numbers and verdicts."))
         blocks += [block for block, _ in group_written.get(group, [])]
         for a in done:

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
+from bioscale import contract
+from bioscale.contract import StudyInfo
 from bioscale.errors import UsageError
+from bioscale.storages import open_existing, parse_storage
 
 DEFAULT_STAGE = "tune"
-
-
-def _spec(storage: str | None):
-    # The study driver's parser, so that analysis takes exactly the addresses `bioscale study` does.
-    from bioscale.study import parse_storage
-
-    return parse_storage(storage.strip() if storage else None, must_exist=True)
 
 
 def display_name(storage: str | BaseStorage | None) -> str:
@@ -29,7 +24,7 @@ def display_name(storage: str | BaseStorage | None) -> str:
     if isinstance(storage, BaseStorage):
         return type(storage).__name__
     try:
-        return _spec(storage).display()
+        return parse_storage(storage.strip() if storage else None, must_exist=True).display()
     except UsageError:
         return str(storage)
 
@@ -37,12 +32,10 @@ def display_name(storage: str | BaseStorage | None) -> str:
 def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
     """An existing Optuna storage: sqlite:///FILE.db, postgresql://..., journal:///FILE.log, FILE.db or FILE.log; never creates one.
 
-    None means the study driver's default storage (sqlite:///bioscale.db).
+    None means the default storage (sqlite:///bioscale.db).
     """
     if isinstance(storage, BaseStorage):
         return storage
-    from bioscale.study import open_existing
-
     return open_existing(storage.strip() if storage else None)
 
 
@@ -53,11 +46,11 @@ def is_dashboard_readable(storage: BaseStorage) -> bool:
 
 @dataclass
 class StudyRecord:
-    """One study with its trials and the user attributes of docs/storage-contract.md."""
+    """One study with its trials and its user attributes (`bioscale.contract.StudyInfo`)."""
 
     study: optuna.Study
     trials: list[FrozenTrial]
-    attrs: dict[str, Any] = field(default_factory=dict)
+    info: StudyInfo = field(default_factory=StudyInfo)
     skipped: str | None = None
 
     @property
@@ -67,41 +60,38 @@ class StudyRecord:
 
     @property
     def rule(self) -> str:
-        """The learning rule (user attribute `rule`)."""
-        return str(self.attrs.get("rule") or self.label)
+        """The learning rule; a study bioscale did not write goes by its own name."""
+        return self.info.rule or self.label
 
     @property
     def label(self) -> str:
-        """The rule plus its schedule, e.g. dtp-alternating (user attribute `label`)."""
-        return str(self.attrs.get("label") or self.attrs.get("rule") or self.name)
+        """The rule plus its schedule, e.g. dtp-alternating; a study bioscale did not write goes by its own name."""
+        return self.info.label or self.info.rule or self.name
 
     @property
     def dataset(self) -> str:
-        """The dataset name."""
-        return str(self.attrs.get("dataset") or "?")
+        """The dataset name ("" for a study bioscale did not write)."""
+        return self.info.dataset or ""
 
     @property
     def arch(self) -> str:
-        """The architecture preset or spec string."""
-        return str(self.attrs.get("arch") or "?")
+        """The architecture preset or spec string; a study bioscale did not write is its own group, by name."""
+        return self.info.arch or ("" if self.info.dataset else self.name)
 
     @property
     def schedule(self) -> str | None:
         """The inverse-training schedule of target-propagation rules, else None."""
-        value = self.attrs.get("schedule")
-        return None if value is None else str(value)
+        return self.info.schedule
 
     @property
     def epochs(self) -> int | None:
         """The epoch budget of each trial, when recorded."""
-        value = self.attrs.get("epochs")
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return self.info.epochs
 
     @property
     def evaluation(self) -> dict[str, Any] | None:
         """The `evaluation` attribute written by `bioscale study evaluate`, if any."""
-        value = self.attrs.get("evaluation")
-        return value if isinstance(value, dict) else None
+        return self.info.evaluation
 
     @property
     def group(self) -> tuple[str, str]:
@@ -111,12 +101,17 @@ class StudyRecord:
     @property
     def complete(self) -> list[FrozenTrial]:
         """COMPLETE trials with a finite objective value."""
-        return [t for t in self.trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+        return contract.complete_trials(self.trials)
 
     @property
     def finished(self) -> list[FrozenTrial]:
-        """Trials that ended: complete, pruned or failed."""
-        return [t for t in self.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+        """Finished trials (`bioscale.contract.is_finished`): a lost worker's re-queued trial is not one."""
+        return contract.finished_trials(self.trials)
+
+
+def group_title(group: tuple[str, str]) -> str:
+    """`mnist / fc` for a group of bioscale studies; a study bioscale did not write shows its own name."""
+    return " / ".join(part for part in group if part)
 
 
 def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: str = "the storage") -> list[StudyRecord]:
@@ -140,7 +135,7 @@ def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: st
     records = []
     for summary in sorted(chosen, key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        record = StudyRecord(study=study, trials=study.get_trials(deepcopy=False), attrs=dict(summary.user_attrs))
+        record = StudyRecord(study=study, trials=study.get_trials(deepcopy=False), info=StudyInfo.from_attrs(summary.user_attrs))
         if len(summary.directions) != 1:
             record.skipped = "multi-objective study (bioscale studies minimise one validation error)"
         elif summary.directions[0] != StudyDirection.MINIMIZE:

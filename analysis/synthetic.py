@@ -11,6 +11,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from bioscale.contract import CONFIG, CURVE, DEVICE, SEED, VERSIONS, StudyInfo, name_objective
+
 from .importance import quiet_optuna
 
 Params = Mapping[str, object]
@@ -52,8 +54,8 @@ def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution]
     for a trial that diverged or was pruned.
     """
     rng = rng or np.random.default_rng(0)
-    attrs: dict[str, object] = {"seconds": 1.0, "device": "cpu", "seed": int(rng.integers(1 << 30)),
-                                "versions": {"bioscale": "synthetic"}, "config": dict(params)}
+    attrs: dict[str, object] = {"seconds": 1.0, DEVICE: "cpu", SEED: int(rng.integers(1 << 30)),
+                                VERSIONS: {"bioscale": "synthetic"}, CONFIG: dict(params)}
     intermediate: dict[int, float] = {}
     if value is not None:
         start = min(0.9, value + 0.5)
@@ -65,7 +67,8 @@ def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution]
         train = [max(0.0, v - 0.02) for v in val]
         test = [min(1.0, v + 0.005) for v in val]
         attrs.update(train_error=train[best_epoch - 1], val_error=val[best_epoch - 1], test_error=test[best_epoch - 1],
-                     best_epoch=best_epoch, curve={"train": train, "val": val, "test": test})
+                     best_epoch=best_epoch)
+        attrs[CURVE] = {"train": train, "val": val, "test": test}
         intermediate = {e: v for e, v in enumerate(val, start=1)}
         value = min(val)
     if end_reason:
@@ -91,12 +94,11 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
     rng = np.random.default_rng(seed)
     with quiet_optuna():
         study = optuna.create_study(storage=storage, study_name=f"{stage}:{dataset}:{arch}:{label}", direction="minimize")
-    attrs = {"stage": stage, "dataset": dataset, "arch": arch, "rule": rule or label.split("-")[0],
-             "schedule": schedule, "label": label, "epochs": epochs, "sampler": "random", "pruner": "none",
-             "fixed": {}, "bioscale_version": "synthetic"}
-    if evaluation is not None:
-        attrs["evaluation"] = dict(evaluation)
-    for key, value in attrs.items():
+    info = StudyInfo(stage=stage, dataset=dataset, arch=arch, rule=rule or label.split("-")[0], schedule=schedule,
+                     label=label, epochs=epochs, trials=n_trials + n_failed, sampler="random", pruner="none",
+                     bioscale_version="synthetic", evaluation=None if evaluation is None else dict(evaluation))
+    name_objective(study)
+    for key, value in info.to_attrs().items():
         study.set_user_attr(key, value)
     trials = []
     for index in range(n_trials + n_failed):

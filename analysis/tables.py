@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
+
+from bioscale.contract import best_trial, end_reason
 
 from .storage import StudyRecord, display_name, open_storage, select_studies
 
@@ -29,7 +30,7 @@ def _number(value: Any) -> float:
 def best_row(record: StudyRecord) -> dict[str, Any]:
     """The `best_table` row of one study."""
     complete = record.complete
-    best = min(complete, key=lambda t: t.value) if complete else None
+    best = best_trial(complete)
     evaluation = record.evaluation or {}
     seeds = evaluation.get("seeds")
     return {
@@ -62,11 +63,6 @@ def trials_frame(record: StudyRecord) -> pd.DataFrame:
         row.update(trial.params)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def end_reason(trial: FrozenTrial) -> str:
-    """How a trial ended, in one word or phrase: its `end_reason` up to the first colon, else its state."""
-    return str(trial.user_attrs.get("end_reason") or trial.state.name.lower()).split(":")[0].strip()
 
 
 def end_reasons(record: StudyRecord) -> dict[str, int]:

@@ -30,7 +30,8 @@ from bioscale import rules
 from bioscale.devices import resolve_device
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES
-from bioscale.study import finished, run_study
+from bioscale.contract import is_finished
+from bioscale.study import run_study
 from bioscale.train import train
 
 STUDY_WORKERS = 2
@@ -78,7 +79,7 @@ def study_check(args: argparse.Namespace, device: str) -> str:
                           workers=STUDY_WORKERS, devices=[device], storage=f"sqlite:///{folder}/check.db",
                           progress=False, data_root=args.data_root, fixed={"batch_size": str(args.batch_size)})
         trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if finished(t)]
+    done = [t for t in trials if is_finished(t)]
     errors = [t.user_attrs.get("end_reason") or "no reason recorded" for t in trials if t.state == TrialState.FAIL]
     if errors:
         raise RuntimeError(f"{len(errors)} of {len(trials)} trials failed: {errors[0]}")

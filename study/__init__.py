@@ -7,18 +7,18 @@
   seeds on the full training set and record the test errors.
 - `best`, `list_studies`: read studies back. `serve_dashboard`, `dashboard_command`.
 
-What is written where is fixed by docs/storage-contract.md.
+What is written where is fixed by `bioscale.contract` (docs/storage-contract.md).
 """
 
 from ._dashboard import dashboard_command, serve_dashboard
-from ._driver import counts_against_budget, finished, record_winner, run_study
+from ._driver import record_winner, run_study
 from ._plan import STAGES, Plan, label, study_name
 from ._results import best, best_of, evaluate_study, list_studies, resolve_study_name, study_summary, train_command
 from ._samplers import PRUNERS, SAMPLERS, TPE_SETTINGS, BestAfterPruner, TrialSeededRandomSampler, make_pruner, make_sampler
-from ._storage import DEFAULT_STORAGE, StorageSpec, open_existing, open_storage, parse_storage
+from bioscale.storages import DEFAULT_STORAGE, StorageSpec, open_existing, open_storage, parse_storage
 
 __all__ = ["BestAfterPruner", "DEFAULT_STORAGE", "PRUNERS", "Plan", "SAMPLERS", "STAGES", "StorageSpec",
-           "TPE_SETTINGS", "TrialSeededRandomSampler", "best", "best_of", "counts_against_budget",
-           "dashboard_command", "evaluate_study", "finished", "label", "list_studies", "make_pruner",
+           "TPE_SETTINGS", "TrialSeededRandomSampler", "best", "best_of",
+           "dashboard_command", "evaluate_study", "label", "list_studies", "make_pruner",
            "make_sampler", "open_existing", "open_storage", "parse_storage", "record_winner", "resolve_study_name", "run_study",
            "serve_dashboard", "study_name", "study_summary", "train_command"]

@@ -6,7 +6,7 @@ import sys
 
 from bioscale.errors import UsageError
 
-from ._storage import open_storage, parse_storage
+from bioscale.storages import open_storage, parse_storage
 
 
 def dashboard_command(storage: str, artifact_dir: str | None = None) -> list[str]:

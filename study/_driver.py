@@ -20,27 +20,25 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from bioscale.contract import (SAME_ON_RESUME, best_trial, counts_against_budget, is_finished, name_objective,
+                               trial_worker)
 from bioscale.data import load
 from bioscale.devices import AUTO, resolve_devices
 from bioscale.errors import UsageError
 from bioscale.nets import arch_family, resolve_arch
+from bioscale.storages import (DEFAULT_STORAGE, MAX_RETRY, heartbeat_settings, open_storage, parse_storage,
+                               supports_heartbeat)
 
 from ._objective import make_objective
-from ._plan import SAME_ON_RESUME, Plan, check_common, label, search_space, study_name
+from ._lock import BudgetLock
+from ._plan import Plan, check_common, label, search_space, study_name
 from ._samplers import make_pruner, make_sampler, sampler_settings
-from ._storage import (DEFAULT_STORAGE, MAX_RETRY, BudgetLock, heartbeat_settings, open_storage,
-                       parse_storage, supports_heartbeat)
-
-# Failed trials whose end_reason starts with one of these used up their share of the budget;
-# other failures (a worker killed, Ctrl-C) are run again.
-_COUNTED_FAILURES = ("error", "out of memory")
-
 
 def run_study(stage: str, rule: str, dataset: str, arch: str, trials: int = 60, *, schedule: str | None = None,
               storage: str | None = DEFAULT_STORAGE, study_name: str | None = None, sampler: str = "tpe",
@@ -143,15 +141,14 @@ def winner_of(storage: BaseStorage, name: str) -> str:
 
 def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
     """Create the study, or resume it when its recorded settings match the plan's."""
-    attrs = _jsonable(plan.user_attrs())
+    attrs = _jsonable(plan.info(sampler_settings(plan.sampler, plan.seed)).to_attrs())
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True)
     existing = study.user_attrs
     if "stage" not in existing:
         if study.get_trials(deepcopy=False) or len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
             raise UsageError(f"study {plan.study_name!r} exists but bioscale did not create it; choose another --study-name")
-        # `stage` goes last: a concurrent worker that sees it knows every other attribute is there.
-        study.set_user_attr("sampler_settings", sampler_settings(plan.sampler, plan.seed))
-        for key, value in sorted(attrs.items(), key=lambda item: item[0] == "stage"):
+        name_objective(study)
+        for key, value in attrs.items():  # `stage` last: a worker that sees it knows every other attribute is there
             study.set_user_attr(key, value)
         return study
     for key in SAME_ON_RESUME:
@@ -170,10 +167,9 @@ def _jsonable(value: Any) -> Any:
 
 def record_winner(study: optuna.Study) -> str | None:
     """Store the best complete trial's architecture as the study's `winner`; returns it."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    if not complete:
+    best = best_trial(study.get_trials(deepcopy=False))
+    if best is None:
         return None
-    best = min(complete, key=lambda t: (t.value, t.number))
     winner = best.user_attrs["config"]["arch"]
     if study.user_attrs.get("winner") != winner or study.user_attrs.get("winner_trial") != best.number:
         study.set_user_attr("winner", winner)
@@ -183,20 +179,6 @@ def record_winner(study: optuna.Study) -> str | None:
 
 # ---------------------------------------------------------------------------------------------
 # Workers
-
-
-def counts_against_budget(trial: FrozenTrial) -> bool:
-    """Whether a trial uses up one of the study's trials (finished, running or queued)."""
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
-        return True
-    reason = trial.user_attrs.get("end_reason") or ""
-    return trial.state == TrialState.FAIL and reason.startswith(_COUNTED_FAILURES)
-
-
-def finished(trial: FrozenTrial) -> bool:
-    """Complete, pruned, or failed with a recorded error (what the budget counts once done)."""
-    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and counts_against_budget(trial))
 
 
 def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: bool | None = False,
@@ -275,17 +257,17 @@ def recover_lost_trials(study: optuna.Study, storage: BaseStorage, heartbeat: bo
 
 def _worker_alive(trial: FrozenTrial, check_pid: bool) -> bool | None:
     """True/False when the trial names its worker (and the pid can be checked), None when it does not."""
-    worker = trial.user_attrs.get("worker")
-    if not isinstance(worker, str) or not worker.endswith(f":{trial.number}"):
+    worker = trial_worker(trial)
+    if worker is None:
         return None  # not started yet, or attributes inherited by a retry that has not started
-    host, pid, _ = worker.rsplit(":", 2)
+    host, pid = worker
     if not check_pid or host != socket.gethostname():
         return True
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError):
+    except PermissionError:
         return True
     return True
 
@@ -375,13 +357,11 @@ class Supervisor:
         """Fail and re-queue every running trial of the dead worker `pid`; returns their numbers."""
         storage = open_storage(self.plan.storage, heartbeat=False)
         study = optuna.load_study(study_name=self.plan.study_name, storage=storage)
-        mine = f"{socket.gethostname()}:{pid}"
         lock = BudgetLock(self.plan.storage, self.plan.study_name)
         lock.acquire()
         try:
             lost = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                    if str(t.user_attrs.get("worker", "")).rsplit(":", 1)[0] == mine
-                    and t.user_attrs["worker"].endswith(f":{t.number}")]
+                    if trial_worker(t) == (socket.gethostname(), pid)]
             for trial in lost:
                 _fail_and_requeue(study, storage, trial)
         finally:
@@ -404,12 +384,11 @@ class StudyProgress:
         if self._bar is None:
             return
         trials = study.get_trials(deepcopy=False)
-        done = sum(finished(t) for t in trials)
-        values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        best = best_trial(trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         self._bar.total = max(self._bar.total, int(study.user_attrs.get("trials", self.plan.trials)))
-        self._bar.n = done
-        self._bar.set_postfix(best=f"{100 * min(values):.2f}%" if values else "-", running=running, refresh=False)
+        self._bar.n = sum(map(is_finished, trials))
+        self._bar.set_postfix(best=f"{100 * best.value:.2f}%" if best else "-", running=running, refresh=False)
         self._bar.refresh()
 
     def poll(self, stop: threading.Event, every: float = 2.0) -> None:
@@ -429,11 +408,3 @@ class StudyProgress:
         """Close the bar."""
         if self._bar is not None:
             self._bar.close()
-
-
-def summary_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
-    """How many trials are in each state (lower-case state names)."""
-    out: dict[str, int] = {}
-    for trial in trials:
-        out[trial.state.name.lower()] = out.get(trial.state.name.lower(), 0) + 1
-    return out

@@ -16,15 +16,12 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 import bioscale
 from bioscale import rules, spaces
+from bioscale.contract import (CONFIG, CURVE, DEVICE, DEVICE_NAME, DIVERGED, ERROR, INTERRUPTED, OUT_OF_MEMORY,
+                               PRUNED, RESULT_ATTRS, SEED, VERSIONS, WORKER, worker_id)
 from bioscale.errors import Diverged
 from bioscale.train import EpochResult, train
 
 from ._plan import Plan
-from ._storage import worker_id
-
-# Keys a trial records; a retried trial inherits its dead predecessor's, so they are reset first.
-_RESULT_KEYS = ("train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
-
 
 @functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
@@ -77,26 +74,26 @@ def make_objective(plan: Plan, device: str, *, progress: bool | None = None,
         if before is not None:
             before()
         inherited = trial.user_attrs  # non-empty only for a retry of a dead worker's trial
-        seed = int(inherited.get("seed", plan.seed + trial.number))
-        for key in _RESULT_KEYS:
+        seed = int(inherited.get(SEED, plan.seed + trial.number))
+        for key in RESULT_ATTRS:
             if key in inherited:
                 trial.set_user_attr(key, None)
         params = {name: suggest(trial, name, dist) for name, dist in plan.space.items()}
         config = configuration(plan, params)
         curve: dict[str, list[float]] = {"train": [], "val": [], "test": []}
-        for key, value in (("seed", seed), ("device", device), ("worker", f"{worker_id()}:{trial.number}"),
-                           ("versions", versions()), ("config", config), ("curve", curve)):
+        for key, value in ((SEED, seed), (DEVICE, device), (WORKER, f"{worker_id()}:{trial.number}"),
+                           (VERSIONS, versions()), (CONFIG, config), (CURVE, curve)):
             trial.set_user_attr(key, value)
         if device.startswith("cuda"):
             import torch
 
-            trial.set_user_attr("device_name", torch.cuda.get_device_name(torch.device(device)))
+            trial.set_user_attr(DEVICE_NAME, torch.cuda.get_device_name(torch.device(device)))
 
         def report(record: EpochResult) -> None:
             curve["train"].append(record.train_error)
             curve["val"].append(record.val_error)
             curve["test"].append(record.test_error)
-            trial.set_user_attr("curve", curve)
+            trial.set_user_attr(CURVE, curve)
             trial.report(record.val_error, record.epoch)
             if record.epoch < plan.epochs and trial.should_prune():  # after the last epoch there is nothing to save
                 raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
@@ -112,18 +109,18 @@ def make_objective(plan: Plan, device: str, *, progress: bool | None = None,
                                   chance_patience=plan.chance_patience, **training)
                 return result.best.val_error
             except optuna.TrialPruned:
-                reason = "pruned"
+                reason = PRUNED
                 raise
             except Diverged as error:
-                reason = f"diverged: {error.reason}"
+                reason = f"{DIVERGED}: {error.reason}"
                 raise optuna.TrialPruned(reason) from None
             except Exception as error:
                 if not _out_of_memory(error):
-                    reason = f"error: {type(error).__name__}: {_first_line(error)}".rstrip(": ")
+                    reason = f"{ERROR}: {type(error).__name__}: {_first_line(error)}".rstrip(": ")
                     raise
-                reason = f"out of memory on {device}: {_first_line(error)}".rstrip(": ")
+                reason = f"{OUT_OF_MEMORY} on {device}: {_first_line(error)}".rstrip(": ")
             except KeyboardInterrupt:
-                reason = "interrupted"
+                reason = INTERRUPTED
                 raise
             # Out of memory: outside the handler, so that the error's traceback (which holds the
             # trial's network and activations) is gone before the memory is given back.

@@ -10,12 +10,13 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 import bioscale
 from bioscale import rules
 from bioscale import spaces
+from bioscale.contract import StudyInfo
 from bioscale.data import DATASETS
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES, arch_family, parse_spec, resolve_arch
 
 from ._samplers import check_pruner, check_sampler
-from ._storage import StorageSpec
+from bioscale.storages import StorageSpec
 
 STAGES = ("architecture", "tune")
 
@@ -64,19 +65,14 @@ class Plan:
         """What every trial holds fixed: the --set values and the study's schedule."""
         return {**self.fixed, **({"schedule": self.schedule} if self.schedule else {})}
 
-    def user_attrs(self) -> dict[str, Any]:
-        """The study's user attributes (docs/storage-contract.md)."""
-        return {"stage": self.stage, "dataset": self.dataset, "arch": self.arch, "arch_spec": self.arch_spec,
-                "arch_from": self.arch_from, "family": self.family, "rule": self.rule, "schedule": self.schedule,
-                "label": self.label, "epochs": self.epochs, "trials": self.trials, "sampler": self.sampler,
-                "pruner": self.pruner, "seed": self.seed, "chance_patience": self.chance_patience,
-                "fixed": dict(self.fixed), "space": spaces.space_to_json(self.space),
-                "bioscale_version": bioscale.__version__}
-
-
-# Attributes that must match when a rerun resumes an existing study.
-SAME_ON_RESUME = ("stage", "dataset", "arch", "arch_spec", "rule", "schedule", "epochs", "sampler", "pruner",
-                  "seed", "chance_patience", "fixed", "space")
+    def info(self, sampler_settings: dict[str, Any] | None = None) -> StudyInfo:
+        """The study's user attributes (bioscale.contract)."""
+        return StudyInfo(stage=self.stage, dataset=self.dataset, arch=self.arch, arch_spec=self.arch_spec,
+                         arch_from=self.arch_from, family=self.family, rule=self.rule, schedule=self.schedule,
+                         label=self.label, epochs=self.epochs, trials=self.trials, sampler=self.sampler,
+                         pruner=self.pruner, seed=self.seed, chance_patience=self.chance_patience,
+                         fixed=dict(self.fixed), space=spaces.space_to_json(self.space),
+                         bioscale_version=bioscale.__version__, sampler_settings=sampler_settings)
 
 
 def split_rule_label(rule: str) -> tuple[str, str | None]:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import statistics
 import sys
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
-from bioscale import spaces
+from bioscale import contract, spaces
 from bioscale.devices import AUTO, resolve_device
 from bioscale.errors import Diverged, UsageError
+from bioscale.storages import open_existing
 from bioscale.train import train
 
-from ._driver import finished, summary_counts
-from ._storage import BaseStorage, open_existing
 
 
 def resolve_study_name(storage: BaseStorage, name: str | None) -> str:
@@ -41,21 +41,21 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
     """A study's row of `list_studies`."""
     trials = study.get_trials(deepcopy=False)
     attrs = study.user_attrs
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    best = contract.best_trial(trials)
     evaluation = attrs.get("evaluation") or {}
     return {"study": study.study_name, "stage": attrs.get("stage"), "dataset": attrs.get("dataset"),
             "arch": attrs.get("arch"), "label": attrs.get("label"), "epochs": attrs.get("epochs"),
-            "budget": attrs.get("trials"), "finished": sum(finished(t) for t in trials),
-            "states": summary_counts(trials), "best_val_error": min((t.value for t in complete), default=None),
+            "budget": attrs.get("trials"), "finished": sum(map(contract.is_finished, trials)),
+            "states": summary_counts(trials), "best_val_error": best.value if best else None,
             "test_error_mean": evaluation.get("test_error_mean"), "winner": attrs.get("winner")}
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
-    """The complete trial with the lowest validation error (ties: the earliest)."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    if not complete:
+    """The study's best trial (`bioscale.contract.best_trial`); UsageError when none has completed."""
+    trial = contract.best_trial(study.get_trials(deepcopy=False))
+    if trial is None:
         raise UsageError(f"study {study.study_name!r} has no complete trial yet")
-    return min(complete, key=lambda t: (t.value, t.number))
+    return trial
 
 
 def best(storage: str | None, study_name: str | None = None) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
            "test_error": trial.user_attrs.get("test_error"), "train_error": trial.user_attrs.get("train_error"),
            "best_epoch": trial.user_attrs.get("best_epoch"), "params": dict(trial.params),
            "config": trial.user_attrs.get("config", {}), "seconds": trial.user_attrs.get("seconds"),
-           "finished": sum(finished(t) for t in study.get_trials(deepcopy=False)), "budget": attrs.get("trials")}
+           "finished": sum(map(contract.is_finished, study.get_trials(deepcopy=False))), "budget": attrs.get("trials")}
     if "winner" in attrs:
         out["winner"] = attrs["winner"]
     if "evaluation" in attrs:
@@ -136,3 +136,11 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
         evaluation["diverged"] = diverged
     study.set_user_attr("evaluation", evaluation)
     return evaluation
+
+
+def summary_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """How many trials are in each state (lower-case state names)."""
+    out: dict[str, int] = {}
+    for trial in trials:
+        out[trial.state.name.lower()] = out.get(trial.state.name.lower(), 0) + 1
+    return out

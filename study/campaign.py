@@ -15,12 +15,13 @@ from typing import Any, Sequence
 import optuna
 
 from bioscale import rules
+from bioscale.contract import best_trial
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
+from bioscale.storages import open_existing
 
 from ._plan import label as make_label, study_name as make_study_name
 from ._results import evaluate_study
-from ._storage import open_existing
 
 SCHEDULES = ("alternating", "parallel")
 
@@ -73,8 +74,8 @@ def _tune(study: CampaignStudy, options: dict[str, Any]) -> tuple[str, float | N
 
     _one_thread_if_asked(options)
     result = run_study("tune", study.rule, study.dataset, study.arch, schedule=study.schedule, progress=False, **options)
-    values = [t.value for t in result.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    return study.name, min(values, default=None)
+    best = best_trial(result.get_trials(deepcopy=False))
+    return study.name, best.value if best else None
 
 
 def _evaluate(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:

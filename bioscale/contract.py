@@ -1,0 +1,178 @@
+"""What bioscale writes into an Optuna storage, in code: the one place its writer and its readers agree on.
+
+The study driver (`bioscale.study`) writes studies and trials; analysis, the CLI's read commands
+and any Optuna client read them. Both sides take from here every attribute name, what the
+trial states mean (finished, counted against the budget, re-queued after a lost worker), the
+worker id, and the rule that picks the best trial. docs/storage-contract.md explains it in prose.
+This module imports nothing that trains.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Mapping
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+# The objective of every study: what the dashboard labels its axis with (Optuna's metric names).
+METRIC_NAME = "validation error"
+
+
+def name_objective(study: optuna.Study) -> None:
+    """Name the study's objective METRIC_NAME, so that the dashboard's axes say what it is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([METRIC_NAME])
+
+# ---------------------------------------------------------------------------------------------
+# Trials
+
+# Trial user attributes: the run's identity, written as it starts...
+SEED, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE = (
+    "seed", "device", "device_name", "worker", "versions", "config", "curve")
+# ... and its results, written as it ends (reset to null when a re-queued trial starts again).
+RESULT_ATTRS = ("train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
+TRIAL_ATTRS = (SEED, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, *RESULT_ATTRS)
+
+# How a trial that did not complete ended: the start of its `end_reason`.
+DIVERGED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED = "diverged", "pruned", "out of memory", "error", "interrupted"
+# Failures that used up their share of the budget; any other FAIL is a lost worker's trial, re-queued.
+COUNTED_FAILURES = (ERROR, OUT_OF_MEMORY)
+
+
+def end_reason(trial: FrozenTrial) -> str:
+    """How a trial ended, in one word or phrase: its `end_reason` up to the first colon, else its state."""
+    return str(trial.user_attrs.get("end_reason") or trial.state.name.lower()).split(":")[0].strip()
+
+
+def counts_against_budget(trial: FrozenTrial) -> bool:
+    """Whether a trial uses up one of the study's trials: finished, running or queued."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
+        return True
+    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("end_reason") or "").startswith(COUNTED_FAILURES)
+
+
+def is_finished(trial: FrozenTrial) -> bool:
+    """Complete, pruned (diverged and out-of-memory runs included), or failed with a recorded error.
+
+    A lost worker's trial is not finished: it was re-queued, and its re-run counts instead.
+    """
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        trial.state == TrialState.FAIL and counts_against_budget(trial))
+
+
+def was_requeued(trial: FrozenTrial) -> bool:
+    """A trial whose worker was lost: failed without a counted reason, and run again as a new trial."""
+    return trial.state == TrialState.FAIL and not counts_against_budget(trial)
+
+
+def finished_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The finished trials among `trials`."""
+    return [t for t in trials if is_finished(t)]
+
+
+def complete_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """COMPLETE trials with a finite objective value."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+
+
+def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """The complete trial with the lowest validation error, the earliest on ties; None when none completed."""
+    return min(complete_trials(trials), key=lambda t: (t.value, t.number), default=None)
+
+
+def worker_id() -> str:
+    """`host:pid` of this process; a running trial records `host:pid:trial number` as its `worker`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def trial_worker(trial: FrozenTrial) -> tuple[str, int] | None:
+    """(host, pid) of the worker running `trial`, or None when it names none of its own.
+
+    A re-queued trial inherits its dead predecessor's `worker` until it starts; the trial-number
+    suffix tells the two apart.
+    """
+    worker = trial.user_attrs.get(WORKER)
+    if not isinstance(worker, str) or not worker.endswith(f":{trial.number}"):
+        return None
+    host, pid, _ = worker.rsplit(":", 2)
+    try:
+        return host, int(pid)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Studies
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """A study's user attributes, typed. Every field is one attribute; None where a study has none.
+
+    `from_attrs` reads any study, also one bioscale did not write (then `stage` is None).
+    """
+
+    stage: str | None = None  # "architecture" or "tune"
+    dataset: str | None = None
+    arch: str | None = None  # as named: preset name, spec string, or the family searched
+    arch_spec: str | None = None  # the spec trained (tune stage)
+    arch_from: str | None = None  # "@STUDY" when the architecture came from an architecture study
+    family: str | None = None  # fc, lc, conv or mixed
+    rule: str | None = None
+    schedule: str | None = None  # target-propagation rules only
+    label: str | None = None  # rule, plus -schedule
+    epochs: int | None = None
+    trials: int | None = None  # the global budget, the latest any run asked for
+    sampler: str | None = None
+    pruner: str | None = None
+    seed: int | None = None
+    chance_patience: int | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)  # values fixed with --set
+    space: dict[str, str] = field(default_factory=dict)  # {name: Optuna's distribution JSON}
+    bioscale_version: str | None = None
+    sampler_settings: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None  # written by `bioscale study evaluate`
+    winner: str | None = None  # architecture stage: the chosen spec
+    winner_trial: int | None = None
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> "StudyInfo":
+        """Read a study's user attributes; unknown ones are ignored, malformed ones read as missing."""
+        values = {}
+        for f in fields(cls):
+            value = attrs.get(f.name)
+            if f.name in ("fixed", "space"):
+                value = dict(value) if isinstance(value, dict) else {}
+            elif f.name in ("sampler_settings", "evaluation"):
+                value = value if isinstance(value, dict) else None
+            elif f.name in ("epochs", "trials", "seed", "chance_patience", "winner_trial"):
+                value = int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            elif value is not None:
+                value = str(value)
+            values[f.name] = value
+        return cls(**values)
+
+    @property
+    def written_by_bioscale(self) -> bool:
+        """Whether bioscale created this study (it writes `stage` last, after every other attribute)."""
+        return self.stage is not None
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The user attributes a new study gets, `stage` last (a reader that sees it sees everything else)."""
+        attrs = {k: v for k, v in asdict(self).items() if k != "stage" and not (k in _WRITTEN_LATER and v is None)}
+        return {**attrs, "stage": self.stage}
+
+
+_WRITTEN_LATER = ("sampler_settings", "evaluation", "winner", "winner_trial")
+
+
+STUDY_ATTRS = tuple(f.name for f in fields(StudyInfo))
+# What must match when a rerun resumes an existing study.
+SAME_ON_RESUME = ("stage", "dataset", "arch", "arch_spec", "rule", "schedule", "epochs", "sampler", "pruner",
+                  "seed", "chance_patience", "fixed", "space")
