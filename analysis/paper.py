@@ -8,8 +8,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-# Our dataset names -> the paper's. The paper's ImageNet runs used full-size images (224x224).
-PAPER_DATASET = {"mnist": "mnist", "cifar10": "cifar10", "imagenet32": "imagenet", "imagenet": "imagenet"}
+from bioscale import datasets, nets
+from bioscale.errors import UsageError
+
 
 
 def published() -> pd.DataFrame:
@@ -22,14 +23,16 @@ def published() -> pd.DataFrame:
 
 
 def arch_family(arch: str) -> str:
-    """'fc', 'lc', 'conv' or 'mixed' for a preset name or a spec string such as 'lc:3:32:2,fc:1024'; '?' when unparsable."""
-    from bioscale.errors import UsageError
-    from bioscale.nets import arch_family as family_of_spec
-
+    """'fc', 'lc', 'conv' or 'mixed' for a preset name or a spec string; '?' when it is neither (a study bioscale did not write)."""
     try:
-        return family_of_spec(str(arch).strip())
+        return nets.arch_family(str(arch).strip())
     except UsageError:
         return "?"
+
+
+def paper_dataset(dataset: str) -> str | None:
+    """The paper's name for one of our datasets (the paper's ImageNet runs used full-size 224x224 images)."""
+    return datasets.REGISTRY[dataset].paper_name if dataset in datasets.REGISTRY else None
 
 
 def compare(best: pd.DataFrame) -> pd.DataFrame:
@@ -42,7 +45,7 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for row in best.itertuples(index=False):
         family = arch_family(row.arch)
-        match = paper[(paper.dataset == PAPER_DATASET.get(row.dataset, "")) & (paper.family == family)
+        match = paper[(paper.dataset == paper_dataset(row.dataset)) & (paper.family == family)
                       & (paper.label == row.label)]
         evaluated = row.evaluated_test_mean is not None and not _isnan(row.evaluated_test_mean)
         ours = row.evaluated_test_mean if evaluated else row.test_error_at_best
@@ -56,7 +59,7 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
             "paper_train_error": float(match.train_error.iloc[0]) if len(match) else math.nan,
             "paper_test_error": published_test,
             "diff": (ours - published_test) if not _isnan(ours) and not _isnan(published_test) else math.nan,
-            "paper_note": ("paper: full-size ImageNet (224x224)" if PAPER_DATASET.get(row.dataset) == "imagenet" and len(match)
+            "paper_note": ("paper: full-size ImageNet (224x224)" if paper_dataset(row.dataset) == "imagenet" and len(match)
                            else ("" if len(match) else "no published counterpart")),
         })
     return pd.DataFrame(rows)

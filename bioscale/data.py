@@ -15,17 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import datasets
 from .errors import UsageError
-
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "imagenet32")
-_VAL_SIZE = {"digits": 0.2, "mnist": 10_000, "fashion-mnist": 10_000, "cifar10": 5_000, "imagenet32": 10_000}
-_LAYOUT = {
-    "mnist": "{root}/MNIST/raw/ with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
-    "fashion-mnist": "{root}/FashionMNIST/raw/ with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
-    "cifar10": "{root}/cifar-10-batches-py/ with data_batch_1 ... data_batch_5 and test_batch (the python pickle version)",
-    "imagenet32": "{root}/imagenet32/ with train_data_batch_*.npz and val_data.npz (Chrabaszcz et al. 2017, keys 'data' and 'labels')",
-}
-
 
 @dataclass
 class Data:
@@ -60,12 +51,10 @@ def load(name: str, *, root: str | Path | None = None, val_size: float | int | N
     `val_size` is a count or a fraction of the training set (default per dataset); 0 trains on
     the full training set. Inputs are standardised per channel with training-set statistics.
     """
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    info = datasets.get(name)
     root = Path(root) if root is not None else default_root()
     (train_x, train_y), (test_x, test_y) = _READERS[name](root, download)
-    n_classes = 1000 if name == "imagenet32" else 10
-    val_size = _VAL_SIZE[name] if val_size is None else val_size
+    val_size = info.val_size if val_size is None else val_size
     n_val = int(round(val_size * len(train_x))) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= n_val < len(train_x):
         raise UsageError(f"validation size {val_size} does not fit a training set of {len(train_x)} examples")
@@ -79,7 +68,7 @@ def load(name: str, *, root: str | Path | None = None, val_size: float | int | N
     def prepare(x: Tensor) -> Tensor:
         return ((x - mean) / std).to(device)
 
-    return Data(name, n_classes, tuple(train_x.shape[1:]), prepare(train_x), train_y.to(device),
+    return Data(name, info.n_classes, tuple(train_x.shape[1:]), prepare(train_x), train_y.to(device),
                 prepare(val_x) if n_val else None, val_y.to(device) if n_val else None,
                 prepare(test_x), test_y.to(device))
 
@@ -99,7 +88,7 @@ def augment(x: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
 
 
 def _missing(name: str, root: Path, why: object) -> UsageError:
-    layout = _LAYOUT[name].format(root=root)
+    layout = datasets.get(name).files.format(root=root)
     return UsageError(f"cannot read {name} ({why}); expected {layout}; point --data-root at the folder that holds it")
 
 

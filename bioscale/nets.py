@@ -20,21 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .data import DATASETS
+from . import datasets
 from .errors import UsageError
 from .layers import ACTIVATIONS, Activation, LocallyConnected2d, reset_glorot, same_padding
 
-# Table 3 of the paper; "conv" is the LC geometry with shared weights. The third CIFAR LC
-# layer's stride is not printed in the paper: we use 1. The paper ran no FC net on ImageNet;
-# the CIFAR FC shape stands in. Digits (8x8) gets scaled-down nets of the same kinds.
-_PRESETS = {
-    "digits": {"fc": "3*fc:128", "lc": "lc:3:16:2,lc:3:32:2,fc:128"},
-    "mnist": {"fc": "5*fc:256", "lc": "lc:3:32:2,lc:3:64:2,fc:1024"},
-    "cifar10": {"fc": "3*fc:1024", "lc": "lc:5:64:2,lc:5:128:2,lc:3:256:1,fc:1024"},
-    "imagenet32": {"fc": "3*fc:1024",
-                   "lc": "lc:9:48:4,lc:3:48:2,lc:5:96:1,lc:3:96:2,lc:3:192:1,lc:3:192:2,lc:3:384:1"},
-}
-_PRESET_GROUP = {"fashion-mnist": "mnist"}
 PRESET_NAMES = ("fc", "lc", "conv")
 
 
@@ -57,15 +46,8 @@ _LAYER = re.compile(r"^(?:(\d+)\*)?(fc:\d+|(?:lc|conv):\d+:\d+(?::\d+)?)$")
 
 
 def preset(dataset: str, name: str) -> str:
-    """The spec string of a preset architecture for a dataset."""
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
-    group = _PRESET_GROUP.get(dataset, dataset)
-    if group not in _PRESETS:
-        raise UsageError(f"no architecture presets for dataset {dataset!r}; give a spec string such as '3*fc:128'")
-    if name == "conv":
-        return _PRESETS[group]["lc"].replace("lc:", "conv:")
-    return _PRESETS[group][name]
+    """The spec string of a preset architecture ('fc', 'lc' or 'conv') for a dataset."""
+    return datasets.get(dataset).preset(name)
 
 
 def parse_spec(spec: str) -> list[LayerSpec]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
+from bioscale import datasets
 from bioscale.errors import UsageError
 from bioscale.nets import parse_spec, preset
 
 FAMILIES = ("fc", "lc", "conv")
-# Input side length per dataset, for the stride rule (square images).
-_SIDE = {"digits": 8, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "imagenet32": 32}
 
 
 def _around(n: int) -> IntDistribution:
@@ -47,7 +46,7 @@ def build(family: str, dataset: str, params: dict[str, int]) -> str:
     """The spec string of one point of `family`'s space, e.g. 'lc:3:16:2,lc:3:32:2,fc:128'."""
     if family == "fc":
         return f"{int(params['depth'])}*fc:{int(params['width'])}"
-    side, channels, layers = _SIDE.get(dataset, 32), int(params["channels"]), []
+    side, channels, layers = datasets.get(dataset).input_shape[-1], int(params["channels"]), []
     for i in range(int(params["depth"])):
         stride = 2 if side > 2 else 1
         side = -(-side // stride)

@@ -11,7 +11,7 @@ import bioscale
 from bioscale import rules
 from bioscale import spaces
 from bioscale.contract import StudyInfo
-from bioscale.data import DATASETS
+from bioscale import datasets
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES, arch_family, parse_spec, resolve_arch
 
@@ -105,8 +105,7 @@ def check_common(*, stage: str, rule: str, schedule: str | None, dataset: str, e
         raise UsageError(f"rule {rule!r} has no schedule (only target-propagation rules do); drop --schedule")
     else:
         schedule = None
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    datasets.get(dataset)
     for name, value, low in (("epochs", epochs, 1), ("trials", trials, 1), ("chance_patience", chance_patience, 0)):
         if not isinstance(value, int) or value < low:
             raise UsageError(f"{name} must be a whole number >= {low} (got {value!r})")

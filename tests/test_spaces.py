@@ -4,7 +4,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bioscale import rules, spaces
-from bioscale.data import DATASETS
+from bioscale.datasets import NAMES as DATASETS
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES, parse_spec, preset
 
