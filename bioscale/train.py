@@ -136,3 +136,11 @@ def train(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: s
 def as_dict(record: EpochResult) -> dict[str, Any]:
     """An epoch's numbers as a plain dict (JSON-ready)."""
     return asdict(record)
+
+
+def summary(result: FitResult, learner: rules.Rule, /, *, seconds: float, **run: Any) -> dict[str, Any]:
+    """A run as one JSON-ready dict: what ran (`run`), the last epoch's errors, the best epoch, every setting, the history."""
+    last = result.history[-1]
+    return {**run, "train_error": last.train_error, "val_error": last.val_error, "test_error": last.test_error,
+            "best_epoch": result.best.epoch, "settings": learner.get_params(), "seconds": round(seconds, 3),
+            "history": [as_dict(r) for r in result.history]}

@@ -75,6 +75,15 @@ class Plan:
                          bioscale_version=bioscale.__version__, sampler_settings=sampler_settings)
 
 
+def stage_defaults(stage: str, rule: str | None, schedule: str | None) -> tuple[str, str | None]:
+    """(rule, schedule) with the stage's defaults: the architecture stage searches with DTP alternating, the paper's reference."""
+    if rule is None:
+        if stage != "architecture":
+            raise UsageError("the tune stage needs --rule, e.g. --rule fa")
+        return "dtp", schedule or "alternating"
+    return rule, schedule
+
+
 def split_rule_label(rule: str) -> tuple[str, str | None]:
     """`dtp-alternating` -> ('dtp', 'alternating') when `dtp` is a rule with that schedule; else (rule, None)."""
     if rule in rules.names():

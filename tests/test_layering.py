@@ -20,7 +20,7 @@ FORBIDDEN = {
     "bioscale.analysis": ("bioscale.study", "bioscale.cli"),
     "bioscale.study": ("bioscale.analysis", "bioscale.cli"),
 }
-TOP = {"bioscale.cli"}  # the command line sits on top of everything
+TOP = {"bioscale.cli", "bioscale.workflows"}  # the command line and the end-to-end flows sit on top of everything
 
 
 def modules():

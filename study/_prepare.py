@@ -1,0 +1,109 @@
+"""Preparing a study: every argument checked, the storage opened, the study created or resumed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+import optuna
+from optuna.storages import BaseStorage
+
+from bioscale.contract import SAME_ON_RESUME, best_trial, name_objective
+from bioscale.data import load
+from bioscale.devices import resolve_devices
+from bioscale.errors import UsageError
+from bioscale.nets import arch_family, resolve_arch
+from bioscale.storages import heartbeat_settings, open_storage, parse_storage
+
+from ._plan import Plan, check_common, label, search_space, study_name
+from ._samplers import sampler_settings
+
+
+def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, schedule: str | None, storage: str | None,
+            study_name_: str | None, sampler: str, pruner: str, epochs: int, workers: int,
+            devices: Sequence[str] | str, fixed: Mapping[str, Any], seed: int, data_root: str | None,
+            chance_patience: int, val_size: float | int | None) -> tuple[Plan, BaseStorage, list[str]]:
+    """Check a study's whole configuration, then open its storage; raises UsageError before creating anything."""
+    rule, schedule, overrides = check_common(stage=stage, rule=rule, schedule=schedule, dataset=dataset, epochs=epochs,
+                                             trials=trials, sampler=sampler, pruner=pruner,
+                                             chance_patience=chance_patience, overrides=fixed)
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a whole number >= 1 (got {workers!r})")
+    device_list = resolve_devices(devices)
+    family, space, fixed_values = search_space(stage, rule, schedule, dataset, arch, overrides)
+    if not isinstance(seed, int):
+        raise UsageError(f"seed must be a whole number (got {seed!r})")
+    load(dataset, root=data_root, val_size=val_size)  # the data must be there before any trial starts
+    if workers > 1 or device_list[0] != "cpu":
+        load.cache_clear()  # the workers load their own copy, on their own device
+    spec = parse_storage(storage)
+    if spec.kind != "journal":
+        heartbeat_settings()  # malformed heartbeat settings are user errors too
+    storage_obj = open_storage(spec)
+    arch_name, arch_spec, arch_from = arch, None, None
+    if stage == "tune":
+        if arch.startswith("@"):
+            arch_from = arch
+            arch_spec = arch_name = winner_of(storage_obj, arch[1:])
+            family = arch_family(arch_spec)
+        else:
+            arch_spec = resolve_arch(arch, dataset)
+    name = study_name_ or study_name(stage, dataset, arch_name, label(rule, schedule))
+    plan = Plan(stage=stage, rule=rule, schedule=schedule, dataset=dataset, arch=arch_name, arch_spec=arch_spec,
+                arch_from=arch_from, family=family, epochs=epochs, trials=trials, sampler=sampler, pruner=pruner,
+                seed=seed, chance_patience=chance_patience, space=space, fixed=fixed_values, storage=spec,
+                study_name=name, data_root=data_root, val_size=val_size)
+    return plan, storage_obj, device_list
+
+
+def winner_of(storage: BaseStorage, name: str) -> str:
+    """The architecture spec an architecture-stage study chose."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+        raise UsageError(f"no study {name!r} in this storage to take an architecture from; studies: {names or 'none'}") from None
+    if study.user_attrs.get("stage") != "architecture":
+        raise UsageError(f"study {name!r} is not an architecture-stage study")
+    winner = study.user_attrs.get("winner")
+    if not winner:
+        raise UsageError(f"architecture study {name!r} has no winner yet (no trial has completed)")
+    return winner
+
+
+def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
+    """Create the study, or resume it when its recorded settings match the plan's."""
+    attrs = _jsonable(plan.info(sampler_settings(plan.sampler, plan.seed)).to_attrs())
+    study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True)
+    existing = study.user_attrs
+    if "stage" not in existing:
+        if study.get_trials(deepcopy=False) or len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
+            raise UsageError(f"study {plan.study_name!r} exists but bioscale did not create it; choose another --study-name")
+        name_objective(study)
+        for key, value in attrs.items():  # `stage` last: a worker that sees it knows every other attribute is there
+            study.set_user_attr(key, value)
+        return study
+    for key in SAME_ON_RESUME:
+        if _jsonable(existing.get(key)) != attrs[key]:
+            shown = "its search space" if key == "space" else f"{key}={json.dumps(existing.get(key))}"
+            raise UsageError(f"study {plan.study_name!r} exists with {shown}, which this run changes; "
+                             f"rerun with the same settings to resume it, or give another --study-name")
+    if existing.get("trials") != plan.trials:
+        study.set_user_attr("trials", plan.trials)
+    return study
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def record_winner(study: optuna.Study) -> str | None:
+    """Store the best complete trial's architecture as the study's `winner`; returns it."""
+    best = best_trial(study.get_trials(deepcopy=False))
+    if best is None:
+        return None
+    winner = best.user_attrs["config"]["arch"]
+    if study.user_attrs.get("winner") != winner or study.user_attrs.get("winner_trial") != best.number:
+        study.set_user_attr("winner", winner)
+        study.set_user_attr("winner_trial", best.number)
+    return winner

@@ -1,0 +1,207 @@
+"""Workers: each takes trials under the budget lock until the study's budget is spent; a supervisor replaces dead ones.
+
+The budget counts finished trials (complete, pruned, or failed with an error) plus the ones
+running or queued; every worker checks it and asks for its next trial under one lock per study
+(`BudgetLock`), so K workers on any number of machines finish exactly N trials. A local worker
+that dies is replaced by the `Supervisor`, which fails and re-queues its trial at once; a worker
+lost elsewhere (another command, another machine) is noticed by heartbeats (RDB storages) or by
+its process id (journal files, one machine). A re-queued trial keeps its parameters and seed,
+and the failed one does not count. A worker with nothing left to start waits while other trials
+run, so that one of them dying is still picked up.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import sys
+import time
+import warnings
+from typing import Callable
+
+import optuna
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from bioscale.contract import counts_against_budget, trial_worker
+from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
+
+from ._lock import BudgetLock
+from ._objective import make_objective
+from ._plan import Plan
+from ._samplers import make_pruner, make_sampler
+
+
+def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: bool | None = False,
+         on_change: Callable[[optuna.Study], None] | None = None, storage: BaseStorage | None = None) -> int:
+    """One worker: take trials under the budget lock until the study's budget is spent; returns how many it ran."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage = storage if storage is not None else open_storage(plan.storage)
+    heartbeat = supports_heartbeat(storage)
+    interval, grace = heartbeat_settings() if heartbeat else (2, 0)
+    study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner, plan.epochs))
+    study.sampler = make_sampler(plan.sampler, plan.seed, stream=_stream(index, len(study.get_trials(deepcopy=False))))
+    lock = BudgetLock(plan.storage, plan.study_name)
+    objective = make_objective(plan, device, progress=progress, before=lock.release)
+    orphan_patience = max(2 * grace, 60)
+    poll = max(1.0, min(float(interval), 5.0))
+    ran = 0
+    try:
+        while True:
+            lock.acquire()
+            try:
+                recover_lost_trials(study, storage, heartbeat, orphan_patience)
+                step = next_step(study, _budget(study, plan))
+                if step == "run":
+                    study.optimize(objective, n_trials=1, catch=(Exception,))
+                    ran += 1
+            finally:
+                lock.release()
+            if on_change is not None:
+                on_change(study)
+            if step == "done":
+                return ran
+            if step == "wait":
+                time.sleep(poll)
+    finally:
+        lock.close()
+
+
+def _stream(index: int, trials_before: int) -> int:
+    """Distinct sampler streams for each worker and each rerun of a study."""
+    return index * 1_000_003 + trials_before
+
+
+def _budget(study: optuna.Study, plan: Plan) -> int:
+    """The global budget: the latest `trials` any run of this study asked for."""
+    return int(study.user_attrs.get("trials", plan.trials))
+
+
+def next_step(study: optuna.Study, budget: int) -> str:
+    """'run' (a queued trial, or budget left), 'wait' (others' trials still running), or 'done'."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return "run"
+    if sum(counts_against_budget(t) for t in trials) < budget:
+        return "run"
+    if any(t.state == TrialState.RUNNING for t in trials):
+        return "wait"
+    return "done"
+
+
+def recover_lost_trials(study: optuna.Study, storage: BaseStorage, heartbeat: bool, orphan_patience: float) -> None:
+    """Fail and re-queue trials whose worker is gone: stale heartbeats, dead local processes, orphans."""
+    if heartbeat:
+        optuna.storages.fail_stale_trials(study)
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        alive = _worker_alive(trial, check_pid=not heartbeat)
+        age = (now - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0
+        if alive is False or (alive is None and age > orphan_patience):
+            _fail_and_requeue(study, storage, trial)
+
+
+def _worker_alive(trial: FrozenTrial, check_pid: bool) -> bool | None:
+    """True/False when the trial names its worker (and the pid can be checked), None when it does not."""
+    worker = trial_worker(trial)
+    if worker is None:
+        return None  # not started yet, or attributes inherited by a retry that has not started
+    host, pid = worker
+    if not check_pid or host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail_and_requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial) -> None:
+    try:
+        changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    if changed:
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial._trial_id))
+
+
+class Supervisor:
+    """Plain worker processes watched by the driver: one that dies (SIGKILL, out-of-memory kill) is replaced.
+
+    The dead worker's running trial is failed and re-queued with the same parameters at once
+    (not after a heartbeat grace period), under the budget lock, so the other workers' trials
+    go on untouched and the study still ends with exactly its budget finished. A worker that
+    exits with an error, or more deaths than `max_restarts`, ends the run with a RuntimeError.
+    """
+
+    def __init__(self, plan: Plan, workers: int, devices: list[str], threads: int | None, *,
+                 max_restarts: int | None = None, poll: float = 0.5) -> None:
+        import multiprocessing
+
+        self.plan, self.workers, self.devices, self.threads, self.poll = plan, workers, devices, threads, poll
+        self.max_restarts = 3 * workers if max_restarts is None else max_restarts
+        self._context = multiprocessing.get_context("spawn")  # no forked CUDA or database state
+        self._started = 0
+
+    def _start(self, slot: int):
+        # Each process gets its own sampler stream index, replacements included.
+        process = self._context.Process(target=work, args=(self.plan, self._started, self.devices[slot % len(self.devices)],
+                                                           self.threads), name=f"bioscale-worker-{self._started}")
+        self._started += 1
+        process.start()
+        return process
+
+    def run(self) -> None:
+        """Start the workers and watch them until every one has finished the budget."""
+        slots = {slot: self._start(slot) for slot in range(self.workers)}
+        restarts = 0
+        try:
+            while slots:
+                time.sleep(self.poll)
+                for slot, process in list(slots.items()):
+                    if process.is_alive():
+                        continue
+                    process.join()
+                    if process.exitcode == 0:
+                        del slots[slot]
+                    elif process.exitcode > 0:
+                        raise RuntimeError(f"worker {process.pid} on {self.devices[slot % len(self.devices)]} stopped with an "
+                                           f"error (exit {process.exitcode}; its traceback is above); rerun the same command to resume")
+                    else:
+                        restarts += 1
+                        if restarts > self.max_restarts:
+                            raise RuntimeError(f"{restarts} worker processes died (the last by signal {-process.exitcode}); "
+                                               "rerun the same command to resume the study")
+                        self.requeue_trials_of(process.pid)
+                        print(f"bioscale: worker {process.pid} died (signal {-process.exitcode}); its trial is re-queued "
+                              "and a new worker started", file=sys.stderr, flush=True)
+                        slots[slot] = self._start(slot)
+        finally:
+            for process in slots.values():
+                if process.is_alive():
+                    process.terminate()
+            for process in slots.values():
+                process.join()
+
+    def requeue_trials_of(self, pid: int) -> list[int]:
+        """Fail and re-queue every running trial of the dead worker `pid`; returns their numbers."""
+        storage = open_storage(self.plan.storage, heartbeat=False)
+        study = optuna.load_study(study_name=self.plan.study_name, storage=storage)
+        lock = BudgetLock(self.plan.storage, self.plan.study_name)
+        lock.acquire()
+        try:
+            lost = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    if trial_worker(t) == (socket.gethostname(), pid)]
+            for trial in lost:
+                _fail_and_requeue(study, storage, trial)
+        finally:
+            lock.close()
+        return [t.number for t in lost]
