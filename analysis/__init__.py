@@ -1,4 +1,7 @@
-"""Sensitivity analysis, plots and reports from Optuna storages: `analyze()` writes them all, `best_table()` summarises.
+"""Sensitivity analysis, plots and reports from Optuna storages.
+
+`compute()` returns every number as data, `render()` writes figures and the report from it,
+`analyze()` does both; `best_table()` summarises.
 
 Names load on first use, so that importing the package (the CLI, fANOVA worker processes) does
 not pull in matplotlib, seaborn and pandas.
@@ -10,7 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "analyze": ".pipeline", "FIGURE_DIR_NAME": ".pipeline", "FORMATS": ".pipeline",
+    "analyze": ".pipeline", "compute": ".results", "Analysis": ".results", "StudyAnalysis": ".results",
+    "render": ".rendering", "FORMATS": ".rendering", "FIGURE_DIR_NAME": ".sections",
     "best_table": ".tables", "ARTIFACT_DIR_NAME": ".artifacts",
     "fanova_importance": ".importance", "ped_anova_importance": ".importance", "fast_fanova_available": ".importance",
     "FanovaResult": ".importance", "PedAnovaResult": ".importance",
@@ -26,7 +30,10 @@ if TYPE_CHECKING:
     from .artifacts import ARTIFACT_DIR_NAME
     from .importance import FanovaResult, PedAnovaResult, fanova_importance, fast_fanova_available, ped_anova_importance
     from .paper import compare, published
-    from .pipeline import FIGURE_DIR_NAME, FORMATS, analyze
+    from .pipeline import analyze
+    from .rendering import FORMATS, render
+    from .results import Analysis, StudyAnalysis, compute
+    from .sections import FIGURE_DIR_NAME
     from .stability import BudgetTrust, Robustness, budget_trust, robustness
     from .storage import open_storage, select_studies
     from .tables import best_table

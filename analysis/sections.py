@@ -1,4 +1,4 @@
-"""The report's content: summary tables, one section per dataset/architecture and rule, and the CSV tables."""
+"""The report's content: summary tables, then one section per dataset/architecture and rule."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .importance import FanovaResult, PedAnovaResult
-from .report import Block, Bullets, Heading, Paragraph, Table, pct
+from .report import Block, Bullets, FigureBlock, Heading, Paragraph, Table, pct
 from .stability import MARGIN, MARGIN_FLOOR, Robustness
 from .storage import StudyRecord, group_title
 from .tables import end_reasons
 
 if TYPE_CHECKING:
-    from .pipeline import StudyAnalysis
+    from .results import Analysis, StudyAnalysis
 
 FIGURE_DIR_NAME = "figures"
 
@@ -151,57 +151,20 @@ def _verdict_table(analyses: list[StudyAnalysis], best: pd.DataFrame) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def long_tables(analyses: list[StudyAnalysis]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Importance, activation and stability results as long tables (one row per study, param or branch) for CSV."""
-    importance, activation, stability = [], [], []
-    for a in analyses:
-        base = {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
-        if a.fanova is not None:
-            for branch in [a.fanova.overall, *a.fanova.branches]:
-                for p in branch.params:
-                    importance.append({**base, "method": "fanova", "branch": branch.title, "n_trials": branch.n_trials,
-                                       "param": p, "log10_scale": p in a.fanova.log_params,
-                                       "importance": branch.mean.get(p, math.nan), "std": branch.std.get(p, math.nan),
-                                       "status": branch.status})
-        if a.ped is not None:
-            for p, v in a.ped.importance.items():
-                importance.append({**base, "method": "ped-anova", "branch": f"top {a.ped.target_quantile:.3g}",
-                                   "n_trials": a.ped.n_trials, "param": p, "log10_scale": p in a.log_params,
-                                   "importance": v, "std": math.nan, "status": a.ped.status})
-        if a.effect is not None:
-            e = a.effect
-            activation.append({**base, "n_tanh": e.n_tanh, "n_relu": e.n_relu,
-                               "not_complete_tanh": sum(a.incomplete.get("tanh", {}).values()),
-                               "not_complete_relu": sum(a.incomplete.get("relu", {}).values()),
-                               "median_tanh": e.median_tanh,
-                               "median_relu": e.median_relu, "median_diff": e.median_diff, "median_ci_low": e.median_ci[0],
-                               "median_ci_high": e.median_ci[1], "best_quartile_diff": e.best_quartile_diff,
-                               "best_quartile_ci_low": e.best_quartile_ci[0], "best_quartile_ci_high": e.best_quartile_ci[1],
-                               "p_value": e.p_value, "verdict": e.verdict})
-        if a.robustness is not None:
-            r, t = a.robustness, a.trust
-            row = {**base, "n_finished": r.n_finished, "n_complete": r.n_complete, "best_error": r.best_error,
-                   "margin": r.margin, "fraction_within": r.fraction_within,
-                   **{f"band_decades_{n}": w for n, w in r.lr_bands.items()},
-                   "settle_epoch": t.settle_epoch if t else None, "last_epoch": t.last_epoch if t else None,
-                   "budget_trust": t.verdict() if t else ""}
-            stability.append(row)
-    return pd.DataFrame(importance), pd.DataFrame(activation), pd.DataFrame(stability)
-
-
-def report_blocks(url: str, patterns: list[str] | None, records: list[StudyRecord], analyses: list[StudyAnalysis],
-                  groups: dict, group_written: dict, best: pd.DataFrame, comparison: pd.DataFrame,
-                  artifact_note: str, formats: tuple[str, ...]) -> list[Block]:
+def report_blocks(analysis: Analysis, study_figures: dict[str, list[FigureBlock]],
+                  group_figures: dict[tuple[str, str], list[FigureBlock]], artifact_note: str,
+                  formats: tuple[str, ...]) -> list[Block]:
     """The whole report: header, how to read it, best results, the paper, then one section per group and rule."""
     from bioscale import __version__
 
-    analysed = [a for a in analyses if a.fanova is not None]
+    records, best, comparison, patterns = analysis.records, analysis.best, analysis.comparison, analysis.patterns
+    analysed = [a for a in analysis.studies if a.analysed]
     fanova_of = next((a.fanova for a in analysed), None)
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     chosen = "matching " + " ".join(f"`{p}`" for p in patterns) if patterns else "every study with stage `tune`"
     blocks: list[Block] = [
         Heading("bioscale analysis", 1),
-        Paragraph(f"Storage `{url}`; studies: {chosen}"
+        Paragraph(f"Storage `{analysis.url}`; studies: {chosen}"
                   f" ({len(records)}; {len(analysed)} with complete trials). Generated {when} by bioscale {__version__}. "
                   f"Figures in `{FIGURE_DIR_NAME}/` ({', '.join(formats)}); tables as CSV beside this report."),
         Paragraph(artifact_note),
@@ -243,21 +206,21 @@ def report_blocks(url: str, patterns: list[str] | None, records: list[StudyRecor
             f"{r.dataset}/{r.family}/{r.label}" for r in unmatched.itertuples()) +
             " (the paper ran MNIST, CIFAR-10 and ImageNet with FC, LC and conv nets)."))
 
-    for group, members in groups.items():
-        done = [a for a in members if a.fanova is not None]
+    for group, members in analysis.groups.items():
+        done = [a for a in members if a.analysed]
         if not done:
             continue
         blocks.append(Heading(group_title(group)))
         blocks.append(Table(_verdict_table(done, best), "One row per rule: key numbers and verdicts."))
-        blocks += [block for block, _ in group_written.get(group, [])]
+        blocks += group_figures.get(group, [])
         for a in done:
             row = best.loc[best.study == a.record.name].iloc[0]
             blocks.append(Heading(f"{a.name} — `{a.record.name}`", 3))
             if a.status != "ok":
                 blocks.append(Paragraph(f"**{a.status}**"))
             blocks.append(Bullets(_study_bullets(a, row)))
-            blocks += a.figures
-    skipped = [a for a in analyses if a.fanova is None]
+            blocks += study_figures.get(a.record.name, [])
+    skipped = [a for a in analysis.studies if not a.analysed]
     if skipped:
         blocks.append(Heading("Studies not analysed"))
         blocks.append(Bullets([f"`{a.record.name}`: {a.status}" for a in skipped]))
