@@ -21,7 +21,7 @@ _EXPORTS = {
     "activation_effect": ".activation", "best_of_n": ".activation", "ActivationEffect": ".activation",
     "robustness": ".stability", "budget_trust": ".stability", "Robustness": ".stability", "BudgetTrust": ".stability",
     "published": ".paper", "compare": ".paper",
-    "open_storage": ".storage", "select_studies": ".storage",
+    "read_storage": ".storage", "select_studies": ".storage",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .results import Analysis, StudyAnalysis, compute
     from .sections import FIGURE_DIR_NAME
     from .stability import BudgetTrust, Robustness, budget_trust, robustness
-    from .storage import open_storage, select_studies
+    from .storage import read_storage, select_studies
     from .tables import best_table
 
 

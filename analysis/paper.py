@@ -22,7 +22,7 @@ def published() -> pd.DataFrame:
     return table
 
 
-def arch_family(arch: str) -> str:
+def _family(arch: str) -> str:
     """'fc', 'lc', 'conv' or 'mixed' for a preset name or a spec string; '?' when it is neither (a study bioscale did not write)."""
     try:
         return nets.arch_family(str(arch).strip())
@@ -44,7 +44,7 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
     paper = published()
     rows = []
     for row in best.itertuples(index=False):
-        family = arch_family(row.arch)
+        family = _family(row.arch)
         match = paper[(paper.dataset == paper_dataset(row.dataset)) & (paper.family == family)
                       & (paper.label == row.label)]
         evaluated = row.evaluated_test_mean is not None and not _isnan(row.evaluated_test_mean)

@@ -16,7 +16,7 @@ from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult,
                          ped_anova_importance, top_params, unify_distributions)
 from .paper import compare
 from .stability import BudgetTrust, Robustness, budget_trust, learning_curves, robustness
-from .storage import StudyRecord, display_name, open_storage, select_studies
+from .storage import StudyRecord, display_name, read_storage, select_studies
 from .tables import best_table_from, trials_frame
 
 
@@ -84,7 +84,7 @@ def compute(storage: str | BaseStorage | None, patterns: Sequence[str] | None = 
     """Every number of the matching studies' analysis, as data; writes no file and draws no figure."""
     patterns = list(patterns) if patterns else None
     url = display_name(storage)
-    opened = open_storage(storage)
+    opened = read_storage(storage)
     records = select_studies(opened, patterns, url=url)
     studies = [analyse_study(r, n, seeds) for r, n in zip(progress_bar(records, progress, "analysing studies"),
                                                            display_names(records))]

@@ -29,7 +29,7 @@ def display_name(storage: str | BaseStorage | None) -> str:
         return str(storage)
 
 
-def open_storage(storage: str | BaseStorage | None) -> BaseStorage:
+def read_storage(storage: str | BaseStorage | None) -> BaseStorage:
     """An existing Optuna storage: sqlite:///FILE.db, postgresql://..., journal:///FILE.log, FILE.db or FILE.log; never creates one.
 
     None means the default storage (sqlite:///bioscale.db).

@@ -12,7 +12,7 @@ from optuna.storages import BaseStorage
 
 from bioscale.contract import best_trial, end_reason
 
-from .storage import StudyRecord, display_name, open_storage, select_studies
+from .storage import StudyRecord, display_name, read_storage, select_studies
 
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
                 "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
@@ -79,4 +79,4 @@ def end_reasons(record: StudyRecord) -> dict[str, int]:
 
 def best_table(storage: str | BaseStorage | None, patterns: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per matching study (default: stage 'tune'): trial counts, best and evaluated errors."""
-    return best_table_from(select_studies(open_storage(storage), patterns, url=display_name(storage)))
+    return best_table_from(select_studies(read_storage(storage), patterns, url=display_name(storage)))

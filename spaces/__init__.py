@@ -21,6 +21,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 
 from bioscale import rules
 from bioscale.errors import UsageError
+from bioscale.values import convert
 
 from . import architecture, backprop, feedback_alignment, target_propagation
 from ._common import CATALOGUE, LIMITS, TRAINING, TRAINING_DEFAULTS, check_value
@@ -179,34 +180,8 @@ def _example(kind: Any) -> Any:
 
 
 def _convert(name: str, text: Any, kind: Any) -> Any:
-    """Convert a string to the parameter's type (that of its distribution or its default)."""
-    example = _example(kind)
-    if not isinstance(text, str):
-        return text
-    if isinstance(kind, CategoricalDistribution) and not _numeric(kind):
-        return text
-    if isinstance(example, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"{name}={text!r} is not true or false")
-        return text.lower() in ("true", "1")
-    if isinstance(example, (int, float)):
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{name}={text!r} is not a number") from None
-        if isinstance(kind, CategoricalDistribution):
-            # Numeric choices are all ints (batch sizes) or all floats (β2, ε).
-            if all(isinstance(c, int) for c in kind.choices):
-                if not number.is_integer():
-                    raise ValueError(f"{name}={text!r} is not a whole number")
-                return int(number)
-            return number
-        if isinstance(example, int):
-            if not number.is_integer():
-                raise ValueError(f"{name}={text!r} is not a whole number")
-            return int(number)
-        return number
-    return text
+    """A string as the parameter's type: that of its distribution's values, or of its default."""
+    return convert(name, text, _example(kind))
 
 
 def _range(name: str, low: Any, high: Any, kind: Any) -> BaseDistribution:
