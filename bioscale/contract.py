@@ -37,7 +37,11 @@ SEED, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE = (
     "seed", "device", "device_name", "worker", "versions", "config", "curve")
 # ... and its results, written as it ends (reset to null when a re-queued trial starts again).
 RESULT_ATTRS = ("train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
-TRIAL_ATTRS = (SEED, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, *RESULT_ATTRS)
+# `role` is "default" on the one trial per tuning study that trains the rule's default settings:
+# it measures how much tuning buys (tunability) and stays out of the random-search statistics,
+# the budget and the choice of the best trial.
+ROLE, DEFAULT_CONFIG = "role", "default"
+TRIAL_ATTRS = (SEED, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, *RESULT_ATTRS)
 
 # How a trial that did not complete ended: the start of its `end_reason`.
 DIVERGED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED = "diverged", "pruned", "out of memory", "error", "interrupted"
@@ -50,8 +54,25 @@ def end_reason(trial: FrozenTrial) -> str:
     return str(trial.user_attrs.get("end_reason") or trial.state.name.lower()).split(":")[0].strip()
 
 
+def is_default_config(trial: FrozenTrial) -> bool:
+    """Whether `trial` trains the rule's default settings (not a sample of the search)."""
+    return trial.user_attrs.get(ROLE) == DEFAULT_CONFIG
+
+
+def search_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials of the search itself: every trial but the default configuration's."""
+    return [t for t in trials if not is_default_config(t)]
+
+
+def default_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """The finished default-configuration trial, if the study has one."""
+    return next((t for t in trials if is_default_config(t) and is_finished(t)), None)
+
+
 def counts_against_budget(trial: FrozenTrial) -> bool:
-    """Whether a trial uses up one of the study's trials: finished, running or queued."""
+    """Whether a search trial uses up one of the study's trials: finished, running or queued."""
+    if is_default_config(trial):
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
         return True
     return trial.state == TrialState.FAIL and str(trial.user_attrs.get("end_reason") or "").startswith(COUNTED_FAILURES)
@@ -63,12 +84,12 @@ def is_finished(trial: FrozenTrial) -> bool:
     A lost worker's trial is not finished: it was re-queued, and its re-run counts instead.
     """
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and counts_against_budget(trial))
+        trial.state == TrialState.FAIL and str(trial.user_attrs.get("end_reason") or "").startswith(COUNTED_FAILURES))
 
 
 def was_requeued(trial: FrozenTrial) -> bool:
     """A trial whose worker was lost: failed without a counted reason, and run again as a new trial."""
-    return trial.state == TrialState.FAIL and not counts_against_budget(trial)
+    return trial.state == TrialState.FAIL and not is_finished(trial)
 
 
 def finished_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -82,8 +103,8 @@ def complete_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
-    """The complete trial with the lowest validation error, the earliest on ties; None when none completed."""
-    return min(complete_trials(trials), key=lambda t: (t.value, t.number), default=None)
+    """The complete search trial with the lowest validation error, the earliest on ties; None when none completed."""
+    return min(complete_trials(search_trials(trials)), key=lambda t: (t.value, t.number), default=None)
 
 
 def worker_id() -> str:
@@ -119,6 +140,7 @@ class StudyInfo:
     """
 
     stage: str | None = None  # "architecture" or "tune"
+    protocol: str | None = None  # "paper" (the paper's search, like for like), "extended", or "custom"
     dataset: str | None = None
     arch: str | None = None  # as named: preset name, spec string, or the family searched
     arch_spec: str | None = None  # the spec trained (tune stage)
@@ -174,5 +196,5 @@ _WRITTEN_LATER = ("sampler_settings", "evaluation", "winner", "winner_trial")
 
 STUDY_ATTRS = tuple(f.name for f in fields(StudyInfo))
 # What must match when a rerun resumes an existing study.
-SAME_ON_RESUME = ("stage", "dataset", "arch", "arch_spec", "rule", "schedule", "epochs", "sampler", "pruner",
+SAME_ON_RESUME = ("stage", "protocol", "dataset", "arch", "arch_spec", "rule", "schedule", "epochs", "sampler", "pruner",
                   "seed", "chance_patience", "fixed", "space")
