@@ -21,11 +21,15 @@ def run_study(stage: str, rule: str, dataset: str, arch: str, trials: int = 60, 
               storage: str | None = DEFAULT_STORAGE, study_name: str | None = None, sampler: str = "tpe",
               pruner: str = "none", epochs: int = 10, workers: int = 1, devices: Sequence[str] | str = AUTO,
               fixed: Mapping[str, Any] | None = None, seed: int = 0, data_root: str | None = None,
-              progress: bool = True, chance_patience: int = 5, val_size: float | int | None = None) -> optuna.Study:
+              progress: bool = True, chance_patience: int = 5, val_size: float | int | None = None,
+              protocol: str = "extended", activation: str | None = None) -> optuna.Study:
     """Create (or resume) a study and run it until `trials` trials have finished, over `workers` processes.
 
+    `protocol` decides what is sampled and what held (`bioscale.spaces.protocols`: "paper" or
+    "extended"); `activation` holds the activation (and names the study `...:{activation}`).
     `fixed` takes `--set` overrides: a value fixes a parameter, `low:high` or `a,b,c` narrows
-    it. Everything is checked before the study is created; bad input raises UsageError.
+    it. A tuning study also trains the rule's default settings once, outside its budget.
+    Everything is checked before the study is created; bad input raises UsageError.
     """
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -33,7 +37,8 @@ def run_study(stage: str, rule: str, dataset: str, arch: str, trials: int = 60, 
         plan, storage_obj, devices = prepare(stage, rule, dataset, arch, trials, schedule=schedule, storage=storage,
                                              study_name_=study_name, sampler=sampler, pruner=pruner, epochs=epochs,
                                              workers=workers, devices=devices, fixed=fixed or {}, seed=seed,
-                                             data_root=data_root, chance_patience=chance_patience, val_size=val_size)
+                                             data_root=data_root, chance_patience=chance_patience, val_size=val_size,
+                                             protocol=protocol, activation=activation)
         open_study(plan, storage_obj)
         if progress:
             print(f"study {plan.study_name}: {workers} worker(s) on {', '.join(devices)}", file=sys.stderr, flush=True)

@@ -8,15 +8,15 @@ from typing import Any, Mapping
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 import bioscale
-from bioscale import rules
-from bioscale import spaces
+from bioscale import datasets, rules, spaces
 from bioscale.contract import StudyInfo
-from bioscale import datasets
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES, arch_family, parse_spec, resolve_arch
+from bioscale.spaces.protocols import protocol_space
+from bioscale.storages import StorageSpec
+from bioscale.values import check_value
 
 from ._samplers import check_pruner, check_sampler
-from bioscale.storages import StorageSpec
 
 STAGES = ("architecture", "tune")
 
@@ -26,9 +26,9 @@ def label(rule: str, schedule: str | None = None) -> str:
     return f"{rule}-{schedule}" if schedule else rule
 
 
-def study_name(stage: str, dataset: str, arch: str, label: str) -> str:
-    """The default study name, `{stage}:{dataset}:{arch}:{label}` (nothing parses it back)."""
-    return f"{stage}:{dataset}:{arch}:{label}"
+def study_name(stage: str, dataset: str, arch: str, label: str, activation: str | None = None) -> str:
+    """The default study name, `{stage}:{dataset}:{arch}:{label}`, plus `:{activation}` when one is chosen (nothing parses it back)."""
+    return f"{stage}:{dataset}:{arch}:{label}" + (f":{activation}" if activation else "")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Plan:
     """One study: what to train, what to sample, what to hold fixed, where to store it."""
 
     stage: str
+    protocol: str  # "paper", "extended", or "custom" (a named protocol changed with --set)
     rule: str
     schedule: str | None
     dataset: str
@@ -67,7 +68,7 @@ class Plan:
 
     def info(self, sampler_settings: dict[str, Any] | None = None) -> StudyInfo:
         """The study's user attributes (bioscale.contract)."""
-        return StudyInfo(stage=self.stage, dataset=self.dataset, arch=self.arch, arch_spec=self.arch_spec,
+        return StudyInfo(stage=self.stage, protocol=self.protocol, dataset=self.dataset, arch=self.arch, arch_spec=self.arch_spec,
                          arch_from=self.arch_from, family=self.family, rule=self.rule, schedule=self.schedule,
                          label=self.label, epochs=self.epochs, trials=self.trials, sampler=self.sampler,
                          pruner=self.pruner, seed=self.seed, chance_patience=self.chance_patience,
@@ -123,18 +124,28 @@ def check_common(*, stage: str, rule: str, schedule: str | None, dataset: str, e
     return rule, schedule, overrides
 
 
-def search_space(stage: str, rule: str, schedule: str | None, dataset: str, arch: str,
-                 overrides: Mapping[str, Any]) -> tuple[str, dict[str, BaseDistribution], dict[str, Any]]:
-    """(family, space left to sample, fixed values) for a stage, after the --set overrides."""
+def search_space(stage: str, rule: str, schedule: str | None, dataset: str, arch: str, overrides: Mapping[str, Any],
+                 protocol: str = "extended", activation: str | None = None,
+                 ) -> tuple[str, dict[str, BaseDistribution], dict[str, Any]]:
+    """(family, space left to sample, fixed values) for a stage under `protocol`, `activation` and the --set overrides."""
     defaults = {k: v for k, v in spaces.rule_defaults(rule).items() if k != "schedule"}
+    held: dict[str, Any] = {}
     if stage == "architecture":
         if arch not in spaces.ARCH_FAMILIES:
             raise UsageError(f"the architecture stage searches a family: --arch {' or '.join(spaces.ARCH_FAMILIES)} (got {arch!r})")
         family, space = arch, spaces.architecture_space(arch, dataset)
     else:
         family = "" if arch.startswith("@") else arch_family(resolve_arch(arch, dataset) if arch not in PRESET_NAMES else arch)
-        space = spaces.tuning_space(rule, schedule)
-    space, fixed = spaces.apply_overrides(space, overrides, defaults)
+        space, held = protocol_space(protocol, spaces.tuning_space(rule, schedule), defaults)
+    if activation is not None:
+        try:
+            check_value("activation", activation)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        space.pop("activation", None)
+        held["activation"] = activation
+    space, fixed = spaces.apply_overrides(space, overrides, {**defaults, **held})
+    fixed = {**{k: v for k, v in held.items() if k not in space}, **fixed}
     if stage == "architecture":
         _check_architecture_values(family, dataset, space, fixed)
     _check_rule_accepts(rule, schedule, space, fixed)

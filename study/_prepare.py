@@ -6,13 +6,16 @@ import json
 from typing import Any, Mapping, Sequence
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
 
-from bioscale.contract import SAME_ON_RESUME, best_trial, name_objective
+from bioscale import spaces
+from bioscale.contract import DEFAULT_CONFIG, ROLE, SAME_ON_RESUME, best_trial, name_objective
 from bioscale.data import load
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
 from bioscale.nets import arch_family, resolve_arch
+from bioscale.spaces.protocols import check_protocol
 from bioscale.storages import heartbeat_settings, open_storage, parse_storage
 
 from ._plan import Plan, check_common, label, search_space, study_name
@@ -22,7 +25,8 @@ from ._samplers import sampler_settings
 def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, schedule: str | None, storage: str | None,
             study_name_: str | None, sampler: str, pruner: str, epochs: int, workers: int,
             devices: Sequence[str] | str, fixed: Mapping[str, Any], seed: int, data_root: str | None,
-            chance_patience: int, val_size: float | int | None) -> tuple[Plan, BaseStorage, list[str]]:
+            chance_patience: int, val_size: float | int | None, protocol: str,
+            activation: str | None) -> tuple[Plan, BaseStorage, list[str]]:
     """Check a study's whole configuration, then open its storage; raises UsageError before creating anything."""
     rule, schedule, overrides = check_common(stage=stage, rule=rule, schedule=schedule, dataset=dataset, epochs=epochs,
                                              trials=trials, sampler=sampler, pruner=pruner,
@@ -30,7 +34,8 @@ def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, sche
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"workers must be a whole number >= 1 (got {workers!r})")
     device_list = resolve_devices(devices)
-    family, space, fixed_values = search_space(stage, rule, schedule, dataset, arch, overrides)
+    family, space, fixed_values = search_space(stage, rule, schedule, dataset, arch, overrides, check_protocol(protocol),
+                                               activation)
     if not isinstance(seed, int):
         raise UsageError(f"seed must be a whole number (got {seed!r})")
     load(dataset, root=data_root, val_size=val_size)  # the data must be there before any trial starts
@@ -48,8 +53,8 @@ def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, sche
             family = arch_family(arch_spec)
         else:
             arch_spec = resolve_arch(arch, dataset)
-    name = study_name_ or study_name(stage, dataset, arch_name, label(rule, schedule))
-    plan = Plan(stage=stage, rule=rule, schedule=schedule, dataset=dataset, arch=arch_name, arch_spec=arch_spec,
+    name = study_name_ or study_name(stage, dataset, arch_name, label(rule, schedule), activation)
+    plan = Plan(stage=stage, protocol="custom" if overrides else protocol, rule=rule, schedule=schedule, dataset=dataset, arch=arch_name, arch_spec=arch_spec,
                 arch_from=arch_from, family=family, epochs=epochs, trials=trials, sampler=sampler, pruner=pruner,
                 seed=seed, chance_patience=chance_patience, space=space, fixed=fixed_values, storage=spec,
                 study_name=name, data_root=data_root, val_size=val_size)
@@ -80,6 +85,8 @@ def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
         if study.get_trials(deepcopy=False) or len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
             raise UsageError(f"study {plan.study_name!r} exists but bioscale did not create it; choose another --study-name")
         name_objective(study)
+        if plan.stage == "tune":
+            enqueue_default(study, plan)
         for key, value in attrs.items():  # `stage` last: a worker that sees it knows every other attribute is there
             study.set_user_attr(key, value)
         return study
@@ -91,6 +98,22 @@ def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
     if existing.get("trials") != plan.trials:
         study.set_user_attr("trials", plan.trials)
     return study
+
+
+def enqueue_default(study: optuna.Study, plan: Plan) -> bool:
+    """Queue one trial of the rule's default settings (`role` "default": how much tuning buys); False when a default lies outside the space."""
+    defaults = {**spaces.rule_defaults(plan.rule), **plan.trial_fixed()}
+    params = {name: defaults.get(name) for name in plan.space}
+    if not all(_inside(dist, params[name]) for name, dist in plan.space.items()):
+        return False
+    study.enqueue_trial(params, user_attrs={ROLE: DEFAULT_CONFIG}, skip_if_exists=True)
+    return True
+
+
+def _inside(dist: BaseDistribution, value: Any) -> bool:
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and dist.low <= value <= dist.high
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,44 @@
+"""Search protocols: which hyperparameters a tuning study samples, and which it holds fixed.
+
+- `paper`: the paper's random search like for like (Appendix 5.3, Table 4). Sampled: forward and
+  inverse Adam (learning rate, β2, ε), α and σ, over the widened ranges of `_common` (which
+  contain Table 4's). Held: tanh, whole-epoch alternation, 512 auxiliary units (the paper's CIFAR
+  value) and a batch size of 128 (the paper does not print its batch size).
+- `extended`: everything bioscale can search for the rule: also the activation, the batch size,
+  the auxiliary output's size and the alternation period.
+
+A study records its protocol, what it sampled (`space`) and what it held (`fixed`), so a report
+never sets an extended search beside the paper's numbers as if it were the paper's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+
+from bioscale.errors import UsageError
+
+PROTOCOLS = ("paper", "extended")
+PAPER_SAMPLED = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps", "alpha", "sigma")
+PAPER_FIXED = {"activation": "tanh", "batch_size": 128, "alternation_period": 0, "aux_size": 512}
+
+
+def check_protocol(protocol: str) -> str:
+    """`protocol` when it is known; else a UsageError listing the protocols."""
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def protocol_space(protocol: str, space: dict[str, BaseDistribution],
+                   defaults: dict[str, Any]) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
+    """(what to sample, what to hold) of a rule's full tuning `space` under `protocol`.
+
+    A held name takes the paper's value, else its default in `defaults`.
+    """
+    if check_protocol(protocol) == "extended":
+        return dict(space), {}
+    sampled = {name: dist for name, dist in space.items() if name in PAPER_SAMPLED}
+    held = {name: PAPER_FIXED.get(name, defaults.get(name)) for name in space if name not in sampled}
+    return sampled, held
