@@ -10,7 +10,8 @@ has its transposed geometry:
   c has one bias per unit of the layer's input;
 - convolutional: a transposed convolution with its own shared weights and one bias per channel.
 
-The maps are pure functions of (input, weights) so a batched population of models can reuse them.
+The maps are pure functions of (input, weights), each testable on its own; the modules only hold
+the weights and the geometry.
 `inverse_of(layer, input_shape, activation)` builds the right inverse by the forward layer's type.
 """
 

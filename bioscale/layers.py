@@ -1,9 +1,11 @@
-"""Layers: locally connected 2-D layers and the pure maths every layer family shares.
+"""Layers: locally connected 2-D layers, feedback paths, and the pure maths they share.
 
-Each layer family (linear, locally connected, convolutional) is described by a `LayerOps`:
-pure functions of (input, weights) for the forward map and for the two halves of its
-backward pass. Rules reuse them: feedback alignment swaps the weights used for the input
-gradient, target propagation builds inverses from them.
+The locally connected map and the two halves of its backward pass are pure functions of
+(input, weights): `lc2d`, `lc2d_input_grad`, `lc2d_weight_grad`. For each layer family (linear,
+locally connected, convolutional) an autograd Function runs the forward map with the layer's
+weight and the input gradient with another matrix; `apply_with_feedback` picks the one for a
+layer. Rules reuse them: the feedback-alignment family swaps the weights used for the input
+gradient, and target propagation's inverses (bioscale.inverses) are built on `lc2d_input_grad`.
 """
 
 from __future__ import annotations

@@ -41,11 +41,8 @@ def family_module(rule: str) -> ModuleType | None:
 
 
 def schedules(rule: str) -> tuple[str, ...]:
-    """The inverse-training schedules a rule offers; () for rules without a `schedule` setting."""
-    module = family_module(rule)
-    if rule in rules.names():
-        return tuple(getattr(module, "SCHEDULES", SCHEDULES)) if "schedule" in rules.settings(rule) else ()
-    return tuple(getattr(module, "SCHEDULES", ()))
+    """The schedules a rule offers, as its class declares them; () for other rules and unknown names."""
+    return tuple(rules.get(rule).schedules) if rule in rules.names() else ()
 
 
 def held(rule: str) -> tuple[str, ...]:

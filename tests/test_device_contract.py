@@ -66,15 +66,14 @@ class MadeTensors(TorchDispatchMode):
 
 def variants():
     for name in rules.names():
-        schedules = ("parallel", "alternating") if "schedule" in rules.settings(name) else (None,)
-        for schedule in schedules:
+        for schedule in rules.get(name).schedules or (None,):
             for family in FAMILIES:
                 yield pytest.param(name, schedule, family, id=f"{name}{'-' + schedule if schedule else ''}-{family}")
 
 
 def test_every_registered_rule_is_covered():
     covered = {v.values[0] for v in variants()}
-    assert covered == set(rules.names()) and len(covered) >= 7
+    assert covered == set(rules.names()) and len(covered) >= 8
 
 
 @pytest.mark.parametrize("name, schedule, family", list(variants()))
@@ -99,3 +98,21 @@ def test_a_float64_net_keeps_float64_everywhere(name, schedule, family):
     off = [f"{path}: {t.device}/{t.dtype}" for path, t in held
            if t.device != want[0] or (t.is_floating_point() and t.dtype != want[1])]
     assert not off, f"{name} holds tensors off the net's device/dtype: {off[:5]}"
+
+
+def off_dtype(rule, dtype: torch.dtype) -> list[str]:
+    """Every held floating-point tensor of `rule` that is not of `dtype`."""
+    return [path for path, t in held_tensors(rule) if t.is_floating_point() and t.dtype != dtype]
+
+
+@pytest.mark.parametrize("name", rules.names())
+def test_rule_to_moves_the_net_the_rule_state_and_the_optimizer_moments(name):
+    data = load("digits")
+    torch.manual_seed(0)
+    rule = rules.create(name, build_net("lc", "digits", data.input_shape, data.n_classes))
+    x, y = data.train_x[:16], data.train_y[:16]
+    rule.step(x, y)  # the optimizers now hold moments
+    assert rule.to(torch.float64) is rule
+    assert not off_dtype(rule, torch.float64)
+    assert rule.step(x.to(torch.float64), y).dtype == torch.float64
+    assert not off_dtype(rule, torch.float64)

@@ -1,11 +1,16 @@
 """The contract every registered learning rule must keep (one suite over the whole registry)."""
 
 import copy
+import importlib
+import pkgutil
+import sys
 
 import pytest
 import torch
 
 from bioscale import rules
+from bioscale.rules import base
+from bioscale.rules.feedback_alignment import FeedbackAlignment
 from bioscale.data import load
 from bioscale.errors import UsageError
 from bioscale.nets import build_net
@@ -15,9 +20,53 @@ ALL_RULES = rules.names()
 
 
 def test_the_registry_holds_the_core_rules():
-    assert {"bp", "fa", "dfa"} <= set(ALL_RULES)
+    assert {"bp", "fa", "dfa", "sign-symmetry"} <= set(ALL_RULES)
     with pytest.raises(UsageError, match="choose one of: .*bp"):
         rules.get("backprop-through-time")
+
+
+def test_the_registry_imports_every_rule_module_without_a_list():
+    public = [m.name for m in pkgutil.iter_modules(rules.__path__) if not m.name.startswith("_")]
+    assert {"backprop", "feedback_alignment", "target_propagation"} <= set(public)
+    assert all(f"bioscale.rules.{name}" in sys.modules for name in public)
+    assert {rules.get(name).__module__ for name in ALL_RULES} <= {f"bioscale.rules.{name}" for name in public}
+
+
+def test_a_rule_module_that_fails_to_import_is_an_error_not_a_missing_rule(monkeypatch):
+    real = pkgutil.iter_modules
+    broken = pkgutil.ModuleInfo(None, "no_such_rule_module", False)
+    monkeypatch.setattr(base.pkgutil, "iter_modules", lambda path: [*real(path), broken])
+    monkeypatch.setattr(base, "_loaded", False)
+    with pytest.raises(ImportError, match="no_such_rule_module"):
+        rules.names()
+
+
+def test_a_second_rule_of_the_same_name_is_refused():
+    with pytest.raises(TypeError, match="two rules named 'fa'"):
+        type("AnotherFA", (FeedbackAlignment,), {"name": "fa", "__module__": __name__})
+
+
+def test_hooks_run_after_the_whole_constructor_so_subclasses_set_settings_after_super():
+    class Scaled(FeedbackAlignment):  # no name: a base, never registered
+        def __init__(self, net, *, scale: float = 2.0, **settings) -> None:
+            super().__init__(net, **settings)
+            self.scale = scale
+
+        def make_state(self, like):
+            state = super().make_state(like)
+            for matrix in state:
+                matrix.mul_(self.scale)
+            return state
+
+    _, net = net_for("fc")
+    torch.manual_seed(1)
+    plain = rules.create("fa", copy.deepcopy(net))
+    torch.manual_seed(1)
+    scaled = Scaled(copy.deepcopy(net), scale=3.0)
+    assert Scaled not in set(map(rules.get, rules.names()))
+    for a, b in zip(plain.state, scaled.state, strict=True):
+        torch.testing.assert_close(b, 3.0 * a)
+    assert scaled.forward_optimizer.param_groups[0]["params"] == list(scaled.net.parameters())
 
 
 def net_for(arch: str, seed: int = 0):
@@ -61,15 +110,46 @@ def test_rule_rejects_unknown_settings_and_keeps_given_ones(name):
     assert set(rule.get_params()) == set(defaults)
 
 
+def trained_by_the_rule(rule) -> set[int]:
+    return {id(p) for opt in rule.optimizers().values() for group in opt.param_groups for p in group["params"]}
+
+
 @pytest.mark.parametrize("name", ALL_RULES)
 def test_rule_trains_only_its_own_parameters_and_never_moves_buffers(name):
+    """Net and rule state: buffers never move, nor does any parameter no optimizer of the rule holds."""
     data, net = net_for("conv")
+    net_keys = set(net.state_dict())
     rule = rules.create(name, net)
-    buffers = {k: v.clone() for k, v in net.named_buffers()}
-    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    assert set(net.state_dict()) == net_keys, f"{name} put its state on the net"
+    trained = trained_by_the_rule(rule)
+    assert {id(p) for p in net.parameters()} <= trained
+    tensors = {}
+    for owner, module in (("net", net), ("state", rule.state)):
+        tensors.update({(owner, "buffer", k): v for k, v in module.named_buffers()})
+        tensors.update({(owner, "parameter", k): v for k, v in module.named_parameters()})
+    before = {key: v.detach().clone() for key, v in tensors.items()}
     for i in range(3):
         rule.step(data.train_x[i * 32:(i + 1) * 32], data.train_y[i * 32:(i + 1) * 32])
-    for k, v in net.named_buffers():
-        assert torch.equal(v, buffers[k]), f"{name} changed buffer {k}"
-    moved = [k for k, v in net.named_parameters() if not torch.equal(v, params[k])]
-    assert moved, f"{name} changed no parameter"
+    moved = {key for key, v in tensors.items() if not torch.equal(v, before[key])}
+    fixed = {key for key, v in tensors.items() if key[1] == "buffer" or id(v) not in trained}
+    assert not moved & fixed, f"{name} changed fixed tensors {sorted(moved & fixed)}"
+    assert any(key[0] == "net" for key in moved), f"{name} changed no parameter"
+    assert all(key in moved for key, v in tensors.items() if key[0] == "state" and id(v) in trained), \
+        f"{name} never trained some of its own parameters"
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_rule_state_dict_restores_a_rule_exactly(name):
+    data, net = net_for("fc")
+    x, y = data.train_x[:32], data.train_y[:32]
+    rule = rules.create(name, net)
+    rule.step(x, y)
+    saved = copy.deepcopy(rule.state_dict())
+    _, other_net = net_for("fc", seed=9)
+    other = rules.create(name, other_net)
+    other.load_state_dict(saved)
+    for r in (rule, other):
+        torch.manual_seed(4)  # the same noise in both steps
+        r.step(x, y)
+    for a, b in zip(rule.state_dict()["net"].values(), other.state_dict()["net"].values(), strict=True):
+        assert torch.equal(a, b)

@@ -1,4 +1,4 @@
-"""BP, FA and DFA against independent computations."""
+"""BP, FA, sign-symmetry and DFA against independent computations."""
 
 import copy
 
@@ -35,8 +35,8 @@ def test_fa_with_feedback_equal_to_weights_is_backprop(family):
     bp = grads_of("bp", copy.deepcopy(net))
     fa_net = copy.deepcopy(net)
     rule = rules.create("fa", fa_net)
-    for layer in fa_net.layers():
-        layer.feedback.copy_(layer.weight.detach())
+    for feedback, layer in zip(rule.state, fa_net.layers(), strict=True):
+        feedback.copy_(layer.weight.detach())
     x, y = batch()
     rule.task_loss(x, y).backward()
     for g_bp, p in zip(bp, fa_net.parameters()):
@@ -53,17 +53,65 @@ def test_fa_with_random_feedback_differs_from_backprop_below_the_top(family):
     assert not torch.allclose(fa[0], bp[0])
 
 
-def test_fa_feedback_is_a_fixed_buffer():
+def test_fa_feedback_is_a_fixed_buffer_of_the_rule_not_of_the_net():
     net = make_net("fc")
+    net_keys = set(net.state_dict())
     rule = rules.create("fa", net, forward_lr=1e-2)
-    before = [layer.feedback.clone() for layer in net.layers()]
-    assert all("feedback" in dict(layer.named_buffers()) for layer in net.layers())
-    assert not any("feedback" in name for name, _ in net.named_parameters())
+    assert set(net.state_dict()) == net_keys  # nothing registered on the net's layers
+    assert [b.shape for b in rule.state] == [layer.weight.shape for layer in net.layers()]
+    assert len(list(rule.state.buffers())) == len(net.layers()) and not list(rule.state.parameters())
+    before = [b.clone() for b in rule.state]
     x, y = batch()
     for _ in range(3):
         rule.step(x, y)
-    for b, layer in zip(before, net.layers()):
-        torch.testing.assert_close(layer.feedback, b)
+    for b, now in zip(before, rule.state, strict=True):
+        assert torch.equal(now, b)
+
+
+def set_weights_to_signs(net: Net) -> None:
+    """Every weight to ±1 (the sign of its random value); biases stay as they are."""
+    with torch.no_grad():
+        for layer in net.layers():
+            layer.weight.copy_(torch.where(layer.weight >= 0, 1.0, -1.0))
+
+
+@pytest.mark.parametrize("family", ["fc", "lc", "conv"])
+def test_sign_symmetry_with_unit_weights_is_backprop(family):
+    """With every weight in {-1, +1}, sign(W) = W: gradients and the Adam step equal BP's."""
+    net = make_net(family).double()
+    set_weights_to_signs(net)
+    x, y = batch()
+    x = 0.05 * x.double()  # small inputs keep the ±1-weighted tanh layers out of saturation
+    updated = {}
+    for name in ("bp", "sign-symmetry"):
+        copy_ = copy.deepcopy(net)
+        rule = rules.create(name, copy_)
+        rule.step(x, y)
+        updated[name] = copy_
+    for (key, p_bp), p_ss in zip(updated["bp"].named_parameters(), updated["sign-symmetry"].parameters()):
+        assert p_bp.grad.abs().sum() > 0, key
+        torch.testing.assert_close(p_ss.grad, p_bp.grad, rtol=1e-10, atol=1e-14, msg=key)
+        torch.testing.assert_close(p_ss, p_bp, rtol=1e-12, atol=1e-14, msg=key)
+    assert not torch.equal(updated["bp"].blocks[0].layer.weight, net.blocks[0].layer.weight)
+
+
+@pytest.mark.parametrize("family", ["fc", "lc", "conv"])
+def test_sign_symmetry_sends_the_error_through_the_signs_of_the_current_weights(family):
+    """Against FA with B_l set to sign(W_l): the same gradients, and no state of its own."""
+    net = make_net(family)
+    ss = rules.create("sign-symmetry", copy.deepcopy(net))
+    assert not list(ss.state.buffers()) and not list(ss.state.parameters())
+    fa_net = copy.deepcopy(net)
+    fa = rules.create("fa", fa_net)
+    for feedback, layer in zip(fa.state, fa_net.layers(), strict=True):
+        feedback.copy_(layer.weight.detach().sign())
+    x, y = batch()
+    ss.task_loss(x, y).backward()
+    fa.task_loss(x, y).backward()
+    for p_ss, p_fa in zip(ss.net.parameters(), fa_net.parameters()):
+        torch.testing.assert_close(p_ss.grad, p_fa.grad)
+    bp = grads_of("bp", copy.deepcopy(net))
+    assert not torch.allclose(ss.net.blocks[0].layer.weight.grad, bp[0])  # magnitudes matter below the top
 
 
 @pytest.mark.parametrize("family", ["fc", "lc", "conv"])
@@ -82,7 +130,7 @@ def test_dfa_matches_a_hand_computed_update(family):
         logits = net.output_logits(hs[-1])
         e = (torch.softmax(logits, 1) - F.one_hot(y, 5)) / len(y)
     for l, block in enumerate(net.blocks):
-        delta = (e @ block.layer.direct_feedback.t()).view_as(pre[l]) * (1 - torch.tanh(pre[l]) ** 2)
+        delta = (e @ rule.state[l].t()).view_as(pre[l]) * (1 - torch.tanh(pre[l]) ** 2)
         inp = hs[l].flatten(1) if block.flatten else hs[l]
         a = block.layer(inp)
         expect_w, expect_b = torch.autograd.grad(a, (block.layer.weight, block.layer.bias), delta)
@@ -108,7 +156,7 @@ def test_dfa_for_a_linear_net_by_explicit_formula():
     h1 = a1.clamp_min(0)
     p = torch.softmax(h1 @ W2.t() + b2, 1)
     e = (p - torch.eye(2)[y]) / 5
-    delta = (e @ net.blocks[0].layer.direct_feedback.t()) * (a1 > 0).float()
+    delta = (e @ rule.state[0].t()) * (a1 > 0).float()
     torch.testing.assert_close(net.blocks[0].layer.weight.grad, delta.t() @ xf)
     torch.testing.assert_close(net.output.weight.grad, e.t() @ h1)
 

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from bioscale import rules, spaces
 from bioscale.cli import main
-from bioscale.rules.base import _REGISTRY, Rule
+from bioscale.rules.base import _REGISTRY, GradientRule
 from bioscale.study import best, evaluate_study, label, list_studies, run_study, study_name
 
 from conftest import bioscale_process, dashboard_studies
@@ -157,7 +157,7 @@ def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_p
 def exploding_rule():
     """A rule registered for one test, whose every update raises: the study must record it and go on."""
 
-    class Exploding(Rule):
+    class Exploding(GradientRule):
         name = "test-exploding"  # registers itself on creation
 
         def __init__(self, net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9, forward_beta2: float = 0.999,
@@ -293,7 +293,7 @@ def test_out_of_memory_ends_the_trial_with_its_reason_frees_the_trial_and_the_wo
 
     nets, freed = [], []
 
-    class Hungry(Rule):
+    class Hungry(GradientRule):
         name = "test-hungry"  # its first run asks for more memory than there is
 
         def task_loss(self, x, y):

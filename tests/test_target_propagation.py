@@ -65,15 +65,15 @@ def expected_targets(rule, hs, y, net=None):
         top = h - rule.alpha * grad
     else:
         with torch.no_grad():
-            g = rule.output_inverse
+            g = rule.state.output_inverse
             if rule.name == "ao-sdtp":
-                z = torch.tanh(h.flatten(1) @ rule.auxiliary.weight.t())
+                z = torch.tanh(h.flatten(1) @ rule.state.auxiliary.weight.t())
                 p, onehot = torch.cat([p, z], 1), torch.cat([onehot, z], 1)
             top = g(onehot) if rule.name == "tp" else h - g(p) + g(onehot)
     targets = [top]
     with torch.no_grad():
         for i in range(len(hs) - 2, 0, -1):  # inverse of layer i+1 maps h_{i+1} -> h_i
-            g = rule.inverses[i - 1]
+            g = rule.state.inverses[i - 1]
             t = g(targets[0]) if rule.name == "tp" else g(targets[0]) + hs[i] - g(hs[i + 1])
             targets.insert(0, t)
     return targets
@@ -89,6 +89,21 @@ def single_layer_gradients(net, hs, targets, x, y):
     return grads
 
 
+def assert_step_follows_local_losses(rule, x, y):
+    """One parallel step trains every inverse, then gives each layer the gradient of its own loss
+    towards the targets that the paper's formulas give with the inverses as just updated."""
+    before = copy.deepcopy(rule.net)
+    inverses_before = [p.detach().clone() for p in rule.inverse_parameters()]
+    rule.step(x, y)
+    assert all(not torch.equal(a, b) for a, b in zip(inverses_before, rule.inverse_parameters()))
+    hs = plain_activities(before, x)
+    targets = expected_targets(rule, hs, y, before)
+    expected = single_layer_gradients(before, hs, targets, x, y)
+    for layer, grads in zip(rule.net.layers(), expected, strict=True):
+        for param, grad in zip(layer.parameters(), grads, strict=True):
+            torch.testing.assert_close(param.grad, grad, rtol=1e-7, atol=1e-10)
+
+
 # -- registry and settings -------------------------------------------------------------------
 
 def test_registered_with_the_papers_defaults():
@@ -97,6 +112,7 @@ def test_registered_with_the_papers_defaults():
         s = rules.settings(name)
         assert rules.get(name).locality == "local"
         assert s["schedule"] == "parallel" and s["alternation_period"] == 0
+        assert rules.get(name).schedules == ("parallel", "alternating")
         assert (s["forward_lr"], s["inverse_lr"], s["sigma"]) == (1e-3, 1e-3, 0.1)
         assert ("alpha" in s) == (name == "dtp") and ("aux_size" in s) == (name == "ao-sdtp")
     assert rules.settings("dtp")["inverse_loss"] == "noise-preserving" and rules.settings("dtp")["alpha"] == 0.1
@@ -111,7 +127,7 @@ def test_settings_from_strings_are_converted_and_stored():
     assert rule.alternation_period == 39 and rule.aux_size == 16 and rule.sigma == 0.2
     assert rule.get_params()["schedule"] == "alternating"
     assert rule.inverse_optimizer.param_groups[0]["lr"] == 3e-4
-    assert rule.auxiliary.weight.shape == (16, 8)
+    assert rule.state.auxiliary.weight.shape == (16, 8)
 
 
 @pytest.mark.parametrize("setting", [{"schedule": "sometimes"}, {"inverse_loss": "l1"},
@@ -127,10 +143,12 @@ def test_unknown_schedule_message_lists_the_choices():
 
 
 @pytest.mark.parametrize("name", TP_RULES)
-def test_a_single_hidden_layer_net_trains(name):
-    rule = rules.create(name, Net("fc:8", INPUT, 10))
-    assert len(rule.inverses) == 0
-    assert torch.isfinite(rule.step(*batch())) and torch.isfinite(rule.step(*batch()))
+def test_a_single_hidden_layer_net_follows_its_local_losses(name):
+    torch.manual_seed(0)
+    rule = rules.create(name, Net("fc:8", INPUT, 10).double(), **({"aux_size": 7} if name == "ao-sdtp" else {}))
+    assert len(rule.state.inverses) == 0 and (rule.inverse_optimizer is None) == (name == "dtp")
+    for seed in (1, 2):
+        assert_step_follows_local_losses(rule, *batch(seed=seed, dtype=torch.double))
 
 
 def test_inverses_are_separate_parameters_with_their_own_optimizer():
@@ -141,8 +159,8 @@ def test_inverses_are_separate_parameters_with_their_own_optimizer():
         assert forward == {id(p) for p in rule.net.parameters()} and not forward & inverse
         assert inverse == {id(p) for g in rule.inverse_optimizer.param_groups for p in g["params"]}
         # one inverse per layer except the first; DTP's top target needs none for the output layer
-        assert len(rule.inverses) == len(rule.net.blocks) - 1
-        assert (rule.output_inverse is None) == (name == "dtp")
+        assert len(rule.state.inverses) == len(rule.net.blocks) - 1
+        assert (rule.state.output_inverse is None) == (name == "dtp")
 
 
 # -- inverse layers ------------------------------------------------------------------------------
@@ -209,14 +227,14 @@ def test_exact_inverses_give_true_pre_images(name):
             block.layer.bias.uniform_(-0.1, 0.1)
     rule = rules.create(name, net, **({"alpha": 0.05} if name == "dtp" else {}))
     for i, block in enumerate(net.blocks[1:]):
-        rule.inverses[i] = ExactInverse(block.layer)
+        rule.state.inverses[i] = ExactInverse(block.layer)
     x, y = torch.randn(5, 1, 1, 6, dtype=torch.double), torch.randint(0, 3, (5,))
     hs = plain_activities(net, x)
     top = hs[-1] + 0.02 * torch.randn_like(hs[-1])
     if name == "tp":  # a known top target: an output inverse that sends the label to `top`
-        rule.output_inverse = Constant(top)
+        rule.state.output_inverse = Constant(top)
     if name == "sdtp":  # keep the top target close to h so that every pre-image exists
-        rule.output_inverse.weight.data.mul_(0.05)
+        rule.state.output_inverse.weight.data.mul_(0.05)
     targets = rule.targets(hs, net.output_logits(hs[-1]), y)
     torch.testing.assert_close(targets[-1], top if name == "tp" else expected_targets(rule, hs, y)[-1])
     assert not torch.allclose(targets[-1], hs[-1], atol=1e-3)
@@ -232,7 +250,7 @@ def test_difference_correction_gives_h_when_the_target_above_is_h(arch):
     hs = plain_activities(rule.net, x)
     for h, t in zip(hs[1:], rule.targets(hs, rule.net.output_logits(hs[-1]), y)):
         torch.testing.assert_close(t, h, atol=1e-6, rtol=0)
-    g = rule.inverses[-1]
+    g = rule.state.inverses[-1]
     torch.testing.assert_close(rule.propagate(g, hs[-2], hs[-1], hs[-1]), hs[-2], atol=1e-6, rtol=0)
     assert not torch.allclose(g(hs[-1]), hs[-2], atol=1e-2)  # the inverse itself is far from exact
 
@@ -259,23 +277,26 @@ def test_sdtp_penultimate_target_reads_softmax_probabilities_not_logits(name):
     x, y = batch()
     hs = plain_activities(rule.net, x)
     h, logits = hs[-1], rule.net.output_logits(hs[-1])
-    g, n = rule.output_inverse, 10
+    g, n = rule.state.output_inverse, 10
     with torch.no_grad():
-        aux = [torch.tanh(h.flatten(1) @ rule.auxiliary.weight.t())] if name == "ao-sdtp" else []
+        aux = [torch.tanh(h.flatten(1) @ rule.state.auxiliary.weight.t())] if name == "ao-sdtp" else []
         label = torch.cat([F.one_hot(y, n).float(), *aux], 1)
         probs, raw = torch.cat([torch.softmax(logits, 1), *aux], 1), torch.cat([logits, *aux], 1)
         target = rule.targets(hs, logits, y)[-1]
         torch.testing.assert_close(target, h - g(probs) + g(label))
         assert not torch.allclose(target, h - g(raw) + g(label), atol=1e-3)
-        assert rule.output_inverse.weight.shape[1] == n + len(aux) * 7
+        assert rule.state.output_inverse.weight.shape[1] == n + len(aux) * 7
 
 
 @pytest.mark.parametrize("name", TP_RULES)
-def test_relu_nets_get_relu_inverses_and_train(name):
+def test_relu_nets_get_relu_inverses_and_follow_their_local_losses(name):
     torch.manual_seed(0)
-    rule = rules.create(name, Net(ARCHS["conv"], INPUT, 10, activation="relu"))
-    assert all(g.activation.name == "relu" for g in rule.inverses)
-    assert all(torch.isfinite(rule.step(*batch(seed=s))) for s in range(3))
+    settings = {"aux_size": 7} if name == "ao-sdtp" else {}
+    rule = rules.create(name, Net(ARCHS["conv"], INPUT, 10, activation="relu").double(), **settings)
+    inverses = [*rule.state.inverses, *([rule.state.output_inverse] if rule.state.output_inverse is not None else [])]
+    assert inverses and all(g.activation.name == "relu" for g in inverses)
+    for seed in range(3):
+        assert_step_follows_local_losses(rule, *batch(seed=seed, dtype=torch.double))
 
 
 # -- locality ----------------------------------------------------------------------------------
@@ -284,18 +305,7 @@ def test_relu_nets_get_relu_inverses_and_train(name):
 @pytest.mark.parametrize("name", TP_RULES)
 def test_update_is_each_layers_own_local_loss_gradient(name, arch):
     """Parallel step: targets from the updated inverses; every layer's gradient is its single-layer one."""
-    rule = make_rule(name, arch, dtype=torch.double)
-    x, y = batch(dtype=torch.double)
-    before = copy.deepcopy(rule.net)
-    inverses_before = [p.detach().clone() for p in rule.inverse_parameters()]
-    rule.step(x, y)
-    assert all(not torch.equal(a, b) for a, b in zip(inverses_before, rule.inverse_parameters()))
-    hs = plain_activities(before, x)
-    targets = expected_targets(rule, hs, y, before)  # with the inverses as updated by this step
-    expected = single_layer_gradients(before, hs, targets, x, y)
-    for layer, grads in zip(rule.net.layers(), expected):
-        for param, grad in zip(layer.parameters(), grads):
-            torch.testing.assert_close(param.grad, grad, rtol=1e-7, atol=1e-10)
+    assert_step_follows_local_losses(make_rule(name, arch, dtype=torch.double), *batch(dtype=torch.double))
 
 
 @pytest.mark.parametrize("name", TP_RULES)
@@ -312,7 +322,7 @@ def test_no_loss_reaches_another_layers_parameters(name):
         own = {id(p) for p in layers[l].parameters()}
         for p, g in zip(params, grads):
             assert (g is not None) == (id(p) in own), f"loss of layer {l + 1} reached a parameter it must not"
-    inverses = list(rule.inverses) + ([rule.output_inverse] if rule.output_inverse is not None else [])
+    inverses = list(rule.state.inverses) + ([rule.state.output_inverse] if rule.state.output_inverse is not None else [])
     for inverse, loss in zip(inverses, rule.inverse_losses(hs), strict=True):
         params = rule.forward_parameters() + rule.inverse_parameters()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -355,14 +365,14 @@ def test_ao_sdtp_auxiliary_weights_never_change():
     data = load("digits")
     torch.manual_seed(0)
     rule = rules.create("ao-sdtp", Net("2*fc:32", data.input_shape, 10), aux_size=64)
-    r = rule.auxiliary.weight
-    assert "weight" in dict(rule.auxiliary.named_buffers()) and not r.requires_grad
+    r = rule.state.auxiliary.weight
+    assert "weight" in dict(rule.state.auxiliary.named_buffers()) and not r.requires_grad
     assert all(r is not p for g in rule.inverse_optimizer.param_groups + rule.forward_optimizer.param_groups
                for p in g["params"])
-    r_before, g_before = r.clone(), rule.output_inverse.weight.detach().clone()
+    r_before, g_before = r.clone(), rule.state.output_inverse.weight.detach().clone()
     fit(rule, data, epochs=2, progress=False)
-    assert torch.equal(rule.auxiliary.weight, r_before)
-    assert not torch.equal(rule.output_inverse.weight, g_before)  # while g_L, which reads z, trained
+    assert torch.equal(rule.state.auxiliary.weight, r_before)
+    assert not torch.equal(rule.state.output_inverse.weight, g_before)  # while g_L, which reads z, trained
 
 
 # -- inverse training and schedules ----------------------------------------------------------------

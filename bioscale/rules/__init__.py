@@ -1,5 +1,9 @@
-"""Learning rules, one module per family, found by name: `bioscale.rules.get("dtp")`."""
+"""Learning rules, one module per family, found by name: `bioscale.rules.get("dtp")`.
 
-from .base import Rule, coerce_settings, convert, create, cross_entropy, get, names, settings
+Every public module of this package is imported on the first look-up, so a new rule module
+registers its rules without being listed anywhere.
+"""
 
-__all__ = ["Rule", "coerce_settings", "convert", "create", "cross_entropy", "get", "names", "settings"]
+from .base import GradientRule, Rule, coerce_settings, convert, create, cross_entropy, get, names, settings
+
+__all__ = ["GradientRule", "Rule", "coerce_settings", "convert", "create", "cross_entropy", "get", "names", "settings"]

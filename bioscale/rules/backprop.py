@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import Rule, cross_entropy
+from .base import GradientRule, cross_entropy
 
 
-class Backprop(Rule):
+class Backprop(GradientRule):
     """BP: the reference every other rule is measured against."""
 
     name = "bp"

@@ -1,22 +1,47 @@
-"""The interface every learning rule implements, and the registry that finds rules by name."""
+"""The interface every learning rule implements, and the registry that finds rules by name.
+
+A rule is built in two steps. Its constructor chain only stores (and checks) settings; once the
+whole chain has run, `build()` makes the rule's own state (`make_state`: feedback matrices,
+inverses, auxiliary weights, as one `nn.Module` on the net's device and dtype) and then its
+optimizers. So no overridable method ever runs before a subclass has stored its settings.
+
+Two kinds of learning signal, one family base each: `GradientRule` (one surrogate loss whose
+backward pass carries the signal through some feedback path: BP, FA, sign-symmetry, DFA; its
+extension point is `task_loss`) and `target_propagation.TargetProp` (local losses towards
+targets; it overrides `step`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
+from abc import ABCMeta, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import UsageError
 from ..nets import Net
 
-_REGISTRY: dict[str, type["Rule"]] = {}
+_REGISTRY: dict[str, type[Rule]] = {}
+_loaded = False
 
 
-class Rule:
-    """Trains one network: owns its optimizer(s) and does one update per minibatch.
+class _BuiltAfterInit(ABCMeta):
+    """Calls `build()` once the whole constructor chain has run, so hooks see every setting."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        rule = super().__call__(*args, **kwargs)
+        rule.build()
+        return rule
+
+
+class Rule(metaclass=_BuiltAfterInit):
+    """Trains one network: owns its optimizer(s) and state, and does one update per minibatch.
 
     Every hyperparameter is an explicit keyword argument with a default, stored unchanged under
     its own name (scikit-learn style), so a search space maps one-to-one onto the constructor.
@@ -26,43 +51,106 @@ class Rule:
     # Which layers' parameters a hidden layer's update may depend on ("global" for backprop-like
     # rules, "local" for rules whose every update is a single-layer loss). Tests read this.
     locality: ClassVar[str] = "global"
+    # The schedules a rule offers for training its own state against the forward weights.
+    schedules: ClassVar[tuple[str, ...]] = ()
+
+    state: nn.Module
+    forward_optimizer: torch.optim.Optimizer
 
     def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
                  forward_beta2: float = 0.999, forward_eps: float = 1e-8) -> None:
         self.net = net
         self.forward_lr, self.forward_beta1 = forward_lr, forward_beta1
         self.forward_beta2, self.forward_eps = forward_beta2, forward_eps
-        self.forward_optimizer = torch.optim.Adam(
-            self.forward_parameters(), lr=forward_lr, betas=(forward_beta1, forward_beta2), eps=forward_eps)
 
-    def forward_parameters(self) -> list[torch.nn.Parameter]:
+    def build(self) -> None:
+        """Make the rule's state on the net's device and dtype, then its optimizers (run once, after __init__)."""
+        like = next(self.net.parameters())
+        self.state = self.make_state(like).to(like)
+        self.forward_optimizer = adam(self.forward_parameters(), self.forward_lr, self.forward_beta1,
+                                      self.forward_beta2, self.forward_eps)
+
+    def make_state(self, like: Tensor) -> nn.Module:
+        """The rule's own tensors (never the net's) as one module; `like` is a net parameter. Empty by default."""
+        return nn.Module()
+
+    def forward_parameters(self) -> list[nn.Parameter]:
         """The parameters θ of the forward network that this rule trains."""
         return list(self.net.parameters())
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer of the rule, by name."""
+        return {"forward": self.forward_optimizer}
 
     def start_epoch(self, epoch: int) -> None:
         """Called before each epoch (counted from 0); schedules use it."""
 
+    @abstractmethod
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One update on a minibatch; returns the task loss (mean cross-entropy, detached) before it."""
+
+    def get_params(self) -> dict[str, Any]:
+        """Every hyperparameter of this rule with its current value."""
+        return {name: getattr(self, name) for name in settings(self.name)}
+
+    def to(self, *args: Any, **kwargs: Any) -> Rule:
+        """Move the net, the rule's state and its optimizers' moments (arguments as for `nn.Module.to`)."""
+        self.net.to(*args, **kwargs)
+        self.state.to(*args, **kwargs)
+        like = next(self.net.parameters())
+        for optimizer in self.optimizers().values():
+            for slot in optimizer.state.values():
+                for key, value in slot.items():
+                    if torch.is_tensor(value) and key != "step":  # Adam's step count stays a CPU scalar
+                        slot[key] = value.to(like.device, like.dtype if value.is_floating_point() else value.dtype)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """The net's, the rule's state's and every optimizer's state dicts, for a checkpoint."""
+        return {"net": self.net.state_dict(), "state": self.state.state_dict(),
+                **{f"{name}_optimizer": opt.state_dict() for name, opt in self.optimizers().items()}}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned into a rule built the same way."""
+        self.net.load_state_dict(saved["net"])
+        self.state.load_state_dict(saved["state"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(saved[f"{name}_optimizer"])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = vars(cls).get("name")  # a class that sets no name of its own is a base, not a rule
+        if not name:
+            return
+        known = _REGISTRY.get(name)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"two rules named {name!r}: {known.__module__}.{known.__qualname__} and "
+                            f"{cls.__module__}.{cls.__qualname__}")
+        _REGISTRY[name] = cls
+
+
+class GradientRule(Rule):
+    """A rule whose learning signal is the gradient of one loss, carried backwards by some feedback path.
+
+    Each step is one backward pass of `task_loss` and one step of the forward Adam optimizer.
+    """
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One backward pass of `task_loss` and one Adam step; returns the loss before it, detached."""
         self.forward_optimizer.zero_grad(set_to_none=True)
         loss = self.task_loss(x, y)
         loss.backward()
         self.forward_optimizer.step()
         return loss.detach()
 
+    @abstractmethod
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """The mean cross-entropy whose backward pass carries this rule's learning signal."""
-        raise NotImplementedError
 
-    def get_params(self) -> dict[str, Any]:
-        """Every hyperparameter of this rule with its current value."""
-        return {name: getattr(self, name) for name in settings(self.name)}
 
-    @classmethod
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name:
-            _REGISTRY[cls.name] = cls
+def adam(params: Iterable[nn.Parameter], lr: float, beta1: float, beta2: float, eps: float) -> torch.optim.Adam:
+    """Adam over `params` with the rule's settings for one set of weights."""
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps)
 
 
 def names() -> list[str]:
@@ -126,8 +214,12 @@ def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 
 
 def _load_all() -> None:
-    from . import backprop, feedback_alignment  # noqa: F401  (registration by import)
-    try:
-        from . import target_propagation  # noqa: F401
-    except ImportError:  # pragma: no cover - present once the TP family lands
-        pass
+    """Import every public module of this package once; each registers its rules by defining them."""
+    global _loaded
+    if _loaded:
+        return
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{module.name}")  # an ImportError here is a real bug: let it out
+    _loaded = True

@@ -1,60 +1,95 @@
-"""Feedback alignment (FA) and direct feedback alignment (DFA).
+"""Gradients through other feedback weights: feedback alignment (FA), sign-symmetry and direct FA (DFA).
 
 FA sends the error backwards layer by layer through fixed random matrices B_l of the same shape
 as W_l, used in place of W_l in the input-gradient half of each layer's backward pass.
+Sign-symmetry (Liao, Leibo and Poggio 2016) does the same through sign(W_l): the signs of the
+forward weights, none of their magnitudes.
 
 DFA sends the output error e = ∂L/∂a_L straight to every hidden layer l through its own fixed
 random matrix B_l: δ_l = (B_l e) ⊙ σ'(a_l). For a spatial (LC or conv) layer with output shape
 (C, H, W), B_l has shape (C·H·W, classes) and B_l e is reshaped to (C, H, W): every unit of the
 feature map gets its own random projection of the error.
+
+The random matrices are the rule's state (`rule.state[l]`, buffers), never the net's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..layers import apply_with_feedback, glorot_, glorot_fans
-from ..nets import Net
-from .base import Rule, cross_entropy
+from .base import GradientRule, cross_entropy
 
 
-class FeedbackAlignment(Rule):
-    """FA: backward pass through fixed random feedback weights (buffers, never trained)."""
+class FixedMatrices(nn.Module):
+    """Fixed matrices held as buffers, indexed like a list: they move with `.to()` and are never trained."""
+
+    def __init__(self, matrices: Iterable[Tensor]) -> None:
+        super().__init__()
+        for i, matrix in enumerate(matrices):
+            self.register_buffer(str(i), matrix)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self._buffers[str(range(len(self))[index])]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self._buffers.values())
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+
+class FeedbackAlignment(GradientRule):
+    """FA: each layer's input gradient goes through a fixed random B_l in place of W_l."""
 
     name = "fa"
 
-    def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
-                 forward_beta2: float = 0.999, forward_eps: float = 1e-8) -> None:
-        super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1,
-                         forward_beta2=forward_beta2, forward_eps=forward_eps)
-        for layer in net.layers():
-            layer.register_buffer("feedback", glorot_(torch.empty_like(layer.weight), *glorot_fans(layer)))
+    def make_state(self, like: Tensor) -> nn.Module:
+        """B_l for every layer, output layer included: Glorot-uniform, the shape of W_l."""
+        layers = self.net.layers()
+        return FixedMatrices(glorot_(torch.empty_like(layer.weight), *glorot_fans(layer)) for layer in layers)
+
+    def feedback_weight(self, index: int, layer: nn.Module) -> Tensor:
+        """What layer `index` (of `net.layers()`) sends the error back through in place of its weight."""
+        return self.state[index]
 
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
         h = x
-        for block in self.net.blocks:
-            h = block.activation(apply_with_feedback(block.layer, h.flatten(1) if block.flatten else h, block.layer.feedback))
+        for i, block in enumerate(self.net.blocks):
+            h = block.activation(apply_with_feedback(block.layer, h.flatten(1) if block.flatten else h,
+                                                     self.feedback_weight(i, block.layer)))
         out = self.net.output
-        logits = apply_with_feedback(out, h.flatten(1) if self.net.flatten_output_input else h, out.feedback)
+        logits = apply_with_feedback(out, h.flatten(1) if self.net.flatten_output_input else h,
+                                     self.feedback_weight(len(self.net.blocks), out))
         return cross_entropy(logits, y)
 
 
-class DirectFeedbackAlignment(Rule):
+class SignSymmetry(FeedbackAlignment):
+    """Sign-symmetry: the error goes back through sign(W_l), read from the current weights at each step."""
+
+    name = "sign-symmetry"
+
+    def make_state(self, like: Tensor) -> nn.Module:
+        return nn.Module()  # nothing fixed to hold
+
+    def feedback_weight(self, index: int, layer: nn.Module) -> Tensor:
+        return layer.weight.detach().sign()
+
+
+class DirectFeedbackAlignment(GradientRule):
     """DFA: the output error broadcast to every hidden layer through fixed random matrices."""
 
     name = "dfa"
 
-    def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
-                 forward_beta2: float = 0.999, forward_eps: float = 1e-8) -> None:
-        super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1,
-                         forward_beta2=forward_beta2, forward_eps=forward_eps)
-        n_classes = net.n_classes
-        like = next(net.parameters())  # feedback lives on the net's device, in its dtype
+    def make_state(self, like: Tensor) -> nn.Module:
+        """B_l of shape (units of h_l, classes) for every hidden layer, Glorot-uniform."""
+        n_classes = self.net.n_classes
         with torch.no_grad():
-            for block, h in zip(net.blocks, net.activities(like.new_zeros(1, *net.input_shape))[1:]):
-                units = h[0].numel()
-                block.layer.register_buffer("direct_feedback", glorot_(like.new_empty(units, n_classes), n_classes, units))
+            units = [h[0].numel() for h in self.net.activities(like.new_zeros(1, *self.net.input_shape))[1:]]
+        return FixedMatrices(glorot_(like.new_empty(n, n_classes), n_classes, n) for n in units)
 
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
         pre_activations = []
@@ -71,9 +106,9 @@ class DirectFeedbackAlignment(Rule):
             e /= len(y)  # ∂(mean loss)/∂logits
         # Surrogate whose gradient w.r.t. each hidden layer's parameters is δ_l·∂a_l/∂θ_l.
         surrogate = loss
-        for block, a in zip(self.net.blocks, pre_activations):
+        for feedback, block, a in zip(self.state, self.net.blocks, pre_activations):
             with torch.no_grad():
-                delta = (e @ block.layer.direct_feedback.t()).view_as(a) * block.activation.derivative(a)
+                delta = (e @ feedback.t()).view_as(a) * block.activation.derivative(a)
             surrogate = surrogate + (a * delta).sum()
         return _ReportedLoss.apply(surrogate, loss.detach())
 

@@ -9,12 +9,16 @@ the first, trained on their own local inverse loss with their own Adam optimizer
 The variants differ from each other in one or two overrides:
 
     tp       ĥ_l = g_{l+1}(ĥ_{l+1}), starting from the one-hot label ĥ_L at the softmax output
-    sdtp     as tp with the difference correction of Eq. 2, also at the top:
+    (difference targets, the shared base of dtp and sdtp) the correction of Eq. 2:
              ĥ_l = g_{l+1}(ĥ_{l+1}) + h_l − g_{l+1}(h_{l+1})                  (`propagate`)
-    dtp      as sdtp, but the penultimate target is a gradient step,
+    sdtp     difference targets all the way up, the top one through g_L from the one-hot label
+    dtp      difference targets below a penultimate target set by a gradient step,
              ĥ_{L-1} = h_{L-1} − α ∂L_i/∂h_{L-1} of each example's own loss   (`penultimate_target`)
     ao-sdtp  as sdtp with an output h_L = [o, z], z = tanh(R h_{L-1}) fixed random features
                                                                               (`output_activity`)
+
+The inverses g_l (and AO-SDTP's R) are the rule's state: `rule.state.inverses`,
+`rule.state.output_inverse`, `rule.state.auxiliary`.
 
 Schedules: `parallel` trains the inverses and then the forward layers (on targets from the
 updated inverses) at every step on the same minibatch; `alternating` gives whole epochs, or
@@ -30,11 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
-from ..inverses import Inverse, LinearInverse, RandomFeatures, inverse_of
+from ..inverses import LinearInverse, RandomFeatures, inverse_of
 from ..nets import Net
-from .base import Rule, cross_entropy
+from .base import Rule, adam, cross_entropy
 
-SCHEDULES = ("parallel", "alternating")
 INVERSE_LOSSES = ("denoising", "noise-preserving")
 
 
@@ -58,6 +61,7 @@ class TargetProp(Rule):
 
     name = "tp"
     locality = "local"
+    schedules = ("parallel", "alternating")
     output_inverse_needed = True  # DTP's top target needs no inverse of the output layer
 
     def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
@@ -67,7 +71,7 @@ class TargetProp(Rule):
                  inverse_loss: str = "noise-preserving") -> None:
         super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1,
                          forward_beta2=forward_beta2, forward_eps=forward_eps)
-        self.schedule = _choice("schedule", schedule, SCHEDULES)
+        self.schedule = _choice("schedule", schedule, self.schedules)
         self.inverse_loss = _choice("inverse_loss", inverse_loss, INVERSE_LOSSES)
         if int(alternation_period) != alternation_period or alternation_period < 0:
             raise UsageError(f"alternation_period must be a whole number of steps >= 0 (0: whole epochs), not {alternation_period!r}")
@@ -79,18 +83,28 @@ class TargetProp(Rule):
         self.epoch = 0
         self.steps = 0
 
-        like = next(net.parameters())  # inverses live on the net's device, in its dtype
+    def make_state(self, like: Tensor) -> nn.Module:
+        """The inverses g_2 .. g_{L-1} of the hidden layers and, where needed, g_L of the output layer."""
+        net, state = self.net, nn.Module()
         with torch.no_grad():  # the shape of every activity h_0 .. h_{L-1}
             shapes = [tuple(h.shape[1:]) for h in net.activities(like.new_zeros(1, *net.input_shape))]
         # inverses[i] inverts blocks[i + 1]: from h_{i+2}'s space to h_{i+1}'s. Layer 1 has none.
-        self.inverses = nn.ModuleList(inverse_of(block.layer, shape, net.activation)
-                                      for block, shape in zip(net.blocks[1:], shapes[1:])).to(like)
-        self.output_inverse: Inverse | None = None
+        state.inverses = nn.ModuleList(inverse_of(block.layer, shape, net.activation)
+                                       for block, shape in zip(net.blocks[1:], shapes[1:]))
+        state.output_inverse = None
         if self.output_inverse_needed:
-            self.output_inverse = LinearInverse(self.output_units(), shapes[-1], net.activation).to(like)
-        self.inverse_optimizer = torch.optim.Adam(
-            self.inverse_parameters(), lr=inverse_lr, betas=(inverse_beta1, inverse_beta2),
-            eps=inverse_eps) if self.inverse_parameters() else None  # DTP on one hidden layer has no inverse
+            state.output_inverse = LinearInverse(self.output_units(), shapes[-1], net.activation)
+        return state
+
+    def build(self) -> None:
+        super().build()
+        params = self.inverse_parameters()  # DTP on one hidden layer has no inverse to train
+        self.inverse_optimizer = adam(params, self.inverse_lr, self.inverse_beta1, self.inverse_beta2,
+                                      self.inverse_eps) if params else None
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        inverse = {} if self.inverse_optimizer is None else {"inverse": self.inverse_optimizer}
+        return {**super().optimizers(), **inverse}
 
     # -- the parts the variants override -------------------------------------------------------
 
@@ -113,14 +127,15 @@ class TargetProp(Rule):
     def penultimate_target(self, h: Tensor, logits: Tensor, y: Tensor) -> Tensor:
         """ĥ_{L-1}: the label's target propagated through the output layer's inverse."""
         output = self.output_activity(h, logits)
-        return self.propagate(self.output_inverse, h, output, self.output_target(output, y))
+        return self.propagate(self.state.output_inverse, h, output, self.output_target(output, y))
 
     # -- shared machinery ----------------------------------------------------------------------
 
     def inverse_parameters(self) -> list[nn.Parameter]:
         """The parameters λ of every inverse, trained by the inverse optimizer only."""
-        extra = [] if self.output_inverse is None else list(self.output_inverse.parameters())
-        return list(self.inverses.parameters()) + extra
+        output_inverse = self.state.output_inverse
+        extra = [] if output_inverse is None else list(output_inverse.parameters())
+        return list(self.state.inverses.parameters()) + extra
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -149,8 +164,9 @@ class TargetProp(Rule):
         hs = [h.detach() for h in hs]
         target = self.penultimate_target(hs[-1], logits.detach(), y)
         out = [target]
-        for i in reversed(range(len(self.inverses))):  # inverses[i] maps h_{i+2} -> h_{i+1}
-            target = self.propagate(self.inverses[i], hs[i + 1], hs[i + 2], target)
+        inverses = self.state.inverses
+        for i in reversed(range(len(inverses))):  # inverses[i] maps h_{i+2} -> h_{i+1}
+            target = self.propagate(inverses[i], hs[i + 1], hs[i + 2], target)
             out.append(target)
         return out[::-1]
 
@@ -160,10 +176,10 @@ class TargetProp(Rule):
         The target is the clean h_{l-1} (de-noising) or the noisy h̃_{l-1} (noise-preserving).
         """
         losses = []
-        pairs = list(zip(self.inverses, self.net.blocks[1:]))
+        pairs = list(zip(self.state.inverses, self.net.blocks[1:]))
         inputs = [h.detach() for h in hs[1:]]
-        if self.output_inverse is not None:
-            pairs.append((self.output_inverse, lambda h: self.output_activity(h, self.net.output_logits(h))))
+        if self.state.output_inverse is not None:
+            pairs.append((self.state.output_inverse, lambda h: self.output_activity(h, self.net.output_logits(h))))
         for (inverse, forward), h in zip(pairs, inputs):
             noisy = h + self.sigma * torch.randn_like(h)
             with torch.no_grad():
@@ -195,17 +211,26 @@ class TargetProp(Rule):
         return task_loss.detach()
 
 
-class SimplifiedDTP(TargetProp):
-    """SDTP: TP with the difference correction of Eq. 2 at every layer, the top one included.
+class DifferenceTargets(TargetProp):
+    """The shared base of DTP and SDTP: targets sent down with the difference correction of Eq. 2."""
+
+    name = ""  # a base, not a rule
+
+    def propagate(self, inverse: nn.Module, h_below: Tensor, h: Tensor, target: Tensor) -> Tensor:
+        """Eq. 2: ĥ_{l-1} = g_l(ĥ_l) + h_{l-1} − g_l(h_l); equals h_{l-1} when ĥ_l = h_l."""
+        g_target, g_h = inverse(torch.cat([target, h])).chunk(2)
+        return g_target + (h_below - g_h)
+
+
+class SimplifiedDTP(DifferenceTargets):
+    """SDTP: difference targets at every layer, the top one included.
 
     ĥ_{L-1} = h_{L-1} − g_L(h_L) + g_L(ĥ_L) with h_L the softmax probabilities and ĥ_L the
     one-hot label: no gradient anywhere outside single-layer local losses. De-noising inverse loss.
 
     Forward Adam β2 defaults to 0.99 (one of the paper's two search values): SDTP's targets lean
-    on g_L alone, and their size jumps when the inverses change (most at each switch of the
-    alternating schedule); with β2 = 0.999 Adam's second moment lags about 1000 steps behind such
-    a jump and the steps balloon. On MNIST FC, whole-epoch alternation reached 9–12 % test error in
-    10 epochs with 0.99 and 11–28 % with 0.999 (seeds 0–2); parallel runs were alike (4.6–5.0 %).
+    on g_L alone and jump in size when the inverses change, most at each switch of the
+    alternating schedule, and β2 = 0.999 lets Adam's second moment lag too far behind such a jump.
     """
 
     name = "sdtp"
@@ -214,19 +239,14 @@ class SimplifiedDTP(TargetProp):
                  **settings: Any) -> None:
         super().__init__(net, forward_beta2=forward_beta2, inverse_loss=inverse_loss, **settings)
 
-    def propagate(self, inverse: nn.Module, h_below: Tensor, h: Tensor, target: Tensor) -> Tensor:
-        """Eq. 2: ĥ_{l-1} = g_l(ĥ_l) + h_{l-1} − g_l(h_l); equals h_{l-1} when ĥ_l = h_l."""
-        g_target, g_h = inverse(torch.cat([target, h])).chunk(2)
-        return g_target + (h_below - g_h)
 
-
-class DifferenceTargetProp(SimplifiedDTP):
+class DifferenceTargetProp(DifferenceTargets):
     """DTP: difference targets (Eq. 2) below a penultimate target set by one gradient step.
 
     ĥ_{L-1} = h_{L-1} − α ∂L_i/∂h_{L-1} = h_{L-1} − α (p − y) W_L for each example's own
     cross-entropy L_i (not the batch mean), the only gradient DTP uses; computed in closed form.
     The output layer needs no inverse. Noise-preserving inverse loss, as the original DTP; forward
-    Adam β2 stays 0.999 (its small gradient-step targets need none of SDTP's faster β2).
+    Adam β2 0.999.
     """
 
     name = "dtp"
@@ -234,8 +254,8 @@ class DifferenceTargetProp(SimplifiedDTP):
 
     def __init__(self, net: Net, *, alpha: float = 0.1, forward_beta2: float = 0.999,
                  inverse_loss: str = "noise-preserving", **settings: Any) -> None:
-        self.alpha = alpha
         super().__init__(net, forward_beta2=forward_beta2, inverse_loss=inverse_loss, **settings)
+        self.alpha = alpha
 
     def penultimate_target(self, h: Tensor, logits: Tensor, y: Tensor) -> Tensor:
         error = torch.softmax(logits, 1) - F.one_hot(y, self.net.n_classes).to(logits.dtype)  # ∂L_i/∂logits_i
@@ -252,18 +272,23 @@ class AuxiliaryOutputSDTP(SimplifiedDTP):
     name = "ao-sdtp"
 
     def __init__(self, net: Net, *, aux_size: int = 512, **settings: Any) -> None:
+        super().__init__(net, **settings)
         if int(aux_size) != aux_size or aux_size < 1:
             raise UsageError(f"aux_size must be a whole number of units >= 1, not {aux_size!r}")
         self.aux_size = int(aux_size)
-        units = net.output.in_features
-        self.auxiliary = RandomFeatures(units, self.aux_size).to(next(net.parameters()))
-        super().__init__(net, **settings)
+
+    def make_state(self, like: Tensor) -> nn.Module:
+        """SDTP's inverses and R; R is drawn first."""
+        auxiliary = RandomFeatures(self.net.output.in_features, self.aux_size)
+        state = super().make_state(like)
+        state.auxiliary = auxiliary
+        return state
 
     def output_units(self) -> int:
         return self.net.n_classes + self.aux_size
 
     def output_activity(self, h: Tensor, logits: Tensor) -> Tensor:
-        return torch.cat([torch.softmax(logits, 1), self.auxiliary(h)], 1)
+        return torch.cat([torch.softmax(logits, 1), self.state.auxiliary(h)], 1)
 
     def output_target(self, output: Tensor, y: Tensor) -> Tensor:
         """[ô, z]: the label distribution, with the auxiliary features left as they are."""
