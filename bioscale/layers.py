@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .values import CHOICES
+
 
 def same_padding(kernel_size: int) -> int:
     """Zero padding that keeps the spatial shape at stride 1 (odd kernels)."""
@@ -236,4 +238,4 @@ class Activation:
         return (a > 0).to(a.dtype)
 
 
-ACTIVATIONS = ("tanh", "relu")
+ACTIVATIONS = CHOICES["activation"]

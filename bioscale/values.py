@@ -18,12 +18,14 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "forward_lr": _POSITIVE, "inverse_lr": _POSITIVE,
     "forward_beta1": _UNIT, "forward_beta2": _UNIT, "inverse_beta1": _UNIT, "inverse_beta2": _UNIT,
     "forward_eps": (0.0, 1.0, False, True), "inverse_eps": (0.0, 1.0, False, True),
-    "alpha": _POSITIVE, "sigma": (0.0, None, True, False),
+    "alpha": (0.0, None, True, False), "sigma": (0.0, None, True, False),
     "aux_size": _COUNT, "alternation_period": (0, None, True, False),
     "batch_size": _COUNT, "epochs": _COUNT,
     # architecture stage
     "depth": _COUNT, "width": _COUNT, "channels": _COUNT, "kernel": _COUNT,
 }
+# Settings that count something: whole numbers only.
+WHOLE = frozenset({"aux_size", "alternation_period", "batch_size", "epochs", "depth", "width", "channels", "kernel"})
 # Settings that take one of a few words.
 CHOICES: dict[str, tuple[str, ...]] = {"activation": ("tanh", "relu")}
 
@@ -37,6 +39,8 @@ def check_value(name: str, value: object) -> None:
     low, high, low_in, high_in = LIMITS[name]
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{name}={value} is not a finite number")
+    if name in WHOLE and int(value) != value:
+        raise ValueError(f"{name}={value} is not a whole number")
     too_low = low is not None and (value < low or (value == low and not low_in))
     too_high = high is not None and (value > high or (value == high and not high_in))
     if too_low or too_high:

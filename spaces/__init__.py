@@ -25,12 +25,12 @@ from bioscale.values import convert
 
 from . import architecture, backprop, feedback_alignment, target_propagation
 from ._common import CATALOGUE, LIMITS, TRAINING, TRAINING_DEFAULTS, check_value
+from .protocols import PROTOCOLS
 
 FAMILY_MODULES: tuple[ModuleType, ...] = (backprop, feedback_alignment, target_propagation)
 ARCH_FAMILIES = architecture.FAMILIES
-SCHEDULES = target_propagation.SCHEDULES
 
-__all__ = ["ARCH_FAMILIES", "CATALOGUE", "FAMILY_MODULES", "LIMITS", "SCHEDULES", "TRAINING", "TRAINING_DEFAULTS",
+__all__ = ["ARCH_FAMILIES", "CATALOGUE", "FAMILY_MODULES", "LIMITS", "PROTOCOLS", "TRAINING", "TRAINING_DEFAULTS",
            "apply_overrides", "architecture_space", "build_arch", "declared_space", "family_module", "held",
            "rule_defaults", "schedules", "space_from_json", "space_to_json", "split_config", "tuning_space"]
 

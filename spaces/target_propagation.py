@@ -4,12 +4,10 @@ Each study of this family runs one schedule (its label is `{rule}-{schedule}`), 
 is never sampled: it is fixed for the study. The alternating schedule adds its period.
 """
 
-from bioscale.rules.target_propagation import TargetProp
 
 from ._common import pick
 
 RULES = ("tp", "dtp", "sdtp", "ao-sdtp")
-SCHEDULES = TargetProp.schedules  # the rules own their schedules; named here for `spaces.SCHEDULES`
 
 _ADAM = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps")
 SPACES = {

@@ -76,8 +76,8 @@ def winner_of(storage: BaseStorage, name: str) -> str:
     return winner
 
 
-def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
-    """Create the study, or resume it when its recorded settings match the plan's."""
+def open_study(plan: Plan, storage: BaseStorage, *, default_trial: bool = False) -> optuna.Study:
+    """Create the study (queueing the default configuration's trial when asked), or resume it when its settings match."""
     attrs = _jsonable(plan.info(sampler_settings(plan.sampler, plan.seed)).to_attrs())
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True)
     existing = study.user_attrs
@@ -85,7 +85,7 @@ def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
         if study.get_trials(deepcopy=False) or len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
             raise UsageError(f"study {plan.study_name!r} exists but bioscale did not create it; choose another --study-name")
         name_objective(study)
-        if plan.stage == "tune":
+        if default_trial and plan.stage == "tune":
             enqueue_default(study, plan)
         for key, value in attrs.items():  # `stage` last: a worker that sees it knows every other attribute is there
             study.set_user_attr(key, value)

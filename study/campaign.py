@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import optuna
 
-from bioscale import rules
+from bioscale import rules, spaces
 from bioscale.contract import best_trial
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
@@ -22,9 +22,6 @@ from bioscale.storages import open_existing
 
 from ._plan import label as make_label, study_name as make_study_name
 from ._results import evaluate_study
-
-SCHEDULES = ("alternating", "parallel")
-
 
 @dataclass(frozen=True)
 class CampaignStudy:
@@ -55,7 +52,7 @@ def plan_campaign(dataset: str, archs: Sequence[str], rule_names: Sequence[str] 
     out = []
     for arch in archs:
         for name in chosen:
-            schedules = SCHEDULES if "schedule" in rules.settings(name) else (None,)
+            schedules = tuple(sorted(spaces.schedules(name))) or (None,)
             out += [CampaignStudy(name, schedule, arch, dataset) for schedule in schedules]
     return out
 

@@ -92,7 +92,7 @@ def test_cli_train_json_learns_on_digits(rule, arch, capsys):
     (["--rule", "bp", "--arch", "resnet"], "bad layer 'resnet'"),
     (["--rule", "bp", "--set", "alpha=0.1"], "rule 'bp' has no setting 'alpha'; its settings are: forward_lr"),
     (["--rule", "bp", "--set", "forward_lr"], "malformed --set 'forward_lr'"),
-    (["--rule", "bp", "--set", "forward_lr=fast"], "forward_lr='fast' is not a float"),
+    (["--rule", "bp", "--set", "forward_lr=fast"], "forward_lr='fast' is not a number"),
     (["--rule", "bp", "--activation", "sigmoid"], "unknown activation 'sigmoid'"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_code_2(argv, message):

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import UsageError
 from ..nets import Net
+from ..values import check_value, convert as convert_value
 
 _REGISTRY: dict[str, type[Rule]] = {}
 _loaded = False
@@ -36,6 +37,7 @@ class _BuiltAfterInit(ABCMeta):
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         rule = super().__call__(*args, **kwargs)
+        rule.check_settings()
         rule.build()
         return rule
 
@@ -62,6 +64,14 @@ class Rule(metaclass=_BuiltAfterInit):
         self.net = net
         self.forward_lr, self.forward_beta1 = forward_lr, forward_beta1
         self.forward_beta2, self.forward_eps = forward_beta2, forward_eps
+
+    def check_settings(self) -> None:
+        """Every setting within its limits (`bioscale.values.LIMITS`, the one table); else a UsageError."""
+        for name, value in self.get_params().items():
+            try:
+                check_value(name, value)
+            except ValueError as error:
+                raise UsageError(f"rule {self.name!r}: {error}") from None
 
     def build(self) -> None:
         """Make the rule's state on the net's device and dtype, then its optimizers (run once, after __init__)."""
@@ -190,17 +200,11 @@ def coerce_settings(name: str, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def convert(key: str, value: Any, default: Any) -> Any:
-    """Convert `value` (often a string from the command line) to the type of `default`."""
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
-        return value
+    """Convert `value` (often a string from the command line) to the type of `default` (`bioscale.values.convert`)."""
     try:
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        return type(default)(float(value)) if isinstance(default, int) and float(value).is_integer() else type(default)(value)
-    except ValueError:
-        raise UsageError(f"setting {key}={value!r} is not a {type(default).__name__}") from None
+        return convert_value(key, value, default)
+    except ValueError as error:
+        raise UsageError(f"setting {error}") from None
 
 
 def create(name: str, net: Net, **given: Any) -> Rule:

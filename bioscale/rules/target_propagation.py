@@ -73,11 +73,7 @@ class TargetProp(Rule):
                          forward_beta2=forward_beta2, forward_eps=forward_eps)
         self.schedule = _choice("schedule", schedule, self.schedules)
         self.inverse_loss = _choice("inverse_loss", inverse_loss, INVERSE_LOSSES)
-        if int(alternation_period) != alternation_period or alternation_period < 0:
-            raise UsageError(f"alternation_period must be a whole number of steps >= 0 (0: whole epochs), not {alternation_period!r}")
-        if not sigma >= 0:
-            raise UsageError(f"sigma must be >= 0, not {sigma!r}")
-        self.alternation_period, self.sigma = int(alternation_period), sigma
+        self.alternation_period, self.sigma = alternation_period, sigma  # limits: bioscale.values
         self.inverse_lr, self.inverse_beta1 = inverse_lr, inverse_beta1
         self.inverse_beta2, self.inverse_eps = inverse_beta2, inverse_eps
         self.epoch = 0
@@ -273,19 +269,17 @@ class AuxiliaryOutputSDTP(SimplifiedDTP):
 
     def __init__(self, net: Net, *, aux_size: int = 512, **settings: Any) -> None:
         super().__init__(net, **settings)
-        if int(aux_size) != aux_size or aux_size < 1:
-            raise UsageError(f"aux_size must be a whole number of units >= 1, not {aux_size!r}")
-        self.aux_size = int(aux_size)
+        self.aux_size = aux_size  # limits: bioscale.values
 
     def make_state(self, like: Tensor) -> nn.Module:
         """SDTP's inverses and R; R is drawn first."""
-        auxiliary = RandomFeatures(self.net.output.in_features, self.aux_size)
+        auxiliary = RandomFeatures(self.net.output.in_features, int(self.aux_size))
         state = super().make_state(like)
         state.auxiliary = auxiliary
         return state
 
     def output_units(self) -> int:
-        return self.net.n_classes + self.aux_size
+        return self.net.n_classes + int(self.aux_size)
 
     def output_activity(self, h: Tensor, logits: Tensor) -> Tensor:
         return torch.cat([torch.softmax(logits, 1), self.state.auxiliary(h)], 1)
