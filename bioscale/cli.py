@@ -160,6 +160,12 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="none", help="none (default), median, halving, hyperband, or best-after[:EPOCH] "
                                                     "(the paper's ImageNet protocol: only the best goes on after EPOCH, default 10)")
     p.add_argument("--seed", type=int, default=0, help="seeds the sampler and each trial (trial k: seed + k)")
+    p.add_argument("--protocol", default="extended",
+                   help="what is searched: extended (default: every setting bioscale knows, activation and batch size "
+                        "included) or paper (the paper's Table 4 only; tanh, batch 128, whole-epoch alternation)")
+    p.add_argument("--activation", default=None, help="hold the activation (tanh or relu); the study's name ends in :ACTIVATION")
+    p.add_argument("--default-trial", action="store_true",
+                   help="also train the rule's default settings once, outside the budget (how much tuning buys)")
     p.set_defaults(func=_run_study_run)
 
     p = commands.add_parser("list", help="the studies in a storage", description="List the studies in a storage.",
@@ -171,8 +177,9 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_study_best)
 
     p = commands.add_parser("evaluate", help="re-train a study's best configuration with several seeds",
-                            description="Re-train the best configuration on the full training set with several seeds "
-                                        "and record the test error's mean and spread in the study.",
+                            description="Re-train the best configuration with several seeds (validation split held out, "
+                                        "as in the trials) and record the test error at the epoch of best validation "
+                                        "error and at the last epoch in the study.",
                             parents=[_options("storage", "study-name", "seeds", "device", "data-root", "quiet", "json",
                                               json="one JSON line")])
     p.add_argument("--epochs", type=int, default=None, help="default: the study's epochs")
@@ -194,7 +201,8 @@ def _run_study_run(args: argparse.Namespace) -> None:
     study = run_study(args.stage, rule, args.dataset, args.arch, args.trials, schedule=schedule, storage=args.storage,
                       study_name=args.study_name, sampler=args.sampler, pruner=args.pruner, epochs=args.epochs,
                       workers=args.workers, devices=args.devices, fixed=parse_overrides(args.set), seed=args.seed,
-                      data_root=args.data_root, progress=not args.quiet, chance_patience=args.chance_patience)
+                      data_root=args.data_root, progress=not args.quiet, chance_patience=args.chance_patience,
+                      protocol=args.protocol, activation=args.activation, default_trial=args.default_trial)
     row = study_summary(study)
     try:
         top = best_of(study)
@@ -246,7 +254,7 @@ def _run_study_best(args: argparse.Namespace) -> None:
     if "evaluation" in top and top["evaluation"].get("test_error_mean") is not None:
         e = top["evaluation"]
         print(f"evaluated: test error {100 * e['test_error_mean']:.2f}% ± {100 * e['test_error_std']:.2f}% over seeds {e['seeds']}")
-    print(f"reproduce: {train_command(config)}")
+    print(f"reproduce: {train_command(config, top['seed'], top['device'])}")
 
 
 def _run_study_evaluate(args: argparse.Namespace) -> None:
@@ -260,8 +268,12 @@ def _run_study_evaluate(args: argparse.Namespace) -> None:
     if result["test_error_mean"] is None:
         print(f"every seed diverged: {result.get('diverged')}")
         return
-    print(f"test error {100 * result['test_error_mean']:.2f}% ± {100 * result['test_error_std']:.2f}% "
-          f"over seeds {result['seeds']} ({result['epochs']} epochs on the full training set; trial {result['trial']})")
+    print(f"test error {100 * result['test_error_at_best_val_mean']:.2f}% ± {100 * result['test_error_at_best_val_std']:.2f}% "
+          f"at the epoch of best validation error (epochs {result['best_val_epochs']}), "
+          f"{100 * result['test_error_mean']:.2f}% ± {100 * result['test_error_std']:.2f}% at epoch {result['epochs']}, "
+          f"over seeds {result['seeds']} (trial {result['trial']})")
+    for item in result.get("diverged", []):
+        print(f"seed {item['seed']} diverged: {item['reason']}")
 
 
 def _run_dashboard(args: argparse.Namespace) -> None:
@@ -299,14 +311,17 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
 
     seeds = ",".join(map(str, DEMO["seeds"]))
     p = sub.add_parser("demo", help="the whole study on the embedded digits data: every rule, analysis, report",
-                       description="A small tuning study for every rule and schedule on digits (fc and lc presets, "
-                                   "activation searched), evaluation of each best configuration, then the analysis report.",
+                       description="The paper's protocol at a small budget on digits: a tuning study for every rule and schedule "
+                                   "on the fc and lc presets, once per activation, evaluation of each best configuration, "
+                                   "then the analysis report.",
                        parents=[_options("devices", "workers", "seeds", "rules", "quiet", seeds=seeds,
                                          workers=os.cpu_count() or 1, workers_help="processes (default: every core)")])
     p.add_argument("--out", default="bioscale-demo", help="folder for the storage, figures and report (default bioscale-demo)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/bioscale.db)")
     p.add_argument("--trials", type=int, default=DEMO["trials"], help=f"trials per study (default {DEMO['trials']})")
     p.add_argument("--epochs", type=int, default=DEMO["epochs"], help=f"epochs per trial (default {DEMO['epochs']})")
+    p.add_argument("--activations", default=",".join(DEMO["activations"]),
+                   help=f"one study per activation and rule (default {','.join(DEMO['activations'])})")
     p.set_defaults(func=_run_demo)
 
     p = sub.add_parser("campaign", help="the paper's protocol on a real dataset: random search per rule, evaluation, report",
@@ -321,6 +336,11 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=60, help="configurations per rule and schedule (default 60, the paper's)")
     p.add_argument("--epochs", type=int, default=30, help="epochs per configuration (default 30; the paper ran 500)")
     p.add_argument("--sampler", default="random", help="random (default, the paper's) or tpe")
+    p.add_argument("--protocol", default="paper",
+                   help="paper (default: the paper's Table 4 search; tanh, batch 128, whole-epoch alternation) or "
+                        "extended (also activation, batch size, auxiliary size, alternation period)")
+    p.add_argument("--activations", default=None,
+                   help="e.g. tanh,relu: one study per activation and rule, each tuned on its own (the tanh-vs-ReLU experiment)")
     p.add_argument("--pruner", default="none", help="none (default), median, halving, hyperband, best-after[:EPOCH]")
     p.add_argument("--out", default=None, help="folder for figures and report (default campaign-DATASET-ARCH)")
     p.add_argument("--format", default="png,pdf", help="figure formats (default png,pdf)")
@@ -331,7 +351,8 @@ def _run_demo(args: argparse.Namespace) -> None:
     from .workflows import demo
 
     outcome = demo(out=args.out, storage=args.storage, trials=args.trials, epochs=args.epochs,
-                   seeds=parse_seeds(args.seeds), workers=args.workers, rules=_names(args.rules), devices=args.devices,
+                   seeds=parse_seeds(args.seeds), workers=args.workers, rules=_names(args.rules),
+                   activations=_names(args.activations) or (), devices=args.devices,
                    progress=not args.quiet)
     print(outcome.summary())
 
@@ -339,7 +360,8 @@ def _run_demo(args: argparse.Namespace) -> None:
 def _run_campaign(args: argparse.Namespace) -> None:
     from .workflows import campaign
 
-    outcome = campaign(args.dataset, args.arch, rules=_names(args.rules), trials=args.trials, epochs=args.epochs,
+    outcome = campaign(args.dataset, args.arch, rules=_names(args.rules), protocol=args.protocol,
+                       activations=_names(args.activations), trials=args.trials, epochs=args.epochs,
                        sampler=args.sampler, pruner=args.pruner, seeds=parse_seeds(args.seeds), storage=args.storage,
                        workers=args.workers, devices=args.devices, data_root=args.data_root,
                        fixed=parse_overrides(args.set), out=args.out, formats=args.format.split(","),

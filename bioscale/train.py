@@ -62,7 +62,8 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
 
     Raises `Diverged` when the loss becomes NaN or infinite, or when the validation error (the
     training error without a validation split) stays at chance level for `chance_patience`
-    epochs in a row (0 disables that check). The progress bar shows only on a terminal, unless
+    epochs in a row (0 disables that check). Only epochs that trained the forward weights count
+    (an alternating schedule's inverse-only epochs change nothing the error could show). The progress bar shows only on a terminal, unless
     `progress` says otherwise. `callback` may raise (e.g. `optuna.TrialPruned`) to stop early.
     """
     if epochs < 1 or batch_size < 1:
@@ -79,6 +80,7 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
     try:
         for epoch in range(epochs):
             rule.start_epoch(epoch)
+            forward_steps = rule.forward_steps
             net.train()
             order = torch.randperm(n, generator=generator).to(data.device)
             loss_sum = torch.zeros((), device=data.device)
@@ -98,7 +100,8 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
                 error_rate(net, data.test_x, data.test_y), time.perf_counter() - start)
             result.history.append(record)
             watched = record.val_error if record.val_error is not None else record.train_error
-            at_chance = at_chance + 1 if watched >= chance - 0.5 / data.n_classes else 0
+            if rule.forward_steps > forward_steps:
+                at_chance = at_chance + 1 if watched >= chance - 0.5 / data.n_classes else 0
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", val=_pct(record.val_error), test=_pct(record.test_error))
             if callback is not None:
                 callback(record)

@@ -21,7 +21,8 @@ from .storages import DEFAULT_STORAGE
 
 # Digits runs only ~9 minibatches an epoch, so a slow start is no sign of divergence there:
 # the demo never stops a run for sitting at chance (NaN losses still end it).
-DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 12, "epochs": 12, "seeds": (0, 1), "chance_patience": 0}
+DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 8, "epochs": 12, "seeds": (0, 1), "chance_patience": 0,
+        "activations": ("tanh", "relu")}
 
 
 @dataclass
@@ -57,39 +58,45 @@ def campaign_folder(dataset: str, arch: str) -> Path:
 
 def demo(*, out: str | Path = "bioscale-demo", storage: str | None = None, trials: int = DEMO["trials"],
          epochs: int = DEMO["epochs"], seeds: Sequence[int] = DEMO["seeds"], workers: int | None = None,
-         rules: Sequence[str] | None = None, devices: Sequence[str] | str = AUTO, progress: bool = True) -> CampaignOutcome:
-    """A small tuning study for every rule and schedule on digits (fc and lc presets), evaluation, then the report.
+         rules: Sequence[str] | None = None, activations: Sequence[str] = DEMO["activations"],
+         devices: Sequence[str] | str = AUTO, progress: bool = True) -> CampaignOutcome:
+    """The paper's protocol at a small budget on digits: every rule and schedule, on the fc and lc presets, once per
+    activation (the tanh-vs-ReLU experiment); each best configuration evaluated; then the report.
 
     Studies run side by side, one per worker process (`workers`, default every core).
     """
     from .study.campaign import plan_campaign
 
     devices = resolve_devices(devices)
-    studies = plan_campaign(DEMO["dataset"], DEMO["archs"], rules)
+    studies = plan_campaign(DEMO["dataset"], DEMO["archs"], rules, activations)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'bioscale.db').resolve()}"
     return _tune_evaluate_analyse(studies, storage, out, ("png", "pdf"), progress=progress, trials=trials,
                                   epochs=epochs, seeds=seeds, sampler="tpe", pruner="none",
                                   workers=workers or os.cpu_count() or 1, devices=devices, fixed={}, data_root=None,
-                                  parallel_studies=True, chance_patience=DEMO["chance_patience"])
+                                  parallel_studies=True, chance_patience=DEMO["chance_patience"], protocol="paper")
 
 
-def campaign(dataset: str, arch: str, *, rules: Sequence[str] | None = None, trials: int = 60, epochs: int = 30,
+def campaign(dataset: str, arch: str, *, rules: Sequence[str] | None = None, protocol: str = "paper",
+             activations: Sequence[str] | None = None, trials: int = 60, epochs: int = 30,
              sampler: str = "random", pruner: str = "none", seeds: Sequence[int] = (0, 1, 2), storage: str | None = None,
              workers: int = 1, devices: Sequence[str] | str = AUTO, data_root: str | None = None,
              fixed: Mapping[str, Any] | None = None, out: str | Path | None = None,
              formats: Sequence[str] = ("png", "pdf"), chance_patience: int = 5, progress: bool = True) -> CampaignOutcome:
-    """The paper's protocol on one dataset and architecture: random search per rule and schedule, evaluation, report."""
+    """The paper's protocol (by default) on one dataset and architecture: random search per rule and schedule
+    (and per activation, given `activations`), evaluation, report."""
+    from .spaces.protocols import check_protocol
     from .study.campaign import plan_campaign
 
     devices = resolve_devices(devices)
-    studies = plan_campaign(dataset, [arch], rules)
+    check_protocol(protocol)
+    studies = plan_campaign(dataset, [arch], rules, activations)
     out = Path(out) if out is not None else campaign_folder(dataset, arch)
     return _tune_evaluate_analyse(studies, storage or DEFAULT_STORAGE, out, tuple(formats), progress=progress,
                                   trials=trials, epochs=epochs, seeds=seeds, sampler=sampler, pruner=pruner,
                                   workers=workers, devices=devices, fixed=dict(fixed or {}), data_root=data_root,
-                                  parallel_studies=False, chance_patience=chance_patience)
+                                  parallel_studies=False, chance_patience=chance_patience, protocol=protocol)
 
 
 def _tune_evaluate_analyse(studies, storage: str, out: Path, formats: tuple[str, ...], *, progress: bool,

@@ -4,7 +4,7 @@
   family's architecture with a reference rule; the winner is stored as `winner`) or the tune
   stage (search one rule's tuning space on a fixed architecture).
 - `evaluate_study(storage, study_name, seeds)`: re-train the best configuration with several
-  seeds on the full training set and record the test errors.
+  seeds and record the test errors (at the best-validation epoch and at the last).
 - `best`, `list_studies`: read studies back. `serve_dashboard`, `dashboard_command`.
 
 What is written where is fixed by `bioscale.contract` (docs/storage-contract.md).

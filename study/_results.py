@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import statistics
 import sys
 from typing import Any, Iterable, Sequence
@@ -11,6 +12,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from bioscale import contract, spaces
+from bioscale.contract import DEVICE, SEED
 from bioscale.devices import AUTO, resolve_device
 from bioscale.errors import Diverged, UsageError
 from bioscale.storages import open_existing
@@ -69,7 +71,8 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
     """`best` for a loaded study."""
     trial = best_trial(study)
     attrs = study.user_attrs
-    out = {"study": study.study_name, "trial": trial.number, "val_error": trial.value,
+    out = {"study": study.study_name, "trial": trial.number, "seed": trial.user_attrs.get(SEED),
+           "device": trial.user_attrs.get(DEVICE), "val_error": trial.value,
            "test_error": trial.user_attrs.get("test_error"), "train_error": trial.user_attrs.get("train_error"),
            "best_epoch": trial.user_attrs.get("best_epoch"), "params": dict(trial.params),
            "config": trial.user_attrs.get("config", {}), "seconds": trial.user_attrs.get("seconds"),
@@ -81,12 +84,13 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
     return out
 
 
-def train_command(config: dict[str, Any]) -> str:
-    """A `bioscale train` command line that trains `config` (with the validation split)."""
+def train_command(config: dict[str, Any], seed: int, device: str | None = None) -> str:
+    """A `bioscale train` command line that trains `config` exactly as its trial did: the validation split, `seed`, `device`."""
     from bioscale import rules
 
-    parts = ["bioscale train", f"--rule {config['rule']}", f"--dataset {config['dataset']}", f"--arch '{config['arch']}'",
-             f"--epochs {config['epochs']}", f"--activation {config['activation']}", f"--batch-size {config['batch_size']}"]
+    parts = ["bioscale train", f"--rule {config['rule']}", f"--dataset {config['dataset']}", f"--arch {shlex.quote(config['arch'])}",
+             f"--epochs {config['epochs']}", f"--activation {config['activation']}", f"--batch-size {config['batch_size']}",
+             f"--seed {seed}"] + ([f"--device {device}"] if device else [])
     defaults = rules.settings(config["rule"])
     parts += [f"--set {k}={config[k]}" for k in defaults if k in config and config[k] != defaults[k]]
     return " ".join(parts)
@@ -95,10 +99,12 @@ def train_command(config: dict[str, Any]) -> str:
 def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Sequence[int] = (0, 1, 2),
                    epochs: int | None = None, device: str = AUTO, data_root: str | None = None,
                    progress: bool | None = None) -> dict[str, Any]:
-    """Re-train the study's best configuration on the full training set with each seed; record the test errors.
+    """Re-train the study's best configuration with each seed; record its test errors.
 
-    The result (seeds, test and train errors, their mean and spread) is stored in the study's
-    user attribute `evaluation` and returned.
+    Each seed trains as the trials did (the validation split held out) and is measured twice: at
+    the epoch of its lowest validation error (the paper's "best within the budget", chosen on
+    validation, never on test) and at the last epoch. Seeds that diverge are listed under
+    `diverged`, not averaged. The result is stored in the study's user attribute `evaluation`.
     """
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -114,28 +120,40 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
     epochs = epochs or int(study.user_attrs.get("epochs") or config["epochs"])
     config["epochs"] = epochs
     training, settings = spaces.split_config(config["rule"], config)
-    test_errors, train_errors, diverged = [], [], []
+    test_errors, train_errors, at_best, best_epochs, diverged = [], [], [], [], []
     for seed in seeds:
         try:
             result, _ = train(rule=config["rule"], dataset=config["dataset"], arch=config["arch"], epochs=epochs,
-                              seed=seed, device=device, data_root=data_root, val_size=0, settings=settings,
+                              seed=seed, device=device, data_root=data_root, settings=settings,
                               progress=progress, chance_patience=0, **training)
         except Diverged as error:
             diverged.append({"seed": seed, "reason": error.reason})
             continue
-        last = result.history[-1]
+        last, best_epoch = result.history[-1], result.best
         test_errors.append(last.test_error)
         train_errors.append(last.train_error)
+        at_best.append(best_epoch.test_error)
+        best_epochs.append(best_epoch.epoch)
         if progress is not False and sys.stderr.isatty():
-            print(f"seed {seed}: test error {100 * last.test_error:.2f}%", file=sys.stderr)
+            print(f"seed {seed}: test error {100 * best_epoch.test_error:.2f}% at epoch {best_epoch.epoch} "
+                  f"(best validation), {100 * last.test_error:.2f}% at the last", file=sys.stderr)
     evaluation = {"seeds": seeds, "test_errors": test_errors, "train_errors": train_errors,
-                  "test_error_mean": statistics.fmean(test_errors) if test_errors else None,
-                  "test_error_std": statistics.stdev(test_errors) if len(test_errors) > 1 else (0.0 if test_errors else None),
+                  "test_error_mean": _mean(test_errors), "test_error_std": _std(test_errors),
+                  "test_errors_at_best_val": at_best, "best_val_epochs": best_epochs,
+                  "test_error_at_best_val_mean": _mean(at_best), "test_error_at_best_val_std": _std(at_best),
                   "epochs": epochs, "config": config, "trial": trial.number, "device": device}
     if diverged:
         evaluation["diverged"] = diverged
     study.set_user_attr("evaluation", evaluation)
     return evaluation
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _std(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
 
 
 def summary_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:

@@ -1,4 +1,7 @@
-"""Campaigns: a tuning study for every rule and schedule on fixed architectures, then evaluation.
+"""Campaigns: a tuning study for every rule and schedule (and activation) on fixed architectures, then evaluation.
+
+Every study follows one protocol (`bioscale.spaces.protocols`, the paper's by default) and also
+trains its rule's default settings once, outside its budget (how much tuning buys).
 
 `run_campaign` is what `bioscale demo` (digits, small budget, every core) and `bioscale campaign`
 (the paper's protocol on real data) run before `bioscale.analysis.analyze`. Everything lands in
@@ -19,18 +22,21 @@ from bioscale.contract import best_trial
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
 from bioscale.storages import open_existing
+from bioscale.values import check_value
 
 from ._plan import label as make_label, study_name as make_study_name
 from ._results import evaluate_study
 
+
 @dataclass(frozen=True)
 class CampaignStudy:
-    """One (rule, schedule, architecture) tuning study of a campaign."""
+    """One (rule, schedule, architecture, activation) tuning study of a campaign."""
 
     rule: str
     schedule: str | None
     arch: str
     dataset: str
+    activation: str | None = None  # set in a tanh-vs-ReLU experiment: one study per activation
 
     @property
     def label(self) -> str:
@@ -40,20 +46,31 @@ class CampaignStudy:
     @property
     def name(self) -> str:
         """The study's name in the storage."""
-        return make_study_name("tune", self.dataset, self.arch, self.label)
+        return make_study_name("tune", self.dataset, self.arch, self.label, self.activation)
 
 
-def plan_campaign(dataset: str, archs: Sequence[str], rule_names: Sequence[str] | None = None) -> list[CampaignStudy]:
-    """Every study of a campaign: each rule (TP-family rules in both schedules) on each architecture."""
+def plan_campaign(dataset: str, archs: Sequence[str], rule_names: Sequence[str] | None = None,
+                  activations: Sequence[str] | None = None) -> list[CampaignStudy]:
+    """Every study of a campaign: each rule (TP-family rules in both schedules) on each architecture.
+
+    With `activations` (e.g. tanh and relu), each rule gets one study per activation, each tuned
+    on its own with the same budget: the tanh-vs-ReLU experiment.
+    """
     known = rules.names()
     chosen = list(rule_names) if rule_names else known
     for name in chosen:
         rules.get(name)  # unknown names: one clear line
+    for activation in activations or ():
+        try:
+            check_value("activation", activation)
+        except ValueError as error:
+            raise UsageError(f"bad --activations: {error}") from None
     out = []
     for arch in archs:
         for name in chosen:
             schedules = tuple(sorted(spaces.schedules(name))) or (None,)
-            out += [CampaignStudy(name, schedule, arch, dataset) for schedule in schedules]
+            out += [CampaignStudy(name, schedule, arch, dataset, activation)
+                    for schedule in schedules for activation in (activations or (None,))]
     return out
 
 
@@ -70,7 +87,8 @@ def _tune(study: CampaignStudy, options: dict[str, Any]) -> tuple[str, float | N
     from ._driver import run_study
 
     _one_thread_if_asked(options)
-    result = run_study("tune", study.rule, study.dataset, study.arch, schedule=study.schedule, progress=False, **options)
+    result = run_study("tune", study.rule, study.dataset, study.arch, schedule=study.schedule, activation=study.activation,
+                       default_trial=True, progress=False, **options)
     best = best_trial(result.get_trials(deepcopy=False))
     return study.name, best.value if best else None
 
@@ -86,7 +104,8 @@ def _evaluate(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any] |
 def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int, epochs: int, sampler: str = "tpe",
                  pruner: str = "none", workers: int = 1, devices: Sequence[str] | str = "auto", seeds: Sequence[int] = (0, 1, 2),
                  eval_epochs: int | None = None, data_root: str | None = None, fixed: dict[str, Any] | None = None,
-                 parallel_studies: bool = False, chance_patience: int = 5, progress: bool = True) -> list[str]:
+                 parallel_studies: bool = False, chance_patience: int = 5, progress: bool = True,
+                 protocol: str = "paper") -> list[str]:
     """Tune every study to its trial budget, then evaluate each best configuration with `seeds`; returns the study names.
 
     With `parallel_studies`, `workers` processes each take whole studies (one thread each: many
@@ -97,7 +116,7 @@ def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int,
 
     devices = resolve_devices(devices)
     show = progress and sys.stderr.isatty()
-    options = dict(storage=storage, trials=trials, epochs=epochs, sampler=sampler, pruner=pruner,
+    options = dict(storage=storage, trials=trials, epochs=epochs, sampler=sampler, pruner=pruner, protocol=protocol,
                    data_root=data_root, fixed=dict(fixed or {}), chance_patience=chance_patience)
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     names = [s.name for s in studies]

@@ -1,6 +1,7 @@
 """The study driver on real SQLite and journal storages: stages, budget, resume, failures, pruning, CLI."""
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -321,3 +322,49 @@ def test_out_of_memory_ends_the_trial_with_its_reason_frees_the_trial_and_the_wo
     assert first.user_attrs["end_reason"] == "out of memory on cpu: CUDA out of memory. Tried to allocate 20.00 GiB"
     assert [t.state for t in rest] == [TrialState.COMPLETE] * 2 and len(nets) == 3
     assert freed == [[True]], "the trial's network was still referenced when its memory was given back"
+
+
+def test_the_printed_reproduce_command_retrains_the_best_trial_exactly(fa_study, capsys):
+    url, _, _ = fa_study
+    code, out, _ = cli(capsys, "study", "best", "--storage", url)
+    (line,) = [line for line in out.splitlines() if line.startswith("reproduce: ")]
+    argv = shlex.split(line.removeprefix("reproduce: "))
+    assert argv[:2] == ["bioscale", "train"] and "--seed" in argv
+    assert main([*argv[1:], "--json", "--quiet"]) == 0
+    rerun = json.loads(capsys.readouterr().out.splitlines()[-1])
+    trial = load(url, "tune:digits:fc:fa").best_trial
+    assert min(e["val_error"] for e in rerun["history"]) == trial.value
+    assert [e["test_error"] for e in rerun["history"]] == trial.user_attrs["curve"]["test"]
+
+
+def test_the_default_trial_trains_the_defaults_outside_the_budget(tmp_path):
+    from bioscale.contract import best_trial, is_default_config
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    study = run_study("tune", "dtp", "digits", "fc", 2, epochs=1, storage=url, devices="cpu", progress=False,
+                      protocol="paper", default_trial=True, sampler="random")
+    trials = study.get_trials()
+    defaults = [t for t in trials if is_default_config(t)]
+    assert len(trials) == 3 and len(defaults) == 1 and defaults[0].number == 0
+    settings = rules.settings("dtp")
+    assert defaults[0].params == {k: settings[k] for k in defaults[0].params}
+    assert best_trial(trials) is not None and not is_default_config(best_trial(trials))
+
+
+def test_the_paper_protocol_samples_table_4_only_and_holds_the_rest(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    study = run_study("tune", "ao-sdtp-alternating", "digits", "fc", 1, epochs=1, storage=url, devices="cpu",
+                      progress=False, protocol="paper")
+    attrs = study.user_attrs
+    assert attrs["protocol"] == "paper"
+    assert set(attrs["space"]) == {"forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2",
+                                   "inverse_eps", "sigma"}
+    assert attrs["fixed"] == {"activation": "tanh", "batch_size": 128, "alternation_period": 0, "aux_size": 512}
+    (trial,) = study.get_trials()
+    assert trial.user_attrs["config"]["alternation_period"] == 0 and trial.user_attrs["config"]["activation"] == "tanh"
+    relu = run_study("tune", "bp", "digits", "fc", 1, epochs=1, storage=url, devices="cpu", progress=False,
+                     protocol="paper", activation="relu")
+    assert relu.study_name == "tune:digits:fc:bp:relu" and relu.user_attrs["fixed"]["activation"] == "relu"
+    narrowed = run_study("tune", "bp", "digits", "fc", 1, epochs=1, storage=url, devices="cpu", progress=False,
+                         protocol="paper", fixed={"batch_size": "32,64"}, study_name="narrowed")
+    assert narrowed.user_attrs["protocol"] == "custom" and "batch_size" in narrowed.user_attrs["space"]

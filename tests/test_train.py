@@ -54,6 +54,25 @@ def test_error_stuck_at_chance_raises_diverged():
     fit(rule, data, epochs=3, progress=False, chance_patience=2)  # a run that learns is left alone
 
 
+def test_the_chance_stop_counts_only_epochs_that_trained_the_forward_weights():
+    data = load("digits")
+    g = torch.Generator().manual_seed(0)
+    noise = dataclasses.replace(data, train_y=torch.randint(0, 10, data.train_y.shape, generator=g),
+                                val_y=torch.randint(0, 10, data.val_y.shape, generator=g))
+    stopped = {}
+    for schedule in ("parallel", "alternating"):
+        torch.manual_seed(0)
+        net = build_net("fc", "digits", data.input_shape, data.n_classes)
+        rule = rules.create("dtp", net, schedule=schedule)
+        with pytest.raises(Diverged, match="at chance") as info:
+            fit(rule, noise, epochs=12, progress=False, chance_patience=3)
+        stopped[schedule] = (info.value.epoch, rule.forward_steps)
+    # Whole-epoch alternation trains the inverses first: forward epochs are 2, 4, 6, so it stops at
+    # epoch 6, having trained its forward weights for as many epochs (steps) as parallel did by epoch 3.
+    assert stopped["parallel"][0] == 3 and stopped["alternating"][0] == 6
+    assert stopped["alternating"][1] == stopped["parallel"][1]
+
+
 def test_callback_can_stop_a_run():
     data, rule = digits_rule()
 

@@ -76,6 +76,7 @@ class Rule(metaclass=_BuiltAfterInit):
     def build(self) -> None:
         """Make the rule's state on the net's device and dtype, then its optimizers (run once, after __init__)."""
         like = next(self.net.parameters())
+        self.forward_steps = 0  # updates of the forward weights so far (fit's chance-level stop counts their epochs)
         self.state = self.make_state(like).to(like)
         self.forward_optimizer = adam(self.forward_parameters(), self.forward_lr, self.forward_beta1,
                                       self.forward_beta2, self.forward_eps)
@@ -151,6 +152,7 @@ class GradientRule(Rule):
         loss = self.task_loss(x, y)
         loss.backward()
         self.forward_optimizer.step()
+        self.forward_steps += 1
         return loss.detach()
 
     @abstractmethod

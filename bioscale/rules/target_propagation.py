@@ -203,6 +203,7 @@ class TargetProp(Rule):
             # separate one-layer graphs: each θ_l gets the gradient of its own loss only
             sum(self.local_losses(hs, targets), task_loss).backward()
             self.forward_optimizer.step()
+            self.forward_steps += 1
         self.steps += 1
         return task_loss.detach()
 
