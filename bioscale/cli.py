@@ -82,7 +82,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one network with one learning rule",
                        description="Train one network with one learning rule and print its errors.",
                        parents=[_options("dataset", "device", "set", "data-root", "quiet", "json")])
-    p.add_argument("--rule", required=True, help="learning rule: bp, fa, dfa, tp, dtp, sdtp, ao-sdtp, ...")
+    p.add_argument("--rule", required=True, help="learning rule, e.g. bp, fa, dtp (an unknown name lists every registered rule)")
     p.add_argument("--arch", default="fc", help="preset fc, lc or conv, or a spec such as '3*fc:128' (see README)")
     p.add_argument("--activation", default="tanh", help="tanh (default, the paper's) or relu")
     p.add_argument("--epochs", type=int, default=10)
