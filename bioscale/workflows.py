@@ -21,7 +21,7 @@ from .storages import DEFAULT_STORAGE
 
 # Digits runs only ~9 minibatches an epoch, so a slow start is no sign of divergence there:
 # the demo never stops a run for sitting at chance (NaN losses still end it).
-DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 8, "epochs": 12, "seeds": (0, 1), "chance_patience": 0,
+DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 6, "epochs": 10, "seeds": (0, 1), "chance_patience": 0,
         "activations": ("tanh", "relu")}
 
 
