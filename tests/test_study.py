@@ -62,7 +62,7 @@ def test_tune_stage_runs_the_budget_and_records_the_contract(fa_study):
     study = load(url, "tune:digits:fc:fa")
     trials = study.get_trials()
     assert len(trials) == len(finished(study)) == 8
-    assert CONTRACT_STUDY_ATTRS <= set(study.user_attrs)
+    assert CONTRACT_STUDY_ATTRS <= set(study.user_attrs) and study.metric_names == ["validation error"]
     attrs = study.user_attrs
     assert (attrs["stage"], attrs["rule"], attrs["schedule"], attrs["label"], attrs["epochs"]) == ("tune", "fa", None, "fa", 3)
     assert spaces.space_from_json(attrs["space"]) == spaces.tuning_space("fa")
