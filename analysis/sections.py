@@ -128,13 +128,21 @@ def budget_line(records: list[StudyRecord]) -> str:
 
 def _fmt_best(best: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "dataset": best.dataset, "arch": best.arch, "rule": best.label,
+        "dataset": best.dataset, "arch": best.arch, "rule": _rule_names(best),
         "complete trials": [f"{c} of {t}" for c, t in zip(best.trials_complete, best.trials_total)],
         "best val error (%)": best.best_val_error.map(pct),
         "test error at best (%)": best.test_error_at_best.map(pct),
         "evaluated test error (%)": [f"{pct(m)} ± {pct(s)} ({n} seeds)" if n else "–"
                                      for m, s, n in zip(best.evaluated_test_mean, best.evaluated_test_std, best.evaluated_seeds)],
     })
+
+
+def _rule_names(best: pd.DataFrame) -> list[str]:
+    """Labels, with the fixed activation added where a label repeats within a dataset and architecture."""
+    repeats = best.groupby(["dataset", "arch", "label"])["label"].transform("size")
+    activations = best.fixed.fillna("").str.extract(r"activation=(\w+)")[0]
+    return [f"{label} [{act}]" if n > 1 and isinstance(act, str) else label
+            for label, n, act in zip(best.label, repeats, activations)]
 
 
 def _fmt_compare(table: pd.DataFrame) -> pd.DataFrame:
