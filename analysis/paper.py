@@ -11,6 +11,8 @@ import pandas as pd
 from bioscale import datasets, nets
 from bioscale.errors import UsageError
 
+from .protocol import PAPER_PROTOCOL
+
 
 
 def published() -> pd.DataFrame:
@@ -39,7 +41,9 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
     """Our best errors beside the published ones per dataset, family and label; `diff` is ours − published test error.
 
     `best` is `best_table()`'s frame. Our test error is the evaluated mean over seeds where
-    `bioscale study evaluate` ran, else the test error at the best validation epoch of the best trial.
+    `bioscale study evaluate` ran (at each seed's best-validation epoch when the evaluation recorded
+    it, `test_at` says which), else the test error at the best validation epoch of the best trial.
+    A row whose study did not run the paper's protocol says so in `paper_note`.
     """
     paper = published()
     rows = []
@@ -50,6 +54,11 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
         evaluated = row.evaluated_test_mean is not None and not _isnan(row.evaluated_test_mean)
         ours = row.evaluated_test_mean if evaluated else row.test_error_at_best
         published_test = float(match.test_error.iloc[0]) if len(match) else math.nan
+        note = ("paper: full-size ImageNet (224x224)" if paper_dataset(row.dataset) == "imagenet" and len(match)
+                else ("" if len(match) else "no published counterpart"))
+        paper_like = bool(getattr(row, "paper_protocol", True))
+        if not paper_like:
+            note = "; ".join(filter(None, [f"NOT the paper's protocol: {getattr(row, 'protocol_note', '')}", note]))
         rows.append({
             "dataset": row.dataset, "arch": row.arch, "family": family, "label": row.label,
             "trials_complete": row.trials_complete, "best_val_error": row.best_val_error,
@@ -59,8 +68,12 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
             "paper_train_error": float(match.train_error.iloc[0]) if len(match) else math.nan,
             "paper_test_error": published_test,
             "diff": (ours - published_test) if not _isnan(ours) and not _isnan(published_test) else math.nan,
-            "paper_note": ("paper: full-size ImageNet (224x224)" if paper_dataset(row.dataset) == "imagenet" and len(match)
-                           else ("" if len(match) else "no published counterpart")),
+            "test_at": ((getattr(row, "evaluated_basis", "") or "evaluated") if evaluated
+                        else ("best-validation epoch of the best trial" if not _isnan(ours) else "")),
+            "protocol": getattr(row, "protocol", ""), "sampler": getattr(row, "sampler", ""),
+            "fixed": getattr(row, "fixed", ""), "sampled": getattr(row, "sampled", ""),
+            "paper_protocol": paper_like, "paper_setup": PAPER_PROTOCOL if len(match) else "",
+            "paper_note": note,
         })
     return pd.DataFrame(rows)
 

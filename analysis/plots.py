@@ -18,7 +18,9 @@ from matplotlib.figure import Figure
 
 from .activation import ActivationEffect, best_of_n
 from .importance import FanovaResult, PedAnovaResult
-from .stability import MARGIN_FLOOR, BudgetTrust, Robustness
+from .palette import SeriesStyle, series_style
+from .pairs import PairComparison
+from .stability import MARGIN, MARGIN_FLOOR, MARGINS, BudgetTrust, Robustness
 
 ACTIVATION_COLORS = {"tanh": "#0072B2", "relu": "#E69F00"}
 VAL_TEST_COLORS = {"validation": "#009E73", "test": "#CC79A7"}
@@ -64,11 +66,9 @@ def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def label_colors(labels: Sequence[str]) -> dict[str, tuple]:
-    """A stable colour per rule label (sorted order), shared by every figure of a report."""
-    ordered = sorted(set(labels))
-    palette = sns.color_palette("colorblind", max(len(ordered), 1))
-    return {label: palette[i % len(palette)] for i, label in enumerate(ordered)}
+def styles_for(labels: Mapping[str, str]) -> dict[str, SeriesStyle]:
+    """{series name: its style} from {series name: rule label}, through the one mapping `palette.series_style`."""
+    return {name: series_style(label) for name, label in labels.items()}
 
 
 def param_label(name: str, log_params: Sequence[str]) -> str:
@@ -217,26 +217,35 @@ def activation_forest(title: str, effects: Mapping[str, ActivationEffect]) -> Fi
     return fig
 
 
-def accuracy_distribution(title: str, data: Mapping[str, tuple[np.ndarray, np.ndarray, int]]) -> Figure:
-    """As the paper's Figure 5: per rule, histograms of final validation (and test) accuracy over configurations."""
+def accuracy_distribution(title: str, data: Mapping[str, tuple[np.ndarray, np.ndarray, int]],
+                          styles: Mapping[str, SeriesStyle] | None = None) -> Figure:
+    """As the paper's Figure 5: per rule, histograms of validation (and test) accuracy over configurations, one shared axis.
+
+    Every panel has the same bins, the same x axis and the same y axis (share of the rule's
+    finished configurations), so that rules with different counts read alike.
+    """
     labels = sorted(data)
     with styled():
-        fig, axes = new_figure(8, 1.5 * len(labels) + 1.3, len(labels), 1, sharex=True)
+        fig, axes = new_figure(8, 1.5 * len(labels) + 1.3, len(labels), 1, sharex=True, sharey=True)
         everything = np.concatenate([np.concatenate([v, t]) for v, t, _ in data.values()] or [np.array([0.0])])
         everything = everything[np.isfinite(everything)]
         low = float(everything.min()) if everything.size else 0.0
         bins = np.linspace(min(low * 100, 99.0), 100, 31)
         for ax, label in zip(axes[:, 0], labels):
             val, test, not_complete = data[label]
+            n_all = int(np.isfinite(val).sum()) + not_complete
+            color = styles[label].color if styles and label in styles else VAL_TEST_COLORS["validation"]
+            hatch = styles[label].hatch if styles and label in styles else ""
             for kind, values in (("validation", val), ("test", test)):
                 values = values[np.isfinite(values)]
                 if values.size:
                     filled = kind == "validation"
-                    ax.hist(100 * values, bins=bins, histtype="stepfilled" if filled else "step", alpha=0.5 if filled else 1.0,
-                            color=VAL_TEST_COLORS[kind], lw=0 if filled else 2, label=f"{kind} (n={values.size})")
-            ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-            ax.set_ylabel("configs")
-            extra = f", {not_complete} not complete" if not_complete else ""
+                    weights = np.full(values.size, 100.0 / max(n_all, 1))
+                    ax.hist(100 * values, bins=bins, weights=weights, histtype="stepfilled" if filled else "step",
+                            alpha=0.5 if filled else 1.0, color=color if filled else VAL_TEST_COLORS["test"],
+                            hatch=hatch if filled else None, lw=0 if filled else 2, label=f"{kind} (n={values.size})")
+            ax.set_ylabel("% of configs")
+            extra = f", {not_complete} not complete (not shown)" if not_complete else ""
             ax.set_title(f"{label}{extra}", fontsize=10, loc="left")
             ax.legend(loc="upper left", fontsize=8)
         axes[-1, 0].set_xlabel("accuracy at the best validation epoch (%)")
@@ -244,23 +253,27 @@ def accuracy_distribution(title: str, data: Mapping[str, tuple[np.ndarray, np.nd
     return fig
 
 
-def robustness_figure(title: str, results: Mapping[str, Robustness], colors: Mapping[str, tuple]) -> Figure:
-    """Per rule: share of configurations within x % of the best error, and the learning-rate band (decades) within 10 %."""
+def robustness_figure(title: str, results: Mapping[str, Robustness], styles: Mapping[str, SeriesStyle]) -> Figure:
+    """Per rule: share of configurations within x pp of its own best and of the common reference, and the learning-rate band."""
     labels = sorted(results)
     with styled():
-        fig, axes = new_figure(11, max(4.0, 0.45 * len(labels) + 2.0), 1, 2)
-        left, right = axes[0]
-        margin = next((r.margin for r in results.values()), 0.1)
-        for label in labels:
-            result = results[label]
-            if result.fractions.size:
-                left.plot(100 * result.margins, 100 * result.fractions, color=colors[label], lw=2, label=label)
-        left.axvline(100 * margin, color="#777777", ls="--", lw=1)
-        left.set_xlabel("margin above the best error (% relative)")
-        left.set_ylabel("configurations within the margin (%)")
-        left.set_ylim(0, 100)
-        left.set_title("share of finished configurations near the best", fontsize=10)
-        left.legend(fontsize=8)
+        fig, axes = new_figure(15, max(4.2, 0.45 * len(labels) + 2.0), 1, 3)
+        own, ref, right = axes[0]
+        for ax, which in ((own, "fractions"), (ref, "reference_fractions")):
+            for label in labels:
+                result, style = results[label], styles[label]
+                values = getattr(result, which)
+                if values.size:
+                    ax.plot(100 * result.margins, 100 * values, color=style.color, ls=style.linestyle, lw=2, label=label)
+            for m in MARGINS:
+                ax.axvline(100 * m, color="#777777", ls=":", lw=1)
+            ax.set_xlabel("margin (percentage points of error)")
+            ax.set_ylabel("finished configurations within the margin (%)")
+            ax.set_ylim(0, 100)
+        source = next((r.reference_from for r in results.values() if r.reference_from), "")
+        own.set_title("within x pp of the rule's own best", fontsize=10)
+        ref.set_title(f"within x pp of a common reference\n({source or 'none'})", fontsize=10)
+        own.legend(fontsize=8)
         rows = [(label, name, width) for label in labels for name, width in sorted(results[label].lr_bands.items())]
         if rows:
             frame = pd.DataFrame(rows, columns=["rule", "learning rate", "decades"])
@@ -269,7 +282,7 @@ def robustness_figure(title: str, results: Mapping[str, Robustness], colors: Map
             for container in right.containers:
                 right.bar_label(container, fmt="%.2f", padding=3, fontsize=8)
             right.set_xlim(0, max(1.0, 1.2 * frame["decades"].max()))
-            right.set_xlabel(f"learning-rate band within {100 * margin:.0f}% of the best (decades)")
+            right.set_xlabel(f"learning-rate band within {100 * MARGIN:.0f} pp of the best (decades)")
             right.set_title("span of learning rates that stay near the best", fontsize=10)
         else:
             _empty(right, "no log-scaled learning rate in these studies")
@@ -277,17 +290,21 @@ def robustness_figure(title: str, results: Mapping[str, Robustness], colors: Map
     return fig
 
 
-def budget_figure(title: str, results: Mapping[str, BudgetTrust], colors: Mapping[str, tuple]) -> Figure:
-    """Per rule: Spearman ρ between validation error at epoch e and at the last epoch."""
+def budget_figure(title: str, results: Mapping[str, BudgetTrust], styles: Mapping[str, SeriesStyle]) -> Figure:
+    """Per rule: Spearman ρ, and the top-5 overlap, between validation error at epoch e and at the last epoch."""
     with styled():
-        fig, axes = new_figure(8, 4.5)
-        ax = axes[0, 0]
+        fig, axes = new_figure(13, 4.5, 1, 2)
+        ax, top = axes[0]
         drawn = False
         threshold = 0.8
         for label in sorted(results):
-            result = results[label]
+            result, style = results[label], styles[label]
             if result.ok:
-                ax.plot(result.epochs, result.rho, marker="o", ms=3, color=colors[label], lw=2, label=label)
+                ax.plot(result.epochs, result.rho, marker=style.marker, ms=3, color=style.color, ls=style.linestyle,
+                        lw=2, label=label)
+                if result.top_overlap.size:
+                    top.plot(result.epochs, 100 * result.top_overlap, marker=style.marker, ms=3, color=style.color,
+                             ls=style.linestyle, lw=2, label=label)
                 threshold, drawn = result.threshold, True
         if drawn:
             ax.axhline(threshold, color="#777777", ls="--", lw=1, label=f"ρ = {threshold:g}")
@@ -296,14 +313,45 @@ def budget_figure(title: str, results: Mapping[str, BudgetTrust], colors: Mappin
             ax.set_ylim(min(-0.1, float(np.nanmin([np.nanmin(r.rho) for r in results.values() if r.ok]))), 1.05)
             ax.legend(fontsize=8)
             ax.set_title("can short runs be trusted? rank agreement with the full run", fontsize=10)
+            top.set_ylim(-5, 105)
+            top.set_xlabel("epoch e")
+            top.set_ylabel("top 5 at e also in the final top 5 (%)")
+            top.set_title("do short runs pick the right top 5?", fontsize=10)
         else:
             _empty(ax, "no learning curves recorded")
+            _empty(top, "no learning curves recorded")
         fig.suptitle(title)
     return fig
 
 
+def pair_figure(title: str, pair: PairComparison) -> Figure:
+    """A tanh/ReLU pair of studies: error over every finished configuration (diverged at chance) and best-of-n curves."""
+    with styled():
+        fig, axes = new_figure(10, 4.2, 1, 2)
+        left, right = axes[0]
+        data = pd.DataFrame([(a, 100 * e) for a, arm in (("tanh", pair.tanh), ("relu", pair.relu)) for e in arm.errors],
+                            columns=["activation", "error"])
+        if len(data):
+            sns.stripplot(data=data, x="activation", y="error", hue="activation", palette=ACTIVATION_COLORS, ax=left,
+                          size=4, jitter=0.25, legend=False, order=["tanh", "relu"])
+        left.set_xticks([0, 1], [f"{a}\n({100 * arm.divergence_rate:.0f}% of {arm.diverged.size} diverged)"
+                                 for a, arm in (("tanh", pair.tanh), ("relu", pair.relu))])
+        left.set_ylabel("validation error (%), diverged at chance level")
+        left.set_title("every finished configuration", fontsize=10)
+        for activation, curve in pair.curves.items():
+            right.plot(np.arange(1, curve.size + 1), 100 * curve, color=ACTIVATION_COLORS[activation], lw=2,
+                       label=activation)
+        right.set_xscale("log")
+        right.set_xlabel("random configurations tried (n)")
+        right.set_ylabel("expected best validation error (%)")
+        right.set_title("expected best after n random configurations", fontsize=10)
+        right.legend(title="activation")
+        fig.suptitle(f"{title}: {pair.verdict}")
+    return fig
+
+
 def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], log_params: Sequence[str],
-                       margin: float = 0.1) -> Figure:
+                       margin: float = MARGIN) -> Figure:
     """Error against each important hyperparameter (log axes for log-scaled ones), best configuration starred."""
     params = [p for p in params if p in frame.columns]
     ncols = max(1, min(3, len(params)))
@@ -336,7 +384,7 @@ def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], l
                     if str(best[name]) in categories:
                         ax.scatter([categories.index(str(best[name]))], [best["error"]], **BEST_MARKER, label="best")
             if best is not None:
-                ax.axhline(best["error"] + max(best["error"] * margin, 100 * MARGIN_FLOOR), color="#777777", ls="--", lw=1)
+                ax.axhline(best["error"] + 100 * max(margin, MARGIN_FLOOR), color="#777777", ls="--", lw=1)
             ax.set_xlabel(name + (" (log scale)" if name in log_params and numeric else ""))
             ax.set_ylabel("best validation error (%)")
         for ax in flat[len(params):]:
@@ -344,7 +392,7 @@ def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], l
         if not params:
             _empty(flat[0], "no hyperparameters to show")
         fig.suptitle(f"{title}: error against the most important hyperparameters\n"
-                     f"(star: best configuration; dashed: {100 * margin:.0f}% above the best; line: best per bin)")
+                     f"(star: best configuration; dashed: {100 * margin:.0f} pp above the best; line: best per bin)")
     return fig
 
 

@@ -58,16 +58,24 @@ def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = (
     analysis.importance.to_csv(out / "importance.csv", index=False)
     analysis.activation.to_csv(out / "activation.csv", index=False)
     analysis.stability.to_csv(out / "stability.csv", index=False)
+    analysis.activation_pairs.to_csv(out / "activation_pairs.csv", index=False)
+    analysis.tunability.to_csv(out / "tunability.csv", index=False)
 
     writer = _FigureWriter(out, formats)
-    colors = plots.label_colors([a.name for a in analysis.studies])
+    styles = plots.styles_for({a.name: a.record.label for a in analysis.studies})
     study_written = {a.record.name: _study_figures(a, writer, _folder(a.record.group))
                      for a in progress_bar(analysis.studies, progress, "drawing figures")}
-    group_written = {g: _group_figures(g, [a for a in members if a.analysed], writer, _folder(g), colors)
+    group_written = {g: _group_figures(g, [a for a in members if a.analysed], writer, _folder(g), styles)
                      for g, members in analysis.groups.items()}
+    pair_written = [writer.write(plots.pair_figure(f"{p.dataset} / {p.arch} / {p.label}", p), _folder((p.dataset, p.arch)),
+                                 f"{slug(p.label)}-tanh-vs-relu",
+                                 f"{p.label} on {p.dataset} / {p.arch}: the tanh and the ReLU study, every finished "
+                                 "configuration (diverged at chance level) and the expected best after n configurations")[0]
+                    for p in analysis.pairs]
     artifact_note = _attach(analysis.storage, analysis.studies, study_written, group_written, out)
     blocks = report_blocks(analysis, {k: [b for b, _ in v] for k, v in study_written.items()},
-                           {k: [b for b, _ in v] for k, v in group_written.items()}, artifact_note, formats)
+                           {k: [b for b, _ in v] for k, v in group_written.items()}, artifact_note, formats,
+                           pair_written)
     markdown, _ = write_report(blocks, out, "bioscale analysis")
     return markdown
 
@@ -111,7 +119,7 @@ def _study_figures(a: StudyAnalysis, writer: _FigureWriter, folder: str) -> Writ
 
 
 def _group_figures(group: tuple[str, str], done: list[StudyAnalysis], writer: _FigureWriter, folder: str,
-                   colors: dict) -> Written:
+                   styles: dict) -> Written:
     title = group_title(group)
     written: Written = []
     if not done:
@@ -137,16 +145,18 @@ def _group_figures(group: tuple[str, str], done: list[StudyAnalysis], writer: _F
         frame = a.frame
         n_not = a.robustness.n_finished - a.robustness.n_complete if a.robustness else 0
         accuracy[a.name] = (1 - frame["value"].to_numpy(float), 1 - frame["test_error"].to_numpy(float), n_not)
-    fig = plots.accuracy_distribution(f"{title}: accuracy over configurations (cf. the paper's Figure 5)", accuracy)
+    fig = plots.accuracy_distribution(f"{title}: accuracy over configurations (cf. the paper's Figure 5)", accuracy, styles)
     written.append(writer.write(fig, folder, f"{folder}-accuracy-distribution",
-                                f"{title}: validation and test accuracy at each configuration's best validation epoch, per rule"))
-    fig = plots.robustness_figure(f"{title}: robustness", {a.name: a.robustness for a in done}, colors)
+                                f"{title}: validation and test accuracy at each configuration's best validation epoch, per rule, "
+                                "as a share of its finished configurations, on one shared axis"))
+    fig = plots.robustness_figure(f"{title}: robustness", {a.name: a.robustness for a in done}, styles)
     written.append(writer.write(fig, folder, f"{folder}-robustness",
-                                f"{title}: share of configurations within a margin of the best error, and the learning-rate "
-                                f"band within {100 * MARGIN:.0f}%"))
-    fig = plots.budget_figure(f"{title}: budget trust", {a.name: a.trust for a in done}, colors)
+                                f"{title}: share of finished configurations within x percentage points of the rule's best and of "
+                                f"the common reference, and the learning-rate band within {100 * MARGIN:.0f} pp"))
+    fig = plots.budget_figure(f"{title}: budget trust", {a.name: a.trust for a in done}, styles)
     written.append(writer.write(fig, folder, f"{folder}-budget-trust",
-                                f"{title}: Spearman rank correlation between validation error at epoch e and at the last epoch"))
+                                f"{title}: Spearman rank correlation, and overlap of the top 5, between validation error at "
+                                "epoch e and at the last epoch"))
     effects = {a.name: a.effect for a in done if a.effect is not None}
     if effects:
         fig = plots.activation_forest(f"{title}: tanh vs ReLU", effects)

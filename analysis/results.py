@@ -9,15 +9,19 @@ from typing import Iterable, Sequence
 import pandas as pd
 from optuna.storages import BaseStorage
 
-from bioscale.contract import end_reason
+from bioscale.contract import complete_trials, end_reason, search_trials
 
 from .activation import ActivationEffect, activation_effect, format_effect
+from .evaluation import Evaluated, evaluated
 from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
-from .paper import compare
-from .stability import BudgetTrust, Robustness, budget_trust, learning_curves, robustness
+from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished, valued_trials
+from .pairs import PairComparison, across_rules, compare_pair, find_pairs
+from .paper import _family, compare
+from .stability import MARGIN, MARGINS, BudgetTrust, Robustness, budget_trust, learning_curves, paper_claims, robustness
 from .storage import StudyRecord, display_name, read_storage, select_studies
 from .tables import best_table_from, trials_frame
+from .tunability import Tunability, tunability
 
 
 @dataclass
@@ -37,6 +41,13 @@ class StudyAnalysis:
     trust: BudgetTrust | None = None
     log_params: list[str] = field(default_factory=list)
     top_params: list[str] = field(default_factory=list)
+    chance: float = math.nan  # the chance-level error a diverged trial counts with
+    outcomes: Outcomes | None = None  # how the finished search trials ended
+    fanova_all: FanovaResult | None = None  # on every finished trial (diverged at chance); None when none diverged
+    ped_all: PedAnovaResult | None = None
+    effect_all: ActivationEffect | None = None
+    tunability: Tunability | None = None
+    evaluated: Evaluated | None = None
 
     @property
     def analysed(self) -> bool:
@@ -57,6 +68,11 @@ class Analysis:
     importance: pd.DataFrame
     activation: pd.DataFrame
     stability: pd.DataFrame
+    pairs: list[PairComparison] = field(default_factory=list)
+    activation_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tunability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (dataset, family) -> the paper's stability claims
+    pairs_verdict: str = ""
 
     @property
     def records(self) -> list[StudyRecord]:
@@ -88,10 +104,37 @@ def compute(storage: str | BaseStorage | None, patterns: Sequence[str] | None = 
     records = select_studies(opened, patterns, url=url)
     studies = [analyse_study(r, n, seeds) for r, n in zip(progress_bar(records, progress, "analysing studies"),
                                                            display_names(records))]
+    claims = set_references(studies)
+    pairs = [compare_pair(tanh, relu) for tanh, relu in find_pairs(records)]
     best = best_table_from(records)
     importance, activation, stability = long_tables(studies)
     return Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
-                    importance=importance, activation=activation, stability=stability)
+                    importance=importance, activation=activation, stability=stability, pairs=pairs,
+                    activation_pairs=pairs_table(pairs), tunability=tunability_table(studies), claims=claims,
+                    pairs_verdict=across_rules(pairs))
+
+
+def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], list[str]]:
+    """Measure every study's stability against BP's best on its dataset and family (else the best rule's); the paper's claims per pair."""
+    by: dict[tuple[str, str], list[StudyAnalysis]] = {}
+    for a in studies:
+        if a.robustness is not None and math.isfinite(a.robustness.best_error):
+            by.setdefault((a.record.dataset, _family(a.record.arch)), []).append(a)
+    claims = {}
+    for (dataset, family), members in by.items():
+        bp = [a for a in members if a.record.rule == "bp"]
+        pool = bp or members
+        ref = min(pool, key=lambda a: a.robustness.best_error)
+        source = (f"{'BP' if bp else ref.name + ' (no BP study)'}'s best on {dataset or '?'} / {family}, "
+                  f"{100 * ref.robustness.best_error:.2f}%")
+        for a in members:
+            a.robustness.set_reference(ref.robustness.best_error, source)
+        shares: dict[tuple[str, str | None], float] = {}
+        for a in members:  # a rule with several studies (e.g. one per activation) counts with its steadiest
+            key = (a.record.rule, a.record.schedule)
+            shares[key] = max(shares.get(key, -1.0), a.robustness.within_reference.get(MARGIN, math.nan))
+        claims[(dataset, family)] = paper_claims(shares)
+    return claims
 
 
 def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS) -> StudyAnalysis:
@@ -100,15 +143,23 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS) -> 
     if record.skipped:
         result.status = f"skipped: {record.skipped}"
         return result
-    complete = record.complete
+    complete = complete_trials(search_trials(record.trials))
     if not complete:
         result.status = f"0 complete trials (of {len(record.trials)})"
         return result
     result.frame = trials_frame(record)
+    result.chance = chance = chance_error(record.dataset)
+    result.outcomes = outcomes(record.trials)
+    result.tunability = tunability(record.trials, chance)
+    result.evaluated = evaluated(record.evaluation, chance)
     merged, _ = unify_distributions(complete)
     result.log_params = sorted(n for n, d in merged.items() if is_log(d))
     result.fanova = fanova_importance(complete, seeds=seeds)
     result.ped = ped_anova_importance(complete)
+    everything = valued_trials(record.trials, chance)
+    if len(everything) > len(complete):  # some finished trials did not complete: importances on all of them too
+        result.fanova_all = fanova_importance(everything, seeds=seeds)
+        result.ped_all = ped_anova_importance(everything)
     result.top_params = top_params(result.fanova, result.ped, [c for c in result.frame.columns if c in merged])
     if len(complete) < MIN_TRIALS:
         result.status = f"not enough trials ({len(complete)} complete; importances need at least {MIN_TRIALS})"
@@ -116,14 +167,21 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS) -> 
     if result.effect is not None:
         result.incomplete = _incomplete_by_activation(record)
         if any(result.incomplete.values()):
-            result.activation_note += "; did not complete (left out above): " + "; ".join(
+            result.activation_note += "; did not complete: " + "; ".join(
                 f"{a} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))})"
                 for a, c in result.incomplete.items() if c)
-    finished = record.finished
-    complete_numbers = {t.number for t in complete}
-    errors = [t.value if t.number in complete_numbers else math.nan for t in finished]
+            values = {t.number: counted_error(t, chance) for t in search_finished(record.trials)}
+            tanh = [v for t in search_finished(record.trials) if t.params.get("activation") == "tanh"
+                    for v in [values[t.number]] if math.isfinite(v)]
+            relu = [v for t in search_finished(record.trials) if t.params.get("activation") == "relu"
+                    for v in [values[t.number]] if math.isfinite(v)]
+            result.effect_all = activation_effect(tanh, relu)
+            result.activation_note += (f". On every finished trial (diverged at chance level "
+                                       f"{100 * chance:.0f}%): {format_effect(result.effect_all)}")
+    finished = search_finished(record.trials)
+    errors = [counted_error(t, chance) for t in finished]
     lrs = {n: [t.params.get(n, math.nan) for t in finished] for n in result.log_params if n.endswith("_lr")}
-    result.robustness = robustness(errors, n_finished=len(finished), lrs=lrs)
+    result.robustness = robustness(errors, n_finished=len(finished), lrs=lrs, n_complete=len(complete))
     result.trust = budget_trust(learning_curves(complete))
     return result
 
@@ -137,14 +195,14 @@ def _activation(record: StudyRecord, frame: pd.DataFrame) -> tuple[ActivationEff
         return None, f"activation took only {', '.join(sorted(map(str, present)))} in the complete trials: nothing to compare"
     effect = activation_effect(frame.loc[frame["activation"] == "tanh", "value"],
                                frame.loc[frame["activation"] == "relu", "value"])
-    return effect, format_effect(effect)
+    return effect, "activation sampled as a hyperparameter within this study, complete trials: " + format_effect(effect)
 
 
 def _incomplete_by_activation(record: StudyRecord) -> dict[str, dict[str, int]]:
     """Per activation, how its trials that did not complete ended (diverged ones end PRUNED in bioscale studies)."""
     complete = {t.number for t in record.complete}
     counts: dict[str, dict[str, int]] = {"tanh": {}, "relu": {}}
-    for trial in record.finished:
+    for trial in search_finished(record.trials):
         activation = trial.params.get("activation")
         if trial.number in complete or activation not in counts:
             continue
@@ -154,11 +212,21 @@ def _incomplete_by_activation(record: StudyRecord) -> dict[str, dict[str, int]]:
 
 
 def display_names(records: Sequence[StudyRecord]) -> list[str]:
-    """Each study's name in the report: its label, plus the study name where a label repeats within a group."""
+    """Each study's name in the report: its label, plus its fixed activation or else its study name where a label repeats within a group."""
     seen: dict[tuple, int] = {}
     for record in records:
         seen[(record.group, record.label)] = seen.get((record.group, record.label), 0) + 1
-    return [r.label if seen[(r.group, r.label)] == 1 else f"{r.label} ({r.name})" for r in records]
+    names = []
+    for r in records:
+        activation = r.info.fixed.get("activation") if "activation" not in r.info.space else None
+        if seen[(r.group, r.label)] == 1:
+            names.append(r.label)
+        elif activation and sum(1 for o in records if (o.group, o.label) == (r.group, r.label)
+                                and o.info.fixed.get("activation") == activation) == 1:
+            names.append(f"{r.label} [{activation}]")
+        else:
+            names.append(f"{r.label} ({r.name})")
+    return names
 
 
 def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -166,21 +234,23 @@ def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.Dat
     importance, activation, stability = [], [], []
     for a in analyses:
         base = {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
-        if a.fanova is not None:
-            for branch in [a.fanova.overall, *a.fanova.branches]:
-                for p in branch.params:
-                    importance.append({**base, "method": "fanova", "branch": branch.title, "n_trials": branch.n_trials,
-                                       "param": p, "log10_scale": p in a.fanova.log_params,
-                                       "importance": branch.mean.get(p, math.nan), "std": branch.std.get(p, math.nan),
-                                       "status": branch.status})
-        if a.ped is not None:
-            for p, v in a.ped.importance.items():
-                importance.append({**base, "method": "ped-anova", "branch": f"top {a.ped.target_quantile:.3g}",
-                                   "n_trials": a.ped.n_trials, "param": p, "log10_scale": p in a.log_params,
-                                   "importance": v, "std": math.nan, "status": a.ped.status})
+        for trials, fanova, ped in (("complete", a.fanova, a.ped), ("all finished", a.fanova_all, a.ped_all)):
+            if fanova is not None:
+                for branch in [fanova.overall, *fanova.branches]:
+                    for p in branch.params:
+                        importance.append({**base, "trials": trials, "method": "fanova", "branch": branch.title,
+                                           "n_trials": branch.n_trials, "param": p, "log10_scale": p in fanova.log_params,
+                                           "importance": branch.mean.get(p, math.nan), "std": branch.std.get(p, math.nan),
+                                           "status": branch.status})
+            if ped is not None:
+                for p, v in ped.importance.items():
+                    importance.append({**base, "trials": trials, "method": "ped-anova",
+                                       "branch": f"top {ped.target_quantile:.3g}", "n_trials": ped.n_trials, "param": p,
+                                       "log10_scale": p in a.log_params, "importance": v, "std": math.nan,
+                                       "status": ped.status})
         if a.effect is not None:
             e = a.effect
-            activation.append({**base, "n_tanh": e.n_tanh, "n_relu": e.n_relu,
+            activation.append({**base, "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh, "n_relu": e.n_relu,
                                "not_complete_tanh": sum(a.incomplete.get("tanh", {}).values()),
                                "not_complete_relu": sum(a.incomplete.get("relu", {}).values()),
                                "median_tanh": e.median_tanh,
@@ -190,11 +260,16 @@ def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.Dat
                                "p_value": e.p_value, "verdict": e.verdict})
         if a.robustness is not None:
             r, t = a.robustness, a.trust
-            row = {**base, "n_finished": r.n_finished, "n_complete": r.n_complete, "best_error": r.best_error,
-                   "margin": r.margin, "fraction_within": r.fraction_within,
+            o = a.outcomes
+            row = {**base, "n_finished": r.n_finished, "n_complete": r.n_complete,
+                   "share_diverged": o.share_diverged if o else math.nan, "n_diverged": o.n_diverged if o else 0,
+                   "n_stalled": o.n_stalled if o else 0, "n_pruned": o.n_pruned if o else 0,
+                   "best_error": r.best_error, "reference_error": r.reference_error, "reference": r.reference_from,
+                   **{f"within_{100 * m:.0f}pp_of_best": r.within_best.get(m, math.nan) for m in MARGINS},
+                   **{f"within_{100 * m:.0f}pp_of_reference": r.within_reference.get(m, math.nan) for m in MARGINS},
                    **{f"band_decades_{n}": w for n, w in r.lr_bands.items()},
                    "settle_epoch": t.settle_epoch if t else None, "last_epoch": t.last_epoch if t else None,
-                   "budget_trust": t.verdict() if t else ""}
+                   "top5_overlap_epoch": t.overlap_epoch if t else None, "budget_trust": t.verdict() if t else ""}
             stability.append(row)
     return pd.DataFrame(importance), pd.DataFrame(activation), pd.DataFrame(stability)
 
@@ -206,3 +281,38 @@ def progress_bar(items: Sequence, enabled: bool, desc: str) -> Iterable:
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, disable=None, leave=False)
+
+
+def pairs_table(pairs: Sequence[PairComparison]) -> pd.DataFrame:
+    """One row per tanh/ReLU pair of studies: divergence, medians on all and complete trials, best of n, evaluated best, verdict."""
+    rows = []
+    for p in pairs:
+        rows.append({"dataset": p.dataset, "arch": p.arch, "label": p.label, "tanh_study": p.tanh.study,
+                     "relu_study": p.relu.study, "n_tanh": p.tanh.diverged.size, "n_relu": p.relu.diverged.size,
+                     "diverged_tanh": p.tanh.divergence_rate, "diverged_relu": p.relu.divergence_rate,
+                     "divergence_diff_relu_minus_tanh": p.divergence_diff, "divergence_ci_low": p.divergence_ci[0],
+                     "divergence_ci_high": p.divergence_ci[1], "divergence_p": p.divergence_p,
+                     "all_median_diff": p.on_all.median_diff, "all_median_ci_low": p.on_all.median_ci[0],
+                     "all_median_ci_high": p.on_all.median_ci[1], "all_p": p.on_all.p_value,
+                     "complete_median_diff": p.on_complete.median_diff, "complete_median_ci_low": p.on_complete.median_ci[0],
+                     "complete_median_ci_high": p.on_complete.median_ci[1], "complete_verdict": p.on_complete.verdict,
+                     "best_of_n": p.budget, "best_tanh": p.best_tanh, "best_relu": p.best_relu,
+                     "best_ci_low": p.best_ci[0], "best_ci_high": p.best_ci[1],
+                     "evaluated_tanh": p.tanh.evaluated.mean if p.tanh.evaluated else math.nan,
+                     "evaluated_relu": p.relu.evaluated.mean if p.relu.evaluated else math.nan,
+                     "verdict": p.verdict, "summary": p.summary()})
+    return pd.DataFrame(rows)
+
+
+def tunability_table(studies: Sequence[StudyAnalysis]) -> pd.DataFrame:
+    """One row per study with a default-configuration trial: default error, tuned best, difference."""
+    rows = []
+    for a in studies:
+        t = a.tunability
+        if t is None or t.default_trial is None:
+            continue
+        rows.append({"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label,
+                     "name": a.name, "default_trial": t.default_trial, "default_outcome": t.default_outcome,
+                     "default_error": t.default_error, "tuned_trial": t.tuned_trial, "tuned_error": t.tuned_error,
+                     "n_search": t.n_search, "gain": t.gain})
+    return pd.DataFrame(rows)

@@ -1,4 +1,5 @@
-"""How fragile is a rule: the share of configurations near the best, the learning-rate band, and whether short runs rank right."""
+"""How fragile is a rule: shares of configurations within absolute margins of its best and of a common reference,
+the learning-rate band, the paper's stability claims, and whether short runs rank (and pick the top) right."""
 
 from __future__ import annotations
 
@@ -11,51 +12,125 @@ import numpy as np
 from optuna.trial import FrozenTrial
 from scipy import stats
 
-MARGIN = 0.10
-MARGIN_FLOOR = 0.001  # 0.1 percentage point: keeps the margin meaningful when the best error is 0
+MARGINS = (0.01, 0.05)  # absolute: 1 and 5 percentage points of error
+MARGIN = 0.05  # the margin the learning-rate band and the stability verdicts use
+MARGIN_FLOOR = 0.001  # kept for the sensitivity plots' dashed line: never below 0.1 percentage point
 TRUST_RHO = 0.8
+TOP_K = 5
+TOP_AGREE = 0.8  # top-k overlap that counts as agreeing (4 of 5)
 MIN_CURVES = 5
+CURVE_MARGINS = np.linspace(0.0, 0.30, 61)  # 0 to 30 percentage points, for the figure
 
 
 @dataclass
 class Robustness:
-    """Share of finished configurations within `margin` (relative) of the best error, and learning-rate bands."""
+    """Share of finished configurations within absolute margins of the study's best error and of a common reference.
+
+    Every finished configuration counts in the denominator; one that diverged counts at the
+    chance-level error, a failed one (no error) counts as outside every margin.
+    """
 
     n_finished: int
     n_complete: int
     best_error: float
     margin: float
     n_within: int
-    fraction_within: float
+    fraction_within: float  # within `margin` (absolute) of the study's own best
     lr_bands: dict[str, float] = field(default_factory=dict)
     margins: np.ndarray = field(default_factory=lambda: np.array([]))
     fractions: np.ndarray = field(default_factory=lambda: np.array([]))
+    within_best: dict[float, float] = field(default_factory=dict)
+    errors: np.ndarray = field(default_factory=lambda: np.array([]))
+    reference_error: float = math.nan
+    reference_from: str = ""  # e.g. "bp's best on digits / fc"
+    within_reference: dict[float, float] = field(default_factory=dict)
+    reference_fractions: np.ndarray = field(default_factory=lambda: np.array([]))
+
+    def share_within(self, threshold: float, margin: float) -> float:
+        """Share of finished configurations with error ≤ threshold + margin."""
+        if not self.n_finished or not math.isfinite(threshold):
+            return math.nan
+        finite = self.errors[np.isfinite(self.errors)]
+        return float((finite <= threshold + margin + 1e-12).sum() / self.n_finished)
+
+    def set_reference(self, error: float, source: str) -> None:
+        """Measure the shares against a common reference error (e.g. BP's best on the same dataset and family)."""
+        self.reference_error, self.reference_from = error, source
+        self.within_reference = {m: self.share_within(error, m) for m in MARGINS}
+        self.reference_fractions = np.array([self.share_within(error, m) for m in self.margins])
 
 
 def robustness(errors: Sequence[float], n_finished: int | None = None, lrs: Mapping[str, Sequence[float]] | None = None,
-               margin: float = MARGIN, floor: float = MARGIN_FLOOR) -> Robustness:
-    """Share of configurations with error ≤ best + max(best·margin, floor), and each learning rate's span (decades) among them.
+               margin: float = MARGIN, n_complete: int | None = None) -> Robustness:
+    """Shares of configurations with error ≤ best + m for m in MARGINS (absolute), and each learning rate's span (decades) within `margin`.
 
-    `errors` hold NaN for failed and pruned configurations, which count as outside the margin.
+    `errors` hold NaN for configurations without an error, which count as outside every margin;
+    `n_complete` (default: those with a finite error) is only reported.
     """
     values = np.asarray(errors, dtype=float)
     finite = np.isfinite(values)
     n_finished = int(values.size if n_finished is None else n_finished)
     if not finite.any() or n_finished == 0:
-        return Robustness(n_finished, 0, math.nan, margin, 0, math.nan)
+        return Robustness(n_finished, 0, math.nan, margin, 0, math.nan, errors=values)
     best = float(values[finite].min())
-    within = finite & (values <= best + max(best * margin, floor) + 1e-12)
-    margins = np.linspace(0.0, 1.0, 101)
-    fractions = np.array([(values[finite] <= best + max(best * m, floor) + 1e-12).sum() / n_finished for m in margins])
-    bands = {}
+    within = finite & (values <= best + margin + 1e-12)
+    result = Robustness(n_finished=n_finished, n_complete=int(finite.sum() if n_complete is None else n_complete),
+                        best_error=best, margin=margin,
+                        n_within=int(within.sum()), fraction_within=float(within.sum() / n_finished),
+                        margins=CURVE_MARGINS, errors=values)
+    result.fractions = np.array([result.share_within(best, m) for m in CURVE_MARGINS])
+    result.within_best = {m: result.share_within(best, m) for m in MARGINS}
     for name, rates in (lrs or {}).items():
         rates = np.asarray(rates, dtype=float)
         chosen = rates[within & np.isfinite(rates) & (rates > 0)]
         if chosen.size:
-            bands[name] = float(np.log10(chosen.max()) - np.log10(chosen.min()))
-    return Robustness(n_finished=n_finished, n_complete=int(finite.sum()), best_error=best, margin=margin,
-                      n_within=int(within.sum()), fraction_within=float(within.sum() / n_finished),
-                      lr_bands=bands, margins=margins, fractions=fractions)
+            result.lr_bands[name] = float(np.log10(chosen.max()) - np.log10(chosen.min()))
+    return result
+
+
+TP_RULES = ("tp", "dtp", "sdtp", "ao-sdtp")
+
+
+def paper_claims(shares: Mapping[tuple[str, str | None], float], margin: float = MARGIN) -> list[str]:
+    """Whether 'BP most stable, TP rules most sensitive, alternating steadier than parallel' holds for one dataset and family.
+
+    `shares` maps (rule, schedule) to the share of configurations within `margin` of the common
+    reference (a larger share is steadier).
+    """
+    shares = {k: v for k, v in shares.items() if math.isfinite(v)}
+    pp = f"{100 * margin:.0f} pp"
+    lines = []
+    bp = [v for (rule, _), v in shares.items() if rule == "bp"]
+    others = {k: v for k, v in shares.items() if k[0] != "bp"}
+    if not bp or not others:
+        lines.append("BP most stable: cannot tell (needs BP and another rule)")
+    else:
+        beaten = [_name(k) for k, v in others.items() if v > max(bp)]
+        lines.append("BP most stable: " + ("holds" if not beaten else f"does not hold ({', '.join(sorted(beaten))} "
+                                            f"steadier)") + f" (BP {100 * max(bp):.0f}% within {pp})")
+    tp = {k: v for k, v in shares.items() if k[0] in TP_RULES}
+    rest = {k: v for k, v in shares.items() if k[0] not in TP_RULES}
+    if not tp or not rest:
+        lines.append("TP rules most sensitive: cannot tell (needs a target-propagation rule and another rule)")
+    else:
+        holds = max(tp.values()) < min(rest.values())
+        lines.append("TP rules most sensitive: " + ("holds" if holds else "does not hold") +
+                     f" (TP rules at most {100 * max(tp.values()):.0f}%, other rules at least {100 * min(rest.values()):.0f}%"
+                     f" within {pp})")
+    pairs = [(rule, shares[(rule, "alternating")], shares[(rule, "parallel")])
+             for rule in sorted({k[0] for k in shares}) if (rule, "alternating") in shares and (rule, "parallel") in shares]
+    if not pairs:
+        lines.append("alternating steadier than parallel: cannot tell (no rule with both schedules)")
+    else:
+        steadier = [rule for rule, a, p in pairs if a > p]
+        verdict = "holds" if len(steadier) == len(pairs) else ("does not hold" if not steadier else "holds in part")
+        lines.append(f"alternating steadier than parallel: {verdict} ({len(steadier)} of {len(pairs)} rules: " +
+                     ", ".join(f"{rule} {100 * a:.0f}% vs {100 * p:.0f}%" for rule, a, p in pairs) + ")")
+    return lines
+
+
+def _name(key: tuple[str, str | None]) -> str:
+    return key[0] + (f"-{key[1]}" if key[1] else "")
 
 
 @dataclass
@@ -69,6 +144,16 @@ class BudgetTrust:
     settle_epoch: int | None
     threshold: float = TRUST_RHO
     problem: str = ""
+    top_overlap: np.ndarray = field(default_factory=lambda: np.array([]))  # |top k at e ∩ top k at last| / k
+    top_k: int = TOP_K
+    overlap_epoch: int | None = None  # from this epoch on the top k agree (≥ TOP_AGREE) with the final top k
+
+    @property
+    def trust_epoch(self) -> int | None:
+        """The epoch from which both the ranks (ρ) and the top k agree with the last epoch; None if never."""
+        if self.settle_epoch is None or self.overlap_epoch is None:
+            return None
+        return max(self.settle_epoch, self.overlap_epoch)
 
     @property
     def ok(self) -> bool:
@@ -76,17 +161,20 @@ class BudgetTrust:
         return self.epochs.size > 0 and bool(np.isfinite(self.rho).any())
 
     def verdict(self) -> str:
-        """One line on whether short runs and pruning can be trusted for this rule."""
+        """One line on whether short runs and pruning can be trusted for this rule (ranks and the top k)."""
         if not self.ok:
             return self.problem or (f"not enough learning curves (need {MIN_CURVES} complete trials with "
                                     "per-epoch validation errors)")
         if self.last_epoch <= 1:
             return "one epoch per run: nothing to compare"
-        if self.settle_epoch is None or self.settle_epoch >= self.last_epoch:
-            return (f"ranks never settle before the last epoch (Spearman ρ < {self.threshold:g} at epoch "
-                    f"{self.last_epoch - 1} of {self.last_epoch}): do not trust short runs or pruning")
-        share = self.settle_epoch / self.last_epoch
-        where = f"ρ ≥ {self.threshold:g} from epoch {self.settle_epoch} of {self.last_epoch}"
+        top = (f"top-{self.top_k} overlap ≥ {round(TOP_AGREE * self.top_k)} of {self.top_k} from epoch "
+               f"{self.overlap_epoch}" if self.overlap_epoch is not None else f"top {self.top_k} never agree")
+        epoch = self.trust_epoch
+        if epoch is None or epoch >= self.last_epoch:
+            return (f"ranks or the top {self.top_k} do not settle before the last epoch (ρ ≥ {self.threshold:g} from "
+                    f"epoch {self.settle_epoch or '–'}, {top} of {self.last_epoch}): do not trust short runs or pruning")
+        share = epoch / self.last_epoch
+        where = f"ρ ≥ {self.threshold:g} from epoch {self.settle_epoch}, {top} of {self.last_epoch}"
         if share <= 0.25:
             return f"ranks settle early ({where}): short runs and pruning look safe"
         if share <= 0.5:
@@ -109,8 +197,8 @@ def learning_curves(trials: Sequence[FrozenTrial]) -> list[list[float]]:
     return curves
 
 
-def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO) -> BudgetTrust:
-    """Spearman ρ across configurations between the error at epoch e and at their last epoch, for e = 1..last."""
+def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO, k: int = TOP_K) -> BudgetTrust:
+    """Spearman ρ and the top-k overlap across configurations between the error at epoch e and at their last epoch."""
     curves = [list(c) for c in curves if len(c) > 0]
     if len(curves) < MIN_CURVES:
         return BudgetTrust(np.array([]), np.array([]), np.array([]), 0, None, threshold)
@@ -127,6 +215,9 @@ def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 rho[index] = stats.spearmanr(at[keep], final[keep]).statistic
+    overlap = np.full(epochs.size, np.nan)
+    for index, epoch in enumerate(epochs):
+        overlap[index] = top_overlap(np.array([c[epoch - 1] if len(c) >= epoch else np.nan for c in curves]), final, k)
     finite_final = final[np.isfinite(final)]
     problem = "" if finite_final.size and np.ptp(finite_final) > 0 else \
         "every configuration ends with the same error: nothing to rank"
@@ -136,5 +227,22 @@ def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO
             settle = int(epochs[index])
         else:
             break
+    agree = None
+    for index in range(epochs.size - 1, -1, -1):
+        if np.isfinite(overlap[index]) and overlap[index] >= TOP_AGREE - 1e-12:
+            agree = int(epochs[index])
+        else:
+            break
     return BudgetTrust(epochs=epochs, rho=rho, n_curves=counts, last_epoch=last_epoch, settle_epoch=settle,
-                       threshold=threshold, problem=problem)
+                       threshold=threshold, problem=problem, top_overlap=overlap, top_k=k, overlap_epoch=agree)
+
+
+def top_overlap(at: np.ndarray, final: np.ndarray, k: int = TOP_K) -> float:
+    """Share of the k lowest errors at an epoch that are among the k lowest at the last epoch (configurations finite at both)."""
+    at, final = np.asarray(at, dtype=float), np.asarray(final, dtype=float)
+    keep = np.flatnonzero(np.isfinite(at) & np.isfinite(final))
+    if keep.size < max(k, MIN_CURVES):
+        return math.nan
+    first = set(keep[np.argsort(at[keep], kind="stable")[:k]])
+    last = set(keep[np.argsort(final[keep], kind="stable")[:k]])
+    return len(first & last) / k

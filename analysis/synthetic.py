@@ -7,11 +7,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution,
+                                  distribution_to_json)
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from bioscale.contract import CONFIG, CURVE, DEVICE, SEED, VERSIONS, StudyInfo, name_objective
+from bioscale.contract import CONFIG, CURVE, DEFAULT_CONFIG, DEVICE, ROLE, SEED, VERSIONS, StudyInfo, name_objective
 
 from .importance import quiet_optuna
 
@@ -46,7 +47,7 @@ def sample(space: Mapping[str, BaseDistribution], rng: np.random.Generator) -> d
 def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution], value: float | None, *,
                    epochs: int = 10, state: TrialState = TrialState.COMPLETE, end_reason: str | None = None,
                    rng: np.random.Generator | None = None, curve_noise: float = 0.0,
-                   epochs_done: int | None = None) -> FrozenTrial:
+                   epochs_done: int | None = None, role: str | None = None) -> FrozenTrial:
     """A trial carrying the contract's user attributes; its learning curve decays to `value` at the last epoch.
 
     `curve_noise` is the relative (log-normal) noise on each epoch's error, so the trial's value
@@ -73,6 +74,8 @@ def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution]
         value = min(val)
     if end_reason:
         attrs["end_reason"] = end_reason
+    if role:
+        attrs[ROLE] = role
     return optuna.trial.create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
                                      params=dict(params), distributions=dict(distributions), user_attrs=attrs,
                                      intermediate_values=intermediate)
@@ -83,37 +86,56 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
               space: Mapping[str, BaseDistribution] | None = None,
               conditional: Callable[[Params], Mapping[str, BaseDistribution]] | None = None,
               n_trials: int = 60, n_failed: int = 0, epochs: int = 10, seed: int = 0, curve_noise: float = 0.0,
-              evaluation: Mapping[str, object] | None = None, stage: str = "tune") -> optuna.Study:
-    """Create `{stage}:{dataset}:{arch}:{label}` with random-search trials of `objective` (an error in [0, 1]).
+              evaluation: Mapping[str, object] | None = None, stage: str = "tune", fixed: Mapping[str, object] | None = None,
+              suffix: str | None = None, protocol: str | None = None, sampler: str = "random",
+              diverges: Callable[[Params], bool] | None = None, default: Params | None = None,
+              n_pruned: int = 0) -> optuna.Study:
+    """Create `{stage}:{dataset}:{arch}:{label}[:{suffix}]` with random-search trials of `objective` (an error in [0, 1]).
 
     `conditional(params)` may return extra distributions to sample for a configuration (e.g.
     `alpha` only with some schedule); `n_failed` adds diverged trials, which the study driver
-    records as PRUNED with `end_reason` "diverged: ..." after a few epochs.
+    records as PRUNED with `end_reason` "diverged: ..." after a few epochs; `diverges(params)`
+    makes the sampled configurations it is true for diverge instead of completing; `n_pruned` adds
+    trials stopped by a pruner at epoch 3. `fixed` and `protocol` are recorded as the study
+    driver records them, the space as `info.space`. `default` adds the default-configuration
+    trial (user attribute role="default") trained with those settings.
     """
     space = dict(space or PAPER_SPACE)
     rng = np.random.default_rng(seed)
+    name = f"{stage}:{dataset}:{arch}:{label}" + (f":{suffix}" if suffix else "")
     with quiet_optuna():
-        study = optuna.create_study(storage=storage, study_name=f"{stage}:{dataset}:{arch}:{label}", direction="minimize")
-    info = StudyInfo(stage=stage, dataset=dataset, arch=arch, rule=rule or label.split("-")[0], schedule=schedule,
-                     label=label, epochs=epochs, trials=n_trials + n_failed, sampler="random", pruner="none",
-                     bioscale_version="synthetic", evaluation=None if evaluation is None else dict(evaluation))
+        study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
+    info = StudyInfo(stage=stage, protocol=protocol, dataset=dataset, arch=arch, rule=rule or label.split("-")[0],
+                     schedule=schedule, label=label, epochs=epochs, trials=n_trials + n_failed + n_pruned,
+                     sampler=sampler, pruner="none" if not n_pruned else "median", fixed=dict(fixed or {}),
+                     space={n: distribution_to_json(d) for n, d in space.items()}, bioscale_version="synthetic",
+                     evaluation=None if evaluation is None else dict(evaluation))
     name_objective(study)
     for key, value in info.to_attrs().items():
         study.set_user_attr(key, value)
     trials = []
-    for index in range(n_trials + n_failed):
+    for index in range(n_trials + n_failed + n_pruned):
         params = sample(space, rng)
         distributions = dict(space)
         if conditional is not None:
             extra = dict(conditional(params))
             params.update(sample(extra, rng))
             distributions.update(extra)
-        if index < n_trials:
+        if index >= n_trials + n_failed:
+            error = float(np.clip(objective(params), 0.0, 1.0))
+            trials.append(contract_trial(params, distributions, error, epochs=epochs, state=TrialState.PRUNED,
+                                         end_reason="pruned", rng=rng, epochs_done=3))
+        elif index < n_trials and not (diverges is not None and diverges(params)):
             error = float(np.clip(objective(params), 0.0, 1.0))
             trials.append(contract_trial(params, distributions, error, epochs=epochs, rng=rng, curve_noise=curve_noise))
         else:
             trials.append(contract_trial(params, distributions, 0.9, epochs=epochs, state=TrialState.PRUNED,
                                          end_reason="diverged: loss became nan", rng=rng, epochs_done=2))
+    if default is not None:
+        params = {k: v for k, v in default.items() if k in space}
+        error = float(np.clip(objective(default), 0.0, 1.0))
+        trials.append(contract_trial(params, {k: space[k] for k in params}, error, epochs=epochs, rng=rng,
+                                     role=DEFAULT_CONFIG))
     with quiet_optuna():
         study.add_trials(trials)
     return study

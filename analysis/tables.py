@@ -10,13 +10,17 @@ import pandas as pd
 
 from optuna.storages import BaseStorage
 
-from bioscale.contract import best_trial, end_reason
+from bioscale.contract import best_trial, complete_trials, end_reason, search_trials
 
+from .evaluation import evaluated
+from .outcomes import chance_error
+from .protocol import fixed_text, is_paper_protocol, protocol_problems
 from .storage import StudyRecord, display_name, read_storage, select_studies
 
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
                 "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
-                "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds"]
+                "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
+                "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note"]
 
 
 def _number(value: Any) -> float:
@@ -29,10 +33,10 @@ def _number(value: Any) -> float:
 
 def best_row(record: StudyRecord) -> dict[str, Any]:
     """The `best_table` row of one study."""
-    complete = record.complete
+    complete = complete_trials(search_trials(record.trials))
     best = best_trial(complete)
-    evaluation = record.evaluation or {}
-    seeds = evaluation.get("seeds")
+    found = evaluated(record.evaluation, chance_error(record.dataset))
+    info = record.info
     return {
         "study": record.name, "dataset": record.dataset, "arch": record.arch, "label": record.label,
         "rule": record.rule, "schedule": record.schedule, "trials_complete": len(complete),
@@ -40,9 +44,14 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
         "best_val_error": float(best.value) if best else math.nan,
         "train_error_at_best": _number(best.user_attrs.get("train_error")) if best else math.nan,
         "test_error_at_best": _number(best.user_attrs.get("test_error")) if best else math.nan,
-        "evaluated_test_mean": _number(evaluation.get("test_error_mean")),
-        "evaluated_test_std": _number(evaluation.get("test_error_std")),
-        "evaluated_seeds": len(seeds) if isinstance(seeds, list) else 0,
+        "evaluated_test_mean": found.mean if found else math.nan,
+        "evaluated_test_std": found.std if found else math.nan,
+        "evaluated_seeds": found.n if found else 0,
+        "evaluated_basis": found.basis if found else "",
+        "evaluated_diverged": len(found.diverged) if found else 0,
+        "protocol": info.protocol or "", "sampler": info.sampler or "", "fixed": fixed_text(info),
+        "sampled": ", ".join(sorted(info.space)), "paper_protocol": is_paper_protocol(info),
+        "protocol_note": "; ".join(protocol_problems(info)),
     }
 
 
@@ -54,9 +63,9 @@ def best_table_from(records: Sequence[StudyRecord]) -> pd.DataFrame:
 
 
 def trials_frame(record: StudyRecord) -> pd.DataFrame:
-    """One row per complete trial: number, value (best validation error), train/test errors at it, and its params."""
+    """One row per complete search trial: number, value (best validation error), train/test errors at it, and its params."""
     rows = []
-    for trial in record.complete:
+    for trial in complete_trials(search_trials(record.trials)):
         row = {"number": trial.number, "value": float(trial.value),
                "train_error": _number(trial.user_attrs.get("train_error")),
                "test_error": _number(trial.user_attrs.get("test_error"))}

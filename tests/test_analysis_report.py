@@ -85,7 +85,9 @@ def test_report_states_numbers_and_verdicts_per_rule(report):
     assert "ReLU better" in bp and "tanh better" in dtp
     assert "fANOVA" in bp and "PED-ANOVA" in bp and "log10 scale for forward_lr, inverse_lr" in bp
     assert "Robustness" in bp and "Budget trust" in bp
-    assert "ended early or failed: diverged 2" in bp and "did not complete (left out above)" in bp
+    assert "ended early or failed: diverged 2" in bp and "did not complete: tanh" in bp or "did not complete: relu" in bp
+    assert "On every finished trial (diverged at chance level 90%)" in bp  # the activation test on all finished trials
+    assert "**Diverged or stalled**" in bp and "on every finished trial, diverged ones at chance level 90%" in bp
     assert "5.00 ± 0.80% " in bp or "5.00 ± 0.80%" in bp  # the evaluation attribute
     assert "Conditional parameters** alpha" in dtp and "branch with alpha" in dtp
     assert "`tune:digits:fc:fa`: 0 complete trials" in text
