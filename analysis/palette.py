@@ -1,4 +1,7 @@
-"""One look per series: a rule keeps one colour in every figure, its schedule told apart by line style and hatching."""
+"""One look per series: a rule keeps one colour in every figure, its schedule told apart by line style and hatching.
+
+In a tanh-vs-ReLU experiment the ReLU study of a rule is drawn in a lighter shade of the rule's colour.
+"""
 
 from __future__ import annotations
 
@@ -33,13 +36,21 @@ def split_label(label: str) -> tuple[str, str | None]:
     return label, None
 
 
-def series_style(label: str) -> SeriesStyle:
-    """The one mapping from a label (rule plus -schedule) to its colour, line style, hatch and marker."""
+def lighter(color: str, amount: float = 0.5) -> str:
+    """`color` (#RRGGBB) mixed with white: 0 keeps it, 1 is white."""
+    channels = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02X}" for c in channels)
+
+
+def series_style(label: str, activation: str | None = None) -> SeriesStyle:
+    """The one mapping from a label (rule plus -schedule), and a held activation, to colour, line style, hatch and marker."""
     rule, schedule = split_label(label)
     if rule in RULE_ORDER:
         color = COLOURS[RULE_ORDER.index(rule)]
     else:  # a stable colour from the ones the paper's rules leave free
         free = COLOURS[len(RULE_ORDER):]
         color = free[sum(map(ord, rule)) % len(free)]
+    if activation == "relu":
+        color = lighter(color)
     return SeriesStyle(rule=rule, schedule=schedule, color=color, linestyle=LINE_STYLES.get(schedule, ":"),
                        hatch=HATCHES.get(schedule, ".."), marker=MARKERS.get(schedule, "^"))

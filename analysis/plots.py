@@ -66,9 +66,9 @@ def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def styles_for(labels: Mapping[str, str]) -> dict[str, SeriesStyle]:
-    """{series name: its style} from {series name: rule label}, through the one mapping `palette.series_style`."""
-    return {name: series_style(label) for name, label in labels.items()}
+def styles_for(labels: Mapping[str, tuple[str, str | None]]) -> dict[str, SeriesStyle]:
+    """{series name: its style} from {series name: (rule label, held activation)}, through `palette.series_style`."""
+    return {name: series_style(label, activation) for name, (label, activation) in labels.items()}
 
 
 def param_label(name: str, log_params: Sequence[str]) -> str:

@@ -62,7 +62,8 @@ def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = (
     analysis.tunability.to_csv(out / "tunability.csv", index=False)
 
     writer = _FigureWriter(out, formats)
-    styles = plots.styles_for({a.name: a.record.label for a in analysis.studies})
+    styles = plots.styles_for({a.name: (a.record.label, None if "activation" in a.record.info.space
+                                        else a.record.info.fixed.get("activation")) for a in analysis.studies})
     study_written = {a.record.name: _study_figures(a, writer, _folder(a.record.group))
                      for a in progress_bar(analysis.studies, progress, "drawing figures")}
     group_written = {g: _group_figures(g, [a for a in members if a.analysed], writer, _folder(g), styles)

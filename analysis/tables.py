@@ -10,7 +10,7 @@ import pandas as pd
 
 from optuna.storages import BaseStorage
 
-from bioscale.contract import best_trial, complete_trials, end_reason, search_trials
+from bioscale.contract import best_trial, complete_trials, end_reason, finished_trials, search_trials
 
 from .evaluation import evaluated
 from .outcomes import chance_error
@@ -20,7 +20,7 @@ from .storage import StudyRecord, display_name, read_storage, select_studies
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
                 "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
                 "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
-                "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note"]
+                "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note"]
 
 
 def _number(value: Any) -> float:
@@ -33,14 +33,15 @@ def _number(value: Any) -> float:
 
 def best_row(record: StudyRecord) -> dict[str, Any]:
     """The `best_table` row of one study."""
-    complete = complete_trials(search_trials(record.trials))
+    search = search_trials(record.trials)  # the default configuration's trial is not part of the search
+    complete = complete_trials(search)
     best = best_trial(complete)
     found = evaluated(record.evaluation, chance_error(record.dataset))
     info = record.info
     return {
         "study": record.name, "dataset": record.dataset, "arch": record.arch, "label": record.label,
         "rule": record.rule, "schedule": record.schedule, "trials_complete": len(complete),
-        "trials_total": len(record.trials), "best_trial": best.number if best else None,
+        "trials_total": len(finished_trials(search)), "best_trial": best.number if best else None,
         "best_val_error": float(best.value) if best else math.nan,
         "train_error_at_best": _number(best.user_attrs.get("train_error")) if best else math.nan,
         "test_error_at_best": _number(best.user_attrs.get("test_error")) if best else math.nan,
@@ -49,6 +50,7 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
         "evaluated_seeds": found.n if found else 0,
         "evaluated_basis": found.basis if found else "",
         "evaluated_diverged": len(found.diverged) if found else 0,
+        "activation": "sampled" if "activation" in info.space else info.fixed.get("activation", ""),
         "protocol": info.protocol or "", "sampler": info.sampler or "", "fixed": fixed_text(info),
         "sampled": ", ".join(sorted(info.space)), "paper_protocol": is_paper_protocol(info),
         "protocol_note": "; ".join(protocol_problems(info)),

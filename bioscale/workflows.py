@@ -40,7 +40,7 @@ class CampaignOutcome:
 
     def summary(self) -> str:
         """The lines `bioscale demo` and `bioscale campaign` print at the end."""
-        columns = ["dataset", "arch", "label", "trials_complete", "best_val_error", "evaluated_test_mean"]
+        columns = ["dataset", "arch", "label", "activation", "trials_complete", "best_val_error", "evaluated_test_mean"]
         return "\n".join([
             f"\nbest errors ({self.trials} trials x {self.epochs} epochs per study, "
             f"evaluated over seeds {','.join(map(str, self.seeds))}):",
@@ -73,7 +73,7 @@ def demo(*, out: str | Path = "bioscale-demo", storage: str | None = None, trial
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'bioscale.db').resolve()}"
     return _tune_evaluate_analyse(studies, storage, out, ("png", "pdf"), progress=progress, trials=trials,
-                                  epochs=epochs, seeds=seeds, sampler="tpe", pruner="none",
+                                  epochs=epochs, seeds=seeds, sampler="random", pruner="none",
                                   workers=workers or os.cpu_count() or 1, devices=devices, fixed={}, data_root=None,
                                   parallel_studies=True, chance_patience=DEMO["chance_patience"], protocol="paper")
 

@@ -11,7 +11,7 @@ from optuna.distributions import IntDistribution
 from bioscale.analysis import best_table, compare, compute
 from bioscale.analysis.evaluation import AT_BEST_VAL, AT_LAST, evaluated
 from bioscale.analysis.outcomes import chance_error, counted_error, outcome, outcomes, valued_trials
-from bioscale.analysis.palette import RULE_ORDER, series_style
+from bioscale.analysis.palette import RULE_ORDER, lighter, series_style
 from bioscale.analysis.protocol import is_paper_protocol
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study, contract_trial
@@ -119,3 +119,6 @@ def test_each_rule_keeps_one_colour_and_each_schedule_its_own_style():
     assert styles["ao-sdtp-alternating"].color != styles["tp-parallel"].color  # the old palette drew both in one blue
     assert series_style("tp-parallel").linestyle == series_style("dtp-parallel").linestyle
     assert series_style("newrule").color == series_style("newrule").color
+    relu, tanh = series_style("bp", "relu"), series_style("bp", "tanh")
+    assert tanh.color == styles["bp"].color and relu.color not in {s.color for s in styles.values()}
+    assert relu.color == lighter(tanh.color) and relu.linestyle == tanh.linestyle
