@@ -368,3 +368,21 @@ def test_the_paper_protocol_samples_table_4_only_and_holds_the_rest(tmp_path):
     narrowed = run_study("tune", "bp", "digits", "fc", 1, epochs=1, storage=url, devices="cpu", progress=False,
                          protocol="paper", fixed={"batch_size": "32,64"}, study_name="narrowed")
     assert narrowed.user_attrs["protocol"] == "custom" and "batch_size" in narrowed.user_attrs["space"]
+
+
+def test_evaluate_reports_the_test_error_at_the_best_validation_epoch_and_at_the_last(tmp_path):
+    from bioscale.train import train
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    run_study("tune", "bp", "digits", "fc", 1, epochs=4, storage=url, devices="cpu", progress=False,
+              fixed={"forward_lr": "0.02", "batch_size": "64"})
+    evaluation = evaluate_study(url, "tune:digits:fc:bp", seeds=(3, 4), device="cpu", progress=False)
+    training, settings = spaces.split_config("bp", evaluation["config"])
+    for i, seed in enumerate((3, 4)):
+        result, _ = train(rule="bp", dataset="digits", arch=evaluation["config"]["arch"], epochs=4, seed=seed,
+                          device="cpu", settings=settings, progress=False, chance_patience=0, **training)
+        best = min(result.history, key=lambda r: r.val_error)
+        assert evaluation["best_val_epochs"][i] == best.epoch
+        assert evaluation["test_errors_at_best_val"][i] == best.test_error
+        assert evaluation["test_errors"][i] == result.history[-1].test_error
+    assert evaluation["test_error_at_best_val_mean"] == pytest.approx(sum(evaluation["test_errors_at_best_val"]) / 2)
