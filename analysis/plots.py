@@ -177,16 +177,7 @@ def activation_figure(title: str, frame: pd.DataFrame, effect: ActivationEffect,
         left.set_xlabel("activation")
         left.set_ylabel("best validation error (%)")
         left.set_title("error over configurations", fontsize=10)
-        for activation in order:
-            errors = data.loc[data["activation"] == activation, "error"].to_numpy()
-            curve = best_of_n(errors)
-            right.plot(np.arange(1, curve.size + 1), curve, color=ACTIVATION_COLORS[activation], lw=2,
-                       label=activation)
-        right.set_xscale("log")
-        right.set_xlabel("random configurations tried (n)")
-        right.set_ylabel("expected best validation error (%)")
-        right.set_title("expected best after n random trials", fontsize=10)
-        right.legend(title="activation")
+        _best_of_n_panel(right, {a: best_of_n(data.loc[data["activation"] == a, "error"].to_numpy()) for a in order})
         fig.suptitle(f"{title}: {effect.verdict}")
     return fig
 
@@ -338,16 +329,20 @@ def pair_figure(title: str, pair: PairComparison) -> Figure:
                                  for a, arm in (("tanh", pair.tanh), ("relu", pair.relu))])
         left.set_ylabel("validation error (%), diverged at chance level")
         left.set_title("every finished configuration", fontsize=10)
-        for activation, curve in pair.curves.items():
-            right.plot(np.arange(1, curve.size + 1), 100 * curve, color=ACTIVATION_COLORS[activation], lw=2,
-                       label=activation)
-        right.set_xscale("log")
-        right.set_xlabel("random configurations tried (n)")
-        right.set_ylabel("expected best validation error (%)")
-        right.set_title("expected best after n random configurations", fontsize=10)
-        right.legend(title="activation")
+        _best_of_n_panel(right, {a: 100 * curve for a, curve in pair.curves.items()})
         fig.suptitle(f"{title}: {pair.verdict}")
     return fig
+
+
+def _best_of_n_panel(ax, curves: Mapping[str, np.ndarray]) -> None:
+    """Expected best validation error (%) after n random configurations, one line per activation."""
+    for activation, curve in curves.items():
+        ax.plot(np.arange(1, curve.size + 1), curve, color=ACTIVATION_COLORS[activation], lw=2, label=activation)
+    ax.set_xscale("log")
+    ax.set_xlabel("random configurations tried (n)")
+    ax.set_ylabel("expected best validation error (%)")
+    ax.set_title("expected best after n random configurations", fontsize=10)
+    ax.legend(title="activation")
 
 
 def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], log_params: Sequence[str],
