@@ -31,10 +31,19 @@ _RC = {"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": 11, "axes.labels
 
 @contextlib.contextmanager
 def styled() -> Iterator[None]:
-    """The one bioscale figure style: seaborn whitegrid, colour-blind palette, readable sizes."""
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"), mpl.rc_context(_RC), \
-            sns.color_palette("colorblind"):
-        yield
+    """The one bioscale figure style: seaborn whitegrid, colour-blind palette, readable sizes.
+
+    Seaborn's strip-plot jitter draws from numpy's global generator: it is seeded here (and the
+    caller's state restored after), so the same numbers always give the same figure.
+    """
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"), mpl.rc_context(_RC), \
+                sns.color_palette("colorblind"):
+            yield
+    finally:
+        np.random.set_state(state)
 
 
 def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, np.ndarray]:

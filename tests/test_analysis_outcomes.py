@@ -122,3 +122,23 @@ def test_each_rule_keeps_one_colour_and_each_schedule_its_own_style():
     relu, tanh = series_style("bp", "relu"), series_style("bp", "tanh")
     assert tanh.color == styles["bp"].color and relu.color not in {s.color for s in styles.values()}
     assert relu.color == lighter(tanh.color) and relu.linestyle == tanh.linestyle
+
+
+def test_strip_plot_jitter_is_the_same_every_time_and_leaves_the_global_generator_alone():
+    import numpy as np
+    import pandas as pd
+    import seaborn as sns
+
+    from bioscale.analysis import plots
+
+    data = pd.DataFrame({"activation": ["tanh"] * 20 + ["relu"] * 20, "error": np.linspace(0, 1, 40)})
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    offsets = []
+    for _ in range(2):
+        with plots.styled():
+            fig, axes = plots.new_figure(4, 3)
+            sns.stripplot(data=data, x="activation", y="error", ax=axes[0, 0], jitter=0.25)
+            offsets.append(np.concatenate([c.get_offsets() for c in axes[0, 0].collections]))
+    assert np.array_equal(offsets[0], offsets[1]) and np.ptp(offsets[0][:20, 0]) > 0  # jittered, identically
+    assert np.array_equal(np.random.get_state()[1], before)

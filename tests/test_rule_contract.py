@@ -142,12 +142,15 @@ def test_rule_trains_only_its_own_parameters_and_never_moves_buffers(name):
 def test_rule_state_dict_restores_a_rule_exactly(name):
     data, net = net_for("fc")
     x, y = data.train_x[:32], data.train_y[:32]
-    rule = rules.create(name, net)
+    # Step-wise alternation: the step after a restore must know where the schedule stands.
+    settings = {"schedule": "alternating", "alternation_period": 1} if "schedule" in rules.settings(name) else {}
+    rule = rules.create(name, net, **settings)
     rule.step(x, y)
     saved = copy.deepcopy(rule.state_dict())
     _, other_net = net_for("fc", seed=9)
-    other = rules.create(name, other_net)
+    other = rules.create(name, other_net, **settings)
     other.load_state_dict(saved)
+    assert other.forward_steps == rule.forward_steps
     for r in (rule, other):
         torch.manual_seed(4)  # the same noise in both steps
         r.step(x, y)

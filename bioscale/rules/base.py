@@ -55,6 +55,8 @@ class Rule(metaclass=_BuiltAfterInit):
     locality: ClassVar[str] = "global"
     # The schedules a rule offers for training its own state against the forward weights.
     schedules: ClassVar[tuple[str, ...]] = ()
+    # Counters a checkpoint must carry to resume exactly (a schedule's position, for one).
+    counters: ClassVar[tuple[str, ...]] = ("forward_steps",)
 
     state: nn.Module
     forward_optimizer: torch.optim.Optimizer
@@ -119,12 +121,15 @@ class Rule(metaclass=_BuiltAfterInit):
     def state_dict(self) -> dict[str, Any]:
         """The net's, the rule's state's and every optimizer's state dicts, for a checkpoint."""
         return {"net": self.net.state_dict(), "state": self.state.state_dict(),
+                "counters": {name: getattr(self, name) for name in self.counters},
                 **{f"{name}_optimizer": opt.state_dict() for name, opt in self.optimizers().items()}}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Restore what `state_dict` returned into a rule built the same way."""
         self.net.load_state_dict(saved["net"])
         self.state.load_state_dict(saved["state"])
+        for name, value in saved["counters"].items():
+            setattr(self, name, value)
         for name, opt in self.optimizers().items():
             opt.load_state_dict(saved[f"{name}_optimizer"])
 

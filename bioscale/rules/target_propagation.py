@@ -62,6 +62,7 @@ class TargetProp(Rule):
     name = "tp"
     locality = "local"
     schedules = ("parallel", "alternating")
+    counters = ("forward_steps", "steps", "epoch")
     output_inverse_needed = True  # DTP's top target needs no inverse of the output layer
 
     def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
