@@ -140,9 +140,8 @@ def _fmt_best(best: pd.DataFrame) -> pd.DataFrame:
 def _rule_names(best: pd.DataFrame) -> list[str]:
     """Labels, with the fixed activation added where a label repeats within a dataset and architecture."""
     repeats = best.groupby(["dataset", "arch", "label"])["label"].transform("size")
-    activations = best.fixed.fillna("").str.extract(r"activation=(\w+)")[0]
-    return [f"{label} [{act}]" if n > 1 and isinstance(act, str) else label
-            for label, n, act in zip(best.label, repeats, activations)]
+    return [f"{label} [{act}]" if n > 1 and act not in ("", "sampled") else label
+            for label, n, act in zip(best.label, repeats, best.activation)]
 
 
 def _fmt_compare(table: pd.DataFrame) -> pd.DataFrame:

@@ -71,11 +71,7 @@ def default_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
     """Whether a search trial uses up one of the study's trials: finished, running or queued."""
-    if is_default_config(trial):
-        return False
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
-        return True
-    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("end_reason") or "").startswith(COUNTED_FAILURES)
+    return not is_default_config(trial) and (trial.state in (TrialState.RUNNING, TrialState.WAITING) or is_finished(trial))
 
 
 def is_finished(trial: FrozenTrial) -> bool:

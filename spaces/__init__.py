@@ -21,10 +21,10 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 
 from bioscale import rules
 from bioscale.errors import UsageError
-from bioscale.values import convert
+from bioscale.values import LIMITS, check_value, convert
 
 from . import architecture, backprop, feedback_alignment, target_propagation
-from ._common import CATALOGUE, LIMITS, TRAINING, TRAINING_DEFAULTS, check_value
+from ._common import CATALOGUE, TRAINING, TRAINING_DEFAULTS
 from .protocols import PROTOCOLS
 
 FAMILY_MODULES: tuple[ModuleType, ...] = (backprop, feedback_alignment, target_propagation)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bioscale import values
-from bioscale.values import LIMITS, check_value, describe_limits  # noqa: F401  (re-exported for the spaces package)
 
 LEARNING_RATE = FloatDistribution(1e-5, 1e-2, log=True)  # Table 4: [1e-5, 3e-4]
 BETA2 = CategoricalDistribution((0.95, 0.99, 0.999))  # Table 4: {0.99, 0.999}
