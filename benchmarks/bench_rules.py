@@ -44,7 +44,6 @@ def rule_variants() -> list[tuple[str, dict]]:
 def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str) -> dict[str, float]:
     """Median seconds per step for each rule on one preset network, interleaved."""
     shape, classes = SHAPES[dataset]
-    torch.manual_seed(0)
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
@@ -66,14 +65,14 @@ GEOMETRY = [(3, 64, 5, 2, 32), (64, 128, 5, 2, 16), (128, 256, 3, 1, 8)]  # (in,
 
 _PROBE = """
 import json, sys, time, torch
-from bioscale.layers import LocallyConnected2d
+from bioscale.layers import Conv2d, LocallyConnected2d
 kind, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 c, o, k, s, n = map(int, sys.argv[4:9])
 cuda = device.startswith("cuda")
 def make(c, o, k, s, n):
     if kind == "lc":
         return LocallyConnected2d(c, o, k, (n, n), stride=s).to(device)
-    return torch.nn.Conv2d(c, o, k, stride=s, padding=(k - 1) // 2).to(device)
+    return Conv2d(c, o, k, stride=s).to(device)
 def sync():
     if cuda:
         torch.cuda.synchronize()
@@ -84,13 +83,13 @@ def used():
     sync()
     return torch.cuda.max_memory_allocated() if cuda else status("VmHWM")
 warm = make(c, o, k, s, n)  # a first full-size pass sets up thread pools and library workspaces
-warm(torch.randn(batch, c, n, n, device=device, requires_grad=True)).sum().backward()
+warm(torch.randn(1, batch, c, n, n, device=device, requires_grad=True)).sum().backward()
 del warm
 if not cuda:
     open("/proc/self/clear_refs", "w").write("5")  # reset the peak resident size to the current one
 base = torch.cuda.memory_allocated() if cuda else status("VmRSS")
 layer = make(c, o, k, s, n)
-x = torch.randn(batch, c, n, n, device=device, requires_grad=True)
+x = torch.randn(1, batch, c, n, n, device=device, requires_grad=True)  # one member
 y = layer(x)
 y.backward(torch.ones_like(y))
 peak = used() - base

@@ -67,6 +67,10 @@ def _options(*names: str, **defaults: Any) -> argparse.ArgumentParser:
                                                     help="epochs at chance level before a trial counts as diverged (0: never)"),
         "rules": lambda d: p.add_argument("--rules", default=None, help="comma-separated rules (default: all)"),
         "quiet": lambda d: p.add_argument("--quiet", action="store_true", help="no progress output"),
+        "population": lambda d: p.add_argument(
+            "--population", type=int, default=d.get("population", 1),
+            help=f"trials each worker trains at once as one batched model: same numbers, more trials per hour "
+                 f"(default {d.get('population', 1)})"),
         "json": lambda d: p.add_argument("--json", action="store_true", help=d.get("json", "end with one JSON line")),
     }
     for name in names:
@@ -90,7 +94,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="forward learning rate (same as --set forward_lr=X)")
     p.add_argument("--download", action="store_true", help="download the dataset where torchvision can")
     p.add_argument("--augment", action="store_true", help="random crops and flips on the device (CIFAR)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="draws the initial weights, feedback weights and noise (default 0)")
+    p.add_argument("--data-seed", type=int, default=None, help="draws the minibatch order (default: --seed)")
     p.set_defaults(func=_run_train)
 
 
@@ -119,11 +124,13 @@ def _run_train(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     result, rule = train(rule=args.rule, dataset=args.dataset, arch=args.arch, activation=args.activation,
-                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=device,
+                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
+                         device=device,
                          data_root=args.data_root, augment=args.augment, settings=settings, callback=report,
                          progress=False if args.quiet else None)
     out = summary(result, rule, seconds=time.perf_counter() - start, rule=args.rule, dataset=args.dataset, arch=args.arch,
-                  activation=args.activation, device=device, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+                  activation=args.activation, device=device, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                  data_seed=args.seed if args.data_seed is None else args.data_seed)
     if args.json:
         print(json.dumps(out))
     else:
@@ -143,7 +150,7 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p = commands.add_parser("run", help="create or resume a study and run it to its trial budget",
                             description="Create a study (or resume it: rerun the same command) and run trials until "
                                         "--trials have finished, over all workers and machines sharing the storage.",
-                            parents=[_options("dataset", "storage", "devices", "workers", "set", "data-root",
+                            parents=[_options("dataset", "storage", "devices", "workers", "population", "set", "data-root",
                                               "chance-patience", "quiet", "json",
                                               workers_help="local worker processes sharing the study (default 1)",
                                               json="end with one JSON line: the study's counts and best trial")])
@@ -202,7 +209,8 @@ def _run_study_run(args: argparse.Namespace) -> None:
                       study_name=args.study_name, sampler=args.sampler, pruner=args.pruner, epochs=args.epochs,
                       workers=args.workers, devices=args.devices, fixed=parse_overrides(args.set), seed=args.seed,
                       data_root=args.data_root, progress=not args.quiet, chance_patience=args.chance_patience,
-                      protocol=args.protocol, activation=args.activation, default_trial=args.default_trial)
+                      protocol=args.protocol, activation=args.activation, default_trial=args.default_trial,
+                      population=args.population)
     row = study_summary(study)
     try:
         top = best_of(study)
@@ -254,7 +262,7 @@ def _run_study_best(args: argparse.Namespace) -> None:
     if "evaluation" in top and top["evaluation"].get("test_error_mean") is not None:
         e = top["evaluation"]
         print(f"evaluated: test error {100 * e['test_error_mean']:.2f}% ± {100 * e['test_error_std']:.2f}% over seeds {e['seeds']}")
-    print(f"reproduce: {train_command(config, top['seed'], top['device'])}")
+    print(f"reproduce: {train_command(config, top['seed'], top['device'], top['data_seed'])}")
 
 
 def _run_study_evaluate(args: argparse.Namespace) -> None:
@@ -314,7 +322,8 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
                        description="The paper's protocol at a small budget on digits: a tuning study for every rule and schedule "
                                    "on the fc and lc presets, once per activation, evaluation of each best configuration, "
                                    "then the analysis report.",
-                       parents=[_options("devices", "workers", "seeds", "rules", "quiet", seeds=seeds,
+                       parents=[_options("devices", "workers", "population", "seeds", "rules", "quiet", seeds=seeds,
+                                         population=DEMO["population"],
                                          workers=os.cpu_count() or 1, workers_help="processes (default: every core)")])
     p.add_argument("--out", default="bioscale-demo", help="folder for the storage, figures and report (default bioscale-demo)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/bioscale.db)")
@@ -328,7 +337,7 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
                        description="Random search over N configurations for every rule and schedule on one dataset and "
                                    "architecture, the best configuration re-evaluated with several seeds, then the report "
                                    "with the paper's numbers beside ours.",
-                       parents=[_options("storage", "devices", "workers", "set", "seeds", "data-root", "chance-patience",
+                       parents=[_options("storage", "devices", "workers", "population", "set", "seeds", "data-root", "chance-patience",
                                          "rules", "quiet", workers_help="worker processes per study (default 1)",
                                          set="fix or narrow a parameter in every study")])
     p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, cifar10, imagenet32 or digits")
@@ -353,7 +362,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     outcome = demo(out=args.out, storage=args.storage, trials=args.trials, epochs=args.epochs,
                    seeds=parse_seeds(args.seeds), workers=args.workers, rules=_names(args.rules),
                    activations=_names(args.activations) or (), devices=args.devices,
-                   progress=not args.quiet)
+                   population=args.population, progress=not args.quiet)
     print(outcome.summary())
 
 
@@ -365,7 +374,7 @@ def _run_campaign(args: argparse.Namespace) -> None:
                        sampler=args.sampler, pruner=args.pruner, seeds=parse_seeds(args.seeds), storage=args.storage,
                        workers=args.workers, devices=args.devices, data_root=args.data_root,
                        fixed=parse_overrides(args.set), out=args.out, formats=args.format.split(","),
-                       chance_patience=args.chance_patience, progress=not args.quiet)
+                       chance_patience=args.chance_patience, population=args.population, progress=not args.quiet)
     print(outcome.summary())
 
 

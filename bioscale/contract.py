@@ -32,16 +32,18 @@ def name_objective(study: optuna.Study) -> None:
 # ---------------------------------------------------------------------------------------------
 # Trials
 
-# Trial user attributes: the run's identity, written as it starts...
-SEED, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE = (
-    "seed", "device", "device_name", "worker", "versions", "config", "curve")
+# Trial user attributes: the run's identity, written as it starts (`seed` draws the initial
+# weights, the rule's state and noise; `data_seed` the minibatch order; `population` lists the
+# numbers of the trials trained together with it as one batched model, itself included)...
+SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE = (
+    "seed", "data_seed", "population", "device", "device_name", "worker", "versions", "config", "curve")
 # ... and its results, written as it ends (reset to null when a re-queued trial starts again).
 RESULT_ATTRS = ("train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
 # `role` is "default" on the one trial per tuning study that trains the rule's default settings:
 # it measures how much tuning buys (tunability) and stays out of the random-search statistics,
 # the budget and the choice of the best trial.
 ROLE, DEFAULT_CONFIG = "role", "default"
-TRIAL_ATTRS = (SEED, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, *RESULT_ATTRS)
+TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, *RESULT_ATTRS)
 
 # How a trial that did not complete ended: the start of its `end_reason`.
 DIVERGED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED = "diverged", "pruned", "out of memory", "error", "interrupted"

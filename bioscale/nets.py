@@ -9,6 +9,10 @@ a linear softmax output layer is always added.
     N*LAYER                  LAYER repeated N times, e.g. 5*fc:256
 
 Example, the paper's MNIST LC net: "lc:3:32:2,lc:3:64:2,fc:1024".
+
+A `Net` holds K members (one per seed; a single network is K = 1): every weight has a leading
+member dimension, an input batch (B, C, H, W) is shared by every member, and the logits are
+(K, B, classes).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import math
 import re
 from dataclasses import dataclass
 
-import torch
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
-from . import datasets
+from . import datasets, population
 from .errors import UsageError
-from .layers import ACTIVATIONS, Activation, LocallyConnected2d, reset_glorot, same_padding
+from .layers import ACTIVATIONS, Activation, Conv2d, Linear, LocallyConnected2d, MemberLayer
 
 PRESET_NAMES = ("fc", "lc", "conv")
 
@@ -96,7 +101,7 @@ class Block(nn.Module):
 
     def pre_activation(self, x: Tensor) -> Tensor:
         """a = W x + b, the layer's output before its nonlinearity."""
-        return self.layer(x.flatten(1) if self.flatten else x)
+        return self.layer(x.flatten(2) if self.flatten else x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.activation(self.pre_activation(x))
@@ -106,61 +111,80 @@ class Block(nn.Module):
 
 
 class Net(nn.Module):
-    """A stack of hidden blocks and a linear output layer producing logits (softmax in the loss)."""
+    """K members of one stack of hidden blocks and a linear output layer producing logits (softmax in the loss).
 
-    def __init__(self, spec: str, input_shape: tuple[int, int, int], n_classes: int, activation: str = "tanh") -> None:
+    Member k is initialised from `seeds[k]` alone (Glorot-uniform weights, zero biases), so it
+    starts exactly as a net of one member with that seed.
+    """
+
+    def __init__(self, spec: str, input_shape: tuple[int, int, int], n_classes: int, activation: str = "tanh", *,
+                 seeds: Sequence[int] = (0,)) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise UsageError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+        if not len(seeds):
+            raise UsageError("a net needs at least one member (one seed)")
         self.spec, self.input_shape, self.n_classes = spec, tuple(input_shape), n_classes
+        self.seeds = tuple(int(s) for s in seeds)
         self.activation = Activation(activation)
+        members = len(self.seeds)
         blocks: list[Block] = []
         shape = tuple(input_shape)  # (C, H, W) while spatial, (units,) after a fc layer
         for layer_spec in parse_spec(spec):
-            layer, flatten, shape = _make_layer(layer_spec, shape)
+            layer, flatten, shape = _make_layer(layer_spec, shape, members)
             blocks.append(Block(layer, self.activation, flatten))
         self.blocks = nn.ModuleList(blocks)
         self.flatten_output_input = len(shape) > 1
-        self.output = nn.Linear(math.prod(shape), n_classes)
-        for module in [*(b.layer for b in blocks), self.output]:
-            reset_glorot(module)
+        self.output = Linear(math.prod(shape), n_classes, members)
+        generators = population.generators(self.seeds, population.INIT)
+        for layer in self.layers():
+            layer.reset_parameters(generators)
+
+    @property
+    def members(self) -> int:
+        """K, the number of members."""
+        return len(self.seeds)
+
+    def member_input(self, x: Tensor) -> Tensor:
+        """A shared batch (B, C, H, W) as every member's input (K, B, C, H, W), a view; member inputs pass unchanged."""
+        return x.expand(self.members, *x.shape) if x.dim() == len(self.input_shape) + 1 else x
 
     def output_logits(self, h: Tensor) -> Tensor:
-        """Logits from the last hidden activity."""
-        return self.output(h.flatten(1) if self.flatten_output_input else h)
+        """Logits (K, B, classes) from the last hidden activity."""
+        return self.output(h.flatten(2) if self.flatten_output_input else h)
 
     def forward(self, x: Tensor) -> Tensor:
+        x = self.member_input(x)
         for block in self.blocks:
             x = block(x)
         return self.output_logits(x)
 
     def activities(self, x: Tensor) -> list[Tensor]:
-        """[h_0 = x, h_1, ..., h_{L-1}]: the input and every hidden activity."""
-        hs = [x]
+        """[h_0 = x, h_1, ..., h_{L-1}]: the input and every hidden activity, each (K, B, ...)."""
+        hs = [self.member_input(x)]
         for block in self.blocks:
             hs.append(block(hs[-1]))
         return hs
 
-    def layers(self) -> list[nn.Module]:
+    def layers(self) -> list[MemberLayer]:
         """Every weight layer, hidden ones first, the output layer last."""
         return [b.layer for b in self.blocks] + [self.output]
 
 
-def _make_layer(spec: LayerSpec, shape: tuple[int, ...]) -> tuple[nn.Module, bool, tuple[int, ...]]:
+def _make_layer(spec: LayerSpec, shape: tuple[int, ...], members: int) -> tuple[MemberLayer, bool, tuple[int, ...]]:
     if spec.kind == "fc":
-        return nn.Linear(math.prod(shape), spec.size), len(shape) > 1, (spec.size,)
+        return Linear(math.prod(shape), spec.size, members), len(shape) > 1, (spec.size,)
     if len(shape) != 3:
         raise UsageError(f"layer {spec} cannot follow a fully connected layer: put lc/conv layers first")
     channels, height, width = shape
     if spec.kind == "lc":
-        layer = LocallyConnected2d(channels, spec.size, spec.kernel_size, (height, width), stride=spec.stride)
+        layer = LocallyConnected2d(channels, spec.size, spec.kernel_size, (height, width), stride=spec.stride, members=members)
         return layer, False, (spec.size, *layer.output_size)
-    layer = nn.Conv2d(channels, spec.size, spec.kernel_size, stride=spec.stride, padding=same_padding(spec.kernel_size))
-    with torch.no_grad():
-        out = layer(torch.zeros(1, *shape))
-    return layer, False, tuple(out.shape[1:])
+    layer = Conv2d(channels, spec.size, spec.kernel_size, stride=spec.stride, members=members)
+    return layer, False, (spec.size, *layer.output_size((height, width)))
 
 
-def build_net(arch: str, dataset: str, input_shape: tuple[int, int, int], n_classes: int, activation: str = "tanh") -> Net:
-    """A network for a dataset from a preset name ('fc', 'lc', 'conv') or a spec string."""
-    return Net(resolve_arch(arch, dataset), input_shape, n_classes, activation)
+def build_net(arch: str, dataset: str, input_shape: tuple[int, int, int], n_classes: int, activation: str = "tanh", *,
+              seeds: Sequence[int] = (0,)) -> Net:
+    """A network of one member per seed for a dataset, from a preset name ('fc', 'lc', 'conv') or a spec string."""
+    return Net(resolve_arch(arch, dataset), input_shape, n_classes, activation, seeds=seeds)

@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -33,9 +34,15 @@ class EpochResult:
 
 @dataclass
 class FitResult:
-    """Every epoch's numbers, and the epoch with the lowest validation error (the last without one)."""
+    """One member's epochs, and the epoch with the lowest validation error (the last without one).
+
+    `diverged` says why a member that diverged stopped; `pruned_at` is the epoch after which the
+    callback stopped it; both are None for a member that trained every epoch.
+    """
 
     history: list[EpochResult] = field(default_factory=list)
+    diverged: Diverged | None = None
+    pruned_at: int | None = None
 
     @property
     def best(self) -> EpochResult:
@@ -46,34 +53,38 @@ class FitResult:
 
 
 @torch.no_grad()
-def error_rate(net: Net, x: Tensor, y: Tensor, batch_size: int = 2000) -> float:
-    """Fraction of examples misclassified by `net`."""
+def error_rates(net: Net, x: Tensor, y: Tensor, batch_size: int = 2000) -> list[float]:
+    """Fraction of examples each member of `net` misclassifies."""
     was_training = net.training
     net.eval()
-    wrong = sum((net(x[i:i + batch_size]).argmax(1) != y[i:i + batch_size]).sum() for i in range(0, len(x), batch_size))
+    wrong = sum((net(x[i:i + batch_size]).argmax(2) != y[i:i + batch_size]).sum(1) for i in range(0, len(x), batch_size))
     net.train(was_training)
-    return float(wrong) / len(x)
+    return (wrong.double() / len(x)).tolist()
 
 
 def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, seed: int = 0,
-        augment: bool = False, callback: Callable[[EpochResult], None] | None = None,
-        progress: bool | None = None, chance_patience: int = 5) -> FitResult:
-    """Train `rule.net` on `data` for `epochs`, reporting each epoch's errors to `callback`.
+        augment: bool = False, callback: Callable[[int, EpochResult], bool | None] | None = None,
+        progress: bool | None = None, chance_patience: int = 5) -> list[FitResult]:
+    """Train every member of `rule.net` on `data` for `epochs`; returns one FitResult per member.
 
-    Raises `Diverged` when the loss becomes NaN or infinite, or when the validation error (the
+    Members share the minibatch order (drawn from `seed`). After each epoch `callback(member,
+    record)` sees each running member's errors; returning False stops that member (a pruner's
+    decision). A member whose loss becomes NaN or infinite, or whose validation error (the
     training error without a validation split) stays at chance level for `chance_patience`
-    epochs in a row (0 disables that check). Only epochs that trained the forward weights count
-    (an alternating schedule's inverse-only epochs change nothing the error could show). The progress bar shows only on a terminal, unless
-    `progress` says otherwise. `callback` may raise (e.g. `optuna.TrialPruned`) to stop early.
+    epochs in a row (0 disables that check), is stopped as diverged; the others go on untouched.
+    Only epochs that trained the forward weights count towards chance (an alternating
+    schedule's inverse-only epochs change nothing the error could show). The progress bar shows
+    only on a terminal, unless `progress` says otherwise.
     """
     if epochs < 1 or batch_size < 1:
         raise UsageError(f"epochs ({epochs}) and batch size ({batch_size}) must be positive")
-    net, result = rule.net, FitResult()
+    net, results = rule.net, [FitResult() for _ in range(rule.members)]
+    running = list(range(rule.members))
     generator = torch.Generator().manual_seed(seed)
     n = len(data.train_x)
     steps = math.ceil(n / batch_size)
     chance = 1 - 1 / data.n_classes
-    at_chance = 0
+    at_chance = [0] * rule.members
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=epochs * steps, disable=not show, unit="step", leave=False, dynamic_ncols=True)
     start = time.perf_counter()
@@ -83,7 +94,7 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
             forward_steps = rule.forward_steps
             net.train()
             order = torch.randperm(n, generator=generator).to(data.device)
-            loss_sum = torch.zeros((), device=data.device)
+            loss_sum = torch.zeros(rule.members, device=data.device, dtype=torch.float64)
             for i in range(steps):
                 idx = order[i * batch_size:(i + 1) * batch_size]
                 x = data.train_x[idx]
@@ -91,49 +102,89 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
                     x = augment_batch(x, generator)
                 loss_sum += rule.step(x, data.train_y[idx])
                 bar.update()
-            loss = loss_sum.item() / steps
-            if not math.isfinite(loss):
-                raise Diverged(f"loss became {loss} in epoch {epoch + 1}", epoch + 1)
-            record = EpochResult(
-                epoch + 1, loss, error_rate(net, data.train_x, data.train_y),
-                error_rate(net, data.val_x, data.val_y) if data.val_x is not None else None,
-                error_rate(net, data.test_x, data.test_y), time.perf_counter() - start)
-            result.history.append(record)
-            watched = record.val_error if record.val_error is not None else record.train_error
-            if rule.forward_steps > forward_steps:
-                at_chance = at_chance + 1 if watched >= chance - 0.5 / data.n_classes else 0
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", val=_pct(record.val_error), test=_pct(record.test_error))
-            if callback is not None:
-                callback(record)
-            if chance_patience and at_chance >= chance_patience:
-                raise Diverged(f"error stayed at chance ({watched:.2f}) for {at_chance} epochs", epoch + 1)
+            losses = (loss_sum / steps).tolist()
+            errors = [error_rates(net, data.train_x, data.train_y),
+                      error_rates(net, data.val_x, data.val_y) if data.val_x is not None else [None] * rule.members,
+                      error_rates(net, data.test_x, data.test_y)]
+            seconds = time.perf_counter() - start
+            stopped = []
+            for member in running:
+                loss = losses[member]
+                if not math.isfinite(loss):
+                    results[member].diverged = Diverged(f"loss became {loss} in epoch {epoch + 1}", epoch + 1)
+                    stopped.append(member)
+                    continue
+                record = EpochResult(epoch + 1, loss, *(e[member] for e in errors), seconds)
+                results[member].history.append(record)
+                watched = record.val_error if record.val_error is not None else record.train_error
+                if rule.forward_steps > forward_steps:
+                    at_chance[member] = at_chance[member] + 1 if watched >= chance - 0.5 / data.n_classes else 0
+                if callback is not None and callback(member, record) is False:
+                    results[member].pruned_at = epoch + 1
+                    stopped.append(member)
+                elif chance_patience and at_chance[member] >= chance_patience:
+                    results[member].diverged = Diverged(
+                        f"error stayed at chance ({watched:.2f}) for {at_chance[member]} epochs", epoch + 1)
+                    stopped.append(member)
+            if stopped:
+                rule.stop(stopped)
+                running = [m for m in running if m not in stopped]
+            bar.set_postfix(epoch=epoch + 1, **_postfix(results, running))
+            if not running:
+                break
     finally:
         bar.close()
-    return result
+    return results
+
+
+def _postfix(results: list[FitResult], running: list[int]) -> dict[str, str]:
+    """The progress bar's numbers: the member's errors, or the best running member's in a population."""
+    if len(results) > 1:
+        vals = [results[m].history[-1].val_error for m in running]
+        return {"running": f"{len(running)}/{len(results)}",
+                "best_val": _pct(min(vals)) if vals and vals[0] is not None else "-"}
+    if not results[0].history:
+        return {}
+    record = results[0].history[-1]
+    return {"loss": f"{record.loss:.3f}", "val": _pct(record.val_error), "test": _pct(record.test_error)}
 
 
 def _pct(error: float | None) -> str:
     return "-" if error is None else f"{100 * error:.2f}%"
 
 
-def train(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
-          epochs: int = 10, batch_size: int = 128, seed: int = 0, device: str = AUTO,
-          data_root: str | None = None, val_size: float | int | None = None, augment: bool = False,
-          settings: dict[str, Any] | None = None, callback: Callable[[EpochResult], None] | None = None,
-          progress: bool | None = None, chance_patience: int = 5) -> tuple[FitResult, rules.Rule]:
-    """Build data, network and rule from their names and fit; seeded runs repeat exactly on the CPU.
-
-    `device` is a torch device name, or `auto`: the first GPU torch sees, else the CPU.
-    """
+def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
+          seeds: Sequence[int] = (0,), device: str = AUTO, data_root: str | None = None,
+          val_size: float | int | None = None, settings: dict[str, Any] | None = None) -> tuple[Data, rules.Rule]:
+    """The data and a rule training one member per seed, from names; a float setting may hold one value per member."""
     device = resolve_device(device)
     rule_class = rules.get(rule)
     settings = rules.coerce_settings(rule, settings or {})
     data = load(dataset, root=data_root, val_size=val_size, device=device)
-    torch.manual_seed(seed)
-    net = build_net(arch, dataset, data.input_shape, data.n_classes, activation).to(device)
-    learner = rule_class(net, **settings)
-    return fit(learner, data, epochs=epochs, batch_size=batch_size, seed=seed, augment=augment,
-               callback=callback, progress=progress, chance_patience=chance_patience), learner
+    net = build_net(arch, dataset, data.input_shape, data.n_classes, activation, seeds=seeds).to(device)
+    return data, rule_class(net, **settings)
+
+
+def train(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
+          epochs: int = 10, batch_size: int = 128, seed: int = 0, data_seed: int | None = None, device: str = AUTO,
+          data_root: str | None = None, val_size: float | int | None = None, augment: bool = False,
+          settings: dict[str, Any] | None = None, callback: Callable[[EpochResult], None] | None = None,
+          progress: bool | None = None, chance_patience: int = 5) -> tuple[FitResult, rules.Rule]:
+    """Build data, network and rule from their names and fit one configuration (a population of one).
+
+    `seed` draws the initial weights, the rule's state and noise; `data_seed` (default: `seed`)
+    the minibatch order. Seeded runs repeat exactly on the CPU. `device` is a torch device name, or `auto`: the first
+    GPU torch sees, else the CPU. Raises `Diverged` when the run diverged.
+    """
+    data, learner = build(rule=rule, dataset=dataset, arch=arch, activation=activation, seeds=(seed,), device=device,
+                          data_root=data_root, val_size=val_size, settings=settings)
+    report = None if callback is None else (lambda member, record: callback(record))
+    result, = fit(learner, data, epochs=epochs, batch_size=batch_size, seed=seed if data_seed is None else data_seed,
+                  augment=augment, callback=report,
+                  progress=progress, chance_patience=chance_patience)
+    if result.diverged is not None:
+        raise result.diverged
+    return result, learner
 
 
 def as_dict(record: EpochResult) -> dict[str, Any]:

@@ -22,14 +22,16 @@ def run_study(stage: str, rule: str, dataset: str, arch: str, trials: int = 60, 
               pruner: str = "none", epochs: int = 10, workers: int = 1, devices: Sequence[str] | str = AUTO,
               fixed: Mapping[str, Any] | None = None, seed: int = 0, data_root: str | None = None,
               progress: bool = True, chance_patience: int = 5, val_size: float | int | None = None,
-              protocol: str = "extended", activation: str | None = None, default_trial: bool = False) -> optuna.Study:
+              protocol: str = "extended", activation: str | None = None, default_trial: bool = False,
+              population: int = 1) -> optuna.Study:
     """Create (or resume) a study and run it until `trials` trials have finished, over `workers` processes.
 
     `protocol` decides what is sampled and what held (`bioscale.spaces.protocols`: "paper" or
     "extended"); `activation` holds the activation (and names the study `...:{activation}`).
     `fixed` takes `--set` overrides: a value fixes a parameter, `low:high` or `a,b,c` narrows
     it. With `default_trial`, a new tuning study first trains the rule's default settings once,
-    outside its budget and its statistics, to measure how much tuning buys.
+    outside its budget and its statistics, to measure how much tuning buys. Each worker trains
+    up to `population` trials at once as one batched model (same numbers, less time per trial).
     Everything is checked before the study is created; bad input raises UsageError.
     """
     verbosity = optuna.logging.get_verbosity()
@@ -39,10 +41,11 @@ def run_study(stage: str, rule: str, dataset: str, arch: str, trials: int = 60, 
                                              study_name_=study_name, sampler=sampler, pruner=pruner, epochs=epochs,
                                              workers=workers, devices=devices, fixed=fixed or {}, seed=seed,
                                              data_root=data_root, chance_patience=chance_patience, val_size=val_size,
-                                             protocol=protocol, activation=activation)
+                                             protocol=protocol, activation=activation, population=population)
         open_study(plan, storage_obj, default_trial=default_trial)
         if progress:
-            print(f"study {plan.study_name}: {workers} worker(s) on {', '.join(devices)}", file=sys.stderr, flush=True)
+            print(f"study {plan.study_name}: {workers} worker(s) on {', '.join(devices)}"
+                  + (f", populations of {population} trials" if population > 1 else ""), file=sys.stderr, flush=True)
         show = progress and sys.stderr.isatty()
         bar = StudyProgress(plan, show)
         try:

@@ -1,25 +1,32 @@
-"""One trial: sample, train with `bioscale.train.train`, report each epoch, record everything.
+"""Trials as one population: K trials sampled together, trained as one batched model, each told its own result.
 
-The objective is the lowest validation error over the epochs; the test error is recorded on
-every trial but never chooses or prunes anything.
+A single trial is a population of one. Every member's objective is its lowest validation error
+over the epochs; the test error is recorded on every trial but never chooses or prunes anything.
+Every trial of a study sees the same minibatch order (the study's seed), so a trial's numbers do
+not depend on which population it trained in.
 """
 
 from __future__ import annotations
 
 import functools
 import platform
+import sys
+import threading
 import time
+import traceback
 from typing import Any, Callable
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 
 import bioscale
 from bioscale import rules, spaces
-from bioscale.contract import (CONFIG, CURVE, DEVICE, DEVICE_NAME, DIVERGED, ERROR, INTERRUPTED, OUT_OF_MEMORY,
-                               PRUNED, RESULT_ATTRS, SEED, VERSIONS, WORKER, worker_id)
-from bioscale.errors import Diverged
-from bioscale.train import EpochResult, train
+
+from bioscale.contract import (CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME, DIVERGED, ERROR, INTERRUPTED,
+                               OUT_OF_MEMORY, POPULATION, PRUNED, RESULT_ATTRS, SEED, VERSIONS, WORKER, worker_id)
+from bioscale.storages import supports_heartbeat
+from bioscale.train import EpochResult, FitResult, build, fit
 
 from ._plan import Plan
 
@@ -66,74 +73,145 @@ def summarise(curve: dict[str, list[float]]) -> dict[str, Any]:
             "best_epoch": best + 1}
 
 
-def make_objective(plan: Plan, device: str, *, progress: bool | None = None,
-                   before: Callable[[], None] | None = None) -> Callable[[optuna.Trial], float]:
-    """The objective run by every worker; `before` runs first (it releases the budget lock)."""
+def structural(plan: Plan) -> list[str]:
+    """The sampled names every member of a population shares: all but the rule's float settings (bioscale.population)."""
+    per_member = {name for name, default in rules.settings(plan.rule).items() if isinstance(default, float)}
+    return [name for name in plan.space if name not in per_member]
 
-    def objective(trial: optuna.Trial) -> float:
-        if before is not None:
-            before()
-        inherited = trial.user_attrs  # non-empty only for a retry of a dead worker's trial
-        seed = int(inherited.get(SEED, plan.seed + trial.number))
+
+def member_settings(plan: Plan, configs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(training arguments, rule settings) of a population: a float setting as one value per member, the rest shared."""
+    training, settings = spaces.split_config(plan.rule, configs[0])
+    for config in configs[1:]:
+        other_training, _ = spaces.split_config(plan.rule, config)
+        if other_training != training or config["arch"] != configs[0]["arch"]:
+            raise ValueError("the members of a population must share their architecture and training arguments")
+    for name, value in settings.items():
+        values = [spaces.split_config(plan.rule, c)[1][name] for c in configs]
+        if isinstance(rules.settings(plan.rule)[name], float):
+            settings[name] = values
+        elif any(v != value for v in values):
+            raise ValueError(f"the members of a population must share {name}")
+    return training, settings
+
+
+def train_trials(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], params: list[dict[str, Any]],
+                 device: str, *, progress: bool | None = None) -> None:
+    """Train `trials` (their sampled `params`) as one population on `device`, report every epoch to each, and tell each its result.
+
+    A member that diverges or that the pruner stops ends PRUNED with its reason while the others
+    go on; out of memory ends every member PRUNED; any other error fails them all.
+    """
+    configs = [configuration(plan, p) for p in params]
+    seeds = [int(t.user_attrs.get(SEED, plan.seed + t.number)) for t in trials]  # a re-queued trial keeps its seed
+    curves: list[dict[str, list[float]]] = [{"train": [], "val": [], "test": []} for _ in trials]
+    numbers = [t.number for t in trials]
+    for trial, seed, config, curve in zip(trials, seeds, configs, curves):
         for key in RESULT_ATTRS:
-            if key in inherited:
+            if key in trial.user_attrs:
                 trial.set_user_attr(key, None)
-        params = {name: suggest(trial, name, dist) for name, dist in plan.space.items()}
-        config = configuration(plan, params)
-        curve: dict[str, list[float]] = {"train": [], "val": [], "test": []}
-        for key, value in ((SEED, seed), (DEVICE, device), (WORKER, f"{worker_id()}:{trial.number}"),
-                           (VERSIONS, versions()), (CONFIG, config), (CURVE, curve)):
+        for key, value in ((SEED, seed), (DATA_SEED, plan.seed), (POPULATION, numbers), (DEVICE, device),
+                           (WORKER, f"{worker_id()}:{trial.number}"), (VERSIONS, versions()), (CONFIG, config),
+                           (CURVE, curve)):
             trial.set_user_attr(key, value)
         if device.startswith("cuda"):
             import torch
 
             trial.set_user_attr(DEVICE_NAME, torch.cuda.get_device_name(torch.device(device)))
 
-        def report(record: EpochResult) -> None:
-            curve["train"].append(record.train_error)
-            curve["val"].append(record.val_error)
-            curve["test"].append(record.test_error)
-            trial.set_user_attr(CURVE, curve)
-            trial.report(record.val_error, record.epoch)
-            if record.epoch < plan.epochs and trial.should_prune():  # after the last epoch there is nothing to save
-                raise optuna.TrialPruned(f"pruned after epoch {record.epoch}")
+    def report(member: int, record: EpochResult) -> bool:
+        trial, curve = trials[member], curves[member]
+        curve["train"].append(record.train_error)
+        curve["val"].append(record.val_error)
+        curve["test"].append(record.test_error)
+        trial.set_user_attr(CURVE, curve)
+        trial.report(record.val_error, record.epoch)
+        # after the last epoch there is nothing to save
+        return not (record.epoch < plan.epochs and trial.should_prune())
 
-        training, settings = spaces.split_config(plan.rule, config)
-        start = time.perf_counter()
-        reason: str | None = None
-        try:
+    start = time.perf_counter()
+    reasons: list[str | None] = [None] * len(trials)
+    outcomes: list[tuple[TrialState, float | None]] = [(TrialState.FAIL, None)] * len(trials)
+    try:
+        with _Heartbeat(study, trials):
             try:
-                result, _ = train(rule=plan.rule, dataset=plan.dataset, arch=config["arch"], epochs=plan.epochs,
-                                  seed=seed, device=device, data_root=plan.data_root, val_size=plan.val_size,
-                                  settings=settings, callback=report, progress=progress,
-                                  chance_patience=plan.chance_patience, **training)
-                return result.best.val_error
-            except optuna.TrialPruned:
-                reason = PRUNED
+                results = _train(plan, configs, seeds, device, report, progress)
+                for member, result in enumerate(results):
+                    if result.diverged is not None:
+                        reasons[member] = f"{DIVERGED}: {result.diverged.reason}"
+                        outcomes[member] = (TrialState.PRUNED, None)
+                    elif result.pruned_at is not None:
+                        reasons[member] = PRUNED
+                        outcomes[member] = (TrialState.PRUNED, None)
+                    else:
+                        outcomes[member] = (TrialState.COMPLETE, result.best.val_error)
+            except KeyboardInterrupt:
+                reasons = [INTERRUPTED] * len(trials)
                 raise
-            except Diverged as error:
-                reason = f"{DIVERGED}: {error.reason}"
-                raise optuna.TrialPruned(reason) from None
             except Exception as error:
                 if not _out_of_memory(error):
                     reason = f"{ERROR}: {type(error).__name__}: {_first_line(error)}".rstrip(": ")
-                    raise
-                reason = f"{OUT_OF_MEMORY} on {device}: {_first_line(error)}".rstrip(": ")
-            except KeyboardInterrupt:
-                reason = INTERRUPTED
-                raise
+                    reasons = [reason] * len(trials)
+                    print(f"bioscale: trials {numbers} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+                else:
+                    reasons = [f"{OUT_OF_MEMORY} on {device}: {_first_line(error)}".rstrip(": ")] * len(trials)
+                    outcomes = [(TrialState.PRUNED, None)] * len(trials)
             # Out of memory: outside the handler, so that the error's traceback (which holds the
-            # trial's network and activations) is gone before the memory is given back.
-            _free_memory(device)
-            raise optuna.TrialPruned(reason)
-        finally:
-            for key, value in summarise(curve).items():
-                trial.set_user_attr(key, value)
-            trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+            # population's network and activations) is gone before the memory is given back.
+            if reasons[0] is not None and reasons[0].startswith(OUT_OF_MEMORY):
+                _free_memory(device)
+    finally:
+        seconds = round(time.perf_counter() - start, 3)
+        for trial, curve, reason, (state, value) in zip(trials, curves, reasons, outcomes):
+            for key, item in summarise(curve).items():
+                trial.set_user_attr(key, item)
+            trial.set_user_attr("seconds", seconds)
             if reason is not None:
                 trial.set_user_attr("end_reason", reason)
+            study.tell(trial, value, state=state, skip_if_finished=True)
 
-    return objective
+
+def _train(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], device: str,
+           report: Callable[[int, EpochResult], bool], progress: bool | None) -> list[FitResult]:
+    """Build and fit the population; its net and data live only in this frame (freed when it returns or raises)."""
+    training, settings = member_settings(plan, configs)
+    data, learner = build(rule=plan.rule, dataset=plan.dataset, arch=configs[0]["arch"],
+                          activation=training.get("activation", "tanh"), seeds=seeds, device=device,
+                          data_root=plan.data_root, val_size=plan.val_size, settings=settings)
+    return fit(learner, data, epochs=plan.epochs, batch_size=training.get("batch_size", 128), seed=plan.seed,
+               callback=report, progress=progress, chance_patience=plan.chance_patience)
+
+
+class _Heartbeat:
+    """Records a heartbeat for every running trial of a population while it trains (RDB storages with heartbeats)."""
+
+    def __init__(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
+        storage = study._storage  # noqa: SLF001 - Optuna keeps no public handle on a study's storage
+        self.storage = storage if supports_heartbeat(storage) else None
+        self.ids = [t._trial_id for t in trials]  # noqa: SLF001
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self.storage is not None:
+            self.beat()
+            self.thread = threading.Thread(target=self.run, daemon=True)
+            self.thread.start()
+        return self
+
+    def beat(self) -> None:
+        for trial_id in self.ids:
+            self.storage.record_heartbeat(trial_id)
+
+    def run(self) -> None:
+        interval = self.storage.get_heartbeat_interval()
+        while not self.stop.wait(interval):
+            self.beat()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _first_line(error: BaseException) -> str:

@@ -56,6 +56,7 @@ class Plan:
     study_name: str
     data_root: str | None = None
     val_size: float | int | None = None
+    population: int = 1  # trials a worker trains at once as one batched model; not part of the study's identity
 
     @property
     def label(self) -> str:

@@ -26,13 +26,15 @@ def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, sche
             study_name_: str | None, sampler: str, pruner: str, epochs: int, workers: int,
             devices: Sequence[str] | str, fixed: Mapping[str, Any], seed: int, data_root: str | None,
             chance_patience: int, val_size: float | int | None, protocol: str,
-            activation: str | None) -> tuple[Plan, BaseStorage, list[str]]:
+            activation: str | None, population: int = 1) -> tuple[Plan, BaseStorage, list[str]]:
     """Check a study's whole configuration, then open its storage; raises UsageError before creating anything."""
     rule, schedule, overrides = check_common(stage=stage, rule=rule, schedule=schedule, dataset=dataset, epochs=epochs,
                                              trials=trials, sampler=sampler, pruner=pruner,
                                              chance_patience=chance_patience, overrides=fixed)
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"workers must be a whole number >= 1 (got {workers!r})")
+    if not isinstance(population, int) or isinstance(population, bool) or population < 1:
+        raise UsageError(f"population must be a whole number >= 1: how many trials each worker trains at once (got {population!r})")
     device_list = resolve_devices(devices)
     family, space, fixed_values = search_space(stage, rule, schedule, dataset, arch, overrides, check_protocol(protocol),
                                                activation)
@@ -57,7 +59,7 @@ def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, sche
     plan = Plan(stage=stage, protocol="custom" if overrides else protocol, rule=rule, schedule=schedule, dataset=dataset, arch=arch_name, arch_spec=arch_spec,
                 arch_from=arch_from, family=family, epochs=epochs, trials=trials, sampler=sampler, pruner=pruner,
                 seed=seed, chance_patience=chance_patience, space=space, fixed=fixed_values, storage=spec,
-                study_name=name, data_root=data_root, val_size=val_size)
+                study_name=name, data_root=data_root, val_size=val_size, population=population)
     return plan, storage_obj, device_list
 
 

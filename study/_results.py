@@ -12,11 +12,11 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from bioscale import contract, spaces
-from bioscale.contract import DEVICE, SEED
+from bioscale.contract import DATA_SEED, DEVICE, SEED
 from bioscale.devices import AUTO, resolve_device
-from bioscale.errors import Diverged, UsageError
+from bioscale.errors import UsageError
 from bioscale.storages import open_existing
-from bioscale.train import train
+from bioscale.train import build, fit
 
 
 
@@ -72,6 +72,7 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
     trial = best_trial(study)
     attrs = study.user_attrs
     out = {"study": study.study_name, "trial": trial.number, "seed": trial.user_attrs.get(SEED),
+           "data_seed": trial.user_attrs.get(DATA_SEED, trial.user_attrs.get(SEED)),
            "device": trial.user_attrs.get(DEVICE), "val_error": trial.value,
            "test_error": trial.user_attrs.get("test_error"), "train_error": trial.user_attrs.get("train_error"),
            "best_epoch": trial.user_attrs.get("best_epoch"), "params": dict(trial.params),
@@ -84,13 +85,14 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
     return out
 
 
-def train_command(config: dict[str, Any], seed: int, device: str | None = None) -> str:
-    """A `bioscale train` command line that trains `config` exactly as its trial did: the validation split, `seed`, `device`."""
+def train_command(config: dict[str, Any], seed: int, device: str | None = None, data_seed: int | None = None) -> str:
+    """A `bioscale train` command line that trains `config` exactly as its trial did: the validation split, seeds, `device`."""
     from bioscale import rules
 
     parts = ["bioscale train", f"--rule {config['rule']}", f"--dataset {config['dataset']}", f"--arch {shlex.quote(config['arch'])}",
              f"--epochs {config['epochs']}", f"--activation {config['activation']}", f"--batch-size {config['batch_size']}",
-             f"--seed {seed}"] + ([f"--device {device}"] if device else [])
+             f"--seed {seed}"] + ([f"--data-seed {data_seed}"] if data_seed not in (None, seed) else []) + (
+                 [f"--device {device}"] if device else [])
     defaults = rules.settings(config["rule"])
     parts += [f"--set {k}={config[k]}" for k in defaults if k in config and config[k] != defaults[k]]
     return " ".join(parts)
@@ -101,10 +103,12 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
                    progress: bool | None = None) -> dict[str, Any]:
     """Re-train the study's best configuration with each seed; record its test errors.
 
-    Each seed trains as the trials did (the validation split held out) and is measured twice: at
-    the epoch of its lowest validation error (the paper's "best within the budget", chosen on
-    validation, never on test) and at the last epoch. Seeds that diverge are listed under
-    `diverged`, not averaged. The result is stored in the study's user attribute `evaluation`.
+    The seeds train together as one population, as the trials did (the validation split held
+    out, the minibatch order of the study's seed; each seed draws its member's initial weights,
+    rule state and noise). Each is measured twice: at the epoch of its lowest validation error
+    (the paper's "best within the budget", chosen on validation, never on test) and at the last
+    epoch. Seeds that diverge are listed under `diverged`, not averaged. The result is stored in
+    the study's user attribute `evaluation`.
     """
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -120,14 +124,17 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
     epochs = epochs or int(study.user_attrs.get("epochs") or config["epochs"])
     config["epochs"] = epochs
     training, settings = spaces.split_config(config["rule"], config)
+    data_seed = int(study.user_attrs.get("seed") or 0)
+    data, learner = build(rule=config["rule"], dataset=config["dataset"], arch=config["arch"],
+                          activation=training.get("activation", "tanh"), seeds=seeds, device=device, data_root=data_root,
+                          settings=settings)
+    results = fit(learner, data, epochs=epochs, batch_size=training.get("batch_size", 128), seed=data_seed,
+                  progress=progress, chance_patience=0)
+    del data, learner
     test_errors, train_errors, at_best, best_epochs, diverged = [], [], [], [], []
-    for seed in seeds:
-        try:
-            result, _ = train(rule=config["rule"], dataset=config["dataset"], arch=config["arch"], epochs=epochs,
-                              seed=seed, device=device, data_root=data_root, settings=settings,
-                              progress=progress, chance_patience=0, **training)
-        except Diverged as error:
-            diverged.append({"seed": seed, "reason": error.reason})
+    for seed, result in zip(seeds, results):
+        if result.diverged is not None:
+            diverged.append({"seed": seed, "reason": result.diverged.reason})
             continue
         last, best_epoch = result.history[-1], result.best
         test_errors.append(last.test_error)
@@ -141,7 +148,7 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
                   "test_error_mean": _mean(test_errors), "test_error_std": _std(test_errors),
                   "test_errors_at_best_val": at_best, "best_val_epochs": best_epochs,
                   "test_error_at_best_val_mean": _mean(at_best), "test_error_at_best_val_std": _std(at_best),
-                  "epochs": epochs, "config": config, "trial": trial.number, "device": device}
+                  "epochs": epochs, "config": config, "trial": trial.number, "device": device, "data_seed": data_seed}
     if diverged:
         evaluation["diverged"] = diverged
     study.set_user_attr("evaluation", evaluation)

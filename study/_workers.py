@@ -1,5 +1,11 @@
 """Workers: each takes trials under the budget lock until the study's budget is spent; a supervisor replaces dead ones.
 
+A worker asks up to `plan.population` trials at once and trains them as one population
+(`_objective.train_trials`): fresh trials share the first one's structural values (architecture,
+activation, batch size, schedule period, ...), drawn by the study's sampler with those values
+fixed; queued trials (re-queued ones, the default configuration) go first, in queue order, as
+many as agree on those values.
+
 The budget counts finished trials (complete, pruned, or failed with an error) plus the ones
 running or queued; every worker checks it and asks for its next trial under one lock per study
 (`BudgetLock`), so K workers on any number of machines finish exactly N trials. A local worker
@@ -28,7 +34,7 @@ from bioscale.contract import counts_against_budget, trial_worker
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
 
 from ._lock import BudgetLock
-from ._objective import make_objective
+from ._objective import structural, suggest, train_trials
 from ._plan import Plan
 from ._samplers import make_pruner, make_sampler
 
@@ -42,13 +48,14 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Populations are asked and told by hand (one batched model trains many trials), with heartbeats of their own.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     storage = storage if storage is not None else open_storage(plan.storage)
     heartbeat = supports_heartbeat(storage)
     interval, grace = heartbeat_settings() if heartbeat else (2, 0)
     study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner, plan.epochs))
     study.sampler = make_sampler(plan.sampler, plan.seed, stream=_stream(index, len(study.get_trials(deepcopy=False))))
     lock = BudgetLock(plan.storage, plan.study_name)
-    objective = make_objective(plan, device, progress=progress, before=lock.release)
     orphan_patience = max(2 * grace, 60)
     poll = max(1.0, min(float(interval), 5.0))
     ran = 0
@@ -57,12 +64,14 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
             lock.acquire()
             try:
                 recover_lost_trials(study, storage, heartbeat, orphan_patience)
-                step = next_step(study, _budget(study, plan))
+                step, size = next_step(study, _budget(study, plan), plan.population)
                 if step == "run":
-                    study.optimize(objective, n_trials=1, catch=(Exception,))
-                    ran += 1
+                    trials, params = ask_population(study, plan, size)
             finally:
                 lock.release()
+            if step == "run":
+                train_trials(study, plan, trials, params, device, progress=progress)
+                ran += len(trials)
             if on_change is not None:
                 on_change(study)
             if step == "done":
@@ -83,16 +92,56 @@ def _budget(study: optuna.Study, plan: Plan) -> int:
     return int(study.user_attrs.get("trials", plan.trials))
 
 
-def next_step(study: optuna.Study, budget: int) -> str:
-    """'run' (a queued trial, or budget left), 'wait' (others' trials still running), or 'done'."""
+def next_step(study: optuna.Study, budget: int, population: int = 1) -> tuple[str, int]:
+    """('run', how many trials to ask: queued ones, or budget left, at most `population`), ('wait', 0) while others' trials run, or ('done', 0)."""
     trials = study.get_trials(deepcopy=False)
-    if any(t.state == TrialState.WAITING for t in trials):
-        return "run"
-    if sum(counts_against_budget(t) for t in trials) < budget:
-        return "run"
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    if waiting:
+        return "run", min(population, waiting)
+    left = budget - sum(counts_against_budget(t) for t in trials)
+    if left > 0:
+        return "run", min(population, left)
     if any(t.state == TrialState.RUNNING for t in trials):
-        return "wait"
-    return "done"
+        return "wait", 0
+    return "done", 0
+
+
+def ask_population(study: optuna.Study, plan: Plan, size: int) -> tuple[list[optuna.Trial], list[dict]]:
+    """Up to `size` trials that share their structural values, with their sampled parameters (call under the budget lock).
+
+    Queued trials come first: the longest run at the head of the queue that agrees with the
+    first on every structural value. Otherwise `size` fresh trials: the first sampled freely,
+    the others with its structural values fixed (`PartialFixedSampler` over the study's sampler).
+    """
+    names = structural(plan)
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if waiting:
+        shared = [{n: _queued_value(t, n) for n in names} for t in waiting[:size]]
+        size = next((i for i, s in enumerate(shared) if s != shared[0]), len(shared))
+        trials = [study.ask() for _ in range(size)]  # Optuna pops the queue in order
+        return trials, [_sample(t, plan) for t in trials]
+    first = study.ask()
+    params = [_sample(first, plan)]
+    trials = [first]
+    if size > 1:
+        sampler = study.sampler
+        study.sampler = optuna.samplers.PartialFixedSampler({n: params[0][n] for n in names}, sampler)
+        try:
+            for _ in range(size - 1):
+                trials.append(study.ask())
+                params.append(_sample(trials[-1], plan))
+        finally:
+            study.sampler = sampler
+    return trials, params
+
+
+def _queued_value(trial: FrozenTrial, name: str) -> object:
+    """A queued trial's value of `name`: a re-queued trial's own parameter, or what `enqueue_trial` fixed."""
+    return trial.params[name] if name in trial.params else trial.system_attrs.get("fixed_params", {}).get(name)
+
+
+def _sample(trial: optuna.Trial, plan: Plan) -> dict:
+    return {name: suggest(trial, name, dist) for name, dist in plan.space.items()}
 
 
 def recover_lost_trials(study: optuna.Study, storage: BaseStorage, heartbeat: bool, orphan_patience: float) -> None:

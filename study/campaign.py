@@ -105,11 +105,12 @@ def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int,
                  pruner: str = "none", workers: int = 1, devices: Sequence[str] | str = "auto", seeds: Sequence[int] = (0, 1, 2),
                  eval_epochs: int | None = None, data_root: str | None = None, fixed: dict[str, Any] | None = None,
                  parallel_studies: bool = False, chance_patience: int = 5, progress: bool = True,
-                 protocol: str = "paper") -> list[str]:
+                 protocol: str = "paper", population: int = 1) -> list[str]:
     """Tune every study to its trial budget, then evaluate each best configuration with `seeds`; returns the study names.
 
     With `parallel_studies`, `workers` processes each take whole studies (one thread each: many
     small studies fill a CPU best that way); otherwise each study runs on all `workers` in turn.
+    Each worker trains up to `population` trials of a study at once as one batched model.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -117,7 +118,7 @@ def run_campaign(studies: Sequence[CampaignStudy], *, storage: str, trials: int,
     devices = resolve_devices(devices)
     show = progress and sys.stderr.isatty()
     options = dict(storage=storage, trials=trials, epochs=epochs, sampler=sampler, pruner=pruner, protocol=protocol,
-                   data_root=data_root, fixed=dict(fixed or {}), chance_patience=chance_patience)
+                   data_root=data_root, fixed=dict(fixed or {}), chance_patience=chance_patience, population=population)
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     names = [s.name for s in studies]
     say(f"campaign of {len(studies)} studies on {', '.join(devices)}")

@@ -12,9 +12,9 @@ from bioscale.nets import Net
 SPECS = {"fc": "2*fc:12", "lc": "lc:3:4:2,lc:3:5:1,fc:10", "conv": "conv:3:4:2,conv:3:5:1,fc:10"}
 
 
-def make_net(family: str, activation: str = "tanh") -> Net:
-    torch.manual_seed(0)
-    return Net(SPECS[family], (2, 6, 6), 5, activation)
+def make_net(family: str, activation: str = "tanh", seeds=(0, 1)) -> Net:
+    """Two members by default: every check below holds for each member on its own."""
+    return Net(SPECS[family], (2, 6, 6), 5, activation, seeds=seeds)
 
 
 def batch(n: int = 7):
@@ -25,7 +25,7 @@ def batch(n: int = 7):
 def grads_of(rule_name: str, net: Net, **settings) -> list[torch.Tensor]:
     rule = rules.create(rule_name, net, **settings)
     x, y = batch()
-    rule.task_loss(x, y).backward()
+    rule.task_loss(x, y).sum().backward()
     return [p.grad.clone() for p in net.parameters()]
 
 
@@ -38,7 +38,7 @@ def test_fa_with_feedback_equal_to_weights_is_backprop(family):
     for feedback, layer in zip(rule.state, fa_net.layers(), strict=True):
         feedback.copy_(layer.weight.detach())
     x, y = batch()
-    rule.task_loss(x, y).backward()
+    rule.task_loss(x, y).sum().backward()
     for g_bp, p in zip(bp, fa_net.parameters()):
         torch.testing.assert_close(p.grad, g_bp, rtol=1e-5, atol=1e-6)
 
@@ -50,7 +50,8 @@ def test_fa_with_random_feedback_differs_from_backprop_below_the_top(family):
     fa = grads_of("fa", copy.deepcopy(net))
     # The output layer's gradient needs no transport, so it matches; the first layer's does not.
     torch.testing.assert_close(fa[-1], bp[-1])
-    assert not torch.allclose(fa[0], bp[0])
+    for k in range(2):
+        assert not torch.allclose(fa[0][k], bp[0][k])
 
 
 def test_fa_feedback_is_a_fixed_buffer_of_the_rule_not_of_the_net():
@@ -106,8 +107,8 @@ def test_sign_symmetry_sends_the_error_through_the_signs_of_the_current_weights(
     for feedback, layer in zip(fa.state, fa_net.layers(), strict=True):
         feedback.copy_(layer.weight.detach().sign())
     x, y = batch()
-    ss.task_loss(x, y).backward()
-    fa.task_loss(x, y).backward()
+    ss.task_loss(x, y).sum().backward()
+    fa.task_loss(x, y).sum().backward()
     for p_ss, p_fa in zip(ss.net.parameters(), fa_net.parameters()):
         torch.testing.assert_close(p_ss.grad, p_fa.grad)
     bp = grads_of("bp", copy.deepcopy(net))
@@ -119,51 +120,59 @@ def test_dfa_matches_a_hand_computed_update(family):
     net = make_net(family)
     rule = rules.create("dfa", net)
     x, y = batch()
-    rule.task_loss(x, y).backward()
-    # Independent computation: every quantity from the definitions, layer by layer.
+    rule.task_loss(x, y).sum().backward()
+    # Independent computation: every quantity from the definitions, layer by layer, member by member.
     with torch.no_grad():
-        hs, pre = [x], []
+        hs, pre = [net.member_input(x)], []
         for block in net.blocks:
-            inp = hs[-1].flatten(1) if block.flatten else hs[-1]
+            inp = hs[-1].flatten(2) if block.flatten else hs[-1]
             pre.append(block.layer(inp))
             hs.append(torch.tanh(pre[-1]))
         logits = net.output_logits(hs[-1])
-        e = (torch.softmax(logits, 1) - F.one_hot(y, 5)) / len(y)
+        e = (torch.softmax(logits, 2) - F.one_hot(y, 5)) / len(y)
     for l, block in enumerate(net.blocks):
-        delta = (e @ rule.state[l].t()).view_as(pre[l]) * (1 - torch.tanh(pre[l]) ** 2)
-        inp = hs[l].flatten(1) if block.flatten else hs[l]
+        b_e = torch.stack([e[k] @ rule.state[l][k].t() for k in range(net.members)])
+        delta = b_e.view_as(pre[l]) * (1 - torch.tanh(pre[l]) ** 2)
+        inp = hs[l].flatten(2) if block.flatten else hs[l]
         a = block.layer(inp)
         expect_w, expect_b = torch.autograd.grad(a, (block.layer.weight, block.layer.bias), delta)
         torch.testing.assert_close(block.layer.weight.grad, expect_w, rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(block.layer.bias.grad, expect_b, rtol=1e-5, atol=1e-7)
     # The output layer learns by the delta rule on its own input.
-    expect_out = e.t() @ hs[-1].flatten(1)
-    torch.testing.assert_close(net.output.weight.grad, expect_out, rtol=1e-5, atol=1e-7)
+    for k in range(net.members):
+        expect_out = e[k].t() @ hs[-1][k].flatten(1)
+        torch.testing.assert_close(net.output.weight.grad[k], expect_out, rtol=1e-5, atol=1e-7)
 
 
 def test_dfa_for_a_linear_net_by_explicit_formula():
-    """One hidden fc layer, relu: δ1 = (B1 e) ⊙ 1[a1 > 0], ∂W1 = δ1ᵀ x, written out with no autograd."""
-    torch.manual_seed(3)
-    net = Net("fc:4", (1, 1, 3), 2, "relu")
+    """One hidden fc layer, relu: δ1 = (B1 e) ⊙ 1[a1 > 0], ∂W1 = δ1ᵀ x, written out with no autograd, for each member."""
+    net = Net("fc:4", (1, 1, 3), 2, "relu", seeds=(3, 4))
     rule = rules.create("dfa", net)
-    x = torch.randn(5, 1, 1, 3)
+    x = torch.randn(5, 1, 1, 3, generator=torch.Generator().manual_seed(3))
     y = torch.tensor([0, 1, 1, 0, 1])
-    rule.task_loss(x, y).backward()
-    W1, b1 = net.blocks[0].layer.weight.detach(), net.blocks[0].layer.bias.detach()
-    W2, b2 = net.output.weight.detach(), net.output.bias.detach()
-    xf = x.flatten(1)
-    a1 = xf @ W1.t() + b1
-    h1 = a1.clamp_min(0)
-    p = torch.softmax(h1 @ W2.t() + b2, 1)
-    e = (p - torch.eye(2)[y]) / 5
-    delta = (e @ rule.state[0].t()) * (a1 > 0).float()
-    torch.testing.assert_close(net.blocks[0].layer.weight.grad, delta.t() @ xf)
-    torch.testing.assert_close(net.output.weight.grad, e.t() @ h1)
+    rule.task_loss(x, y).sum().backward()
+    for k in range(2):
+        W1, b1 = net.blocks[0].layer.weight[k].detach(), net.blocks[0].layer.bias[k].detach()
+        W2, b2 = net.output.weight[k].detach(), net.output.bias[k].detach()
+        xf = x.flatten(1)
+        a1 = xf @ W1.t() + b1
+        h1 = a1.clamp_min(0)
+        p = torch.softmax(h1 @ W2.t() + b2, 1)
+        e = (p - torch.eye(2)[y]) / 5
+        delta = (e @ rule.state[0][k].t()) * (a1 > 0).float()
+        torch.testing.assert_close(net.blocks[0].layer.weight.grad[k], delta.t() @ xf)
+        torch.testing.assert_close(net.output.weight.grad[k], e.t() @ h1)
 
 
 def test_adam_settings_reach_the_optimizer():
-    net = make_net("fc")
+    net = make_net("fc", seeds=(0,))
     rule = rules.create("bp", net, forward_lr="3e-4", forward_beta2="0.99", forward_eps=1e-6)
-    group = rule.forward_optimizer.param_groups[0]
-    assert group["lr"] == 3e-4 and group["betas"] == (0.9, 0.99) and group["eps"] == 1e-6
+    opt = rule.forward_optimizer
+    assert opt.lr.tolist() == [pytest.approx(3e-4)] and opt.beta1.tolist() == [pytest.approx(0.9)]
+    assert opt.beta2.tolist() == [pytest.approx(0.99)] and opt.eps.tolist() == [pytest.approx(1e-6)]
     assert rule.get_params() == {"forward_lr": 3e-4, "forward_beta1": 0.9, "forward_beta2": 0.99, "forward_eps": 1e-6}
+    # One value per member: each member's optimizer settings are its own.
+    rule = rules.create("bp", make_net("fc"), forward_lr=["1e-3", "3e-4"], forward_beta1=[0.8, 0.9])
+    assert rule.forward_optimizer.lr.tolist() == [pytest.approx(1e-3), pytest.approx(3e-4)]
+    assert rule.forward_optimizer.beta1.tolist() == [pytest.approx(0.8), pytest.approx(0.9)]
+    assert rule.member_params(1) == {"forward_lr": 3e-4, "forward_beta1": 0.9, "forward_beta2": 0.999, "forward_eps": 1e-8}

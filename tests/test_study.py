@@ -138,11 +138,14 @@ def test_bad_storage_is_refused_before_anything_is_created(tmp_path, capsys, sto
     assert "pw" not in err  # passwords stay out of messages
 
 
-def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_path, capsys):
+@pytest.mark.parametrize("population", [1, 4])
+def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_path, capsys, population):
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    # Random search over an absurd and a sane learning rate: seed 0 draws both among four trials.
+    # Random search over an absurd and a sane learning rate: seed 0 draws both among four trials
+    # (with a population of 4, all in one batched model: the sane members train on untouched).
     code, _, _ = cli(capsys, "study", "run", "--rule", "bp", "--trials", "4", "--epochs", "2", "--storage", url,
-                     "--sampler", "random", "--set", "forward_lr=1e-3,1e30", "--set", "activation=relu")
+                     "--sampler", "random", "--set", "forward_lr=1e-3,1e30", "--set", "activation=relu",
+                     "--population", str(population))
     assert code == 0
     trials = load(url, "tune:digits:fc:bp").get_trials()
     diverged = [t for t in trials if t.params["forward_lr"] == 1e30]
@@ -258,10 +261,12 @@ def test_random_and_tpe_searches_are_seeded(tmp_path):
         assert params[0] == params[1] and params[0][0] != params[0][1]
 
 
-def test_best_after_pruner_keeps_only_the_best_so_far(tmp_path):
+@pytest.mark.parametrize("population", [1, 5])
+def test_best_after_pruner_keeps_only_the_best_so_far(tmp_path, population):
+    """Per member in a population too: members report in trial order, each pruned or kept on its own."""
     url = f"sqlite:///{tmp_path / 'p.db'}"
     study = run_study("tune", "bp", "digits", "fc", 5, epochs=2, storage=url, sampler="random", pruner="best-after:1",
-                      progress=False, fixed={"batch_size": "256"})
+                      progress=False, fixed={"batch_size": "256"}, population=population)
     trials = study.get_trials()
     assert trials[0].state == TrialState.COMPLETE
     for trial in trials:
@@ -272,6 +277,8 @@ def test_best_after_pruner_keeps_only_the_best_so_far(tmp_path):
             assert len(trial.user_attrs["curve"]["val"]) == 1
         else:
             assert all(mine < e for e in earlier)
+    assert {len(t.user_attrs["population"]) for t in trials} == {population}
+    assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
 
 
 def test_dashboard_serves_the_storage_over_http(fa_study, free_port):
@@ -379,8 +386,10 @@ def test_evaluate_reports_the_test_error_at_the_best_validation_epoch_and_at_the
     evaluation = evaluate_study(url, "tune:digits:fc:bp", seeds=(3, 4), device="cpu", progress=False)
     training, settings = spaces.split_config("bp", evaluation["config"])
     for i, seed in enumerate((3, 4)):
+        # Each seed alone, with the minibatch order the evaluation's population shared (the study's seed).
         result, _ = train(rule="bp", dataset="digits", arch=evaluation["config"]["arch"], epochs=4, seed=seed,
-                          device="cpu", settings=settings, progress=False, chance_patience=0, **training)
+                          data_seed=evaluation["data_seed"], device="cpu", settings=settings, progress=False,
+                          chance_patience=0, **training)
         best = min(result.history, key=lambda r: r.val_error)
         assert evaluation["best_val_epochs"][i] == best.epoch
         assert evaluation["test_errors_at_best_val"][i] == best.test_error

@@ -16,57 +16,79 @@ from bioscale.nets import build_net
 from bioscale.train import fit, train
 
 
-def digits_rule(name="bp", **settings):
+def digits_rule(name="bp", seeds=(0,), **settings):
     data = load("digits")
-    torch.manual_seed(0)
-    net = build_net("fc", "digits", data.input_shape, data.n_classes)
+    net = build_net("fc", "digits", data.input_shape, data.n_classes, seeds=seeds)
     return data, rules.create(name, net, **settings)
+
+
+def noisy_labels(data):
+    g = torch.Generator().manual_seed(0)
+    return dataclasses.replace(data, train_y=torch.randint(0, 10, data.train_y.shape, generator=g),
+                               val_y=torch.randint(0, 10, data.val_y.shape, generator=g))
 
 
 def test_fit_reports_every_epoch_to_the_callback_and_selects_by_validation():
     data, rule = digits_rule()
     seen = []
-    result = fit(rule, data, epochs=3, progress=False, callback=seen.append)
+    result, = fit(rule, data, epochs=3, progress=False, callback=lambda member, record: seen.append((member, record)))
+    assert [m for m, _ in seen] == [0, 0, 0]
+    seen = [r for _, r in seen]
     assert [r.epoch for r in seen] == [1, 2, 3] and seen == result.history
+    assert result.diverged is None and result.pruned_at is None
     for r in seen:
         assert 0 <= r.train_error <= 1 and 0 <= r.val_error <= 1 and 0 <= r.test_error <= 1
     assert seen[-1].seconds >= seen[0].seconds > 0
     assert result.best.val_error == min(r.val_error for r in seen)
 
 
-def test_nan_loss_raises_diverged():
+def test_nan_loss_stops_the_member_as_diverged():
     data, rule = digits_rule()
     poisoned = dataclasses.replace(data, train_x=data.train_x.clone())
     poisoned.train_x[::7] = float("nan")
+    result, = fit(rule, poisoned, epochs=3, progress=False)
+    assert isinstance(result.diverged, Diverged) and result.diverged.epoch == 1
+    assert "loss became nan in epoch 1" in str(result.diverged)
+    assert result.history == [] and result.pruned_at is None
+
+
+def test_train_raises_diverged_on_a_nan_loss(monkeypatch):
+    import bioscale.train as train_module
+
+    real = train_module.load
+
+    def poisoned(*args, **kwargs):
+        data = real(*args, **kwargs)
+        x = data.train_x.clone()
+        x[::7] = float("nan")
+        return dataclasses.replace(data, train_x=x)
+
+    monkeypatch.setattr(train_module, "load", poisoned)
     with pytest.raises(Diverged, match="loss became nan in epoch 1") as info:
-        fit(rule, poisoned, epochs=3, progress=False)
+        train(rule="bp", epochs=3, progress=False)
     assert info.value.epoch == 1
 
 
-def test_error_stuck_at_chance_raises_diverged():
+def test_error_stuck_at_chance_stops_the_member_as_diverged():
     data, rule = digits_rule()
-    g = torch.Generator().manual_seed(0)
-    noise = dataclasses.replace(data, train_y=torch.randint(0, 10, data.train_y.shape, generator=g),
-                                val_y=torch.randint(0, 10, data.val_y.shape, generator=g))
-    with pytest.raises(Diverged, match="at chance") as info:
-        fit(rule, noise, epochs=6, progress=False, chance_patience=2)
-    assert info.value.epoch == 2
-    fit(rule, data, epochs=3, progress=False, chance_patience=2)  # a run that learns is left alone
+    result, = fit(rule, noisy_labels(data), epochs=6, progress=False, chance_patience=2)
+    assert result.diverged is not None and "at chance" in str(result.diverged)
+    assert result.diverged.epoch == 2 and len(result.history) == 2
+    _, rule = digits_rule()
+    result, = fit(rule, data, epochs=3, progress=False, chance_patience=2)  # a run that learns is left alone
+    assert result.diverged is None and len(result.history) == 3
 
 
 def test_the_chance_stop_counts_only_epochs_that_trained_the_forward_weights():
     data = load("digits")
-    g = torch.Generator().manual_seed(0)
-    noise = dataclasses.replace(data, train_y=torch.randint(0, 10, data.train_y.shape, generator=g),
-                                val_y=torch.randint(0, 10, data.val_y.shape, generator=g))
+    noise = noisy_labels(data)
     stopped = {}
     for schedule in ("parallel", "alternating"):
-        torch.manual_seed(0)
         net = build_net("fc", "digits", data.input_shape, data.n_classes)
         rule = rules.create("dtp", net, schedule=schedule)
-        with pytest.raises(Diverged, match="at chance") as info:
-            fit(rule, noise, epochs=12, progress=False, chance_patience=3)
-        stopped[schedule] = (info.value.epoch, rule.forward_steps)
+        result, = fit(rule, noise, epochs=12, progress=False, chance_patience=3)
+        assert result.diverged is not None and "at chance" in str(result.diverged)
+        stopped[schedule] = (result.diverged.epoch, rule.forward_steps)
     # Whole-epoch alternation trains the inverses first: forward epochs are 2, 4, 6, so it stops at
     # epoch 6, having trained its forward weights for as many epochs (steps) as parallel did by epoch 3.
     assert stopped["parallel"][0] == 3 and stopped["alternating"][0] == 6
@@ -79,12 +101,30 @@ def test_callback_can_stop_a_run():
     class Stop(Exception):
         pass
 
-    def stop_after_two(record):
+    def stop_after_two(member, record):
         if record.epoch == 2:
             raise Stop
 
-    with pytest.raises(Stop):
+    with pytest.raises(Stop):  # an exception still ends the whole fit
         fit(rule, data, epochs=5, progress=False, callback=stop_after_two)
+
+
+def test_callback_returning_false_prunes_that_member_only():
+    data, rule = digits_rule(seeds=(0, 1))
+    frozen = {}
+
+    def prune_member_1_after_two(member, record):
+        if member == 1 and record.epoch == 2:
+            frozen.update({k: p[1].detach().clone() for k, p in rule.net.named_parameters()})
+            return False
+        return None
+
+    results = fit(rule, data, epochs=4, progress=False, callback=prune_member_1_after_two)
+    assert results[1].pruned_at == 2 and [r.epoch for r in results[1].history] == [1, 2]
+    assert results[1].diverged is None
+    assert results[0].pruned_at is None and [r.epoch for r in results[0].history] == [1, 2, 3, 4]
+    for k, p in rule.net.named_parameters():
+        assert torch.equal(p[1], frozen[k]), k  # the pruned member's weights stay where they were
 
 
 def test_train_builds_everything_from_names_and_repeats_exactly():

@@ -59,11 +59,11 @@ def storage_url(request, tmp_path):
     return request.getfixturevalue("postgres_url")
 
 
-def test_a_killed_worker_is_replaced_and_its_trial_rerun_in_the_same_command(storage_url):
-    name = f"death-{uuid.uuid4().hex[:8]}"
+def run_and_kill_a_worker(storage_url: str, name: str, *extra: str):
+    """`study run --workers 2` with one worker SIGKILLed mid-trial; returns (the killed trial, stderr, every trial)."""
     process = bioscale_process("study", "run", "--rule", "bp", "--trials", str(BUDGET), "--epochs", str(EPOCHS),
                                "--workers", "2", "--devices", "cpu", "--storage", storage_url, "--study-name", name,
-                               "--set", "batch_size=32", "--chance-patience", "0", "--quiet")
+                               "--set", "batch_size=32", "--chance-patience", "0", "--quiet", *extra)
     try:
         killed = kill_a_worker_mid_trial(process, storage_url, name)
         out, err = process.communicate(timeout=300)
@@ -72,9 +72,14 @@ def test_a_killed_worker_is_replaced_and_its_trial_rerun_in_the_same_command(sto
             process.kill()
             process.communicate()
     assert process.returncode == 0, err
-    assert f"worker {worker_pid(killed)} died" in err
     trials = optuna.load_study(study_name=name, storage=storage_of(storage_url)).get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return killed, err, trials
+
+
+def test_a_killed_worker_is_replaced_and_its_trial_rerun_in_the_same_command(storage_url):
+    killed, err, trials = run_and_kill_a_worker(storage_url, f"death-{uuid.uuid4().hex[:8]}")
+    assert f"worker {worker_pid(killed)} died" in err
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [killed.number], "only the killed trial failed"
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
@@ -82,3 +87,17 @@ def test_a_killed_worker_is_replaced_and_its_trial_rerun_in_the_same_command(sto
     assert retry.user_attrs["seed"] == killed.user_attrs["seed"] and worker_pid(retry) != worker_pid(killed)
     assert len(retry.user_attrs["curve"]["val"]) == EPOCHS
     assert sum(t.state == TrialState.COMPLETE for t in trials) == BUDGET and len(trials) == BUDGET + 1
+
+
+def test_a_killed_workers_whole_population_is_requeued_and_rerun(storage_url):
+    killed, _, trials = run_and_kill_a_worker(storage_url, f"death-pop-{uuid.uuid4().hex[:8]}", "--population", "2")
+    lost = killed.user_attrs["population"]
+    assert len(lost) == 2 and killed.number in lost
+    failed = sorted(t.number for t in trials if t.state == TrialState.FAIL)
+    assert failed == sorted(lost), "the killed worker's population failed, nothing else"
+    for number in lost:
+        (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        assert retry.state == TrialState.COMPLETE and retry.params == trials[number].params
+        assert retry.user_attrs["seed"] == trials[number].user_attrs["seed"]
+        assert len(retry.user_attrs["curve"]["val"]) == EPOCHS
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == BUDGET and len(trials) == BUDGET + 2

@@ -5,6 +5,12 @@ whole chain has run, `build()` makes the rule's own state (`make_state`: feedbac
 inverses, auxiliary weights, as one `nn.Module` on the net's device and dtype) and then its
 optimizers. So no overridable method ever runs before a subclass has stored its settings.
 
+A rule trains every member of its net at once (bioscale.population): each float setting (a
+learning rate, an Adam β or ε, α, σ) is one number for every member or a sequence of one per
+member; the others (a schedule, a period, a size) shape the computation and are shared. Every
+loss is kept per member, (K,), and the backward pass runs on their sum, which gives each member
+the gradient of its own loss alone.
+
 Two kinds of learning signal, one family base each: `GradientRule` (one surrogate loss whose
 backward pass carries the signal through some feedback path: BP, FA, sign-symmetry, DFA; its
 extension point is `task_loss`) and `target_propagation.TargetProp` (local losses towards
@@ -17,15 +23,17 @@ import importlib
 import inspect
 import pkgutil
 from abc import ABCMeta, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import population
 from ..errors import UsageError
 from ..nets import Net
+from ..optim import Adam
 from ..values import check_value, convert as convert_value
 
 _REGISTRY: dict[str, type[Rule]] = {}
@@ -43,10 +51,11 @@ class _BuiltAfterInit(ABCMeta):
 
 
 class Rule(metaclass=_BuiltAfterInit):
-    """Trains one network: owns its optimizer(s) and state, and does one update per minibatch.
+    """Trains the K members of one network: owns their optimizer(s) and state, and does one update per minibatch.
 
     Every hyperparameter is an explicit keyword argument with a default, stored unchanged under
     its own name (scikit-learn style), so a search space maps one-to-one onto the constructor.
+    A float setting may also be a sequence of one value per member.
     """
 
     name: ClassVar[str] = ""
@@ -59,7 +68,8 @@ class Rule(metaclass=_BuiltAfterInit):
     counters: ClassVar[tuple[str, ...]] = ("forward_steps",)
 
     state: nn.Module
-    forward_optimizer: torch.optim.Optimizer
+    hyper: nn.Module
+    forward_optimizer: Adam
 
     def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
                  forward_beta2: float = 0.999, forward_eps: float = 1e-8) -> None:
@@ -67,61 +77,107 @@ class Rule(metaclass=_BuiltAfterInit):
         self.forward_lr, self.forward_beta1 = forward_lr, forward_beta1
         self.forward_beta2, self.forward_eps = forward_beta2, forward_eps
 
+    @property
+    def members(self) -> int:
+        """K, the number of members the rule trains."""
+        return self.net.members
+
     def check_settings(self) -> None:
-        """Every setting within its limits (`bioscale.values.LIMITS`, the one table); else a UsageError."""
+        """Every setting within its limits (`bioscale.values.LIMITS`, the one table), one value or one per member; else a UsageError."""
+        defaults = settings(self.name)
         for name, value in self.get_params().items():
-            try:
-                check_value(name, value)
-            except ValueError as error:
-                raise UsageError(f"rule {self.name!r}: {error}") from None
+            values = value if _is_sequence(value) else [value]
+            if _is_sequence(value) and not isinstance(defaults[name], float):
+                raise UsageError(f"rule {self.name!r}: {name} shapes the computation and is shared by every member: "
+                                 f"give one value, not {len(value)}")
+            if _is_sequence(value) and len(value) != self.members:
+                raise UsageError(f"rule {self.name!r}: {name} has {len(value)} values for {self.members} members")
+            for one in values:
+                try:
+                    check_value(name, one)
+                except ValueError as error:
+                    raise UsageError(f"rule {self.name!r}: {error}") from None
 
     def build(self) -> None:
         """Make the rule's state on the net's device and dtype, then its optimizers (run once, after __init__)."""
         like = next(self.net.parameters())
         self.forward_steps = 0  # updates of the forward weights so far (fit's chance-level stop counts their epochs)
-        self.state = self.make_state(like).to(like)
-        self.forward_optimizer = adam(self.forward_parameters(), self.forward_lr, self.forward_beta1,
-                                      self.forward_beta2, self.forward_eps)
+        self.hyper = nn.Module()  # every float setting as a (K,) tensor: one value per member
+        for name, default in settings(self.name).items():
+            if isinstance(default, float):
+                value = getattr(self, name)
+                self.hyper.register_buffer(name, like.new_tensor(value if _is_sequence(value) else [value] * self.members))
+        self.state = self.make_state(population.generators(self.net.seeds, population.RULE_STATE)).to(like)
+        self.noise_generators = population.generators(self.net.seeds, population.NOISE, like.device)
+        self.forward_optimizer = self.adam(self.forward_parameters(), "forward")
 
-    def make_state(self, like: Tensor) -> nn.Module:
-        """The rule's own tensors (never the net's) as one module; `like` is a net parameter. Empty by default."""
+    def adam(self, params: Iterable[nn.Parameter], prefix: str) -> Adam:
+        """Adam over `params` with the members' `{prefix}_lr`, `_beta1`, `_beta2` and `_eps`."""
+        h = self.hyper
+        return Adam(params, lr=getattr(h, f"{prefix}_lr"), beta1=getattr(h, f"{prefix}_beta1"),
+                    beta2=getattr(h, f"{prefix}_beta2"), eps=getattr(h, f"{prefix}_eps"))
+
+    def make_state(self, generators: list[torch.Generator]) -> nn.Module:
+        """The rule's own tensors (never the net's) as one module, drawn from one generator per member. Empty by default."""
         return nn.Module()
 
     def forward_parameters(self) -> list[nn.Parameter]:
         """The parameters θ of the forward network that this rule trains."""
         return list(self.net.parameters())
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[str, Adam]:
         """Every optimizer of the rule, by name."""
         return {"forward": self.forward_optimizer}
+
+    def stop(self, members: Iterable[int]) -> None:
+        """Freeze `members` (diverged, or pruned): their weights and state no longer change; the others go on."""
+        members = list(members)
+        for optimizer in self.optimizers().values():
+            optimizer.stop(members)
+
+    def noise_like(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """Standard normal noise shaped like each (K, ...) tensor, every member's from its own generator."""
+        sizes = [t[0].numel() for t in tensors]
+        like = tensors[0]
+        flat = torch.stack([torch.randn(sum(sizes), generator=g, device=like.device, dtype=like.dtype)
+                            for g in self.noise_generators])
+        return [chunk.view_as(t) for chunk, t in zip(flat.split(sizes, 1), tensors)]
 
     def start_epoch(self, epoch: int) -> None:
         """Called before each epoch (counted from 0); schedules use it."""
 
     @abstractmethod
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One update on a minibatch; returns the task loss (mean cross-entropy, detached) before it."""
+        """One update of every member on a shared minibatch; returns each member's task loss (K,), detached, before it."""
 
     def get_params(self) -> dict[str, Any]:
-        """Every hyperparameter of this rule with its current value."""
+        """Every hyperparameter of this rule with its value as given (a float setting may hold one value per member)."""
         return {name: getattr(self, name) for name in settings(self.name)}
 
+    def member_params(self, member: int) -> dict[str, Any]:
+        """Every hyperparameter of one member, as plain values."""
+        return {name: value[member] if _is_sequence(value) else value for name, value in self.get_params().items()}
+
     def to(self, *args: Any, **kwargs: Any) -> Rule:
-        """Move the net, the rule's state and its optimizers' moments (arguments as for `nn.Module.to`)."""
-        self.net.to(*args, **kwargs)
-        self.state.to(*args, **kwargs)
+        """Move the net, the rule's state, its settings and its optimizers' moments (arguments as for `nn.Module.to`).
+
+        Moving to another device starts the members' noise streams afresh there.
+        """
+        device = next(self.net.parameters()).device
+        for module in (self.net, self.state, self.hyper, *self.optimizers().values()):
+            module.to(*args, **kwargs)
         like = next(self.net.parameters())
         for optimizer in self.optimizers().values():
-            for slot in optimizer.state.values():
-                for key, value in slot.items():
-                    if torch.is_tensor(value) and key != "step":  # Adam's step count stays a CPU scalar
-                        slot[key] = value.to(like.device, like.dtype if value.is_floating_point() else value.dtype)
+            optimizer.active = optimizer.active.to(like.device, torch.bool)
+        if like.device != device:
+            self.noise_generators = population.generators(self.net.seeds, population.NOISE, like.device)
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        """The net's, the rule's state's and every optimizer's state dicts, for a checkpoint."""
+        """The net's, the rule's state's and every optimizer's state dicts, counters and noise streams, for a checkpoint."""
         return {"net": self.net.state_dict(), "state": self.state.state_dict(),
                 "counters": {name: getattr(self, name) for name in self.counters},
+                "noise": [g.get_state() for g in self.noise_generators],
                 **{f"{name}_optimizer": opt.state_dict() for name, opt in self.optimizers().items()}}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -130,6 +186,8 @@ class Rule(metaclass=_BuiltAfterInit):
         self.state.load_state_dict(saved["state"])
         for name, value in saved["counters"].items():
             setattr(self, name, value)
+        for generator, state in zip(self.noise_generators, saved["noise"], strict=True):
+            generator.set_state(state)
         for name, opt in self.optimizers().items():
             opt.load_state_dict(saved[f"{name}_optimizer"])
 
@@ -148,26 +206,25 @@ class Rule(metaclass=_BuiltAfterInit):
 class GradientRule(Rule):
     """A rule whose learning signal is the gradient of one loss, carried backwards by some feedback path.
 
-    Each step is one backward pass of `task_loss` and one step of the forward Adam optimizer.
+    Each step is one backward pass of `task_loss` (summed over members) and one step of the forward Adam optimizer.
     """
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One backward pass of `task_loss` and one Adam step; returns the loss before it, detached."""
-        self.forward_optimizer.zero_grad(set_to_none=True)
+        """One backward pass of `task_loss` and one Adam step; returns each member's loss before it, detached."""
+        self.forward_optimizer.zero_grad()
         loss = self.task_loss(x, y)
-        loss.backward()
+        loss.sum().backward()
         self.forward_optimizer.step()
         self.forward_steps += 1
         return loss.detach()
 
     @abstractmethod
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """The mean cross-entropy whose backward pass carries this rule's learning signal."""
+        """Each member's mean cross-entropy (K,), whose backward pass carries this rule's learning signal."""
 
 
-def adam(params: Iterable[nn.Parameter], lr: float, beta1: float, beta2: float, eps: float) -> torch.optim.Adam:
-    """Adam over `params` with the rule's settings for one set of weights."""
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps)
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
 
 
 def names() -> list[str]:
@@ -202,7 +259,7 @@ def coerce_settings(name: str, given: dict[str, Any]) -> dict[str, Any]:
     for key, value in given.items():
         if key not in known:
             raise UsageError(f"rule {name!r} has no setting {key!r}; its settings are: {', '.join(known)}")
-        out[key] = convert(key, value, known[key])
+        out[key] = [convert(key, v, known[key]) for v in value] if _is_sequence(value) else convert(key, value, known[key])
     return out
 
 
@@ -220,8 +277,8 @@ def create(name: str, net: Net, **given: Any) -> Rule:
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    """Mean cross-entropy of integer labels: the task loss of every rule."""
-    return F.cross_entropy(logits, y)
+    """Each member's mean cross-entropy (K,) of logits (K, B, classes) against shared labels (B,): every rule's task loss."""
+    return F.cross_entropy(logits.transpose(1, 2), y.expand(len(logits), -1), reduction="none").mean(1)
 
 
 def _load_all() -> None:

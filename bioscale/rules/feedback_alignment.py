@@ -10,7 +10,7 @@ random matrix B_l: δ_l = (B_l e) ⊙ σ'(a_l). For a spatial (LC or conv) layer
 (C, H, W), B_l has shape (C·H·W, classes) and B_l e is reshaped to (C, H, W): every unit of the
 feature map gets its own random projection of the error.
 
-The random matrices are the rule's state (`rule.state[l]`, buffers), never the net's.
+The random matrices are the rule's state (`rule.state[l]`, buffers, one per member), never the net's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from ..layers import apply_with_feedback, glorot_, glorot_fans
+from ..layers import MemberLayer, apply_with_feedback, glorot_
 from .base import GradientRule, cross_entropy
 
 
@@ -47,22 +47,22 @@ class FeedbackAlignment(GradientRule):
 
     name = "fa"
 
-    def make_state(self, like: Tensor) -> nn.Module:
+    def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         """B_l for every layer, output layer included: Glorot-uniform, the shape of W_l."""
-        layers = self.net.layers()
-        return FixedMatrices(glorot_(torch.empty_like(layer.weight), *glorot_fans(layer)) for layer in layers)
+        return FixedMatrices(glorot_(torch.empty(layer.weight.shape), *layer.fans(), generators)
+                             for layer in self.net.layers())
 
-    def feedback_weight(self, index: int, layer: nn.Module) -> Tensor:
+    def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         """What layer `index` (of `net.layers()`) sends the error back through in place of its weight."""
         return self.state[index]
 
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        h = x
+        h = self.net.member_input(x)
         for i, block in enumerate(self.net.blocks):
-            h = block.activation(apply_with_feedback(block.layer, h.flatten(1) if block.flatten else h,
+            h = block.activation(apply_with_feedback(block.layer, h.flatten(2) if block.flatten else h,
                                                      self.feedback_weight(i, block.layer)))
         out = self.net.output
-        logits = apply_with_feedback(out, h.flatten(1) if self.net.flatten_output_input else h,
+        logits = apply_with_feedback(out, h.flatten(2) if self.net.flatten_output_input else h,
                                      self.feedback_weight(len(self.net.blocks), out))
         return cross_entropy(logits, y)
 
@@ -72,10 +72,10 @@ class SignSymmetry(FeedbackAlignment):
 
     name = "sign-symmetry"
 
-    def make_state(self, like: Tensor) -> nn.Module:
+    def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         return nn.Module()  # nothing fixed to hold
 
-    def feedback_weight(self, index: int, layer: nn.Module) -> Tensor:
+    def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         return layer.weight.detach().sign()
 
 
@@ -84,16 +84,17 @@ class DirectFeedbackAlignment(GradientRule):
 
     name = "dfa"
 
-    def make_state(self, like: Tensor) -> nn.Module:
+    def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         """B_l of shape (units of h_l, classes) for every hidden layer, Glorot-uniform."""
-        n_classes = self.net.n_classes
+        net, n_classes = self.net, self.net.n_classes
         with torch.no_grad():
-            units = [h[0].numel() for h in self.net.activities(like.new_zeros(1, *self.net.input_shape))[1:]]
-        return FixedMatrices(glorot_(like.new_empty(n, n_classes), n_classes, n) for n in units)
+            probe = next(net.parameters()).new_zeros(1, *net.input_shape)
+            units = [h[0, 0].numel() for h in net.activities(probe)[1:]]
+        return FixedMatrices(glorot_(torch.empty(len(generators), n, n_classes), n_classes, n, generators) for n in units)
 
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
         pre_activations = []
-        h = x
+        h = self.net.member_input(x)
         for block in self.net.blocks:
             a = block.pre_activation(h.detach())  # no gradient flows from one layer into another
             pre_activations.append(a)
@@ -101,15 +102,15 @@ class DirectFeedbackAlignment(GradientRule):
         logits = self.net.output_logits(h.detach())
         loss = cross_entropy(logits, y)
         with torch.no_grad():
-            e = torch.softmax(logits, 1)
-            e[torch.arange(len(y), device=e.device), y] -= 1
-            e /= len(y)  # ∂(mean loss)/∂logits
-        # Surrogate whose gradient w.r.t. each hidden layer's parameters is δ_l·∂a_l/∂θ_l.
+            e = torch.softmax(logits, 2)
+            e[:, torch.arange(len(y), device=e.device), y] -= 1
+            e /= len(y)  # ∂(each member's mean loss)/∂logits
+        # Surrogate whose gradient w.r.t. each hidden layer's parameters is δ_l·∂a_l/∂θ_l, per member.
         surrogate = loss
         for feedback, block, a in zip(self.state, self.net.blocks, pre_activations):
             with torch.no_grad():
-                delta = (e @ feedback.t()).view_as(a) * block.activation.derivative(a)
-            surrogate = surrogate + (a * delta).sum()
+                delta = torch.bmm(e, feedback.transpose(1, 2)).view_as(a) * block.activation.derivative(a)
+            surrogate = surrogate + (a * delta).flatten(1).sum(1)
         return _ReportedLoss.apply(surrogate, loss.detach())
 
 

@@ -36,17 +36,20 @@ from torch import Tensor, nn
 from ..errors import UsageError
 from ..inverses import LinearInverse, RandomFeatures, inverse_of
 from ..nets import Net
-from .base import Rule, adam, cross_entropy
+from ..population import per_member
+from .base import Rule, cross_entropy
 
 INVERSE_LOSSES = ("denoising", "noise-preserving")
 
 
 def squared_error(a: Tensor, b: Tensor) -> Tensor:
-    """‖a − b‖² summed over units, averaged over the batch: every TP local loss."""
-    return (a - b).pow(2).flatten(1).sum(1).mean()
+    """‖a − b‖² summed over units, averaged over the batch, per member (K,): every TP local loss."""
+    return (a - b).pow(2).flatten(2).sum(2).mean(1)
 
 
 def _choice(setting: str, value: Any, choices: tuple[str, ...]) -> str:
+    if isinstance(value, (list, tuple)):
+        raise UsageError(f"{setting} shapes the computation and is shared by every member: give one value, not {len(value)}")
     if value not in choices:
         raise UsageError(f"unknown {setting} {value!r}; choose one of: {', '.join(choices)}")
     return value
@@ -80,24 +83,24 @@ class TargetProp(Rule):
         self.epoch = 0
         self.steps = 0
 
-    def make_state(self, like: Tensor) -> nn.Module:
+    def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         """The inverses g_2 .. g_{L-1} of the hidden layers and, where needed, g_L of the output layer."""
         net, state = self.net, nn.Module()
         with torch.no_grad():  # the shape of every activity h_0 .. h_{L-1}
-            shapes = [tuple(h.shape[1:]) for h in net.activities(like.new_zeros(1, *net.input_shape))]
+            probe = next(net.parameters()).new_zeros(1, *net.input_shape)
+            shapes = [tuple(h.shape[2:]) for h in net.activities(probe)]
         # inverses[i] inverts blocks[i + 1]: from h_{i+2}'s space to h_{i+1}'s. Layer 1 has none.
-        state.inverses = nn.ModuleList(inverse_of(block.layer, shape, net.activation)
+        state.inverses = nn.ModuleList(inverse_of(block.layer, shape, net.activation, generators)
                                        for block, shape in zip(net.blocks[1:], shapes[1:]))
         state.output_inverse = None
         if self.output_inverse_needed:
-            state.output_inverse = LinearInverse(self.output_units(), shapes[-1], net.activation)
+            state.output_inverse = LinearInverse(self.output_units(), shapes[-1], net.activation, generators)
         return state
 
     def build(self) -> None:
         super().build()
         params = self.inverse_parameters()  # DTP on one hidden layer has no inverse to train
-        self.inverse_optimizer = adam(params, self.inverse_lr, self.inverse_beta1, self.inverse_beta2,
-                                      self.inverse_eps) if params else None
+        self.inverse_optimizer = self.adam(params, "inverse") if params else None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         inverse = {} if self.inverse_optimizer is None else {"inverse": self.inverse_optimizer}
@@ -111,11 +114,11 @@ class TargetProp(Rule):
 
     def output_activity(self, h: Tensor, logits: Tensor) -> Tensor:
         """h_L: the softmax probabilities (the space of the one-hot label)."""
-        return torch.softmax(logits, 1)
+        return torch.softmax(logits, 2)
 
     def output_target(self, output: Tensor, y: Tensor) -> Tensor:
         """ĥ_L = argmin L(h_L) for output activity h_L = `output`: the correct label distribution."""
-        return F.one_hot(y, self.net.n_classes).to(output.dtype)
+        return F.one_hot(y, self.net.n_classes).to(output.dtype).expand(len(output), -1, -1)
 
     def propagate(self, inverse: nn.Module, h_below: Tensor, h: Tensor, target: Tensor) -> Tensor:
         """ĥ_{l-1} from ĥ_l: vanilla TP, ĥ_{l-1} = g_l(ĥ_l)."""
@@ -150,7 +153,7 @@ class TargetProp(Rule):
 
         Every autograd graph therefore spans one layer: a loss on h_l reaches θ_l only.
         """
-        hs = [x]
+        hs = [self.net.member_input(x)]
         for block in self.net.blocks:
             hs.append(block(hs[-1].detach()))
         return hs, self.net.output_logits(hs[-1].detach())
@@ -177,8 +180,9 @@ class TargetProp(Rule):
         inputs = [h.detach() for h in hs[1:]]
         if self.state.output_inverse is not None:
             pairs.append((self.state.output_inverse, lambda h: self.output_activity(h, self.net.output_logits(h))))
-        for (inverse, forward), h in zip(pairs, inputs):
-            noisy = h + self.sigma * torch.randn_like(h)
+        noises = self.noise_like(inputs[:len(pairs)]) if pairs else []
+        for (inverse, forward), h, noise in zip(pairs, inputs, noises):
+            noisy = h + per_member(self.hyper.sigma, h) * noise
             with torch.no_grad():
                 out = forward(noisy)
             losses.append(squared_error(inverse(out), h if self.inverse_loss == "denoising" else noisy))
@@ -195,14 +199,14 @@ class TargetProp(Rule):
             hs, logits = self.layer_outputs(x)
             task_loss = cross_entropy(logits, y)
         if phase != "forward" and self.inverse_optimizer is not None:
-            self.inverse_optimizer.zero_grad(set_to_none=True)
-            sum(self.inverse_losses(hs)).backward()  # separate one-inverse graphs, as below
+            self.inverse_optimizer.zero_grad()
+            sum(self.inverse_losses(hs)).sum().backward()  # separate one-inverse graphs, as below
             self.inverse_optimizer.step()
         if train_forward:
             targets = self.targets(hs, logits, y)  # from the inverses just updated
-            self.forward_optimizer.zero_grad(set_to_none=True)
+            self.forward_optimizer.zero_grad()
             # separate one-layer graphs: each θ_l gets the gradient of its own loss only
-            sum(self.local_losses(hs, targets), task_loss).backward()
+            sum(self.local_losses(hs, targets), task_loss).sum().backward()
             self.forward_optimizer.step()
             self.forward_steps += 1
         self.steps += 1
@@ -216,7 +220,7 @@ class DifferenceTargets(TargetProp):
 
     def propagate(self, inverse: nn.Module, h_below: Tensor, h: Tensor, target: Tensor) -> Tensor:
         """Eq. 2: ĥ_{l-1} = g_l(ĥ_l) + h_{l-1} − g_l(h_l); equals h_{l-1} when ĥ_l = h_l."""
-        g_target, g_h = inverse(torch.cat([target, h])).chunk(2)
+        g_target, g_h = inverse(torch.cat([target, h], 1)).chunk(2, 1)
         return g_target + (h_below - g_h)
 
 
@@ -256,8 +260,8 @@ class DifferenceTargetProp(DifferenceTargets):
         self.alpha = alpha
 
     def penultimate_target(self, h: Tensor, logits: Tensor, y: Tensor) -> Tensor:
-        error = torch.softmax(logits, 1) - F.one_hot(y, self.net.n_classes).to(logits.dtype)  # ∂L_i/∂logits_i
-        return h - self.alpha * (error @ self.net.output.weight).view_as(h)
+        error = torch.softmax(logits, 2) - F.one_hot(y, self.net.n_classes).to(logits.dtype)  # ∂L_i/∂logits_i
+        return h - per_member(self.hyper.alpha, h) * torch.bmm(error, self.net.output.weight).view_as(h)
 
 
 class AuxiliaryOutputSDTP(SimplifiedDTP):
@@ -273,10 +277,10 @@ class AuxiliaryOutputSDTP(SimplifiedDTP):
         super().__init__(net, **settings)
         self.aux_size = aux_size  # limits: bioscale.values
 
-    def make_state(self, like: Tensor) -> nn.Module:
+    def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         """SDTP's inverses and R; R is drawn first."""
-        auxiliary = RandomFeatures(self.net.output.in_features, int(self.aux_size))
-        state = super().make_state(like)
+        auxiliary = RandomFeatures(self.net.output.in_features, int(self.aux_size), generators)
+        state = super().make_state(generators)
         state.auxiliary = auxiliary
         return state
 
@@ -284,9 +288,9 @@ class AuxiliaryOutputSDTP(SimplifiedDTP):
         return self.net.n_classes + int(self.aux_size)
 
     def output_activity(self, h: Tensor, logits: Tensor) -> Tensor:
-        return torch.cat([torch.softmax(logits, 1), self.state.auxiliary(h)], 1)
+        return torch.cat([torch.softmax(logits, 2), self.state.auxiliary(h)], 2)
 
     def output_target(self, output: Tensor, y: Tensor) -> Tensor:
         """[ô, z]: the label distribution, with the auxiliary features left as they are."""
-        label = F.one_hot(y, self.net.n_classes).to(output.dtype)
-        return torch.cat([label, output[:, self.net.n_classes:]], 1)
+        label = F.one_hot(y, self.net.n_classes).to(output.dtype).expand(len(output), -1, -1)
+        return torch.cat([label, output[:, :, self.net.n_classes:]], 2)

@@ -1,0 +1,77 @@
+"""Adam over member-stacked parameters: one optimizer for K members, each with its own lr, β1, β2 and ε.
+
+Every parameter it trains has a leading member dimension; its moments have the same shape, so
+all members step together in one set of elementwise operations and none reads another's values.
+The arithmetic follows `torch.optim.Adam` (single-tensor form). A member that is stopped (it
+diverged, or a pruner ended its trial) keeps its weights exactly where they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from .population import per_member
+
+
+class Adam(nn.Module):
+    """Adam for member-stacked parameters; `lr`, `beta1`, `beta2`, `eps` are (K,) tensors. Moments are buffers."""
+
+    def __init__(self, params: Iterable[nn.Parameter], *, lr: Tensor, beta1: Tensor, beta2: Tensor, eps: Tensor) -> None:
+        super().__init__()
+        self.params = list(params)
+        members = len(lr)
+        if any(p.shape[0] != members for p in self.params):
+            raise ValueError(f"every parameter needs a leading member dimension of {members}")
+        for name, value in (("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)):
+            self.register_buffer(name, value.clone())
+        self.register_buffer("active", torch.ones(members, dtype=torch.bool, device=lr.device))
+        for i, p in enumerate(self.params):
+            self.register_buffer(f"exp_avg_{i}", torch.zeros_like(p, memory_format=torch.preserve_format))
+            self.register_buffer(f"exp_avg_sq_{i}", torch.zeros_like(p, memory_format=torch.preserve_format))
+        self.steps = 0
+        self._all_active = True
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient."""
+        for p in self.params:
+            p.grad = None
+
+    def stop(self, members: Iterable[int]) -> None:
+        """Freeze `members`: their weights no longer change."""
+        for member in members:
+            self.active[member] = False
+        self._all_active = bool(self.active.all())
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam update of every active member's parameters from their gradients."""
+        self.steps += 1
+        bias_correction1 = 1 - self.beta1 ** self.steps
+        step_size = self.lr / bias_correction1
+        bias_correction2_sqrt = (1 - self.beta2 ** self.steps).sqrt()
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            grad, exp_avg, exp_avg_sq = p.grad, self._buffers[f"exp_avg_{i}"], self._buffers[f"exp_avg_sq_{i}"]
+            exp_avg.lerp_(grad, per_member(1 - self.beta1, grad))
+            exp_avg_sq.mul_(per_member(self.beta2, grad)).add_(grad * grad * per_member(1 - self.beta2, grad))
+            denom = (exp_avg_sq.sqrt() / per_member(bias_correction2_sqrt, grad)).add_(per_member(self.eps, grad))
+            update = exp_avg / denom * per_member(step_size, grad)
+            if not self._all_active:
+                update = torch.where(per_member(self.active, grad), update, 0)
+            p.sub_(update)
+
+    def state_dict(self, *args, **kwargs):  # noqa: D102 - nn.Module's, plus the step count
+        out = super().state_dict(*args, **kwargs)
+        out["steps"] = self.steps
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
+        state_dict = dict(state_dict)
+        self.steps = int(state_dict.pop("steps"))
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._all_active = bool(self.active.all())
+        return result
