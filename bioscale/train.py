@@ -53,8 +53,9 @@ class FitResult:
 
 
 @torch.no_grad()
-def error_rates(net: Net, x: Tensor, y: Tensor, batch_size: int = 2000) -> list[float]:
-    """Fraction of examples each member of `net` misclassifies."""
+def error_rates(net: Net, x: Tensor, y: Tensor, member_examples: int = 8000) -> list[float]:
+    """Fraction of examples each member of `net` misclassifies, in chunks of about `member_examples` activations."""
+    batch_size = max(1, min(2000, member_examples // net.members))
     was_training = net.training
     net.eval()
     wrong = sum((net(x[i:i + batch_size]).argmax(2) != y[i:i + batch_size]).sum(1) for i in range(0, len(x), batch_size))

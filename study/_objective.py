@@ -124,8 +124,7 @@ def train_trials(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], pa
         curve["train"].append(record.train_error)
         curve["val"].append(record.val_error)
         curve["test"].append(record.test_error)
-        trial.set_user_attr(CURVE, curve)
-        trial.report(record.val_error, record.epoch)
+        trial.report(record.val_error, record.epoch)  # one write per epoch; the curve is written as the trial ends
         # after the last epoch there is nothing to save
         return not (record.epoch < plan.epochs and trial.should_prune())
 
@@ -163,6 +162,7 @@ def train_trials(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], pa
     finally:
         seconds = round(time.perf_counter() - start, 3)
         for trial, curve, reason, (state, value) in zip(trials, curves, reasons, outcomes):
+            trial.set_user_attr(CURVE, curve)
             for key, item in summarise(curve).items():
                 trial.set_user_attr(key, item)
             trial.set_user_attr("seconds", seconds)

@@ -93,14 +93,12 @@ def _budget(study: optuna.Study, plan: Plan) -> int:
 
 
 def next_step(study: optuna.Study, budget: int, population: int = 1) -> tuple[str, int]:
-    """('run', how many trials to ask: queued ones, or budget left, at most `population`), ('wait', 0) while others' trials run, or ('done', 0)."""
+    """('run', how many trials to ask: queued ones and budget left, at most `population`), ('wait', 0) while others' trials run, or ('done', 0)."""
     trials = study.get_trials(deepcopy=False)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
-    if waiting:
-        return "run", min(population, waiting)
-    left = budget - sum(counts_against_budget(t) for t in trials)
-    if left > 0:
-        return "run", min(population, left)
+    left = max(0, budget - sum(counts_against_budget(t) for t in trials))
+    if waiting or left:
+        return "run", min(population, waiting + left)
     if any(t.state == TrialState.RUNNING for t in trials):
         return "wait", 0
     return "done", 0
@@ -110,15 +108,20 @@ def ask_population(study: optuna.Study, plan: Plan, size: int) -> tuple[list[opt
     """Up to `size` trials that share their structural values, with their sampled parameters (call under the budget lock).
 
     Queued trials come first: the longest run at the head of the queue that agrees with the
-    first on every structural value. Otherwise `size` fresh trials: the first sampled freely,
-    the others with its structural values fixed (`PartialFixedSampler` over the study's sampler).
+    first on every structural value; fresh trials fill the rest only when the space samples no
+    structural value (so they cannot be biased towards the queued ones). Otherwise fresh trials:
+    the first sampled freely, the others with its structural values fixed (`PartialFixedSampler`
+    over the study's sampler).
     """
     names = structural(plan)
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     if waiting:
         shared = [{n: _queued_value(t, n) for n in names} for t in waiting[:size]]
-        size = next((i for i, s in enumerate(shared) if s != shared[0]), len(shared))
-        trials = [study.ask() for _ in range(size)]  # Optuna pops the queue in order
+        queued = next((i for i, s in enumerate(shared) if s != shared[0]), len(shared))
+        trials = [study.ask() for _ in range(queued)]  # Optuna pops the queue in order
+        if names or queued < len(waiting):
+            return trials, [_sample(t, plan) for t in trials]
+        trials += [study.ask() for _ in range(size - queued)]
         return trials, [_sample(t, plan) for t in trials]
     first = study.ask()
     params = [_sample(first, plan)]

@@ -56,6 +56,17 @@ def test_queued_trials_go_first_in_a_population_of_their_own(tmp_path):
     assert len({(t.params["activation"], t.params["batch_size"]) for t in trials[1:]}) == 1
 
 
+def test_queued_trials_share_a_population_with_fresh_ones_when_nothing_structural_is_sampled(tmp_path):
+    """The paper's protocol samples only per-member settings, so the default trial trains with the search trials."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = run_study("tune", "bp", "digits", "fc", 4, epochs=1, storage=url, sampler="random", protocol="paper",
+                      devices="cpu", progress=False, population=5, default_trial=True)
+    trials = study.get_trials()
+    assert trials[0].user_attrs["role"] == "default" and len(trials) == 5
+    assert [t.user_attrs["population"] for t in trials] == [[0, 1, 2, 3, 4]] * 5
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
 def test_a_bad_population_is_refused_before_a_study_exists(tmp_path, capsys):
     from bioscale.cli import main
 

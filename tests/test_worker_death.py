@@ -42,8 +42,8 @@ def kill_a_worker_mid_trial(process, url: str, name: str, timeout: float = 180):
         except KeyError:  # the study is not created yet
             running = []
         for trial in running:
-            curve = trial.user_attrs.get("curve") or {}
-            if str(trial.user_attrs.get("worker", "")).endswith(f":{trial.number}") and 1 <= len(curve.get("val", [])) < EPOCHS - 3:
+            epochs_done = len(trial.intermediate_values)
+            if str(trial.user_attrs.get("worker", "")).endswith(f":{trial.number}") and 1 <= epochs_done < EPOCHS - 3:
                 os.kill(worker_pid(trial), signal.SIGKILL)
                 return trial
         time.sleep(0.05)
