@@ -65,7 +65,7 @@ def error_rates(net: Net, x: Tensor, y: Tensor, member_examples: int = 8000) -> 
 
 def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, seed: int = 0,
         augment: bool = False, callback: Callable[[int, EpochResult], bool | None] | None = None,
-        progress: bool | None = None, chance_patience: int = 5) -> list[FitResult]:
+        progress: bool | None = None, chance_patience: int = 5, drop_stopped: bool = False) -> list[FitResult]:
     """Train every member of `rule.net` on `data` for `epochs`; returns one FitResult per member.
 
     Members share the minibatch order (drawn from `seed`). After each epoch `callback(member,
@@ -74,13 +74,16 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
     training error without a validation split) stays at chance level for `chance_patience`
     epochs in a row (0 disables that check), is stopped as diverged; the others go on untouched.
     Only epochs that trained the forward weights count towards chance (an alternating
-    schedule's inverse-only epochs change nothing the error could show). The progress bar shows
+    schedule's inverse-only epochs change nothing the error could show). A stopped member is
+    frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`), so it
+    costs no more arithmetic. The progress bar shows
     only on a terminal, unless `progress` says otherwise.
     """
     if epochs < 1 or batch_size < 1:
         raise UsageError(f"epochs ({epochs}) and batch size ({batch_size}) must be positive")
     net, results = rule.net, [FitResult() for _ in range(rule.members)]
     running = list(range(rule.members))
+    slots = list(running)  # the member each position of the rule holds
     generator = torch.Generator().manual_seed(seed)
     n = len(data.train_x)
     steps = math.ceil(n / batch_size)
@@ -109,13 +112,15 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
                       error_rates(net, data.test_x, data.test_y)]
             seconds = time.perf_counter() - start
             stopped = []
-            for member in running:
-                loss = losses[member]
+            for position, member in enumerate(slots):
+                if member not in running:
+                    continue
+                loss = losses[position]
                 if not math.isfinite(loss):
                     results[member].diverged = Diverged(f"loss became {loss} in epoch {epoch + 1}", epoch + 1)
                     stopped.append(member)
                     continue
-                record = EpochResult(epoch + 1, loss, *(e[member] for e in errors), seconds)
+                record = EpochResult(epoch + 1, loss, *(e[position] for e in errors), seconds)
                 results[member].history.append(record)
                 watched = record.val_error if record.val_error is not None else record.train_error
                 if rule.forward_steps > forward_steps:
@@ -127,12 +132,15 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
                     results[member].diverged = Diverged(
                         f"error stayed at chance ({watched:.2f}) for {at_chance[member]} epochs", epoch + 1)
                     stopped.append(member)
-            if stopped:
-                rule.stop(stopped)
-                running = [m for m in running if m not in stopped]
+            running = [m for m in running if m not in stopped]
             bar.set_postfix(epoch=epoch + 1, **_postfix(results, running))
             if not running:
                 break
+            if stopped and drop_stopped:
+                rule.keep([slots.index(m) for m in running])
+                slots = list(running)
+            elif stopped:
+                rule.stop([slots.index(m) for m in stopped])
     finally:
         bar.close()
     return results

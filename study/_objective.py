@@ -179,7 +179,7 @@ def _train(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], device: 
                           activation=training.get("activation", "tanh"), seeds=seeds, device=device,
                           data_root=plan.data_root, val_size=plan.val_size, settings=settings)
     return fit(learner, data, epochs=plan.epochs, batch_size=training.get("batch_size", 128), seed=plan.seed,
-               callback=report, progress=progress, chance_patience=plan.chance_patience)
+               callback=report, progress=progress, chance_patience=plan.chance_patience, drop_stopped=True)
 
 
 class _Heartbeat:

@@ -252,6 +252,31 @@ def test_a_pruned_member_keeps_its_weights_and_the_others_are_untouched(name, ex
             assert torch.equal(final[key][k], tensor[k]), (k, key)
 
 
+@pytest.mark.parametrize("name, extra, arch", PRUNING)
+def test_dropping_a_pruned_member_leaves_the_others_as_they_were(name, extra, arch):
+    """With drop_stopped, the pruned member leaves every tensor; the rest end as in a run that kept it (float64)."""
+    data, pruned = small_digits(torch.float64), 2
+    lrs = {"forward_lr": [1e-3, 2e-3, 5e-3, 3e-3]}
+    baseline = make(name, arch, SEEDS, torch.float64, **lrs, **extra)
+    base_results = fit(baseline, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0)
+    rule = make(name, arch, SEEDS, torch.float64, **lrs, **extra)
+    results = fit(rule, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0,
+                  callback=lambda member, record: not (member == pruned and record.epoch == 1), drop_stopped=True)
+    kept = [k for k in range(len(SEEDS)) if k != pruned]
+    assert rule.members == len(kept) and rule.net.seeds == tuple(SEEDS[k] for k in kept)
+    assert results[pruned].pruned_at == 1 and len(results[pruned].history) == 1
+    final, base = member_tensors(rule), member_tensors(baseline)
+    assert final.keys() == base.keys()
+    for key, tensor in final.items():
+        assert len(tensor) == len(kept), key  # every tensor lost the pruned member's slice
+        torch.testing.assert_close(tensor, base[key][kept], rtol=0, atol=1e-9, msg=key)
+    for position, k in enumerate(kept):
+        assert results[k].pruned_at is None
+        for mine, theirs in zip(epochs_of(results[k]), epochs_of(base_results[k]), strict=True):
+            assert mine[1] == pytest.approx(theirs[1], abs=1e-9)  # the loss
+            assert mine[:1] + mine[2:] == theirs[:1] + theirs[2:]  # epoch and every error
+
+
 # -- 4. the member-stacked Adam is torch's Adam, member by member -----------------------------------------
 
 def test_member_adam_equals_torch_adam_run_separately_per_member():

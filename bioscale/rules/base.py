@@ -135,6 +135,23 @@ class Rule(metaclass=_BuiltAfterInit):
         for optimizer in self.optimizers().values():
             optimizer.stop(members)
 
+    def keep(self, members: Sequence[int]) -> None:
+        """Keep only `members` (positions, in this order), dropping the others from every tensor: the rest stop costing arithmetic."""
+        like = next(self.net.parameters())
+        index = torch.as_tensor(list(members), dtype=torch.long, device=like.device)
+        for module in (self.net, self.state, self.hyper, *self.optimizers().values()):
+            for parameter in module.parameters():
+                parameter.data = parameter.data.index_select(0, index)  # the same Parameter: optimizers keep it
+                parameter.grad = None
+            for owner in module.modules():
+                for name, buffer in owner._buffers.items():
+                    if buffer is not None:
+                        owner._buffers[name] = buffer.index_select(0, index)
+        for optimizer in self.optimizers().values():
+            optimizer.stop([])  # recount which members are active
+        self.net.seeds = tuple(self.net.seeds[i] for i in members)
+        self.noise_generators = [self.noise_generators[i] for i in members]
+
     def noise_like(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """Standard normal noise shaped like each (K, ...) tensor, every member's from its own generator."""
         sizes = [t[0].numel() for t in tensors]
