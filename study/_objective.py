@@ -102,6 +102,15 @@ def train_trials(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], pa
     A member that diverges or that the pruner stops ends PRUNED with its reason while the others
     go on; out of memory ends every member PRUNED; any other error fails them all.
     """
+    # Heartbeats start before a trial names its worker: a trial that names a worker but has no
+    # heartbeat would never be found stale if that worker were killed.
+    with _Heartbeat(study, trials):
+        _train_and_tell(study, plan, trials, params, device, progress)
+
+
+def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], params: list[dict[str, Any]],
+                    device: str, progress: bool | None) -> None:
+    """`train_trials` inside its heartbeat: record each trial's identity, train, tell each its result."""
     configs = [configuration(plan, p) for p in params]
     seeds = [int(t.user_attrs.get(SEED, plan.seed + t.number)) for t in trials]  # a re-queued trial keeps its seed
     curves: list[dict[str, list[float]]] = [{"train": [], "val": [], "test": []} for _ in trials]
@@ -132,33 +141,32 @@ def train_trials(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], pa
     reasons: list[str | None] = [None] * len(trials)
     outcomes: list[tuple[TrialState, float | None]] = [(TrialState.FAIL, None)] * len(trials)
     try:
-        with _Heartbeat(study, trials):
-            try:
-                results = _train(plan, configs, seeds, device, report, progress)
-                for member, result in enumerate(results):
-                    if result.diverged is not None:
-                        reasons[member] = f"{DIVERGED}: {result.diverged.reason}"
-                        outcomes[member] = (TrialState.PRUNED, None)
-                    elif result.pruned_at is not None:
-                        reasons[member] = PRUNED
-                        outcomes[member] = (TrialState.PRUNED, None)
-                    else:
-                        outcomes[member] = (TrialState.COMPLETE, result.best.val_error)
-            except KeyboardInterrupt:
-                reasons = [INTERRUPTED] * len(trials)
-                raise
-            except Exception as error:
-                if not _out_of_memory(error):
-                    reason = f"{ERROR}: {type(error).__name__}: {_first_line(error)}".rstrip(": ")
-                    reasons = [reason] * len(trials)
-                    print(f"bioscale: trials {numbers} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        try:
+            results = _train(plan, configs, seeds, device, report, progress)
+            for member, result in enumerate(results):
+                if result.diverged is not None:
+                    reasons[member] = f"{DIVERGED}: {result.diverged.reason}"
+                    outcomes[member] = (TrialState.PRUNED, None)
+                elif result.pruned_at is not None:
+                    reasons[member] = PRUNED
+                    outcomes[member] = (TrialState.PRUNED, None)
                 else:
-                    reasons = [f"{OUT_OF_MEMORY} on {device}: {_first_line(error)}".rstrip(": ")] * len(trials)
-                    outcomes = [(TrialState.PRUNED, None)] * len(trials)
-            # Out of memory: outside the handler, so that the error's traceback (which holds the
-            # population's network and activations) is gone before the memory is given back.
-            if reasons[0] is not None and reasons[0].startswith(OUT_OF_MEMORY):
-                _free_memory(device)
+                    outcomes[member] = (TrialState.COMPLETE, result.best.val_error)
+        except KeyboardInterrupt:
+            reasons = [INTERRUPTED] * len(trials)
+            raise
+        except Exception as error:
+            if not _out_of_memory(error):
+                reason = f"{ERROR}: {type(error).__name__}: {_first_line(error)}".rstrip(": ")
+                reasons = [reason] * len(trials)
+                print(f"bioscale: trials {numbers} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            else:
+                reasons = [f"{OUT_OF_MEMORY} on {device}: {_first_line(error)}".rstrip(": ")] * len(trials)
+                outcomes = [(TrialState.PRUNED, None)] * len(trials)
+        # Out of memory: outside the handler, so that the error's traceback (which holds the
+        # population's network and activations) is gone before the memory is given back.
+        if reasons[0] is not None and reasons[0].startswith(OUT_OF_MEMORY):
+            _free_memory(device)
     finally:
         seconds = round(time.perf_counter() - start, 3)
         for trial, curve, reason, (state, value) in zip(trials, curves, reasons, outcomes):

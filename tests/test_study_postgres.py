@@ -66,9 +66,8 @@ def test_a_killed_workers_trial_is_failed_and_rerun_by_another(postgres_url):
             except KeyError:  # not created yet
                 running = []
             for trial in running:
-                curve = trial.user_attrs.get("curve") or {}
                 if trial.user_attrs.get("worker", "").endswith(f":{trial.number}") and worker_pid(trial) == victim.pid \
-                        and len(curve.get("val", [])) < epochs - 2:
+                        and len(trial.intermediate_values) < epochs - 2:
                     victim.send_signal(signal.SIGKILL)
                     victim.wait()
                     killed = trial
