@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+from gpu_check import names
 from bioscale import rules
 from bioscale.data import Data, load
 from bioscale.devices import resolve_device
@@ -299,14 +300,6 @@ def add_memory(row: dict[str, Any], measured: dict[str, Any], batch_bytes: int) 
 def _load() -> str:
     """The 1-minute load average (other processes sharing the cores make every time here noisier)."""
     return f"{os.getloadavg()[0]:.1f}"
-
-
-def names(text: str, known: list[str] | tuple[str, ...], what: str) -> list[str]:
-    chosen = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in known]
-    if unknown:
-        raise UsageError(f"unknown {what} {', '.join(map(repr, unknown))}; choose from: {', '.join(known)}")
-    return chosen
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -76,8 +76,8 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
     Only epochs that trained the forward weights count towards chance (an alternating
     schedule's inverse-only epochs change nothing the error could show). A stopped member is
     frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`), so it
-    costs no more arithmetic. The progress bar shows
-    only on a terminal, unless `progress` says otherwise.
+    costs no more arithmetic. The progress bar shows only on a terminal, unless `progress` says
+    otherwise.
     """
     if epochs < 1 or batch_size < 1:
         raise UsageError(f"epochs ({epochs}) and batch size ({batch_size}) must be positive")

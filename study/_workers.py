@@ -118,10 +118,8 @@ def ask_population(study: optuna.Study, plan: Plan, size: int) -> tuple[list[opt
     if waiting:
         shared = [{n: _queued_value(t, n) for n in names} for t in waiting[:size]]
         queued = next((i for i, s in enumerate(shared) if s != shared[0]), len(shared))
-        trials = [study.ask() for _ in range(queued)]  # Optuna pops the queue in order
-        if names or queued < len(waiting):
-            return trials, [_sample(t, plan) for t in trials]
-        trials += [study.ask() for _ in range(size - queued)]
+        count = size if not names and queued == len(waiting) else queued
+        trials = [study.ask() for _ in range(count)]  # Optuna pops the queue in order, then makes fresh trials
         return trials, [_sample(t, plan) for t in trials]
     first = study.ask()
     params = [_sample(first, plan)]

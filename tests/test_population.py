@@ -114,6 +114,17 @@ def epochs_of(result: FitResult) -> list[tuple]:
     return [(r.epoch, r.loss, r.train_error, r.val_error, r.test_error) for r in result.history]
 
 
+def assert_others_untouched(skip: int, results: list[FitResult], base_results: list[FitResult],
+                            tensors: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> list[int]:
+    """Every member but `skip` has the baseline's history and tensors, bit for bit; returns those members."""
+    others = [k for k in range(len(SEEDS)) if k != skip]
+    for k in others:
+        assert epochs_of(results[k]) == epochs_of(base_results[k]), k
+        for key, tensor in base.items():
+            assert torch.equal(tensors[key][k], tensor[k]), (k, key)
+    return others
+
+
 # -- 1. a member trains exactly as it would alone ---------------------------------------------------
 
 EQUIVALENCE = [pytest.param(name, schedule, extra, arch, id="-".join(filter(None, (name, schedule, arch))))
@@ -184,12 +195,8 @@ def test_a_diverging_member_changes_no_other_member_by_a_bit(name, setting, arch
     assert "loss became" in wild_results[bad].diverged.reason and wild_results[bad].history == []
     calm_tensors, wild_tensors = trained_tensors(calm), trained_tensors(wild)
     assert any(not torch.isfinite(t[bad]).all() for t in wild_tensors.values())
-    for k in range(len(SEEDS)):
-        if k == bad:
-            continue
-        assert wild_results[k].diverged is None and epochs_of(wild_results[k]) == epochs_of(calm_results[k]), k
-        for key, tensor in calm_tensors.items():
-            assert torch.equal(wild_tensors[key][k], tensor[k]), (k, key)
+    for k in assert_others_untouched(bad, wild_results, calm_results, wild_tensors, calm_tensors):
+        assert wild_results[k].diverged is None
         for key, opt in calm.optimizers().items():
             for buffer, tensor in opt.named_buffers():
                 if buffer.startswith("exp_avg"):
@@ -244,12 +251,8 @@ def test_a_pruned_member_keeps_its_weights_and_the_others_are_untouched(name, ex
     assert any(key.startswith("net.") for key in moved), "the unpruned run should have moved the member on"
     if "inverse_lr" in lrs:
         assert any(key.startswith("state.") for key in moved), "the unpruned run should have moved its inverses on"
-    for k in range(len(SEEDS)):
-        if k == pruned:
-            continue
-        assert results[k].pruned_at is None and epochs_of(results[k]) == epochs_of(base_results[k]), k
-        for key, tensor in base.items():
-            assert torch.equal(final[key][k], tensor[k]), (k, key)
+    for k in assert_others_untouched(pruned, results, base_results, final, base):
+        assert results[k].pruned_at is None
 
 
 @pytest.mark.parametrize("name, extra, arch", PRUNING)

@@ -47,12 +47,9 @@ def squared_error(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).pow(2).flatten(2).sum(2).mean(1)
 
 
-def _choice(setting: str, value: Any, choices: tuple[str, ...]) -> str:
-    if isinstance(value, (list, tuple)):
-        raise UsageError(f"{setting} shapes the computation and is shared by every member: give one value, not {len(value)}")
+def _choice(setting: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UsageError(f"unknown {setting} {value!r}; choose one of: {', '.join(choices)}")
-    return value
 
 
 class TargetProp(Rule):
@@ -75,13 +72,18 @@ class TargetProp(Rule):
                  inverse_loss: str = "noise-preserving") -> None:
         super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1,
                          forward_beta2=forward_beta2, forward_eps=forward_eps)
-        self.schedule = _choice("schedule", schedule, self.schedules)
-        self.inverse_loss = _choice("inverse_loss", inverse_loss, INVERSE_LOSSES)
+        self.schedule, self.inverse_loss = schedule, inverse_loss
         self.alternation_period, self.sigma = alternation_period, sigma  # limits: bioscale.values
         self.inverse_lr, self.inverse_beta1 = inverse_lr, inverse_beta1
         self.inverse_beta2, self.inverse_eps = inverse_beta2, inverse_eps
         self.epoch = 0
         self.steps = 0
+
+    def check_settings(self) -> None:
+        """The base's checks (limits; one value for a shared setting), then the schedule and inverse loss among their choices."""
+        super().check_settings()
+        _choice("schedule", self.schedule, self.schedules)
+        _choice("inverse_loss", self.inverse_loss, INVERSE_LOSSES)
 
     def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         """The inverses g_2 .. g_{L-1} of the hidden layers and, where needed, g_L of the output layer."""
