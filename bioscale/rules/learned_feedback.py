@@ -125,24 +125,21 @@ class WeightMirrors(LearnedFeedback):
             self.mirror_step(len(x))
         return super().step(x, y)
 
-    def mirror_loss(self, noise: list[Tensor]) -> Tensor:
-        """Each member's mirror loss (K,), summed over layers, for the given inputs (one (K, n, ...) tensor per layer)."""
-        total = 0
-        for (layer, feedback), x in zip(self.feedback_pairs(), noise, strict=True):
-            with torch.no_grad():
-                response = layer.map(x, layer.weight, None)
-            mirrored = layer.map(x, feedback, None)
-            # a convolution's filter is applied at every output location: average over those too
-            uses = len(x[0]) * (response[0, 0, 0].numel() if isinstance(layer, Conv2d) else 1)
-            total = total + (per_member(self.hyper.mirror_decay, feedback) * feedback.pow(2)).flatten(1).sum(1) \
-                - (response * mirrored).flatten(1).sum(1) / uses
-        return total
-
     def mirror_step(self, examples: int) -> None:
-        """One Adam step of every B_l on its mirror loss, each layer fed `examples` draws of N(0, mirror_sigma²)."""
+        """One Adam step of every B_l on its mirror loss, each layer fed `examples` draws of N(0, mirror_sigma²).
+
+        The loss is linear-quadratic in B_l, so its gradient is written out: 2·decay·B_l − x-weighted
+        response, the layer's own weight gradient of its response y = W_l x (torch.nn.grad.conv2d_weight
+        for a convolution), averaged over the filter's applications.
+        """
         like = next(self.net.parameters())
         templates = [like.new_empty(self.members, examples, *shape) for shape in self.input_shapes]
         noise = [z * per_member(self.hyper.mirror_sigma, z) for z in self.noise_like(templates)]
-        self.feedback_optimizer.zero_grad()
-        self.mirror_loss(noise).sum().backward()
+        with torch.no_grad():
+            for (layer, feedback), x in zip(self.feedback_pairs(), noise, strict=True):
+                response = layer.map(x, layer.weight, None)
+                # a convolution's filter is applied at every output location: average over those too
+                uses = examples * (response[0, 0, 0].numel() if isinstance(layer, Conv2d) else 1)
+                feedback.grad = (2 * per_member(self.hyper.mirror_decay, feedback) * feedback
+                                 - layer.weight_grad(response, x) / uses)
         self.feedback_optimizer.step()
