@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from bioscale import rules
-from bioscale.errors import UsageError
 from bioscale.layers import Conv2d, LocallyConnected2d
 from bioscale.nets import Net
 
@@ -70,11 +69,6 @@ def test_kp_started_from_b_equal_to_w_takes_backprops_steps(family):
             assert torch.equal(b, layer.weight)
     first = bp.net.blocks[0].layer.weight
     assert not torch.allclose(first, net.blocks[0].layer.weight)  # it did train
-
-
-def test_kp_refuses_a_decay_that_flips_the_weights():
-    with pytest.raises(UsageError, match="forward_lr × decay"):
-        rules.create("kp", make_net("fc"), forward_lr=[1e-2, 1e-3], decay=[200.0, 1.0])
 
 
 # -- weight mirrors --------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError
 from ..layers import Conv2d, MemberLayer
 from ..optim import Adam
 from ..population import per_member
@@ -63,14 +62,6 @@ class KolenPollack(LearnedFeedback):
         super().__init__(net, forward_lr=forward_lr, forward_beta1=forward_beta1, forward_beta2=forward_beta2,
                          forward_eps=forward_eps)
         self.decay = decay
-
-    def check_settings(self) -> None:
-        """The base's checks, then a decay factor 1 − forward_lr·decay above 0 for every member."""
-        super().check_settings()
-        pairs = zip(*(v if isinstance(v, (list, tuple)) else [v] * self.members for v in (self.forward_lr, self.decay)))
-        if any(lr * decay >= 1 for lr, decay in pairs):
-            raise UsageError(f"rule {self.name!r}: forward_lr × decay must stay below 1 (each step multiplies the "
-                             f"weights by 1 − forward_lr·decay); lower decay")
 
     def build(self) -> None:
         super().build()
