@@ -119,9 +119,9 @@ class WeightMirrors(LearnedFeedback):
     def mirror_step(self, examples: int) -> None:
         """One Adam step of every B_l on its mirror loss, each layer fed `examples` draws of N(0, mirror_sigma²).
 
-        The loss is linear-quadratic in B_l, so its gradient is written out: 2·decay·B_l − x-weighted
-        response, the layer's own weight gradient of its response y = W_l x (torch.nn.grad.conv2d_weight
-        for a convolution), averaged over the filter's applications.
+        The loss is quadratic in B_l, so its gradient is written out: 2·mirror_decay·B_l minus the
+        layer's own weight gradient (torch.nn.grad.conv2d_weight for a convolution) of output
+        gradient y = W_l x at input x, divided by the number of the filter's applications.
         """
         like = next(self.net.parameters())
         templates = [like.new_empty(self.members, examples, *shape) for shape in self.input_shapes]
