@@ -68,7 +68,7 @@ def plan_campaign(dataset: str, archs: Sequence[str], rule_names: Sequence[str] 
     out = []
     for arch in archs:
         for name in chosen:
-            schedules = tuple(sorted(spaces.schedules(name))) or (None,)
+            schedules = tuple(sorted(rules.get(name).schedules)) or (None,)
             out += [CampaignStudy(name, schedule, arch, dataset, activation)
                     for schedule in schedules for activation in (activations or (None,))]
     return out

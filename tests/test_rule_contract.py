@@ -139,7 +139,7 @@ def test_rule_state_dict_restores_a_rule_exactly(name):
     data, net = net_for("fc")
     x, y = data.train_x[:32], data.train_y[:32]
     # Step-wise alternation: the step after a restore must know where the schedule stands.
-    settings = {"schedule": "alternating", "alternation_period": 1} if "schedule" in rules.settings(name) else {}
+    settings = {"schedule": "alternating", "alternation_period": 1} if rules.get(name).schedules else {}
     rule = rules.create(name, net, **settings)
     rule.step(x, y)
     saved = copy.deepcopy(rule.state_dict())
@@ -149,5 +149,5 @@ def test_rule_state_dict_restores_a_rule_exactly(name):
     assert other.forward_steps == rule.forward_steps
     for r in (rule, other):  # the noise streams are restored too: no global seed makes the steps alike
         r.step(x, y)
-    for a, b in zip(rule.state_dict()["net"].values(), other.state_dict()["net"].values(), strict=True):
+    for a, b in zip(rule.net.state_dict().values(), other.net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
