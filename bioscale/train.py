@@ -198,7 +198,7 @@ def _pct(error: float | None) -> str:
 def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
           seeds: Sequence[int] = (0,), device: str = AUTO, data_root: str | None = None,
           val_size: float | int | None = None, settings: dict[str, Any] | None = None) -> tuple[Data, rules.Rule]:
-    """The data and a rule training one member per seed, from names; a float setting may hold one value per member."""
+    """The data and a rule training one member per seed, from names; a per-member setting may hold one value per member."""
     device = resolve_device(device)
     rule_class = rules.get(rule)
     settings = rules.coerce_settings(rule, settings or {})
