@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import optuna
 
-from bioscale import rules, spaces
+from bioscale import rules
 from bioscale.contract import best_trial
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
