@@ -33,14 +33,14 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def rule_variants(chosen: list[str] | None = None) -> list[tuple[str, dict]]:
-    """(label, settings) for every registered rule (or the `chosen` ones, BP always); TP rules in the parallel schedule, whose every step does both halves."""
+def rule_variants(chosen: list[str] | None = None) -> list[tuple[str, str, dict]]:
+    """(label, rule, settings) for every registered rule (or the `chosen` ones, BP always); a rule with schedules in the parallel one, whose every step does both halves."""
     out = []
     for name in rules.names():
         if chosen and name not in chosen and name != "bp":
             continue
-        settings = {"schedule": "parallel"} if "schedule" in rules.settings(name) else {}
-        out.append((name + ("-parallel" if settings else ""), settings))
+        schedule = "parallel" if rules.get(name).schedules else None
+        out.append((rules.label(name, schedule), name, {"schedule": schedule} if schedule else {}))
     return out
 
 
@@ -51,8 +51,8 @@ def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: 
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
-    learners = {label: rules.create(label.split("-parallel")[0], copy.deepcopy(net), **settings)
-                for label, settings in rule_variants(chosen)}
+    learners = {label: rules.create(name, copy.deepcopy(net), **settings)
+                for label, name, settings in rule_variants(chosen)}
     times: dict[str, list[float]] = {label: [] for label in learners}
     for r in range(rounds + 1):
         for label, learner in learners.items():
@@ -145,7 +145,7 @@ def main() -> None:
     chosen = args.rules.split(",") if args.rules else None
     for name in chosen or ():
         rules.get(name)  # an unknown name: one line listing the rules
-    labels = [label for label, _ in rule_variants(chosen)]
+    labels = [label for label, _, _ in rule_variants(chosen)]
     print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
     print("|---|---|---|" + "---|" * len(labels))
     for dataset in args.datasets.split(","):

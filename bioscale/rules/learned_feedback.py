@@ -56,6 +56,7 @@ class KolenPollack(LearnedFeedback):
     """KP: B_l takes W_l's own update and decay, so W_l − B_l shrinks geometrically."""
 
     name = "kp"
+    per_member = (*LearnedFeedback.per_member, "decay")
 
     def __init__(self, net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9, forward_beta2: float = 0.999,
                  forward_eps: float = 1e-8, decay: float = 0.01) -> None:
@@ -77,7 +78,7 @@ class KolenPollack(LearnedFeedback):
             factor = 1 - self.hyper.forward_lr * self.hyper.decay
             factor = torch.where(self.forward_optimizer.active, factor, 1)  # a stopped member keeps its weights
             for layer, feedback in self.feedback_pairs():
-                feedback.grad = layer.weight.grad
+                feedback.grad = layer.weight.grad.clone()  # its own tensor: module-wide ops (keep, to) touch each grad once
                 layer.weight.mul_(per_member(factor, layer.weight))
                 feedback.mul_(per_member(factor, feedback))
         self.forward_optimizer.step()
@@ -90,6 +91,7 @@ class WeightMirrors(LearnedFeedback):
     """WM: B_l learns from each layer's response to injected noise, towards (σ²/2·mirror_decay) W_l."""
 
     name = "wm"
+    per_member = (*LearnedFeedback.per_member, "mirror_lr", "mirror_sigma", "mirror_decay")
 
     def __init__(self, net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9, forward_beta2: float = 0.999,
                  forward_eps: float = 1e-8, mirror_lr: float = 1e-3, mirror_sigma: float = 1.0,
