@@ -112,6 +112,19 @@ def test_weight_mirrors_learn_b_proportional_to_w_from_noise_alone(family):
             assert scale.item() == pytest.approx(1.0, abs=0.05), (i, k)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_mirror_step_of_b_reads_only_its_own_layers_w(family):
+    """Local: changing W_1 changes the mirror step of B_1 alone (same noise, same state)."""
+    rules_ = [rules.create("wm", make_net(family)) for _ in range(2)]
+    with torch.no_grad():
+        rules_[1].net.blocks[0].layer.weight.mul_(-2.0)
+    for rule in rules_:
+        rule.mirror_step(16)
+    (first, *rest), (first_changed, *rest_changed) = ([b.detach() for b in r.state] for r in rules_)
+    assert not torch.equal(first, first_changed)
+    assert all(torch.equal(a, b) for a, b in zip(rest, rest_changed, strict=True))
+
+
 def test_weight_mirrors_steps_come_before_the_forward_step_and_train_b():
     net = make_net("fc", dtype=torch.float32)
     rule = rules.create("wm", net, mirror_steps=3)
