@@ -166,7 +166,7 @@ def test_sign_symmetry_variants_keep_the_signs_of_w_with_fixed_or_redrawn_magnit
     for used in steps:
         for (b, w), layer in zip(used, net.layers(), strict=True):
             assert torch.equal(b.sign(), w.sign())  # every step, from the weights of that step
-            bound = (6.0 / sum(layer.fans())) ** 0.5
+            bound = (6.0 / sum(layer.fans())) ** 0.5  # Glorot's, written out
             assert b.abs().max() <= bound and b.abs().std() > 0.1 * bound  # random magnitudes, not sign(W)
     for before, after in zip(steps, steps[1:]):
         for (b0, w0), (b1, w1) in zip(before, after, strict=True):

@@ -19,13 +19,12 @@ The random matrices are the rule's state (`rule.state[l]`, buffers, one per memb
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from ..layers import MemberLayer, apply_with_feedback, glorot_
+from ..layers import MemberLayer, apply_with_feedback, glorot_, glorot_bound
 from .base import GradientRule, cross_entropy
 
 
@@ -107,7 +106,7 @@ class SignSymmetryBatchMagnitudes(SignSymmetry):
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         weight = layer.weight.detach()
-        bound = math.sqrt(6.0 / sum(layer.fans()))  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
+        bound = glorot_bound(*layer.fans())  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
         magnitudes = torch.stack([torch.rand(weight.shape[1:], generator=g, device=weight.device, dtype=weight.dtype)
                                   for g in self.noise_generators])
         return magnitudes.mul_(bound) * weight.sign()
