@@ -18,6 +18,12 @@ whose stationary point is B_l = (mirror_sigma² / 2·mirror_decay) W_l, the tran
 of W_l (Kunin et al. 2020's loss form of the mirror; the paper's α‖W‖² term is constant in B and
 left out). For a convolution the inner product is averaged over the output locations too, the
 examples of its shared filter, so the stationary point is the same for every family.
+
+Defaults, from the papers rather than tuned here: KP's decay 0.01 shrinks the weights by 1e-5 a
+step at Adam's 1e-3, as Akrout et al.'s ImageNet runs do (SGD, lr 0.1, weight decay 1e-4; it is
+also AdamW's default). WM's noise scale 1 and decay 0.5 (the authors' code and its ports use noise
+amplitudes of 0.1 to 1 and a damping of 0.5) put the stationary point at B_l = W_l; one mirror
+step per forward step; the mirror's Adam learning rate is the forward one's default.
 """
 
 from __future__ import annotations
