@@ -298,9 +298,10 @@ def _run_study_best(args: argparse.Namespace) -> None:
 
 
 def _run_study_evaluate(args: argparse.Namespace) -> None:
+    seeds = parse_seeds(args.seeds)
     from .study import evaluate_study
 
-    result = evaluate_study(args.storage, args.study_name, seeds=parse_seeds(args.seeds), epochs=args.epochs,
+    result = evaluate_study(args.storage, args.study_name, seeds=seeds, epochs=args.epochs,
                             device=args.device, data_root=args.data_root, progress=False if args.quiet else None)
     if args.json:
         print(json.dumps(result))
@@ -392,12 +393,14 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    from .workflows import demo, demo_campaign
+    from dataclasses import replace
 
-    campaign = demo_campaign(out=args.out, storage=args.storage, trials=args.trials, epochs=args.epochs,
-                             seeds=parse_seeds(args.seeds), rules=_names(args.rules),
-                             activations=_names(args.activations) or (), population=args.population,
-                             side_by_side=args.workers, devices=args.devices).checked()
+    from .workflows import demo, demo_campaign, demo_study
+
+    template = replace(demo_study(), storage=args.storage, trials=args.trials, epochs=args.epochs,
+                       population=args.population, devices=args.devices)
+    campaign = demo_campaign(template, out=args.out, seeds=parse_seeds(args.seeds), rules=_names(args.rules),
+                             activations=_names(args.activations) or (), side_by_side=args.workers).checked()
     print(demo(campaign, progress=not args.quiet).summary())
 
 

@@ -25,6 +25,7 @@ TRAINING = {"activation": ACTIVATION, "batch_size": BATCH_SIZE}
 
 # A study (bioscale.spec.StudySpec; `bioscale study run`).
 STAGE = TUNE
+STORAGE = "sqlite:///bioscale.db"
 TRIALS = 60  # the paper's budget per rule
 SAMPLER = "tpe"
 PRUNER = "none"

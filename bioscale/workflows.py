@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Sequence
 
 from . import defaults
 from .spec import CampaignSpec, StudySpec, campaign_studies
-from .storages import DEFAULT_STORAGE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,17 +52,21 @@ def campaign_folder(dataset: str, arch: str) -> Path:
     return Path(f"campaign-{dataset}-{arch.strip('@').replace(':', '-').replace('*', 'x').replace(',', '_')}")
 
 
-def demo_campaign(*, out: str | Path = defaults.DEMO["out"], storage: str | None = None, trials: int = defaults.DEMO["trials"],
-                  epochs: int = defaults.DEMO["epochs"], seeds: Sequence[int] = defaults.DEMO["seeds"],
-                  rules: Sequence[str] | None = None, activations: Sequence[str] = defaults.DEMO["activations"],
-                  population: int = defaults.DEMO["population"], side_by_side: int | None = None,
-                  devices: str | tuple[str, ...] = defaults.DEVICES) -> CampaignSpec:
-    """The demo as a campaign: the paper's protocol at a small budget on digits, every rule and schedule on the fc
-    and lc presets, once per activation; studies side by side (default: one per core)."""
+def demo_study() -> StudySpec:
+    """The study every demo study is: digits, the paper's protocol, random search at a small budget, one population each."""
+    demo = defaults.DEMO
+    return StudySpec(dataset=demo["dataset"], trials=demo["trials"], epochs=demo["epochs"], sampler=demo["sampler"],
+                     protocol=demo["protocol"], chance_patience=demo["chance_patience"], population=demo["population"])
+
+
+def demo_campaign(template: StudySpec | None = None, *, out: str | Path = defaults.DEMO["out"],
+                  seeds: Sequence[int] = defaults.DEMO["seeds"], rules: Sequence[str] | None = None,
+                  activations: Sequence[str] = defaults.DEMO["activations"], side_by_side: int | None = None) -> CampaignSpec:
+    """The demo as a campaign: `template` (default `demo_study()`) for every rule and schedule on the fc and lc presets,
+    once per activation; studies side by side (default: one per core), stored under `out` unless the template names a storage."""
     out = Path(out)
-    template = StudySpec(dataset=defaults.DEMO["dataset"], trials=trials, epochs=epochs, sampler=defaults.DEMO["sampler"],
-                         protocol=defaults.DEMO["protocol"], chance_patience=defaults.DEMO["chance_patience"],
-                         population=population, devices=devices, storage=storage or f"sqlite:///{(out / 'bioscale.db').resolve()}")
+    template = template or demo_study()
+    template = replace(template, storage=template.storage or f"sqlite:///{(out / 'bioscale.db').resolve()}")
     studies = campaign_studies(template, defaults.DEMO["archs"], rules, activations)
     return CampaignSpec(studies=studies, seeds=tuple(seeds), side_by_side=side_by_side or os.cpu_count() or 1,
                         out=str(out), formats=defaults.DEMO["formats"])
@@ -86,7 +89,7 @@ def campaign_spec(dataset: str, arch: str, template: StudySpec | None = None, *,
     activation, given `activations`), each like `template` (default: the campaign defaults: random search, paper protocol)."""
     template = template or StudySpec(trials=defaults.CAMPAIGN["trials"], epochs=defaults.CAMPAIGN["epochs"],
                                      sampler=defaults.CAMPAIGN["sampler"], protocol=defaults.CAMPAIGN["protocol"])
-    template = replace(template, dataset=dataset, storage=template.storage or DEFAULT_STORAGE)
+    template = replace(template, dataset=dataset, storage=template.storage or defaults.STORAGE)
     studies = campaign_studies(template, [arch], rules, activations)
     return CampaignSpec(studies=studies, seeds=tuple(seeds), out=str(out if out is not None else campaign_folder(dataset, arch)),
                         formats=tuple(formats))

@@ -82,10 +82,10 @@ def check_spec(spec: StudySpec) -> tuple[StudySpec, dict[str, Any]]:
     return spec, {k: v for k, v in spec.overrides.items() if k != "schedule"}
 
 
-def search_space(stage: str, rule: str, schedule: str | None, dataset: str, arch: str, overrides: Mapping[str, Any],
-                 protocol: str = "extended", activation: str | None = None,
-                 ) -> tuple[str, dict[str, BaseDistribution], dict[str, Any]]:
-    """(family, space left to sample, fixed values) for a stage under `protocol`, `activation` and the --set overrides."""
+def search_space(spec: StudySpec, overrides: Mapping[str, Any]) -> tuple[str, dict[str, BaseDistribution], dict[str, Any]]:
+    """(family, space left to sample, fixed values) of a checked spec: its stage under its protocol, activation and `overrides`."""
+    stage, rule, schedule, dataset, arch = spec.stage, spec.rule, spec.schedule, spec.dataset, spec.arch
+    protocol, activation = spec.protocol, spec.activation
     defaults = {k: v for k, v in spaces.rule_defaults(rule).items() if k != "schedule"}
     held: dict[str, Any] = {}
     if stage == ARCHITECTURE:

@@ -27,8 +27,8 @@ def prepare(spec: StudySpec) -> tuple[Plan, BaseStorage, list[str]]:
     """Check a study's whole specification, then open its storage; raises UsageError before creating anything."""
     spec, overrides = check_spec(spec)
     device_list = resolve_devices(spec.devices)
-    family, space, fixed_values = search_space(spec.stage, spec.rule, spec.schedule, spec.dataset, spec.arch, overrides,
-                                               check_protocol(spec.protocol), spec.activation)
+    check_protocol(spec.protocol)
+    family, space, fixed_values = search_space(spec, overrides)
     load(spec.dataset, root=spec.data_root, val_size=spec.val_size)  # the data must be there before any trial starts
     if spec.workers > 1 or device_list[0] != "cpu":
         load.cache_clear()  # the workers load their own copy, on their own device

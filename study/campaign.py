@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import Any
 
 import optuna
 
-from bioscale.contract import StudyInfo, best_trial
+from bioscale.contract import Evaluation, StudyInfo, best_trial
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
 from bioscale.spec import CampaignSpec, StudySpec, study_name
@@ -50,13 +49,15 @@ def _tune(spec: StudySpec, single_thread: bool = False) -> tuple[str, float | No
     return campaign_study_name(spec), best.value if best else None
 
 
-def _evaluate(name: str, campaign: CampaignSpec, device: str, single_thread: bool = False) -> tuple[str, dict[str, Any] | None]:
+def _evaluate(name: str, campaign: CampaignSpec, device: str, single_thread: bool = False) -> tuple[str, Evaluation | str]:
+    """Evaluate one study's best configuration; returns its name and its evaluation, or why there is none."""
     _one_thread(single_thread)
     try:
-        return name, evaluate_study(campaign.storage, name, seeds=list(campaign.seeds), epochs=campaign.eval_epochs,
-                                    device=device, data_root=campaign.studies[0].data_root, progress=False)
+        return name, Evaluation.read(evaluate_study(campaign.storage, name, seeds=list(campaign.seeds),
+                                                    epochs=campaign.eval_epochs, device=device,
+                                                    data_root=campaign.studies[0].data_root, progress=False))
     except UsageError as error:  # e.g. a study whose every trial diverged
-        return name, {"error": str(error)}
+        return name, str(error)
 
 
 def run_campaign(campaign: CampaignSpec, *, progress: bool = True) -> list[str]:
@@ -97,10 +98,10 @@ def run_campaign(campaign: CampaignSpec, *, progress: bool = True) -> list[str]:
             results = (_evaluate(n, campaign, devices[0]) for n in todo)
         for name, evaluation in results:
             bar.update()
-            if evaluation and "error" not in evaluation:
-                say(f"evaluated {name}: test error {_pct(evaluation['test_error_mean'])} over seeds {list(campaign.seeds)}")
+            if isinstance(evaluation, Evaluation):
+                say(f"evaluated {name}: test error {_pct(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}")
             else:
-                say(f"evaluated {name}: skipped ({(evaluation or {}).get('error', 'no result')})")
+                say(f"evaluated {name}: skipped ({evaluation})")
     return names
 
 

@@ -15,7 +15,9 @@ from bioscale.errors import UsageError
 from bioscale.spec import CampaignSpec, StudySpec, campaign_studies
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = [p for folder in ("bioscale", "study", "spaces", "analysis", "benchmarks") for p in sorted((REPO / folder).rglob("*.py"))]
+# compare_studies.py reads storages that older code wrote, with that code: it names what it drops itself.
+SOURCES = [p for folder in ("bioscale", "study", "spaces", "analysis", "benchmarks") for p in sorted((REPO / folder).rglob("*.py"))
+           if p.name not in ("contract.py", "compare_studies.py")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -31,6 +33,15 @@ def test_a_spec_round_trips_through_a_dict_and_checks_once():
     assert StudySpec(rule="sdtp").checked().schedule == "parallel"  # the rule's default schedule
     campaign = CampaignSpec(studies=(checked, replace(checked, rule="bp", schedule=None)), seeds=(0, 1))
     assert CampaignSpec.from_dict(campaign.to_dict()) == campaign
+
+
+def test_no_public_function_of_the_study_driver_or_the_workflows_takes_more_than_eight_parameters():
+    paths = sorted((REPO / "study").glob("*.py")) + [REPO / "bioscale" / "workflows.py", REPO / "bioscale" / "spec.py"]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+                assert len([n for n in names if n not in ("self", "cls")]) <= 8, f"{path.name}: {node.name}{tuple(names)}"
 
 
 def test_every_field_of_the_spec_is_json_and_has_a_default():
@@ -121,7 +132,7 @@ def test_the_defaults_table_is_what_the_library_uses():
 # Every storage name in contract.py only
 
 # Names so particular to the storage that they may not appear as a string anywhere else.
-DISTINCTIVE = {contract.END_REASON, contract.WINNER_TRIAL, contract.SAMPLER_SETTINGS, contract.DEVICE_NAME,
+DISTINCTIVE = {contract.END_REASON, contract.WINNER_TRIAL, contract.SAMPLER_SETTINGS,
                "test_errors_at_best_val", "test_error_at_best_val_mean", "test_error_at_best_val_std", "best_val_epochs",
                "bioscale_version"}
 ATTRIBUTE_NAMES = set(contract.TRIAL_ATTRS) | set(contract.STUDY_ATTRS) | {f.name for f in fields(contract.Evaluation)}
@@ -130,7 +141,7 @@ ATTRIBUTE_NAMES = set(contract.TRIAL_ATTRS) | set(contract.STUDY_ATTRS) | {f.nam
 def _reads_attributes(node: ast.AST) -> bool:
     """Whether an expression is a trial's or a study's user attributes (or a variable holding them)."""
     text = ast.unparse(node)
-    return "user_attrs" in text or text in ("attrs", "existing", "evaluation", "record")
+    return text.endswith("user_attrs") or text in ("attrs", "existing", "evaluation", "record")
 
 
 def attribute_literals(tree: ast.AST) -> list[tuple[int, str]]:
@@ -167,8 +178,7 @@ def test_the_checker_finds_attribute_literals():
     assert [name for _, name in attribute_literals(ast.parse(code))] == ["seed", "curve", "winner", "role", "end_reason"]
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, id=str(p.relative_to(REPO))) for p in SOURCES
-                                  if p.name != "contract.py"])
+@pytest.mark.parametrize("path", [pytest.param(p, id=str(p.relative_to(REPO))) for p in SOURCES])
 def test_no_storage_name_is_spelled_outside_the_contract(path):
     found = attribute_literals(ast.parse(path.read_text()))
     assert not found, f"{path.relative_to(REPO)}: write these through bioscale.contract: {found}"
@@ -213,6 +223,9 @@ def _loaded_after(argv: list[str]) -> tuple[int, set[str]]:
                                   ["study", "run", "--rule", "fa", "--trials", "0"],
                                   ["study", "run", "--rule", "fa", "--pruner", "sometimes"],
                                   ["train", "--rule", "fa", "--dataset", "nope"],
+                                  ["train", "--rule", "fa", "--activation", "sigmoid"],
+                                  ["study", "evaluate", "--seeds", "a,b"],
+                                  ["demo", "--rules", "nope"], ["demo", "--activations", "sigmoid"],
                                   ["campaign", "--dataset", "digits", "--arch", "fc", "--rules", "nope"]],
                          ids=lambda a: " ".join(a))
 def test_help_and_refusals_import_no_heavy_library(argv):
@@ -221,7 +234,8 @@ def test_help_and_refusals_import_no_heavy_library(argv):
 
 
 def test_importtime_of_help_holds_no_torch():
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "bioscale.cli", "--help"], capture_output=True, text=True)
+    code = "from bioscale.cli import main; main(['--help'])"
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True)
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert done.returncode == 0 and "bioscale.cli" in imported and "torch" not in imported
 
