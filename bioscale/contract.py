@@ -4,7 +4,8 @@ The study driver (`bioscale.study`) writes studies and trials; analysis, the CLI
 and any Optuna client read them. Both sides take from here every attribute name, what the
 trial states mean (finished, counted against the budget, re-queued after a lost worker), the
 worker id, and the rule that picks the best trial. docs/storage-contract.md explains it in prose.
-This module imports nothing that trains.
+This module imports nothing that trains, and Optuna only inside the functions that need it, so
+that the command line can name stages and end reasons without loading it.
 """
 
 from __future__ import annotations
