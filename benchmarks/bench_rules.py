@@ -32,12 +32,12 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def rule_variants() -> list[tuple[str, dict]]:
-    """(label, settings) for every registered rule; TP rules in the parallel schedule, whose every step does both halves."""
+def rule_variants() -> list[tuple[str, str, dict]]:
+    """(label, rule, settings) for every registered rule; a rule with schedules in the parallel one, whose every step does both halves."""
     out = []
     for name in rules.names():
-        settings = {"schedule": "parallel"} if "schedule" in rules.settings(name) else {}
-        out.append((name + ("-parallel" if settings else ""), settings))
+        schedule = "parallel" if rules.get(name).schedules else None
+        out.append((rules.label(name, schedule), name, {"schedule": schedule} if schedule else {}))
     return out
 
 
@@ -47,8 +47,7 @@ def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: 
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
-    learners = {label: rules.create(label.split("-parallel")[0], copy.deepcopy(net), **settings)
-                for label, settings in rule_variants()}
+    learners = {label: rules.create(name, copy.deepcopy(net), **settings) for label, name, settings in rule_variants()}
     times: dict[str, list[float]] = {label: [] for label in learners}
     for r in range(rounds + 1):
         for label, learner in learners.items():
@@ -136,7 +135,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# bioscale benchmark, {datetime.date.today()}, {device} ({name}), torch {torch.__version__}, batch {args.batch_size}\n")
     print("## Step time as a ratio to BP (same network, same minibatch, medians of interleaved rounds)\n")
-    labels = [label for label, _ in rule_variants()]
+    labels = [label for label, _, _ in rule_variants()]
     print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
     print("|---|---|---|" + "---|" * len(labels))
     for dataset in args.datasets.split(","):

@@ -115,12 +115,13 @@ def _run_train(args: argparse.Namespace) -> None:
 
     from .datasets import get as get_dataset
     from .spec import check_rule_name
-    from .values import check_value
+    from .values import CHOICES, check_value
 
     check_rule_name(args.rule)  # names and values that need no torch are refused before it loads
     get_dataset(args.dataset)
+    if args.activation not in CHOICES["activation"]:
+        raise UsageError(f"unknown activation {args.activation!r}; choose one of: {', '.join(CHOICES['activation'])}")
     try:
-        check_value("activation", args.activation)
         check_value("epochs", args.epochs)
         check_value("batch_size", args.batch_size)
     except ValueError as error:

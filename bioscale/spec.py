@@ -188,7 +188,7 @@ def campaign_studies(template: StudySpec, archs: tuple[str, ...] | list[str], ru
 
 
 def label(rule: str, schedule: str | None = None) -> str:
-    """The study label of a rule: `dtp-alternating` for target-propagation rules, else the rule's name."""
+    """A rule's label under a schedule, `dtp-alternating`; a rule without schedules is labelled by its name (also `rules.label`)."""
     return f"{rule}-{schedule}" if schedule else rule
 
 

@@ -77,7 +77,11 @@ def demo(campaign: CampaignSpec | None = None, *, progress: bool = True) -> Camp
 
     Studies run side by side, one per worker process (default every core).
     """
-    campaign = campaign or demo_campaign()
+    from .devices import resolve_devices
+
+    campaign = (campaign or demo_campaign()).checked()
+    for spec in campaign.studies:
+        resolve_devices(spec.devices)  # a bad device is refused before the output folder exists
     Path(campaign.out).mkdir(parents=True, exist_ok=True)
     return run(campaign, progress=progress)
 

@@ -75,7 +75,7 @@ def check_spec(spec: StudySpec) -> tuple[StudySpec, dict[str, Any]]:
     """(the checked spec, its --set overrides without the schedule): the spec's own checks, then those that need the registries."""
     spec = spec.checked()
     rules.get(spec.rule)
-    offered = spaces.schedules(spec.rule)
+    offered = rules.get(spec.rule).schedules
     if spec.schedule is not None and spec.schedule not in offered:
         raise UsageError(f"rule {spec.rule!r} has no schedule {spec.schedule!r}; choose one of: {', '.join(offered) or 'none'}")
     check_pruner(spec.pruner, spec.epochs)
