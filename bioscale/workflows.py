@@ -1,8 +1,9 @@
 """The demo and the campaign end to end, one call each: tune every rule, evaluate each best configuration, analyse.
 
 These sit on top of both `bioscale.study` (tuning, evaluation) and `bioscale.analysis` (figures,
-report), as the command line does; a notebook user calls them the same way `bioscale demo` and
-`bioscale campaign` do.
+report), as the command line does. A campaign is a `bioscale.spec.CampaignSpec` (built by
+`campaign_spec` or `demo_campaign`); `run` carries it through tuning, evaluation and analysis, and
+a notebook user builds and runs the same object `bioscale demo` and `bioscale campaign` do.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .spec import CampaignSpec, StudySpec, campaign_studies
 
 if TYPE_CHECKING:
     import pandas as pd
+
+DEMO = defaults.DEMO  # the demo's settings live in the defaults table; importable here as before
 
 
 @dataclass
