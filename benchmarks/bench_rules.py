@@ -1,6 +1,7 @@
 """Step time of every learning rule as a ratio to BP, and LC vs conv time and peak memory.
 
     python benchmarks/bench_rules.py [--device cpu|cuda] [--batch-size 128] [--rounds 5]
+        [--rules bp,fa,kp,...] [--no-layers]
 
 Every ratio is measured in one process, with the rules' steps interleaved round by round on
 copies of the same network and minibatch, since these machines are noisy.
@@ -32,22 +33,26 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def rule_variants() -> list[tuple[str, str, dict]]:
-    """(label, rule, settings) for every registered rule; a rule with schedules in the parallel one, whose every step does both halves."""
+def rule_variants(chosen: list[str] | None = None) -> list[tuple[str, str, dict]]:
+    """(label, rule, settings) for every registered rule (or the `chosen` ones, BP always); a rule with schedules in the parallel one, whose every step does both halves."""
     out = []
     for name in rules.names():
+        if chosen and name not in chosen and name != "bp":
+            continue
         schedule = "parallel" if rules.get(name).schedules else None
         out.append((rules.label(name, schedule), name, {"schedule": schedule} if schedule else {}))
     return out
 
 
-def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str) -> dict[str, float]:
+def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str,
+               chosen: list[str] | None = None) -> dict[str, float]:
     """Median seconds per step for each rule on one preset network, interleaved."""
     shape, classes = SHAPES[dataset]
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
-    learners = {label: rules.create(name, copy.deepcopy(net), **settings) for label, name, settings in rule_variants()}
+    learners = {label: rules.create(name, copy.deepcopy(net), **settings)
+                for label, name, settings in rule_variants(chosen)}
     times: dict[str, list[float]] = {label: [] for label in learners}
     for r in range(rounds + 1):
         for label, learner in learners.items():
@@ -127,6 +132,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="mnist,cifar10")
     parser.add_argument("--families", default="fc,lc,conv")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--rules", default=None, help="comma-separated rules to time beside BP (default: every rule)")
+    parser.add_argument("--no-layers", action="store_true", help="skip the LC vs conv layer table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,14 +142,19 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# bioscale benchmark, {datetime.date.today()}, {device} ({name}), torch {torch.__version__}, batch {args.batch_size}\n")
     print("## Step time as a ratio to BP (same network, same minibatch, medians of interleaved rounds)\n")
-    labels = [label for label, _, _ in rule_variants()]
+    chosen = args.rules.split(",") if args.rules else None
+    for name in chosen or ():
+        rules.get(name)  # an unknown name: one line listing the rules
+    labels = [label for label, _, _ in rule_variants(chosen)]
     print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
     print("|---|---|---|" + "---|" * len(labels))
     for dataset in args.datasets.split(","):
         for family in args.families.split(","):
-            t = step_times(dataset, family, args.batch_size, args.rounds, device)
+            t = step_times(dataset, family, args.batch_size, args.rounds, device, chosen)
             ratios = " | ".join(f"{t[label] / t['bp']:.2f}" for label in labels)
             print(f"| {dataset} | {family} | {1000 * t['bp']:.1f} | {ratios} |", flush=True)
+    if args.no_layers:
+        return
     print("\n## CIFAR-10 LC layers: LC vs conv of the same geometry, forward + backward\n")
     print("| layer (in, out, kernel, stride, size) | LC ms | conv ms | LC / conv time | conv peak MiB | LC peak MiB | LC minimum MiB | LC peak / minimum |")
     print("|---|---|---|---|---|---|---|---|")

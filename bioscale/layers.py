@@ -317,9 +317,14 @@ def apply_with_feedback(layer: MemberLayer, x: Tensor, feedback: Tensor) -> Tens
     return _WithFeedback.apply(x, layer.weight, layer.bias, feedback, layer)
 
 
+def glorot_bound(fan_in: int, fan_out: int) -> float:
+    """b of Glorot (Xavier) uniform initialisation, U(-b, b)."""
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
 def glorot_(weight: Tensor, fan_in: int, fan_out: int, member_generators: list[torch.Generator]) -> Tensor:
     """Glorot (Xavier) uniform initialisation in place, each member from its own generator."""
-    return population.uniform_(weight, math.sqrt(6.0 / (fan_in + fan_out)), member_generators)
+    return population.uniform_(weight, glorot_bound(fan_in, fan_out), member_generators)
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,15 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "alpha": (0.0, None, True, False), "sigma": (0.0, None, True, False),
     "aux_size": _COUNT, "alternation_period": (0, None, True, False),
     "batch_size": _COUNT, "epochs": _COUNT,
+    # Kolen-Pollack and weight mirrors (bioscale.rules.learned_feedback)
+    "decay": (0.0, None, True, False),
+    "mirror_lr": _POSITIVE, "mirror_sigma": _POSITIVE, "mirror_decay": _POSITIVE, "mirror_steps": _COUNT,
     # architecture stage
     "depth": _COUNT, "width": _COUNT, "channels": _COUNT, "kernel": _COUNT,
 }
 # Settings that count something: whole numbers only.
 WHOLE = frozenset({"aux_size", "alternation_period", "batch_size", "epochs", "depth", "width", "channels", "kernel"})
+WHOLE |= {"mirror_steps"}
 # Settings that take one of a few words.
 CHOICES: dict[str, tuple[str, ...]] = {"activation": ("tanh", "relu")}
 

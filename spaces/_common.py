@@ -29,6 +29,15 @@ CATALOGUE: dict[str, BaseDistribution] = {
     "sigma": FloatDistribution(0.01, 0.4),  # Table 4: [0.01, 0.3]; Table 5 has 0.37
     "aux_size": IntDistribution(64, 1024, log=True),  # the paper used 512 on CIFAR (its Figure 4)
     "alternation_period": CategoricalDistribution((0, 1, 10, 100)),  # steps; 0 = whole epochs (the paper)
+    # KP's decoupled decay, weights × (1 − forward_lr·decay) a step: Akrout et al.'s ImageNet runs (SGD, lr 0.1,
+    # weight decay 1e-4) shrink by 1e-5 a step, as decay 1e-2 does at Adam's 1e-3; the range holds both values.
+    "decay": FloatDistribution(1e-5, 1.0, log=True),
+    # WM's mirror (stationary B = mirror_sigma²/(2·mirror_decay) W): the authors' code and its ports use noise
+    # amplitudes of 0.1 to 1 and a decay (damping) of 0.5, with one mirror step per forward step.
+    "mirror_lr": LEARNING_RATE,
+    "mirror_sigma": FloatDistribution(0.05, 2.0, log=True),
+    "mirror_decay": FloatDistribution(0.01, 2.0, log=True),
+    "mirror_steps": IntDistribution(1, 4),
 }
 
 # Training arguments every tuning space samples; they go to `train(...)`, not to the rule.

@@ -7,6 +7,10 @@
 - `extended`: everything bioscale can search for the rule: also the activation, the batch size,
   the auxiliary output's size and the alternation period.
 
+Rules published after the paper (kp, wm, sign-symmetry-frsf, sign-symmetry-brsf) have no row in
+it: under `paper` they sample what the paper sampled for every rule (the forward Adam settings)
+and hold their own (KP's `decay`, WM's `mirror_*`) at their defaults; `extended` searches them.
+
 A study records its protocol, what it sampled (`space`) and what it held (`fixed`), so a report
 never sets an extended search beside the paper's numbers as if it were the paper's.
 """

@@ -11,7 +11,7 @@ from optuna.distributions import IntDistribution
 from bioscale.analysis import best_table, compare, compute
 from bioscale.analysis.evaluation import AT_BEST_VAL, AT_LAST, evaluated
 from bioscale.analysis.outcomes import chance_error, counted_error, outcome, outcomes, valued_trials
-from bioscale.analysis.palette import RULE_ORDER, lighter, series_style
+from bioscale.analysis.palette import COLOURS, LATER_RULES, RULE_ORDER, lighter, series_style
 from bioscale.analysis.protocol import is_paper_protocol
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study, contract_trial
@@ -122,6 +122,8 @@ def test_each_rule_keeps_one_colour_and_each_schedule_its_own_style():
     relu, tanh = series_style("bp", "relu"), series_style("bp", "tanh")
     assert tanh.color == styles["bp"].color and relu.color not in {s.color for s in styles.values()}
     assert relu.color == lighter(tanh.color) and relu.linestyle == tanh.linestyle
+    later = {rule: series_style(rule).color for rule in LATER_RULES}
+    assert len(set(later.values())) == len(later) and not set(later.values()) & set(COLOURS)  # each its own colour
 
 
 def test_strip_plot_jitter_is_the_same_every_time_and_leaves_the_global_generator_alone():

@@ -50,6 +50,10 @@ VARY = {
     "inverse_eps": [1e-8, 1e-3, 1e-6, 1e-4],
     "sigma": [0.1, 0.2, 0.05, 0.3],
     "alpha": [0.1, 0.05, 0.2, 0.15],
+    "decay": [0.01, 0.5, 0.0, 2.0],
+    "mirror_lr": [1e-3, 3e-3, 5e-4, 2e-3],
+    "mirror_sigma": [1.0, 0.5, 0.2, 1.5],
+    "mirror_decay": [0.5, 0.1, 0.02, 1.0],
 }
 SMALL = {"aux_size": 16}  # AO-SDTP's auxiliary features, small for speed (structural: shared)
 DIVERGING_LR = 1e38  # Adam steps of this size overflow float32 within the first epoch: NaN loss

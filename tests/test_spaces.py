@@ -117,3 +117,21 @@ def test_overrides_of_architecture_and_integer_ranges():
 def test_spaces_read_back_from_json():
     space = spaces.tuning_space("bp")
     assert spaces.space_from_json(spaces.space_to_json(space)) == space
+
+
+def test_rules_after_the_paper_search_their_own_settings_only_under_the_extended_protocol():
+    """The paper has no row for kp and wm: `paper` samples its forward Adam settings and holds theirs at the defaults."""
+    from bioscale.spaces.protocols import protocol_space
+
+    c = spaces.CATALOGUE
+    assert contains(c["decay"], 1e-4) and contains(c["decay"], 1e-2)  # Akrout et al.'s SGD decay; its Adam equivalent
+    assert contains(c["mirror_sigma"], 0.1) and contains(c["mirror_sigma"], 1.0) and contains(c["mirror_decay"], 0.5)
+    own = {"kp": {"decay"}, "wm": {"mirror_lr", "mirror_sigma", "mirror_decay", "mirror_steps"},
+           "sign-symmetry-frsf": set(), "sign-symmetry-brsf": set()}
+    for rule, names in own.items():
+        space = spaces.tuning_space(rule)
+        assert names <= set(space)
+        sampled, held = protocol_space("paper", space, spaces.rule_defaults(rule))
+        assert {"forward_lr", "forward_beta2", "forward_eps"} <= set(sampled) and not names & set(sampled)
+        assert held == {"activation": "tanh", "batch_size": 128, **{n: rules.settings(rule)[n] for n in names}}
+        assert names <= set(protocol_space("extended", space, spaces.rule_defaults(rule))[0])

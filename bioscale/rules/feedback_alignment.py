@@ -3,7 +3,11 @@
 FA sends the error backwards layer by layer through fixed random matrices B_l of the same shape
 as W_l, used in place of W_l in the input-gradient half of each layer's backward pass.
 Sign-symmetry (Liao, Leibo and Poggio 2016) does the same through sign(W_l): the signs of the
-forward weights, none of their magnitudes.
+forward weights, none of their magnitudes. Its variants (named as in biotorch) give the signs
+random magnitudes: `sign-symmetry-frsf` B_l = |M_l| ∘ sign(W_l) with M_l drawn once (fixed
+random-magnitude sign-concordant feedback), `sign-symmetry-brsf` with M_l redrawn at every
+minibatch from each member's noise stream (batchwise random magnitudes). M_l is drawn as FA's
+B_l (Glorot-uniform), so |M_l| is uniform on [0, Glorot bound].
 
 DFA sends the output error e = ∂L/∂a_L straight to every hidden layer l through its own fixed
 random matrix B_l: δ_l = (B_l e) ⊙ σ'(a_l). For a spatial (LC or conv) layer with output shape
@@ -20,7 +24,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from ..layers import MemberLayer, apply_with_feedback, glorot_
+from ..layers import MemberLayer, apply_with_feedback, glorot_, glorot_bound
 from .base import GradientRule, cross_entropy
 
 
@@ -42,6 +46,11 @@ class FixedMatrices(nn.Module):
         return len(self._buffers)
 
 
+def random_feedback(layers: Iterable[MemberLayer], generators: list[torch.Generator]) -> list[Tensor]:
+    """B_l for every layer: Glorot-uniform, the shape of W_l, each member's from its own generator."""
+    return [glorot_(torch.empty(layer.weight.shape), *layer.fans(), generators) for layer in layers]
+
+
 class FeedbackAlignment(GradientRule):
     """FA: each layer's input gradient goes through a fixed random B_l in place of W_l."""
 
@@ -49,8 +58,7 @@ class FeedbackAlignment(GradientRule):
 
     def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         """B_l for every layer, output layer included: Glorot-uniform, the shape of W_l."""
-        return FixedMatrices(glorot_(torch.empty(layer.weight.shape), *layer.fans(), generators)
-                             for layer in self.net.layers())
+        return FixedMatrices(random_feedback(self.net.layers(), generators))
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         """What layer `index` (of `net.layers()`) sends the error back through in place of its weight."""
@@ -77,6 +85,31 @@ class SignSymmetry(FeedbackAlignment):
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         return layer.weight.detach().sign()
+
+
+class SignSymmetryFixedMagnitudes(SignSymmetry):
+    """frSF: B_l = |M_l| ∘ sign(W_l), the magnitudes |M_l| drawn once (as FA's B_l) and held fixed."""
+
+    name = "sign-symmetry-frsf"
+
+    def make_state(self, generators: list[torch.Generator]) -> nn.Module:
+        return FixedMatrices(m.abs() for m in random_feedback(self.net.layers(), generators))
+
+    def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
+        return self.state[index] * super().feedback_weight(index, layer)
+
+
+class SignSymmetryBatchMagnitudes(SignSymmetry):
+    """brSF: B_l = |M_l| ∘ sign(W_l), the magnitudes redrawn at every minibatch from each member's noise stream."""
+
+    name = "sign-symmetry-brsf"
+
+    def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
+        weight = layer.weight.detach()
+        bound = glorot_bound(*layer.fans())  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
+        magnitudes = torch.stack([torch.rand(weight.shape[1:], generator=g, device=weight.device, dtype=weight.dtype)
+                                  for g in self.noise_generators])
+        return magnitudes.mul_(bound) * weight.sign()
 
 
 class DirectFeedbackAlignment(GradientRule):
