@@ -10,6 +10,10 @@ from dataclasses import dataclass
 # The Okabe-Ito / seaborn "colorblind" colours, one per rule in the paper's order; rules not listed take the rest.
 COLOURS = ("#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", "#FBAFE4", "#949494", "#ECE133", "#56B4E9")
 RULE_ORDER = ("bp", "fa", "dfa", "tp", "dtp", "sdtp", "ao-sdtp")
+# Rules published after the paper, one colour each from seaborn's "dark" palette (none of the above).
+LATER_RULES = {
+    "ddtp": "#001C7F", "ldrl": "#12711C",
+}
 SCHEDULES = ("alternating", "parallel")
 LINE_STYLES = {None: "-", "alternating": "-", "parallel": "--"}
 HATCHES = {None: "", "alternating": "", "parallel": "//"}
@@ -47,6 +51,8 @@ def series_style(label: str, activation: str | None = None) -> SeriesStyle:
     rule, schedule = split_label(label)
     if rule in RULE_ORDER:
         color = COLOURS[RULE_ORDER.index(rule)]
+    elif rule in LATER_RULES:
+        color = LATER_RULES[rule]
     else:  # a stable colour from the ones the paper's rules leave free
         free = COLOURS[len(RULE_ORDER):]
         color = free[sum(map(ord, rule)) % len(free)]

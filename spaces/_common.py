@@ -29,7 +29,14 @@ CATALOGUE: dict[str, BaseDistribution] = {
     "sigma": FloatDistribution(0.01, 0.4),  # Table 4: [0.01, 0.3]; Table 5 has 0.37
     "aux_size": IntDistribution(64, 1024, log=True),  # the paper used 512 on CIFAR (its Figure 4)
     "alternation_period": CategoricalDistribution((0, 1, 10, 100)),  # steps; 0 = whole epochs (the paper)
+    # DDTP-linear's λ (Meulemans et al. 2020: 0.061 on MNIST; 0.1 in the issue's reference run)
+    "lam": FloatDistribution(0.01, 1.0, log=True),
+    # L-DRL's β (Ernoult et al. 2022: 0.7) and its feedback steps per minibatch (their CIFAR-10 K: 20 to 55)
+    "beta": FloatDistribution(0.05, 1.0, log=True),
+    "inverse_iterations": IntDistribution(1, 64, log=True),
 }
+# DDTP-linear's σ: Meulemans et al.'s configurations use 0.006 to 0.1, below the paper's floor of 0.01.
+DDTP_SIGMA = FloatDistribution(0.005, 0.4, log=True)
 
 # Training arguments every tuning space samples; they go to `train(...)`, not to the rule.
 TRAINING: dict[str, BaseDistribution] = {
