@@ -1,6 +1,7 @@
 """Step time of every learning rule as a ratio to BP, and LC vs conv time and peak memory.
 
-    python benchmarks/bench_rules.py [--device cpu|cuda] [--batch-size 128] [--rounds 5]
+    python benchmarks/bench_rules.py [--device cpu|cuda] [--batch-size 128] [--rounds 5] [--rules bp,dtp,...]
+        [--no-layers]
 
 Every ratio is measured in one process, with the rules' steps interleaved round by round on
 copies of the same network and minibatch, since these machines are noisy.
@@ -32,23 +33,34 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+# Feedback steps per minibatch at which a rule with `inverse_iterations` (L-DRL) is timed: its cost grows with K.
+FEEDBACK_ITERATIONS = (1, 5, 20)
+
+
 def rule_variants() -> list[tuple[str, dict]]:
-    """(label, settings) for every registered rule; TP rules in the parallel schedule, whose every step does both halves."""
+    """(label, settings) for every registered rule; TP rules in the parallel schedule, whose every step does both
+    halves; a rule with K feedback steps per minibatch once per K in FEEDBACK_ITERATIONS (label suffix -K<k>)."""
     out = []
     for name in rules.names():
-        settings = {"schedule": "parallel"} if "schedule" in rules.settings(name) else {}
-        out.append((name + ("-parallel" if settings else ""), settings))
+        known = rules.settings(name)
+        settings = {"schedule": "parallel"} if "schedule" in known else {}
+        label = name + ("-parallel" if settings else "")
+        if "inverse_iterations" in known:
+            out += [(f"{label}-K{k}", {**settings, "inverse_iterations": k}) for k in FEEDBACK_ITERATIONS]
+        else:
+            out.append((label, settings))
     return out
 
 
-def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str) -> dict[str, float]:
-    """Median seconds per step for each rule on one preset network, interleaved."""
+def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str,
+               variants: list[tuple[str, dict]] | None = None) -> dict[str, float]:
+    """Median seconds per step for each rule variant (default: every one) on one preset network, interleaved."""
     shape, classes = SHAPES[dataset]
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
     learners = {label: rules.create(label.split("-parallel")[0], copy.deepcopy(net), **settings)
-                for label, settings in rule_variants()}
+                for label, settings in variants or rule_variants()}  # the rule's name is the label before -parallel
     times: dict[str, list[float]] = {label: [] for label in learners}
     for r in range(rounds + 1):
         for label, learner in learners.items():
@@ -128,6 +140,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="mnist,cifar10")
     parser.add_argument("--families", default="fc,lc,conv")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--rules", default=None, help="comma-separated rules to time (default: every one; BP always)")
+    parser.add_argument("--no-layers", action="store_true", help="skip the LC vs conv layer table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,14 +150,19 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# bioscale benchmark, {datetime.date.today()}, {device} ({name}), torch {torch.__version__}, batch {args.batch_size}\n")
     print("## Step time as a ratio to BP (same network, same minibatch, medians of interleaved rounds)\n")
-    labels = [label for label, _ in rule_variants()]
+    chosen = None if args.rules is None else {"bp", *args.rules.split(",")}
+    variants = [(label, settings) for label, settings in rule_variants()
+                if chosen is None or label.split("-parallel")[0] in chosen]
+    labels = [label for label, _ in variants]
     print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
     print("|---|---|---|" + "---|" * len(labels))
     for dataset in args.datasets.split(","):
         for family in args.families.split(","):
-            t = step_times(dataset, family, args.batch_size, args.rounds, device)
+            t = step_times(dataset, family, args.batch_size, args.rounds, device, variants)
             ratios = " | ".join(f"{t[label] / t['bp']:.2f}" for label in labels)
             print(f"| {dataset} | {family} | {1000 * t['bp']:.1f} | {ratios} |", flush=True)
+    if args.no_layers:
+        return
     print("\n## CIFAR-10 LC layers: LC vs conv of the same geometry, forward + backward\n")
     print("| layer (in, out, kernel, stride, size) | LC ms | conv ms | LC / conv time | conv peak MiB | LC peak MiB | LC minimum MiB | LC peak / minimum |")
     print("|---|---|---|---|---|---|---|---|")
