@@ -40,7 +40,8 @@ def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
         schedules = ("alternating", "parallel") if "schedule" in rules.settings(name) else (None,)
         expected |= {(arch, f"{name}-{s}" if s else name) for arch in ("fc", "lc") for s in schedules}
     assert labels == expected
-    assert {"bp", "fa", "dfa", "tp-parallel", "dtp-alternating", "sdtp-parallel", "ao-sdtp-alternating"} <= {l for _, l in labels}
+    assert {"bp", "fa", "dfa", "tp-parallel", "dtp-alternating", "sdtp-parallel", "ao-sdtp-alternating",
+            "ddtp-parallel", "ldrl-alternating"} <= {l for _, l in labels}
     paired = plan_campaign("digits", ("fc", "lc"), activations=("tanh", "relu"))
     assert len(paired) == 2 * len(labels) and {s.name.rsplit(":", 1)[1] for s in paired} == {"tanh", "relu"}
 

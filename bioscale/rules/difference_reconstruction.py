@@ -10,7 +10,8 @@ softmax(a_L) − onehot(y) at the logits a_L (each example's own cross-entropy).
            difference reconstruction loss: perturb h_i by σε, run it forward to ã_L, and reconstruct
            the perturbation, (1/σ²)‖Q_i (ã_L − a_L) − σε‖²; on a linear net its minimum is
            Q_i = pinv(J_i), J_i the Jacobian from h_i to a_L (Gauss-Newton targets). The output layer
-           learns by the delta rule, as in the TP base.
+           learns by the delta rule, as in the TP base. The forward learning rate is not divided by
+           λ (the authors' `normalize_lr`): Adam's steps do not follow the size of the loss.
     ldrl   L-DRL (Ernoult et al., ICML 2022): DTP's difference targets t_{i-1} = h_{i-1} + G_i(t_i) − G_i(h_i)
            from t_N = a_L − β e at the logits, every layer (the output layer too) trained on
            ½‖h_i − t_i‖². Each feedback layer G_i (the TP inverses, `rule.state.inverses` and
