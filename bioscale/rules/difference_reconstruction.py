@@ -183,11 +183,11 @@ class LocalDifferenceReconstruction(DifferenceTargets):
         return self.reconstruction_losses(*self.feedback_inputs(hs), layers)
 
     def feedback_inputs(self, hs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """([x_i = h_{i-1}], [y_i = F_i(x_i)]) of every feedback layer, without autograd."""
+        """([x_i = h_{i-1}], [y_i = F_i(x_i)]) of every feedback layer, without autograd: y_i is h_i, the logits for the output layer."""
         xs = [h.detach() for h in hs[1:]]
         with torch.no_grad():
-            ys = [forward(x) for (_, forward), x in zip(self.feedback_pairs(), xs)]
-        return xs, ys
+            logits = self.net.output_logits(xs[-1])
+        return xs, [*xs[1:], logits]
 
     def reconstruction_losses(self, xs: list[Tensor], ys: list[Tensor], layers: list[int]) -> list[Tensor]:
         """−2⟨dx, G(F(x + dx)) − G(y)⟩ + ‖G(y + dy) − G(y)‖² of each of `layers`, with fresh noise."""
