@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+import bench_rules
 from gpu_check import names
 from bioscale import rules
 from bioscale.data import Data, load
@@ -73,14 +74,9 @@ def sync(device: str) -> None:
 
 
 def rule_variants(chosen: list[str] | None = None) -> list[tuple[str, str, dict]]:
-    """(label, rule name, structural settings): TP-family rules in the parallel schedule, labelled 'NAME-parallel'."""
-    out = []
-    for name in rules.names():
-        settings = {"schedule": "parallel"} if "schedule" in rules.settings(name) else {}
-        label = name + ("-parallel" if settings else "")
-        if chosen is None or name in chosen or label in chosen:
-            out.append((label, name, settings))
-    return out
+    """(label, rule name, structural settings) of bench_rules: a rule with schedules in the parallel one, labelled 'NAME-parallel'."""
+    return [(label, name, settings) for label, name, settings in bench_rules.rule_variants()
+            if chosen is None or name in chosen or label in chosen]
 
 
 def learning_rates(k: int) -> list[float]:

@@ -37,30 +37,29 @@ def sync(device: str) -> None:
 FEEDBACK_ITERATIONS = (1, 5, 20)
 
 
-def rule_variants() -> list[tuple[str, dict]]:
-    """(label, settings) for every registered rule; TP rules in the parallel schedule, whose every step does both
-    halves; a rule with K feedback steps per minibatch once per K in FEEDBACK_ITERATIONS (label suffix -K<k>)."""
+def rule_variants() -> list[tuple[str, str, dict]]:
+    """(label, rule, settings) for every registered rule; a rule with schedules in the parallel one, whose every step
+    does both halves; a rule with K feedback steps per minibatch once per K in FEEDBACK_ITERATIONS (label suffix -K<k>)."""
     out = []
     for name in rules.names():
-        known = rules.settings(name)
-        settings = {"schedule": "parallel"} if "schedule" in known else {}
-        label = name + ("-parallel" if settings else "")
-        if "inverse_iterations" in known:
-            out += [(f"{label}-K{k}", {**settings, "inverse_iterations": k}) for k in FEEDBACK_ITERATIONS]
+        schedule = "parallel" if rules.get(name).schedules else None
+        label, settings = rules.label(name, schedule), {"schedule": schedule} if schedule else {}
+        if "inverse_iterations" in rules.settings(name):
+            out += [(f"{label}-K{k}", name, {**settings, "inverse_iterations": k}) for k in FEEDBACK_ITERATIONS]
         else:
-            out.append((label, settings))
+            out.append((label, name, settings))
     return out
 
 
 def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str,
-               variants: list[tuple[str, dict]] | None = None) -> dict[str, float]:
+               variants: list[tuple[str, str, dict]] | None = None) -> dict[str, float]:
     """Median seconds per step for each rule variant (default: every one) on one preset network, interleaved."""
     shape, classes = SHAPES[dataset]
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
-    learners = {label: rules.create(label.split("-parallel")[0], copy.deepcopy(net), **settings)
-                for label, settings in variants or rule_variants()}  # the rule's name is the label before -parallel
+    learners = {label: rules.create(name, copy.deepcopy(net), **settings)
+                for label, name, settings in variants or rule_variants()}
     times: dict[str, list[float]] = {label: [] for label in learners}
     for r in range(rounds + 1):
         for label, learner in learners.items():
@@ -151,9 +150,8 @@ def main() -> None:
     print(f"# bioscale benchmark, {datetime.date.today()}, {device} ({name}), torch {torch.__version__}, batch {args.batch_size}\n")
     print("## Step time as a ratio to BP (same network, same minibatch, medians of interleaved rounds)\n")
     chosen = None if args.rules is None else {"bp", *args.rules.split(",")}
-    variants = [(label, settings) for label, settings in rule_variants()
-                if chosen is None or label.split("-parallel")[0] in chosen]
-    labels = [label for label, _ in variants]
+    variants = [(label, name, settings) for label, name, settings in rule_variants() if chosen is None or name in chosen]
+    labels = [label for label, _, _ in variants]
     print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
     print("|---|---|---|" + "---|" * len(labels))
     for dataset in args.datasets.split(","):

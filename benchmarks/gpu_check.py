@@ -63,9 +63,9 @@ def run_item(item: str, job: Callable[[], str]) -> Row:
     return Row(item, ok, result, time.perf_counter() - start)
 
 
-def train_one(label: str, settings: dict, family: str, args: argparse.Namespace, device: str) -> str:
+def train_one(rule: str, settings: dict, family: str, args: argparse.Namespace, device: str) -> str:
     """Train one rule on one preset family for `args.epochs` epochs; the last epoch's errors."""
-    result, _ = train(rule=label.split("-parallel")[0], dataset=args.dataset, arch=family, epochs=args.epochs,
+    result, _ = train(rule=rule, dataset=args.dataset, arch=family, epochs=args.epochs,
                       batch_size=args.batch_size, seed=0, device=device, data_root=args.data_root,
                       settings=settings, progress=False, chance_patience=0)
     last = result.history[-1]
@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"gpu_check: {error}", file=sys.stderr)
         return 2
-    variants = [(label, settings) for label, settings in rule_variants() if label.split("-parallel")[0] in chosen]
+    variants = [(label, name, settings) for label, name, settings in rule_variants() if name in chosen]
     items: list[tuple[str, Callable[[], str]]] = [
-        (f"train {args.dataset} {family} {label}", lambda l=label, s=settings, f=family: train_one(l, s, f, args, device))
-        for family in families for label, settings in variants]
+        (f"train {args.dataset} {family} {label}", lambda r=name, s=settings, f=family: train_one(r, s, f, args, device))
+        for family in families for label, name, settings in variants]
     items.append((f"study tune {args.dataset} fc {args.study_rule}, {STUDY_WORKERS} workers",
                   lambda: study_check(args, device)))
     items += [(f"step ratio {shape} {family}", lambda d=shape, f=family: ratio_check(d, f, args, device))

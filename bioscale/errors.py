@@ -6,7 +6,7 @@ class UsageError(ValueError):
 
 
 class Diverged(RuntimeError):
-    """A run whose loss became NaN or infinite, or whose error stayed at chance."""
+    """A run whose loss or weights became NaN or infinite, whose loss grew far beyond its start, or whose error stayed at chance."""
 
     def __init__(self, reason: str, epoch: int) -> None:
         super().__init__(reason)

@@ -64,14 +64,11 @@ class Adam(nn.Module):
                 update = torch.where(per_member(self.active, grad), update, 0)
             p.sub_(update)
 
-    def state_dict(self, *args, **kwargs):  # noqa: D102 - nn.Module's, plus the step count
-        out = super().state_dict(*args, **kwargs)
-        out["steps"] = self.steps
-        return out
+    def get_extra_state(self) -> dict[str, int]:
+        """The step count, which the bias corrections need: a checkpoint carries it beside the moments."""
+        return {"steps": self.steps}
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
-        state_dict = dict(state_dict)
-        self.steps = int(state_dict.pop("steps"))
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        """Restore the step count (`load_state_dict` calls this after the buffers are in)."""
+        self.steps = int(state["steps"])
         self._all_active = bool(self.active.all())
-        return result

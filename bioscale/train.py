@@ -20,6 +20,14 @@ from .errors import Diverged, UsageError
 from .nets import Net, build_net
 
 
+# A member whose mean loss over an epoch exceeds LOSS_GROWTH_LIMIT times its start has diverged.
+# Its start is its loss on the first minibatch of the fit (before any update), floored at ln(classes),
+# the loss of a uniform guess, so that a fit that starts from a well-trained state is not stopped by an
+# ordinary bump. 1e3 is far above anything a member that still learns shows (its loss falls from about
+# ln(classes)) and far below what a runaway learning rate gives in float64 (1e39 at forward_lr = 1e38).
+LOSS_GROWTH_LIMIT = 1e3
+
+
 @dataclass
 class EpochResult:
     """Errors (fractions in [0, 1]) after one epoch; `val_error` is None without a validation split."""
@@ -70,9 +78,11 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
 
     Members share the minibatch order (drawn from `seed`). After each epoch `callback(member,
     record)` sees each running member's errors; returning False stops that member (a pruner's
-    decision). A member whose loss becomes NaN or infinite, or whose validation error (the
-    training error without a validation split) stays at chance level for `chance_patience`
-    epochs in a row (0 disables that check), is stopped as diverged; the others go on untouched.
+    decision). A member has diverged, and is stopped, when its epoch's loss is NaN or infinite,
+    its weights (the net's or the rule's own) are, its loss exceeds `LOSS_GROWTH_LIMIT` times its
+    start, or its validation error (the training error without a validation split) stays at
+    chance level for `chance_patience` epochs in a row (0 disables that check); the others go on
+    untouched. The epoch in which a member diverged by its loss or weights is not recorded.
     Only epochs that trained the forward weights count towards chance (an alternating
     schedule's inverse-only epochs change nothing the error could show). A stopped member is
     frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`), so it
@@ -89,6 +99,8 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
     steps = math.ceil(n / batch_size)
     chance = 1 - 1 / data.n_classes
     at_chance = [0] * rule.members
+    first_loss: Tensor | None = None  # each member's loss on the first minibatch, before any update
+    bound: list[float] = []  # each member's divergence bound, LOSS_GROWTH_LIMIT times its start
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=epochs * steps, disable=not show, unit="step", leave=False, dynamic_ncols=True)
     start = time.perf_counter()
@@ -104,9 +116,16 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
                 x = data.train_x[idx]
                 if augment:
                     x = augment_batch(x, generator)
-                loss_sum += rule.step(x, data.train_y[idx])
+                loss = rule.step(x, data.train_y[idx])
+                if first_loss is None:
+                    first_loss = loss.clone()
+                loss_sum += loss
                 bar.update()
+            if not bound:
+                floor = math.log(data.n_classes)
+                bound = [LOSS_GROWTH_LIMIT * max(start, floor) for start in first_loss.tolist()]
             losses = (loss_sum / steps).tolist()
+            finite = finite_weights(rule)
             errors = [error_rates(net, data.train_x, data.train_y),
                       error_rates(net, data.val_x, data.val_y) if data.val_x is not None else [None] * rule.members,
                       error_rates(net, data.test_x, data.test_y)]
@@ -116,8 +135,16 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
                 if member not in running:
                     continue
                 loss = losses[position]
+                reason = None
                 if not math.isfinite(loss):
-                    results[member].diverged = Diverged(f"loss became {loss} in epoch {epoch + 1}", epoch + 1)
+                    reason = f"loss became {loss} in epoch {epoch + 1}"
+                elif not finite[position]:
+                    reason = f"weights became NaN or infinite in epoch {epoch + 1}"
+                elif loss > bound[member]:
+                    reason = (f"loss became {loss:.3g} in epoch {epoch + 1}, over {LOSS_GROWTH_LIMIT:g} times "
+                              f"its start ({bound[member] / LOSS_GROWTH_LIMIT:.3g})")
+                if reason is not None:
+                    results[member].diverged = Diverged(reason, epoch + 1)
                     stopped.append(member)
                     continue
                 record = EpochResult(epoch + 1, loss, *(e[position] for e in errors), seconds)
@@ -146,6 +173,12 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
     return results
 
 
+@torch.no_grad()
+def finite_weights(rule: rules.Rule) -> list[bool]:
+    """Whether each member's weights, the net's and the rule's own, are all finite."""
+    return torch.stack([p.flatten(1).isfinite().all(1) for p in rule.parameters()]).all(0).tolist()
+
+
 def _postfix(results: list[FitResult], running: list[int]) -> dict[str, str]:
     """The progress bar's numbers: the member's errors, or the best running member's in a population."""
     if len(results) > 1:
@@ -165,7 +198,7 @@ def _pct(error: float | None) -> str:
 def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
           seeds: Sequence[int] = (0,), device: str = AUTO, data_root: str | None = None,
           val_size: float | int | None = None, settings: dict[str, Any] | None = None) -> tuple[Data, rules.Rule]:
-    """The data and a rule training one member per seed, from names; a float setting may hold one value per member."""
+    """The data and a rule training one member per seed, from names; a per-member setting may hold one value per member."""
     device = resolve_device(device)
     rule_class = rules.get(rule)
     settings = rules.coerce_settings(rule, settings or {})

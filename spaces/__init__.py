@@ -32,17 +32,12 @@ ARCH_FAMILIES = architecture.FAMILIES
 
 __all__ = ["ARCH_FAMILIES", "CATALOGUE", "FAMILY_MODULES", "LIMITS", "PROTOCOLS", "TRAINING", "TRAINING_DEFAULTS",
            "apply_overrides", "architecture_space", "build_arch", "declared_space", "family_module", "held",
-           "rule_defaults", "schedules", "space_from_json", "space_to_json", "split_config", "tuning_space"]
+           "rule_defaults", "space_from_json", "space_to_json", "split_config", "tuning_space"]
 
 
 def family_module(rule: str) -> ModuleType | None:
     """The spaces module that declares `rule`, or None for a rule no module claims."""
     return next((m for m in FAMILY_MODULES if rule in m.RULES), None)
-
-
-def schedules(rule: str) -> tuple[str, ...]:
-    """The schedules a rule offers, as its class declares them; () for other rules and unknown names."""
-    return tuple(rules.get(rule).schedules) if rule in rules.names() else ()
 
 
 def held(rule: str) -> tuple[str, ...]:

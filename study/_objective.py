@@ -74,13 +74,13 @@ def summarise(curve: dict[str, list[float]]) -> dict[str, Any]:
 
 
 def structural(plan: Plan) -> list[str]:
-    """The sampled names every member of a population shares: all but the rule's float settings (bioscale.population)."""
-    per_member = {name for name, default in rules.settings(plan.rule).items() if isinstance(default, float)}
+    """The sampled names every member of a population shares: all but the rule's per-member settings (`Rule.per_member`)."""
+    per_member = rules.get(plan.rule).per_member
     return [name for name in plan.space if name not in per_member]
 
 
 def member_settings(plan: Plan, configs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(training arguments, rule settings) of a population: a float setting as one value per member, the rest shared."""
+    """(training arguments, rule settings) of a population: a per-member setting as one value per member, the rest shared."""
     training, settings = spaces.split_config(plan.rule, configs[0])
     for config in configs[1:]:
         other_training, _ = spaces.split_config(plan.rule, config)
@@ -88,7 +88,7 @@ def member_settings(plan: Plan, configs: list[dict[str, Any]]) -> tuple[dict[str
             raise ValueError("the members of a population must share their architecture and training arguments")
     for name, value in settings.items():
         values = [spaces.split_config(plan.rule, c)[1][name] for c in configs]
-        if isinstance(rules.settings(plan.rule)[name], float):
+        if name in rules.get(plan.rule).per_member:
             settings[name] = values
         elif any(v != value for v in values):
             raise ValueError(f"the members of a population must share {name}")

@@ -12,6 +12,7 @@ from bioscale import datasets, rules, spaces
 from bioscale.contract import StudyInfo
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES, arch_family, parse_spec, resolve_arch
+from bioscale.rules import label
 from bioscale.spaces.protocols import protocol_space
 from bioscale.storages import StorageSpec
 from bioscale.values import check_value
@@ -19,11 +20,6 @@ from bioscale.values import check_value
 from ._samplers import check_pruner, check_sampler
 
 STAGES = ("architecture", "tune")
-
-
-def label(rule: str, schedule: str | None = None) -> str:
-    """The study label of a rule: `dtp-alternating` for target-propagation rules, else the rule's name."""
-    return f"{rule}-{schedule}" if schedule else rule
 
 
 def study_name(stage: str, dataset: str, arch: str, label: str, activation: str | None = None) -> str:
@@ -91,7 +87,7 @@ def split_rule_label(rule: str) -> tuple[str, str | None]:
     if rule in rules.names():
         return rule, None
     base, _, schedule = rule.rpartition("-")
-    if base and base in rules.names() and schedule in spaces.schedules(base):
+    if base and base in rules.names() and schedule in rules.get(base).schedules:
         return base, schedule
     rules.get(rule)  # raises the UsageError that lists the rules
     return rule, None
@@ -107,7 +103,7 @@ def check_common(*, stage: str, rule: str, schedule: str | None, dataset: str, e
     given = [s for s in (schedule, from_label, overrides.pop("schedule", None)) if s]
     if len(set(given)) > 1:
         raise UsageError(f"conflicting schedules: {', '.join(map(str, given))}")
-    offered = spaces.schedules(rule)
+    offered = rules.get(rule).schedules
     if offered:
         schedule = given[0] if given else rules.settings(rule).get("schedule")
         if schedule not in offered:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import optuna
 
-from bioscale import rules, spaces
+from bioscale import rules
 from bioscale.contract import best_trial
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
@@ -68,7 +68,7 @@ def plan_campaign(dataset: str, archs: Sequence[str], rule_names: Sequence[str] 
     out = []
     for arch in archs:
         for name in chosen:
-            schedules = tuple(sorted(spaces.schedules(name))) or (None,)
+            schedules = tuple(sorted(rules.get(name).schedules)) or (None,)
             out += [CampaignStudy(name, schedule, arch, dataset, activation)
                     for schedule in schedules for activation in (activations or (None,))]
     return out

@@ -37,8 +37,8 @@ def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
     labels = {(s.arch, s.label) for s in plan_campaign("digits", ("fc", "lc"))}
     expected = set()
     for name in rules.names():
-        schedules = ("alternating", "parallel") if "schedule" in rules.settings(name) else (None,)
-        expected |= {(arch, f"{name}-{s}" if s else name) for arch in ("fc", "lc") for s in schedules}
+        schedules = ("alternating", "parallel") if rules.get(name).schedules else (None,)
+        expected |= {(arch, rules.label(name, s)) for arch in ("fc", "lc") for s in schedules}
     assert labels == expected
     assert {"bp", "fa", "dfa", "tp-parallel", "dtp-alternating", "sdtp-parallel", "ao-sdtp-alternating",
             "ddtp-parallel", "ldrl-alternating"} <= {l for _, l in labels}

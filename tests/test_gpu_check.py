@@ -30,7 +30,7 @@ def test_short_cpu_form_runs_every_rule_on_every_family_and_a_two_worker_study(t
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "device cpu (" in proc.stdout and "torch " in proc.stdout
     rows = table(proc.stdout)
-    labels = [name + ("-parallel" if "schedule" in rules.settings(name) else "") for name in rules.names()]
+    labels = [rules.label(name, "parallel" if rules.get(name).schedules else None) for name in rules.names()]
     for family in PRESET_NAMES:
         for label in labels:
             status, result, seconds = rows[f"train digits {family} {label}"]

@@ -7,8 +7,8 @@ The acceptance criteria of the member axis (bioscale.population):
 - isolation: a member that diverges, or that the callback prunes, changes no other member by a bit,
   and a pruned member keeps its weights from then on;
 - the member-stacked Adam is torch's Adam, one member at a time;
-- structural settings are shared (a list of them is a UsageError), float settings take one value
-  or exactly one per member;
+- structural settings are shared (a list of them is a UsageError), the settings a rule declares
+  per member (`Rule.per_member`) take one value or exactly one per member;
 - memory: a population holds exactly K times one member's tensors.
 """
 
@@ -37,8 +37,8 @@ ARCHS = {
 SEEDS = (11, 22, 33, 44)  # one member per seed: K = 4
 FIT_SEED = 7  # the minibatch order, shared by every member and every run
 EPOCHS, BATCH = 3, 64  # 240 training examples: 4 steps an epoch, the last one short
-# Every float setting of every rule, one value per member. A rule with a float setting missing
-# here fails `member_settings`: add the setting, so that it too is shown to stay per member.
+# Every per-member setting of every rule, one value per member. A rule with a per-member setting
+# missing here fails `member_settings`: add the setting, so that it too is shown to stay per member.
 VARY = {
     "forward_lr": [1e-3, 3e-3, 5e-4, 2e-3],
     "forward_beta1": [0.9, 0.8, 0.95, 0.85],
@@ -89,11 +89,11 @@ def schedule_cases() -> list[tuple[str, dict]]:
 
 
 def member_settings(name: str) -> dict[str, list[float]]:
-    """One value per member for every float setting of rule `name`."""
-    floats = {key for key, default in rules.settings(name).items() if isinstance(default, float)}
-    missing = floats - set(VARY)
-    assert not missing, f"rule {name!r} has float settings this test does not vary: {sorted(missing)}"
-    return {key: VARY[key] for key in sorted(floats)}
+    """One value per member for every per-member setting of rule `name`."""
+    declared = set(rules.get(name).per_member)
+    missing = declared - set(VARY)
+    assert not missing, f"rule {name!r} has per-member settings this test does not vary: {sorted(missing)}"
+    return {key: VARY[key] for key in sorted(declared)}
 
 
 def make(name: str, arch: str, seeds, dtype=torch.float32, **settings) -> rules.Rule:
@@ -287,6 +287,25 @@ def test_dropping_a_pruned_member_leaves_the_others_as_they_were(name, extra, ar
         for mine, theirs in zip(epochs_of(results[k]), epochs_of(base_results[k]), strict=True):
             assert mine[1] == pytest.approx(theirs[1], abs=1e-9)  # the loss
             assert mine[:1] + mine[2:] == theirs[:1] + theirs[2:]  # epoch and every error
+
+
+def test_keep_selects_members_from_every_tensor_setting_and_noise_stream_and_keeps_the_parameters():
+    rule = make("dtp", "fc", SEEDS, forward_lr=[1e-3, 2e-3, 3e-3, 4e-3], sigma=[0.1, 0.2, 0.3, 0.4])
+    data = small_digits()
+    rule.step(data.train_x[:16], data.train_y[:16])  # moments, counters and noise streams have moved
+    before = {k: v.clone() for k, v in rule.state_dict().items() if isinstance(v, torch.Tensor)}
+    noise = [g.get_state() for g in rule.noise_generators]
+    parameters = [id(p) for p in rule.parameters()]
+    rule.keep([3, 1])
+    after = {k: v for k, v in rule.state_dict().items() if isinstance(v, torch.Tensor)}
+    assert after.keys() == before.keys()
+    for key, tensor in after.items():
+        assert torch.equal(tensor, before[key][[3, 1]]), key
+    assert [id(p) for p in rule.parameters()] == parameters  # the optimizers still hold them
+    assert rule.get_params()["forward_lr"] == [4e-3, 2e-3] and rule.member_params(1)["sigma"] == 0.2
+    assert rule.net.seeds == (SEEDS[3], SEEDS[1])
+    assert all(torch.equal(g.get_state(), noise[k]) for g, k in zip(rule.noise_generators, (3, 1), strict=True))
+    assert rule.step(data.train_x[:16], data.train_y[:16]).shape == (2,)
 
 
 # -- 4. the member-stacked Adam is torch's Adam, member by member -----------------------------------------

@@ -139,7 +139,7 @@ def test_rule_state_dict_restores_a_rule_exactly(name):
     data, net = net_for("fc")
     x, y = data.train_x[:32], data.train_y[:32]
     # Step-wise alternation: the step after a restore must know where the schedule stands.
-    settings = {"schedule": "alternating", "alternation_period": 1} if "schedule" in rules.settings(name) else {}
+    settings = {"schedule": "alternating", "alternation_period": 1} if rules.get(name).schedules else {}
     rule = rules.create(name, net, **settings)
     rule.step(x, y)
     saved = copy.deepcopy(rule.state_dict())
@@ -149,5 +149,47 @@ def test_rule_state_dict_restores_a_rule_exactly(name):
     assert other.forward_steps == rule.forward_steps
     for r in (rule, other):  # the noise streams are restored too: no global seed makes the steps alike
         r.step(x, y)
-    for a, b in zip(rule.state_dict()["net"].values(), other.state_dict()["net"].values(), strict=True):
+    for a, b in zip(rule.net.state_dict().values(), other.net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_rule_holds_each_declared_per_member_setting_as_a_member_tensor_and_shares_the_rest(name):
+    _, net = net_for("fc", seed=0)
+    declared = rules.get(name).per_member
+    assert set(declared) <= set(rules.settings(name)) and "forward_lr" in declared
+    two = build_net("fc", "digits", net.input_shape, net.n_classes, seeds=(0, 1))
+    rule = rules.create(name, two, **{key: [rules.settings(name)[key]] * 2 for key in declared})
+    assert {key: tuple(t.shape) for key, t in rule.hyper.named_buffers()} == {key: (2,) for key in declared}
+    shared = next((key for key, value in rules.settings(name).items() if key not in declared), None)
+    if shared is not None:
+        with pytest.raises(UsageError, match=f"{shared} shapes the computation and is shared"):
+            rules.create(name, copy.deepcopy(two), **{shared: [rules.settings(name)[shared]] * 2})
+
+
+def test_per_member_may_name_only_settings_the_constructor_takes():
+    with pytest.raises(TypeError, match=r"per_member names \['forward_momentum'\]"):
+        class Momentum(rules.GradientRule):  # noqa: F841 - defining it is the test
+            per_member = (*rules.GradientRule.per_member, "forward_momentum")
+
+            def task_loss(self, x, y):
+                return rules.cross_entropy(self.net(x), y)
+
+
+def test_rules_label_names_a_rule_under_its_schedule():
+    assert rules.label("dtp", "alternating") == "dtp-alternating" and rules.label("fa") == "fa"
+    assert rules.get("fa").schedules == () and "parallel" in rules.get("dtp").schedules
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_a_checkpoint_holds_the_counters_the_noise_streams_and_every_optimizer_moment(name):
+    data, net = net_for("fc")
+    rule = rules.create(name, net)
+    rule.step(data.train_x[:32], data.train_y[:32])
+    saved = rule.state_dict()
+    assert saved["_extra_state"]["counters"] == {c: getattr(rule, c) for c in rule.counters}
+    assert len(saved["_extra_state"]["noise"]) == rule.members
+    for key, optimizer in rule.optimizers().items():
+        assert saved[f"{key}_optimizer._extra_state"] == {"steps": optimizer.steps} and optimizer.steps == 1
+        assert {f"{key}_optimizer.exp_avg_{i}" for i in range(len(optimizer.params))} <= saved.keys()
+    assert {f"net.{k}" for k in net.state_dict()} | {f"state.{k}" for k in rule.state.state_dict()} <= saved.keys()

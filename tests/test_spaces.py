@@ -12,7 +12,7 @@ ALL_RULES = rules.names()
 
 
 def schedules_or_none(rule):
-    return spaces.schedules(rule) or (None,)
+    return rules.get(rule).schedules or (None,)
 
 
 @pytest.mark.parametrize("rule", ALL_RULES)

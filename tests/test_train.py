@@ -13,7 +13,7 @@ from bioscale.cli import main
 from bioscale.data import load
 from bioscale.errors import Diverged
 from bioscale.nets import build_net
-from bioscale.train import fit, train
+from bioscale.train import LOSS_GROWTH_LIMIT, finite_weights, fit, train
 
 
 def digits_rule(name="bp", seeds=(0,), **settings):
@@ -67,6 +67,56 @@ def test_train_raises_diverged_on_a_nan_loss(monkeypatch):
     with pytest.raises(Diverged, match="loss became nan in epoch 1") as info:
         train(rule="bp", epochs=3, progress=False)
     assert info.value.epoch == 1
+
+
+def small_in_dtype(data, dtype, n=256):
+    """The first `n` examples of each split, inputs in `dtype`."""
+    return dataclasses.replace(data, train_x=data.train_x[:n].to(dtype), train_y=data.train_y[:n],
+                               val_x=data.val_x[:n].to(dtype), val_y=data.val_y[:n],
+                               test_x=data.test_x[:n].to(dtype), test_y=data.test_y[:n])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_runaway_member_is_diverged_in_every_dtype_and_a_healthy_one_trains_as_alone(dtype):
+    """forward_lr = 1e38: NaN in float32, a finite loss near 1e39 in float64; diverged either way."""
+    data = small_in_dtype(load("digits"), dtype)
+
+    def run(seeds, lrs):
+        net = build_net("fc", "digits", data.input_shape, data.n_classes, seeds=seeds).to(dtype)
+        rule = rules.create("bp", net, forward_lr=lrs)
+        return rule, fit(rule, data, epochs=3, batch_size=64, seed=5, progress=False, chance_patience=0)
+
+    rule, (healthy, runaway) = run((0, 1), [1e-3, 1e38])
+    assert runaway.diverged is not None and runaway.diverged.epoch == 1 and runaway.history == []
+    if dtype == torch.float64:
+        assert f"over {LOSS_GROWTH_LIMIT:g} times its start" in runaway.diverged.reason
+    assert healthy.diverged is None and len(healthy.history) == 3
+    alone, (solo,) = run((0,), [1e-3])
+    numbers = lambda history: [(r.epoch, r.loss, r.train_error, r.val_error, r.test_error) for r in history]
+    assert numbers(healthy.history) == numbers(solo.history)
+    for (key, p), q in zip(rule.net.named_parameters(), alone.net.parameters(), strict=True):
+        assert torch.equal(p[0], q[0]), key
+
+
+def test_finite_weights_looks_at_every_member_of_the_net_and_the_rule_state():
+    data = load("digits")
+    net = build_net("fc", "digits", data.input_shape, data.n_classes, seeds=(0, 1, 2))
+    rule = rules.create("dtp", net)
+    assert finite_weights(rule) == [True, True, True]
+    with torch.no_grad():
+        rule.state.inverses[0].weight[1, 0, 0] = float("inf")
+        rule.net.output.bias[2, 3] = float("nan")
+    assert finite_weights(rule) == [True, False, False]
+
+
+def test_a_member_whose_weights_are_not_finite_is_stopped_as_diverged(monkeypatch):
+    import bioscale.train as train_module
+
+    data, rule = digits_rule(seeds=(0, 1))
+    monkeypatch.setattr(train_module, "finite_weights", lambda rule: [True] * (rule.members - 1) + [False])
+    first, second = fit(rule, data, epochs=2, progress=False)
+    assert second.diverged is not None and "weights became NaN or infinite in epoch 1" in second.diverged.reason
+    assert second.history == [] and first.diverged is None and len(first.history) == 2
 
 
 def test_error_stuck_at_chance_stops_the_member_as_diverged():

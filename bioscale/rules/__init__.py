@@ -4,6 +4,6 @@ Every public module of this package is imported on the first look-up, so a new r
 registers its rules without being listed anywhere.
 """
 
-from .base import GradientRule, Rule, coerce_settings, convert, create, cross_entropy, get, names, settings
+from .base import GradientRule, Rule, coerce_settings, convert, create, cross_entropy, get, label, names, settings
 
-__all__ = ["GradientRule", "Rule", "coerce_settings", "convert", "create", "cross_entropy", "get", "names", "settings"]
+__all__ = ["GradientRule", "Rule", "coerce_settings", "convert", "create", "cross_entropy", "get", "label", "names", "settings"]

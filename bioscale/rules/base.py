@@ -1,15 +1,26 @@
 """The interface every learning rule implements, and the registry that finds rules by name.
 
-A rule is built in two steps. Its constructor chain only stores (and checks) settings; once the
-whole chain has run, `build()` makes the rule's own state (`make_state`: feedback matrices,
-inverses, auxiliary weights, as one `nn.Module` on the net's device and dtype) and then its
-optimizers. So no overridable method ever runs before a subclass has stored its settings.
+How a rule declares its settings and state (everything a subclass touches):
+- Settings are keyword-only constructor arguments with defaults, stored unchanged under their own
+  names (`self.sigma = sigma`); `settings(name)` reads them back from the signatures.
+- `per_member` (a class attribute) names the settings that take one value for every member or a
+  sequence of one per member (a learning rate, an Adam β or ε, α, σ). They are also held as (K,)
+  tensors in `rule.hyper` (read `self.hyper.sigma` in the maths). Every other setting (a schedule,
+  a period, a size) shapes the computation and is shared. A subclass extends its parent's tuple:
+  `per_member = (*TargetProp.per_member, "alpha")`.
+- `make_state(generators)` returns the rule's own tensors (feedback matrices, inverses, auxiliary
+  weights) as one `nn.Module`, each with a leading member axis. It runs once the whole
+  constructor chain has stored its settings (`build`, called by the metaclass), before the
+  optimizers are made; so no overridable method ever runs before a subclass has its settings.
+- `counters` names the plain-number attributes a checkpoint must carry (a schedule's position);
+  `schedules` the schedules a rule offers (`label(rule, schedule)` names a rule under one).
+- A rule is an `nn.Module` whose submodules are the net, `state`, `hyper` and its Adam optimizers,
+  so `to`, `state_dict`/`load_state_dict` and dropping members (`keep`) are PyTorch's own; the
+  counters and the members' noise streams travel as its extra state.
 
-A rule trains every member of its net at once (bioscale.population): each float setting (a
-learning rate, an Adam β or ε, α, σ) is one number for every member or a sequence of one per
-member; the others (a schedule, a period, a size) shape the computation and are shared. Every
-loss is kept per member, (K,), and the backward pass runs on their sum, which gives each member
-the gradient of its own loss alone.
+A rule trains every member of its net at once (bioscale.population). Every loss is kept per
+member, (K,), and the backward pass runs on their sum, which gives each member the gradient of
+its own loss alone.
 
 Two kinds of learning signal, one family base each: `GradientRule` (one surrogate loss whose
 backward pass carries the signal through some feedback path: BP, FA, sign-symmetry, DFA; its
@@ -24,7 +35,7 @@ import inspect
 import pkgutil
 from abc import ABCMeta, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +51,17 @@ _REGISTRY: dict[str, type[Rule]] = {}
 _loaded = False
 
 
+def _keyword_settings(rule_class: type[Rule]) -> dict[str, Any]:
+    """Every keyword-only constructor argument of `rule_class` and its class chain, with its default."""
+    out: dict[str, Any] = {}
+    for klass in reversed(rule_class.__mro__):
+        if "__init__" in vars(klass) and issubclass(klass, Rule):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.kind is p.KEYWORD_ONLY:
+                    out[p.name] = p.default
+    return out
+
+
 class _BuiltAfterInit(ABCMeta):
     """Calls `build()` once the whole constructor chain has run, so hooks see every setting."""
 
@@ -50,12 +72,12 @@ class _BuiltAfterInit(ABCMeta):
         return rule
 
 
-class Rule(metaclass=_BuiltAfterInit):
+class Rule(nn.Module, metaclass=_BuiltAfterInit):
     """Trains the K members of one network: owns their optimizer(s) and state, and does one update per minibatch.
 
     Every hyperparameter is an explicit keyword argument with a default, stored unchanged under
     its own name (scikit-learn style), so a search space maps one-to-one onto the constructor.
-    A float setting may also be a sequence of one value per member.
+    A setting named in `per_member` may also be a sequence of one value per member.
     """
 
     name: ClassVar[str] = ""
@@ -66,13 +88,17 @@ class Rule(metaclass=_BuiltAfterInit):
     schedules: ClassVar[tuple[str, ...]] = ()
     # Counters a checkpoint must carry to resume exactly (a schedule's position, for one).
     counters: ClassVar[tuple[str, ...]] = ("forward_steps",)
+    # The settings that may differ between members, held as (K,) tensors in `hyper`.
+    per_member: ClassVar[tuple[str, ...]] = ("forward_lr", "forward_beta1", "forward_beta2", "forward_eps")
 
+    net: Net
     state: nn.Module
     hyper: nn.Module
     forward_optimizer: Adam
 
     def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
                  forward_beta2: float = 0.999, forward_eps: float = 1e-8) -> None:
+        super().__init__()
         self.net = net
         self.forward_lr, self.forward_beta1 = forward_lr, forward_beta1
         self.forward_beta2, self.forward_eps = forward_beta2, forward_eps
@@ -84,10 +110,9 @@ class Rule(metaclass=_BuiltAfterInit):
 
     def check_settings(self) -> None:
         """Every setting within its limits (`bioscale.values.LIMITS`, the one table), one value or one per member; else a UsageError."""
-        defaults = settings(self.name)
         for name, value in self.get_params().items():
             values = value if _is_sequence(value) else [value]
-            if _is_sequence(value) and not isinstance(defaults[name], float):
+            if _is_sequence(value) and name not in self.per_member:
                 raise UsageError(f"rule {self.name!r}: {name} shapes the computation and is shared by every member: "
                                  f"give one value, not {len(value)}")
             if _is_sequence(value) and len(value) != self.members:
@@ -102,11 +127,10 @@ class Rule(metaclass=_BuiltAfterInit):
         """Make the rule's state on the net's device and dtype, then its optimizers (run once, after __init__)."""
         like = next(self.net.parameters())
         self.forward_steps = 0  # updates of the forward weights so far (fit's chance-level stop counts their epochs)
-        self.hyper = nn.Module()  # every float setting as a (K,) tensor: one value per member
-        for name, default in settings(self.name).items():
-            if isinstance(default, float):
-                value = getattr(self, name)
-                self.hyper.register_buffer(name, like.new_tensor(value if _is_sequence(value) else [value] * self.members))
+        self.hyper = nn.Module()  # every per-member setting as a (K,) tensor
+        for name in self.per_member:
+            value = getattr(self, name)
+            self.hyper.register_buffer(name, like.new_tensor(value if _is_sequence(value) else [value] * self.members))
         self.state = self.make_state(population.generators(self.net.seeds, population.RULE_STATE)).to(like)
         self.noise_generators = population.generators(self.net.seeds, population.NOISE, like.device)
         self.forward_optimizer = self.adam(self.forward_parameters(), "forward")
@@ -136,21 +160,43 @@ class Rule(metaclass=_BuiltAfterInit):
             optimizer.stop(members)
 
     def keep(self, members: Sequence[int]) -> None:
-        """Keep only `members` (positions, in this order), dropping the others from every tensor: the rest stop costing arithmetic."""
-        like = next(self.net.parameters())
-        index = torch.as_tensor(list(members), dtype=torch.long, device=like.device)
-        for module in (self.net, self.state, self.hyper, *self.optimizers().values()):
-            for parameter in module.parameters():
-                parameter.data = parameter.data.index_select(0, index)  # the same Parameter: optimizers keep it
-                parameter.grad = None
-            for owner in module.modules():
-                for name, buffer in owner._buffers.items():
-                    if buffer is not None:
-                        owner._buffers[name] = buffer.index_select(0, index)
+        """Keep only `members` (positions, in this order), dropping the others from every tensor: the rest stop costing arithmetic.
+
+        Every parameter and buffer of the rule has a member axis, so one `_apply` (what `to` uses)
+        selects them all; parameters stay the same objects, so the optimizers keep theirs.
+        """
+        members = list(members)
+        index = torch.as_tensor(members, dtype=torch.long, device=next(self.net.parameters()).device)
+        self._apply(lambda tensor: tensor.index_select(0, index))
         for optimizer in self.optimizers().values():
             optimizer.stop([])  # recount which members are active
+        for name in self.per_member:
+            value = getattr(self, name)
+            if _is_sequence(value):
+                setattr(self, name, [value[i] for i in members])
         self.net.seeds = tuple(self.net.seeds[i] for i in members)
         self.noise_generators = [self.noise_generators[i] for i in members]
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Rule:
+        """nn.Module's (behind `to`, `double`, `cuda`, ...); moving to another device starts the members' noise streams afresh there."""
+        super()._apply(fn, recurse)
+        device = next(self.net.parameters()).device
+        generators = getattr(self, "noise_generators", None)
+        if generators and generators[0].device != device:
+            self.noise_generators = population.generators(self.net.seeds, population.NOISE, device)
+        return self
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """What a checkpoint needs beyond tensors: the counters and every member's noise stream."""
+        return {"counters": {name: getattr(self, name) for name in self.counters},
+                "noise": [g.get_state() for g in self.noise_generators]}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what `get_extra_state` returned (`load_state_dict` calls it)."""
+        for name, value in state["counters"].items():
+            setattr(self, name, value)
+        for generator, saved in zip(self.noise_generators, state["noise"], strict=True):
+            generator.set_state(saved)
 
     def noise_like(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """Standard normal noise shaped like each (K, ...) tensor, every member's from its own generator."""
@@ -168,48 +214,21 @@ class Rule(metaclass=_BuiltAfterInit):
         """One update of every member on a shared minibatch; returns each member's task loss (K,), detached, before it."""
 
     def get_params(self) -> dict[str, Any]:
-        """Every hyperparameter of this rule with its value as given (a float setting may hold one value per member)."""
+        """Every hyperparameter of this rule with its value as given (a per-member setting may hold one value per member)."""
         return {name: getattr(self, name) for name in settings(self.name)}
 
     def member_params(self, member: int) -> dict[str, Any]:
         """Every hyperparameter of one member, as plain values."""
         return {name: value[member] if _is_sequence(value) else value for name, value in self.get_params().items()}
 
-    def to(self, *args: Any, **kwargs: Any) -> Rule:
-        """Move the net, the rule's state, its settings and its optimizers' moments (arguments as for `nn.Module.to`).
-
-        Moving to another device starts the members' noise streams afresh there.
-        """
-        device = next(self.net.parameters()).device
-        for module in (self.net, self.state, self.hyper, *self.optimizers().values()):
-            module.to(*args, **kwargs)
-        like = next(self.net.parameters())
-        for optimizer in self.optimizers().values():
-            optimizer.active = optimizer.active.to(like.device, torch.bool)
-        if like.device != device:
-            self.noise_generators = population.generators(self.net.seeds, population.NOISE, like.device)
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """The net's, the rule's state's and every optimizer's state dicts, counters and noise streams, for a checkpoint."""
-        return {"net": self.net.state_dict(), "state": self.state.state_dict(),
-                "counters": {name: getattr(self, name) for name in self.counters},
-                "noise": [g.get_state() for g in self.noise_generators],
-                **{f"{name}_optimizer": opt.state_dict() for name, opt in self.optimizers().items()}}
-
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned into a rule built the same way."""
-        self.net.load_state_dict(saved["net"])
-        self.state.load_state_dict(saved["state"])
-        for name, value in saved["counters"].items():
-            setattr(self, name, value)
-        for generator, state in zip(self.noise_generators, saved["noise"], strict=True):
-            generator.set_state(state)
-        for name, opt in self.optimizers().items():
-            opt.load_state_dict(saved[f"{name}_optimizer"])
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={value!r}" for name, value in self.get_params().items())
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        undeclared = set(cls.per_member) - set(_keyword_settings(cls))
+        if undeclared:
+            raise TypeError(f"{cls.__qualname__}.per_member names {sorted(undeclared)}, which its constructor does not take")
         name = vars(cls).get("name")  # a class that sets no name of its own is a base, not a rule
         if not name:
             return
@@ -260,13 +279,12 @@ def get(name: str) -> type[Rule]:
 
 def settings(name: str) -> dict[str, Any]:
     """A rule's hyperparameters and their defaults, read from its constructor's signature."""
-    out: dict[str, Any] = {}
-    for klass in reversed(get(name).__mro__):
-        if "__init__" in vars(klass) and issubclass(klass, Rule):
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.kind is p.KEYWORD_ONLY:
-                    out[p.name] = p.default
-    return out
+    return _keyword_settings(get(name))
+
+
+def label(rule: str, schedule: str | None = None) -> str:
+    """A rule's label under a schedule, `dtp-alternating`; a rule without schedules is labelled by its name."""
+    return f"{rule}-{schedule}" if schedule else rule
 
 
 def coerce_settings(name: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class DirectDifferenceTargetProp(TargetProp):
     """DDTP-linear: direct linear feedback Q_i from the output to every hidden layer; target h_i + Q_i(a_L* − a_L)."""
 
     name = "ddtp"
+    per_member = (*TargetProp.per_member, "lam")
     output_inverse_needed = False
     inverse_loss_choices = ("difference-reconstruction",)
 
@@ -97,6 +98,7 @@ class LocalDifferenceReconstruction(DifferenceTargets):
     """L-DRL: difference targets from t_N = a_L − β e; feedback layers trained by the local difference reconstruction loss."""
 
     name = "ldrl"
+    per_member = (*DifferenceTargets.per_member, "beta")
     inverse_loss_choices = ("local-difference-reconstruction",)
 
     def __init__(self, net: Net, *, beta: float = 0.7, inverse_iterations: int = 1, layer_inverse_iterations: str = "",
@@ -138,13 +140,18 @@ class LocalDifferenceReconstruction(DifferenceTargets):
         super().build()
         self.inverse_optimizer = None
         h, lrs = self.hyper, self.per_layer("inverse_lr")
-        self.feedback_optimizers = [
-            Adam(inverse.parameters(), lr=h.inverse_lr if lrs is None else torch.full_like(h.inverse_lr, lrs[j]),
-                 beta1=h.inverse_beta1, beta2=h.inverse_beta2, eps=h.inverse_eps)
-            for j, (inverse, _) in enumerate(self.feedback_pairs())]
-        iterations = self.per_layer("inverse_iterations")
-        self.layer_iterations = iterations or [int(self.inverse_iterations)] * len(self.feedback_optimizers)
+        pairs = self.feedback_pairs()
+        for j, (inverse, _) in enumerate(pairs):  # G_i's optimizer is `inverse_{i}_optimizer`, i its layer number
+            setattr(self, f"inverse_{j + 2}_optimizer", Adam(
+                inverse.parameters(), lr=h.inverse_lr if lrs is None else torch.full_like(h.inverse_lr, lrs[j]),
+                beta1=h.inverse_beta1, beta2=h.inverse_beta2, eps=h.inverse_eps))
+        self.layer_iterations = self.per_layer("inverse_iterations") or [int(self.inverse_iterations)] * len(pairs)
         self.layer_sigmas = self.per_layer("sigma")
+
+    @property
+    def feedback_optimizers(self) -> list[Adam]:
+        """The optimizer of each feedback layer, G_2 .. G_L."""
+        return [getattr(self, f"inverse_{j + 2}_optimizer") for j in range(len(self.layer_iterations))]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The forward optimizer and one per feedback layer, `inverse_2` .. `inverse_L` (G_i's layer number)."""

@@ -68,6 +68,7 @@ class TargetProp(Rule):
     locality = "local"
     schedules = ("parallel", "alternating")
     counters = ("forward_steps", "steps", "epoch")
+    per_member = (*Rule.per_member, "inverse_lr", "inverse_beta1", "inverse_beta2", "inverse_eps", "sigma")
     output_inverse_needed = True  # DTP's top target needs no inverse of the output layer
     inverse_loss_choices: tuple[str, ...] = INVERSE_LOSSES  # the inverse losses this rule can train with
 
@@ -273,6 +274,7 @@ class DifferenceTargetProp(DifferenceTargets):
     """
 
     name = "dtp"
+    per_member = (*DifferenceTargets.per_member, "alpha")
     output_inverse_needed = False
 
     def __init__(self, net: Net, *, alpha: float = 0.1, forward_beta2: float = 0.999,
