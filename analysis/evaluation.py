@@ -8,6 +8,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bioscale.contract import Evaluation
+
 AT_BEST_VAL = "test error at the best-validation epoch"
 AT_LAST = "test error at the last epoch (the evaluation recorded no best-validation epoch)"
 
@@ -60,23 +62,24 @@ class Evaluated:
         return text
 
 
-def evaluated(evaluation: Mapping[str, Any] | None, chance: float) -> Evaluated | None:
-    """The evaluation attribute read: test errors at the best-validation epoch when recorded, else at the last epoch."""
-    if not evaluation:
+def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float) -> Evaluated | None:
+    """The evaluation record read: test errors at the best-validation epoch when recorded, else at the last epoch."""
+    record = Evaluation.read(evaluation)
+    if record is None:
         return None
-    at_best = evaluation.get("test_errors_at_best_val")
-    if isinstance(at_best, list) and at_best:
-        errors, basis, prefix = at_best, AT_BEST_VAL, "test_error_at_best_val"
+    if record.test_errors_at_best_val:
+        errors, basis = record.test_errors_at_best_val, AT_BEST_VAL
+        mean, std = record.test_error_at_best_val_mean, record.test_error_at_best_val_std
     else:
-        errors, basis, prefix = evaluation.get("test_errors") or [], AT_LAST, "test_error"
-        if not errors and evaluation.get("test_error_mean") is not None:
-            errors = [evaluation["test_error_mean"]]
+        errors, basis = record.test_errors, AT_LAST
+        mean, std = record.test_error_mean, record.test_error_std
+        if not errors and mean is not None:
+            errors = [mean]
     values = [float(e) for e in errors if isinstance(e, (int, float)) and math.isfinite(e)]
-    diverged = [d for d in evaluation.get("diverged") or [] if isinstance(d, Mapping)]
-    seeds = list(evaluation.get("seeds") or [])
+    diverged = record.diverged
+    seeds = list(record.seeds)
     if not values and not diverged:
         return None
-    mean, std = evaluation.get(f"{prefix}_mean"), evaluation.get(f"{prefix}_std")
     recorded = (float(mean), float(std) if isinstance(std, (int, float)) else math.nan) \
         if isinstance(mean, (int, float)) and math.isfinite(mean) else None
     return Evaluated(seeds=seeds, errors=values, basis=basis, diverged=[dict(d) for d in diverged], chance=chance,

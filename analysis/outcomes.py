@@ -20,7 +20,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bioscale import contract, datasets
 
-COMPLETE, DIVERGED, STALLED, PRUNED, FAILED = "complete", "diverged", "stalled", "pruned", "failed"
+# How a finished trial ended, for the statistics: complete, or one of the end reasons (error and out of memory: failed).
+COMPLETE, FAILED = "complete", "failed"
+DIVERGED, STALLED, PRUNED = contract.DIVERGED.value, contract.STALLED.value, contract.PRUNED.value
 UNKNOWN_CHANCE = 0.9  # a study of a dataset the registry does not know: ten classes assumed
 
 
@@ -34,10 +36,12 @@ def outcome(trial: FrozenTrial) -> str:
     """complete, diverged (NaN loss), stalled (error stayed at chance), pruned (by a pruner) or failed."""
     if trial.state == TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value):
         return COMPLETE
-    reason = contract.end_reason(trial)
-    if reason == contract.DIVERGED:
-        return STALLED if "chance" in str(trial.user_attrs.get("end_reason") or "") else DIVERGED
-    if reason == contract.PRUNED or trial.state == TrialState.PRUNED:
+    reason = contract.read_end_reason(trial.user_attrs.get(contract.END_REASON))
+    if reason == contract.EndReason.DIVERGED:
+        return DIVERGED
+    if reason == contract.EndReason.STALLED:
+        return STALLED
+    if reason == contract.EndReason.PRUNED or trial.state == TrialState.PRUNED:
         return PRUNED
     return FAILED
 

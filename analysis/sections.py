@@ -114,12 +114,12 @@ def budget_line(records: list[StudyRecord]) -> str:
     """The search budget the studies used (trials, epochs, sampler, evaluation seeds) beside the paper's."""
     budgets: dict[str, int] = {}
     for record in records:
-        info, evaluation = record.info, record.evaluation or {}
+        info, evaluation = record.info, record.evaluation
         text = (f"{info.trials if info.trials is not None else len(record.trials)} trials × {record.epochs or '?'} epochs per study, "
                 f"{info.sampler or '?'} sampler")
-        if evaluation.get("seeds"):
-            text += (f"; best configuration re-evaluated over seeds {', '.join(map(str, evaluation['seeds']))}"
-                     f" for {evaluation.get('epochs', '?')} epochs")
+        if evaluation is not None and evaluation.seeds:
+            text += (f"; best configuration re-evaluated over seeds {', '.join(map(str, evaluation.seeds))}"
+                     f" for {evaluation.epochs if evaluation.epochs is not None else '?'} epochs")
         budgets[text] = budgets.get(text, 0) + 1
     ours = "; ".join(f"{text} ({n} {'study' if n == 1 else 'studies'})" for text, n in budgets.items())
     return (f"**Budget**: {ours or 'no studies'}. The paper: random search over 60 configurations per rule, "
@@ -161,13 +161,13 @@ def _fmt_compare(table: pd.DataFrame) -> pd.DataFrame:
 def _fmt_studies(records: list[StudyRecord]) -> pd.DataFrame:
     rows = []
     for r in records:
-        info, evaluation = r.info, r.evaluation or {}
+        info, evaluation = r.info, r.evaluation
         problems = protocol_problems(info)
         rows.append({"study": f"`{r.name}`", "protocol": info.protocol or "not recorded",
                      "sampler": info.sampler or "?", "budget": f"{info.trials if info.trials is not None else len(r.trials)}"
                      f" trials × {r.epochs or '?'} epochs", "fixed": fixed_text(info),
                      "sampled": ", ".join(sorted(info.space)) or "–",
-                     "evaluation seeds": ", ".join(map(str, evaluation.get("seeds") or [])) or "–",
+                     "evaluation seeds": ", ".join(map(str, evaluation.seeds if evaluation else [])) or "–",
                      "paper's protocol?": "yes" if not problems else "no: " + "; ".join(problems)})
     return pd.DataFrame(rows)
 

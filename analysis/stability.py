@@ -12,6 +12,8 @@ import numpy as np
 from optuna.trial import FrozenTrial
 from scipy import stats
 
+from bioscale import contract
+
 MARGINS = (0.01, 0.05)  # absolute: 1 and 5 percentage points of error
 MARGIN = 0.05  # the margin the learning-rate band and the stability verdicts use
 MARGIN_FLOOR = 0.001  # kept for the sensitivity plots' dashed line: never below 0.1 percentage point
@@ -189,7 +191,7 @@ def learning_curves(trials: Sequence[FrozenTrial]) -> list[list[float]]:
         if trial.intermediate_values:
             curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
         else:
-            recorded = trial.user_attrs.get("curve")
+            recorded = trial.user_attrs.get(contract.CURVE)
             curve = list(recorded.get("val") or []) if isinstance(recorded, dict) else []
         curve = [float(v) if v is not None else math.nan for v in curve]
         if curve:

@@ -12,11 +12,11 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from bioscale import contract
-from bioscale.contract import StudyInfo
+from bioscale.contract import Evaluation, StudyInfo
 from bioscale.errors import UsageError
 from bioscale.storages import open_existing, parse_storage
 
-DEFAULT_STAGE = "tune"
+DEFAULT_STAGE = contract.TUNE
 
 
 def display_name(storage: str | BaseStorage | None) -> str:
@@ -89,8 +89,8 @@ class StudyRecord:
         return self.info.epochs
 
     @property
-    def evaluation(self) -> dict[str, Any] | None:
-        """The `evaluation` attribute written by `bioscale study evaluate`, if any."""
+    def evaluation(self) -> Evaluation | None:
+        """The `evaluation` record written by `bioscale study evaluate`, if any."""
         return self.info.evaluation
 
     @property
@@ -128,7 +128,7 @@ def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: st
         if not chosen:
             raise UsageError(f"no study in {url} matches {' '.join(patterns)}; studies there: {_short_list(names)}")
     else:
-        chosen = [s for s in summaries if s.user_attrs.get("stage") == DEFAULT_STAGE]
+        chosen = [s for s in summaries if StudyInfo.from_attrs(s.user_attrs).stage == DEFAULT_STAGE]
         if not chosen:
             raise UsageError(f"no study in {url} has stage {DEFAULT_STAGE!r}; "
                              f"pass --study PATTERN to pick some of: {_short_list(names)}")

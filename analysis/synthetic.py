@@ -12,6 +12,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from bioscale import contract
 from bioscale.contract import CONFIG, CURVE, DEFAULT_CONFIG, DEVICE, ROLE, SEED, VERSIONS, StudyInfo, name_objective
 
 from .importance import quiet_optuna
@@ -67,13 +68,13 @@ def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution]
         best_epoch = int(np.argmin(val)) + 1
         train = [max(0.0, v - 0.02) for v in val]
         test = [min(1.0, v + 0.005) for v in val]
-        attrs.update(train_error=train[best_epoch - 1], val_error=val[best_epoch - 1], test_error=test[best_epoch - 1],
-                     best_epoch=best_epoch)
+        attrs.update({contract.TRAIN_ERROR: train[best_epoch - 1], contract.VAL_ERROR: val[best_epoch - 1],
+                      contract.TEST_ERROR: test[best_epoch - 1], contract.BEST_EPOCH: best_epoch})
         attrs[CURVE] = {"train": train, "val": val, "test": test}
         intermediate = {e: v for e, v in enumerate(val, start=1)}
         value = min(val)
     if end_reason:
-        attrs["end_reason"] = end_reason
+        attrs[contract.END_REASON] = end_reason
     if role:
         attrs[ROLE] = role
     return optuna.trial.create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
@@ -109,7 +110,7 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
                      schedule=schedule, label=label, epochs=epochs, trials=n_trials + n_failed + n_pruned,
                      sampler=sampler, pruner="none" if not n_pruned else "median", fixed=dict(fixed or {}),
                      space={n: distribution_to_json(d) for n, d in space.items()}, bioscale_version="synthetic",
-                     evaluation=None if evaluation is None else dict(evaluation))
+                     evaluation=contract.Evaluation.read(evaluation))
     name_objective(study)
     for key, value in info.to_attrs().items():
         study.set_user_attr(key, value)

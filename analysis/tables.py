@@ -10,6 +10,7 @@ import pandas as pd
 
 from optuna.storages import BaseStorage
 
+from bioscale import contract
 from bioscale.contract import best_trial, complete_trials, end_reason, finished_trials, search_trials
 
 from .evaluation import evaluated
@@ -43,8 +44,8 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
         "rule": record.rule, "schedule": record.schedule, "trials_complete": len(complete),
         "trials_total": len(finished_trials(search)), "best_trial": best.number if best else None,
         "best_val_error": float(best.value) if best else math.nan,
-        "train_error_at_best": _number(best.user_attrs.get("train_error")) if best else math.nan,
-        "test_error_at_best": _number(best.user_attrs.get("test_error")) if best else math.nan,
+        "train_error_at_best": _number(best.user_attrs.get(contract.TRAIN_ERROR)) if best else math.nan,
+        "test_error_at_best": _number(best.user_attrs.get(contract.TEST_ERROR)) if best else math.nan,
         "evaluated_test_mean": found.mean if found else math.nan,
         "evaluated_test_std": found.std if found else math.nan,
         "evaluated_seeds": found.n if found else 0,
@@ -69,8 +70,8 @@ def trials_frame(record: StudyRecord) -> pd.DataFrame:
     rows = []
     for trial in complete_trials(search_trials(record.trials)):
         row = {"number": trial.number, "value": float(trial.value),
-               "train_error": _number(trial.user_attrs.get("train_error")),
-               "test_error": _number(trial.user_attrs.get("test_error"))}
+               "train_error": _number(trial.user_attrs.get(contract.TRAIN_ERROR)),
+               "test_error": _number(trial.user_attrs.get(contract.TEST_ERROR))}
         row.update(trial.params)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -81,7 +82,7 @@ def end_reasons(record: StudyRecord) -> dict[str, int]:
     counts: dict[str, int] = {}
     for trial in record.trials:
         completed = trial.state.name == "COMPLETE" and trial.value is not None and np.isfinite(trial.value)
-        if completed and not trial.user_attrs.get("end_reason"):
+        if completed and not trial.user_attrs.get(contract.END_REASON):
             continue
         reason = end_reason(trial)
         counts[reason] = counts.get(reason, 0) + 1

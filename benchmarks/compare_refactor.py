@@ -12,7 +12,7 @@ code and on the new, then compare:
     python benchmarks/compare_refactor.py --compare /tmp/before.json /tmp/after.json
 
 It only uses what both sides offer: rules.create/get, build_net, data.load, fit,
-rule.state_dict/load_state_dict, rule.optimizers and study.run_study.
+rule.state_dict/load_state_dict, rule.optimizers and study.run_study (with a StudySpec where there is one).
 """
 
 from __future__ import annotations
@@ -129,9 +129,14 @@ def study_case() -> dict:
     from bioscale.study import run_study
 
     with tempfile.TemporaryDirectory() as folder:
-        study = run_study("tune", "dtp", "digits", "fc", trials=4, schedule="parallel",
-                          storage=f"sqlite:///{os.path.join(folder, 's.db')}", sampler="random", epochs=2,
-                          devices="cpu", progress=False, population=2, seed=1)
+        settings = dict(trials=4, schedule="parallel", storage=f"sqlite:///{os.path.join(folder, 's.db')}",
+                        sampler="random", epochs=2, devices="cpu", population=2, seed=1)
+        try:  # the study specification (issue 23) ...
+            from bioscale.spec import StudySpec
+
+            study = run_study(StudySpec(rule="dtp", dataset="digits", arch="fc", **settings), progress=False)
+        except ImportError:  # ... or the keywords before it
+            study = run_study("tune", "dtp", "digits", "fc", progress=False, **settings)
         return {str(t.number): {"params": t.params, "state": t.state.name, "value": t.value,
                                 "curve": t.intermediate_values} for t in study.trials}
 

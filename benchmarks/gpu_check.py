@@ -30,7 +30,9 @@ from bioscale import rules
 from bioscale.devices import resolve_device
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES
+from bioscale import contract
 from bioscale.contract import is_finished
+from bioscale.spec import StudySpec
 from bioscale.study import run_study
 from bioscale.train import train
 
@@ -75,20 +77,21 @@ def train_one(rule: str, settings: dict, family: str, args: argparse.Namespace, 
 def study_check(args: argparse.Namespace, device: str) -> str:
     """A tune-stage study of `args.study_rule` on the FC preset, 2 worker processes on one device, in a fresh SQLite file."""
     with tempfile.TemporaryDirectory(prefix="bioscale-gpu-check-") as folder:
-        study = run_study("tune", args.study_rule, args.dataset, "fc", args.trials, epochs=args.epochs,
-                          workers=STUDY_WORKERS, devices=[device], storage=f"sqlite:///{folder}/check.db",
-                          progress=False, data_root=args.data_root, fixed={"batch_size": str(args.batch_size)})
+        spec = StudySpec(rule=args.study_rule, dataset=args.dataset, arch="fc", trials=args.trials, epochs=args.epochs,
+                         workers=STUDY_WORKERS, devices=(device,), storage=f"sqlite:///{folder}/check.db",
+                         data_root=args.data_root, overrides={"batch_size": str(args.batch_size)})
+        study = run_study(spec, progress=False)
         trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if is_finished(t)]
-    errors = [t.user_attrs.get("end_reason") or "no reason recorded" for t in trials if t.state == TrialState.FAIL]
+    errors = [t.user_attrs.get(contract.END_REASON) or "no reason recorded" for t in trials if t.state == TrialState.FAIL]
     if errors:
         raise RuntimeError(f"{len(errors)} of {len(trials)} trials failed: {errors[0]}")
     if len(done) < args.trials:
         raise RuntimeError(f"only {len(done)} of {args.trials} trials finished")
-    elsewhere = {t.user_attrs.get("device") for t in trials} - {device}
+    elsewhere = {t.user_attrs.get(contract.DEVICE) for t in trials} - {device}
     if elsewhere:
         raise RuntimeError(f"trials ran on {sorted(map(str, elsewhere))}, not {device}")
-    processes = {t.user_attrs["worker"].rsplit(":", 1)[0] for t in trials if "worker" in t.user_attrs}
+    processes = {t.user_attrs[contract.WORKER].rsplit(":", 1)[0] for t in trials if contract.WORKER in t.user_attrs}
     values = [t.value for t in trials if t.value is not None]
     best = f", best val error {100 * min(values):.2f}%" if values else ""
     return (f"{STUDY_WORKERS} workers on {device}: {len(done)}/{args.trials} trials finished "

@@ -7,9 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from . import defaults
+from .contract import Evaluation
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .spec import StudySpec
 
 STORAGE_HELP = "sqlite:///FILE.db (default sqlite:///bioscale.db), postgresql://USER:PASSWORD@HOST/DB, journal:///FILE.log"
 DEVICES_HELP = "comma-separated devices the workers take in turn, e.g. cuda:0,cuda:1; auto (default): every GPU torch sees, else the CPU"
@@ -36,6 +41,10 @@ def parse_seeds(text: str) -> list[int]:
         raise UsageError(f"bad --seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
 
 
+def _joined(values: Sequence[object]) -> str:
+    return ",".join(map(str, values))
+
+
 def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
@@ -44,37 +53,39 @@ def _names(text: str | None) -> list[str] | None:
 # Options shared by several commands, declared once.
 
 
-def _options(*names: str, **defaults: Any) -> argparse.ArgumentParser:
-    """A parent parser holding the named shared options (`defaults` overrides a default)."""
+def _options(*names: str, **given: Any) -> argparse.ArgumentParser:
+    """A parent parser holding the named shared options (`given` overrides a default or a help text)."""
     from .datasets import help_text
 
     p = argparse.ArgumentParser(add_help=False)
     declared = {
-        "dataset": lambda d: p.add_argument("--dataset", default=d.get("dataset", "digits"), help=help_text()),
+        "dataset": lambda d: p.add_argument("--dataset", default=d.get("dataset", defaults.DATASET), help=help_text()),
         "storage": lambda d: p.add_argument("--storage", default=None, help=STORAGE_HELP),
         "study-name": lambda d: p.add_argument("--study-name", default=None,
                                                help="needed when the storage holds more than one study"),
         "device": lambda d: p.add_argument("--device", default="auto", help=DEVICE_HELP),
         "devices": lambda d: p.add_argument("--devices", default="auto", help=DEVICES_HELP),
-        "workers": lambda d: p.add_argument("--workers", type=int, default=d.get("workers", 1),
+        "workers": lambda d: p.add_argument("--workers", type=int, default=d.get("workers", defaults.WORKERS),
                                             help=d.get("workers_help", "local worker processes (default 1)")),
         "set": lambda d: p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=d.get("set", SET_HELP)),
-        "seeds": lambda d: p.add_argument("--seeds", default=d.get("seeds", "0,1,2"),
-                                          help=f"comma-separated evaluation seeds (default {d.get('seeds', '0,1,2')})"),
+        "seeds": lambda d: p.add_argument("--seeds", default=d.get("seeds", _joined(defaults.EVALUATION_SEEDS)),
+                                          help=f"comma-separated evaluation seeds (default "
+                                               f"{d.get('seeds', _joined(defaults.EVALUATION_SEEDS))})"),
         "data-root": lambda d: p.add_argument("--data-root", default=None,
                                               help="folder holding the dataset files (default $BIOSCALE_DATA or ./data)"),
-        "chance-patience": lambda d: p.add_argument("--chance-patience", type=int, default=5,
-                                                    help="epochs at chance level before a trial counts as diverged (0: never)"),
+        "chance-patience": lambda d: p.add_argument("--chance-patience", type=int, default=defaults.CHANCE_PATIENCE,
+                                                    help=f"epochs at chance level before a trial counts as stalled (0: never; "
+                                                         f"default {defaults.CHANCE_PATIENCE})"),
         "rules": lambda d: p.add_argument("--rules", default=None, help="comma-separated rules (default: all)"),
         "quiet": lambda d: p.add_argument("--quiet", action="store_true", help="no progress output"),
         "population": lambda d: p.add_argument(
-            "--population", type=int, default=d.get("population", 1),
+            "--population", type=int, default=d.get("population", defaults.POPULATION),
             help=f"trials each worker trains at once as one batched model: same numbers, more trials per hour "
-                 f"(default {d.get('population', 1)})"),
+                 f"(default {d.get('population', defaults.POPULATION)})"),
         "json": lambda d: p.add_argument("--json", action="store_true", help=d.get("json", "end with one JSON line")),
     }
     for name in names:
-        declared[name](defaults)
+        declared[name](given)
     return p
 
 
@@ -87,14 +98,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train one network with one learning rule and print its errors.",
                        parents=[_options("dataset", "device", "set", "data-root", "quiet", "json")])
     p.add_argument("--rule", required=True, help="learning rule, e.g. bp, fa, dtp (an unknown name lists every registered rule)")
-    p.add_argument("--arch", default="fc", help="preset fc, lc or conv, or a spec such as '3*fc:128' (see README)")
-    p.add_argument("--activation", default="tanh", help="tanh (default, the paper's) or relu")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--arch", default=defaults.ARCH, help="preset fc, lc or conv, or a spec such as '3*fc:128' (see README)")
+    p.add_argument("--activation", default=defaults.ACTIVATION, help=f"tanh or relu (default {defaults.ACTIVATION}, the paper's)")
+    p.add_argument("--epochs", type=int, default=defaults.EPOCHS)
+    p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE)
     p.add_argument("--lr", type=float, default=None, help="forward learning rate (same as --set forward_lr=X)")
     p.add_argument("--download", action="store_true", help="download the dataset where torchvision can")
     p.add_argument("--augment", action="store_true", help="random crops and flips on the device (CIFAR)")
-    p.add_argument("--seed", type=int, default=0, help="draws the initial weights, feedback weights and noise (default 0)")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help="draws the initial weights, feedback weights and noise (default 0)")
     p.add_argument("--data-seed", type=int, default=None, help="draws the minibatch order (default: --seed)")
     p.set_defaults(func=_run_train)
 
@@ -102,12 +113,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     import time
 
+    from .datasets import get as get_dataset
+    from .spec import check_rule_name
+    from .values import CHOICES, check_value
+
+    check_rule_name(args.rule)  # names and values that need no torch are refused before it loads
+    get_dataset(args.dataset)
+    if args.activation not in CHOICES["activation"]:
+        raise UsageError(f"unknown activation {args.activation!r}; choose one of: {', '.join(CHOICES['activation'])}")
+    try:
+        check_value("epochs", args.epochs)
+        check_value("batch_size", args.batch_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    overrides = parse_overrides(args.set)
+
     from .data import load
     from .devices import resolve_device
     from .nets import resolve_arch
     from .train import summary, train
 
-    settings: dict[str, Any] = parse_overrides(args.set)
+    settings: dict[str, Any] = overrides
     if args.lr is not None:
         settings["forward_lr"] = args.lr
     device = resolve_device(args.device)
@@ -154,20 +180,20 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
                                               "chance-patience", "quiet", "json",
                                               workers_help="local worker processes sharing the study (default 1)",
                                               json="end with one JSON line: the study's counts and best trial")])
-    p.add_argument("--stage", default="tune", help="architecture (search one family's architecture) or tune (default)")
+    p.add_argument("--stage", default=defaults.STAGE, help="architecture (search one family's architecture) or tune (default)")
     p.add_argument("--rule", default=None, help="learning rule (tune: required; architecture: default dtp, alternating); "
                                                 "a label such as dtp-parallel also names the schedule")
     p.add_argument("--schedule", default=None, help="target-propagation schedule: alternating or parallel (fixed per study)")
-    p.add_argument("--arch", default="fc", help="architecture stage: the family fc, lc or conv; tune stage: a preset (fc, lc, "
+    p.add_argument("--arch", default=defaults.ARCH, help="architecture stage: the family fc, lc or conv; tune stage: a preset (fc, lc, "
                                                 "conv), a spec such as '3*fc:128', or @STUDY for an architecture study's winner")
     p.add_argument("--study-name", default=None, help="default: STAGE:DATASET:ARCH:LABEL, e.g. tune:digits:fc:fa")
-    p.add_argument("--trials", type=int, default=60, help="the study's global trial budget (default 60, the paper's)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs per trial (default 10)")
-    p.add_argument("--sampler", default="tpe", help="tpe (default, seeded, settings pinned) or random (the paper's search)")
-    p.add_argument("--pruner", default="none", help="none (default), median, halving, hyperband, or best-after[:EPOCH] "
+    p.add_argument("--trials", type=int, default=defaults.TRIALS, help=f"the study's global trial budget (default {defaults.TRIALS}, the paper's)")
+    p.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"epochs per trial (default {defaults.EPOCHS})")
+    p.add_argument("--sampler", default=defaults.SAMPLER, help="tpe (default, seeded, settings pinned) or random (the paper's search)")
+    p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, or best-after[:EPOCH] "
                                                     "(the paper's ImageNet protocol: only the best goes on after EPOCH, default 10)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the sampler and each trial (trial k: seed + k)")
-    p.add_argument("--protocol", default="extended",
+    p.add_argument("--seed", type=int, default=defaults.SEED, help="seeds the sampler and each trial (trial k: seed + k)")
+    p.add_argument("--protocol", default=defaults.PROTOCOL,
                    help="what is searched: extended (default: every setting bioscale knows, activation and batch size "
                         "included) or paper (the paper's Table 4 only; tanh, batch 128, whole-epoch alternation)")
     p.add_argument("--activation", default=None, help="hold the activation (tanh or relu); the study's name ends in :ACTIVATION")
@@ -201,16 +227,23 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_dashboard)
 
 
-def _run_study_run(args: argparse.Namespace) -> None:
-    from .study import best_of, run_study, stage_defaults, study_summary
+def study_spec(args: argparse.Namespace) -> StudySpec:
+    """The checked study specification of `bioscale study run`'s arguments."""
+    from .spec import StudySpec
 
-    rule, schedule = stage_defaults(args.stage, args.rule, args.schedule)
-    study = run_study(args.stage, rule, args.dataset, args.arch, args.trials, schedule=schedule, storage=args.storage,
-                      study_name=args.study_name, sampler=args.sampler, pruner=args.pruner, epochs=args.epochs,
-                      workers=args.workers, devices=args.devices, fixed=parse_overrides(args.set), seed=args.seed,
-                      data_root=args.data_root, progress=not args.quiet, chance_patience=args.chance_patience,
-                      protocol=args.protocol, activation=args.activation, default_trial=args.default_trial,
-                      population=args.population)
+    return StudySpec(stage=args.stage, rule=args.rule, schedule=args.schedule, dataset=args.dataset, arch=args.arch,
+                     trials=args.trials, epochs=args.epochs, protocol=args.protocol, activation=args.activation,
+                     overrides=parse_overrides(args.set), sampler=args.sampler, pruner=args.pruner, seed=args.seed,
+                     chance_patience=args.chance_patience, default_trial=args.default_trial, storage=args.storage,
+                     study_name=args.study_name, data_root=args.data_root, workers=args.workers,
+                     devices=args.devices, population=args.population).checked()
+
+
+def _run_study_run(args: argparse.Namespace) -> None:
+    spec = study_spec(args)
+    from .study import best_of, run_study, study_summary
+
+    study = run_study(spec, progress=not args.quiet)
     row = study_summary(study)
     try:
         top = best_of(study)
@@ -259,28 +292,30 @@ def _run_study_best(args: argparse.Namespace) -> None:
         print(f"  {key:<{width}} = {value}{mark}")
     if "winner" in top:
         print(f"winner architecture: {top['winner']}")
-    if "evaluation" in top and top["evaluation"].get("test_error_mean") is not None:
-        e = top["evaluation"]
-        print(f"evaluated: test error {100 * e['test_error_mean']:.2f}% ± {100 * e['test_error_std']:.2f}% over seeds {e['seeds']}")
+    e = Evaluation.read(top.get("evaluation"))
+    if e is not None and e.test_error_mean is not None:
+        print(f"evaluated: test error {100 * e.test_error_mean:.2f}% ± {100 * e.test_error_std:.2f}% over seeds {e.seeds}")
     print(f"reproduce: {train_command(config, top['seed'], top['device'], top['data_seed'])}")
 
 
 def _run_study_evaluate(args: argparse.Namespace) -> None:
+    seeds = parse_seeds(args.seeds)
     from .study import evaluate_study
 
-    result = evaluate_study(args.storage, args.study_name, seeds=parse_seeds(args.seeds), epochs=args.epochs,
+    result = evaluate_study(args.storage, args.study_name, seeds=seeds, epochs=args.epochs,
                             device=args.device, data_root=args.data_root, progress=False if args.quiet else None)
     if args.json:
         print(json.dumps(result))
         return
-    if result["test_error_mean"] is None:
-        print(f"every seed diverged: {result.get('diverged')}")
+    e = Evaluation.read(result)
+    if e.test_error_mean is None:
+        print(f"every seed diverged: {e.diverged}")
         return
-    print(f"test error {100 * result['test_error_at_best_val_mean']:.2f}% ± {100 * result['test_error_at_best_val_std']:.2f}% "
-          f"at the epoch of best validation error (epochs {result['best_val_epochs']}), "
-          f"{100 * result['test_error_mean']:.2f}% ± {100 * result['test_error_std']:.2f}% at epoch {result['epochs']}, "
-          f"over seeds {result['seeds']} (trial {result['trial']})")
-    for item in result.get("diverged", []):
+    print(f"test error {100 * e.test_error_at_best_val_mean:.2f}% ± {100 * e.test_error_at_best_val_std:.2f}% "
+          f"at the epoch of best validation error (epochs {e.best_val_epochs}), "
+          f"{100 * e.test_error_mean:.2f}% ± {100 * e.test_error_std:.2f}% at epoch {e.epochs}, "
+          f"over seeds {e.seeds} (trial {e.trial})")
+    for item in e.diverged:
         print(f"seed {item['seed']} diverged: {item['reason']}")
 
 
@@ -315,9 +350,8 @@ def _run_analyze(args: argparse.Namespace) -> None:
 
 
 def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
-    from .workflows import DEMO
-
-    seeds = ",".join(map(str, DEMO["seeds"]))
+    DEMO = defaults.DEMO
+    seeds = _joined(DEMO["seeds"])
     p = sub.add_parser("demo", help="the whole study on the embedded digits data: every rule, analysis, report",
                        description="The paper's protocol at a small budget on digits: a tuning study for every rule and schedule "
                                    "on the fc and lc presets, once per activation, evaluation of each best configuration, "
@@ -325,7 +359,7 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
                        parents=[_options("devices", "workers", "population", "seeds", "rules", "quiet", seeds=seeds,
                                          population=DEMO["population"],
                                          workers=os.cpu_count() or 1, workers_help="processes (default: every core)")])
-    p.add_argument("--out", default="bioscale-demo", help="folder for the storage, figures and report (default bioscale-demo)")
+    p.add_argument("--out", default=DEMO["out"], help=f"folder for the storage, figures and report (default {DEMO['out']})")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/bioscale.db)")
     p.add_argument("--trials", type=int, default=DEMO["trials"], help=f"trials per study (default {DEMO['trials']})")
     p.add_argument("--epochs", type=int, default=DEMO["epochs"], help=f"epochs per trial (default {DEMO['epochs']})")
@@ -342,40 +376,47 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
                                          set="fix or narrow a parameter in every study")])
     p.add_argument("--dataset", required=True, help="mnist, fashion-mnist, cifar10, imagenet32 or digits")
     p.add_argument("--arch", required=True, help="preset fc, lc or conv, a spec string, or @STUDY (an architecture-stage winner)")
-    p.add_argument("--trials", type=int, default=60, help="configurations per rule and schedule (default 60, the paper's)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs per configuration (default 30; the paper ran 500)")
-    p.add_argument("--sampler", default="random", help="random (default, the paper's) or tpe")
-    p.add_argument("--protocol", default="paper",
+    CAMPAIGN = defaults.CAMPAIGN
+    p.add_argument("--trials", type=int, default=CAMPAIGN["trials"],
+                   help=f"configurations per rule and schedule (default {CAMPAIGN['trials']}, the paper's)")
+    p.add_argument("--epochs", type=int, default=CAMPAIGN["epochs"],
+                   help=f"epochs per configuration (default {CAMPAIGN['epochs']}; the paper ran 500)")
+    p.add_argument("--sampler", default=CAMPAIGN["sampler"], help="random (default, the paper's) or tpe")
+    p.add_argument("--protocol", default=CAMPAIGN["protocol"],
                    help="paper (default: the paper's Table 4 search; tanh, batch 128, whole-epoch alternation) or "
                         "extended (also activation, batch size, auxiliary size, alternation period)")
     p.add_argument("--activations", default=None,
                    help="e.g. tanh,relu: one study per activation and rule, each tuned on its own (the tanh-vs-ReLU experiment)")
-    p.add_argument("--pruner", default="none", help="none (default), median, halving, hyperband, best-after[:EPOCH]")
+    p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, best-after[:EPOCH]")
     p.add_argument("--out", default=None, help="folder for figures and report (default campaign-DATASET-ARCH)")
-    p.add_argument("--format", default="png,pdf", help="figure formats (default png,pdf)")
+    p.add_argument("--format", default=_joined(CAMPAIGN["formats"]), help=f"figure formats (default {_joined(CAMPAIGN['formats'])})")
     p.set_defaults(func=_run_campaign)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    from .workflows import demo
+    from dataclasses import replace
 
-    outcome = demo(out=args.out, storage=args.storage, trials=args.trials, epochs=args.epochs,
-                   seeds=parse_seeds(args.seeds), workers=args.workers, rules=_names(args.rules),
-                   activations=_names(args.activations) or (), devices=args.devices,
-                   population=args.population, progress=not args.quiet)
-    print(outcome.summary())
+    from .workflows import demo, demo_campaign, demo_study
+
+    template = replace(demo_study(), storage=args.storage, trials=args.trials, epochs=args.epochs,
+                       population=args.population, devices=args.devices)
+    campaign = demo_campaign(template, out=args.out, seeds=parse_seeds(args.seeds), rules=_names(args.rules),
+                             activations=_names(args.activations) or (), side_by_side=args.workers).checked()
+    print(demo(campaign, progress=not args.quiet).summary())
 
 
 def _run_campaign(args: argparse.Namespace) -> None:
-    from .workflows import campaign
+    from .spec import StudySpec
+    from .workflows import campaign_spec, run
 
-    outcome = campaign(args.dataset, args.arch, rules=_names(args.rules), protocol=args.protocol,
-                       activations=_names(args.activations), trials=args.trials, epochs=args.epochs,
-                       sampler=args.sampler, pruner=args.pruner, seeds=parse_seeds(args.seeds), storage=args.storage,
-                       workers=args.workers, devices=args.devices, data_root=args.data_root,
-                       fixed=parse_overrides(args.set), out=args.out, formats=args.format.split(","),
-                       chance_patience=args.chance_patience, population=args.population, progress=not args.quiet)
-    print(outcome.summary())
+    template = StudySpec(trials=args.trials, epochs=args.epochs, sampler=args.sampler, pruner=args.pruner,
+                         protocol=args.protocol, overrides=parse_overrides(args.set), chance_patience=args.chance_patience,
+                         storage=args.storage, data_root=args.data_root, workers=args.workers, devices=args.devices,
+                         population=args.population)
+    campaign = campaign_spec(args.dataset, args.arch, template, rules=_names(args.rules),
+                             activations=_names(args.activations), seeds=parse_seeds(args.seeds), out=args.out,
+                             formats=args.format.split(",")).checked()
+    print(run(campaign, progress=not args.quiet).summary())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,20 +4,23 @@ The study driver (`bioscale.study`) writes studies and trials; analysis, the CLI
 and any Optuna client read them. Both sides take from here every attribute name, what the
 trial states mean (finished, counted against the budget, re-queued after a lost worker), the
 worker id, and the rule that picks the best trial. docs/storage-contract.md explains it in prose.
-This module imports nothing that trains.
+This module imports nothing that trains, and Optuna only inside the functions that need it, so
+that the command line can name stages and end reasons without loading it.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 import socket
 import warnings
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+if TYPE_CHECKING:  # Optuna is imported where it is used, so that the command line can check names without it
+    import optuna
+    from optuna.trial import FrozenTrial
 
 # The objective of every study: what the dashboard labels its axis with (Optuna's metric names).
 METRIC_NAME = "validation error"
@@ -25,6 +28,8 @@ METRIC_NAME = "validation error"
 
 def name_objective(study: optuna.Study) -> None:
     """Name the study's objective METRIC_NAME, so that the dashboard's axes say what it is."""
+    import optuna
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([METRIC_NAME])
@@ -38,22 +43,57 @@ def name_objective(study: optuna.Study) -> None:
 SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE = (
     "seed", "data_seed", "population", "device", "device_name", "worker", "versions", "config", "curve")
 # ... and its results, written as it ends (reset to null when a re-queued trial starts again).
-RESULT_ATTRS = ("train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
+TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECONDS = (
+    "train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
+RESULT_ATTRS = (TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECONDS)
 # `role` is "default" on the one trial per tuning study that trains the rule's default settings:
 # it measures how much tuning buys (tunability) and stays out of the random-search statistics,
 # the budget and the choice of the best trial.
 ROLE, DEFAULT_CONFIG = "role", "default"
 TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, *RESULT_ATTRS)
+# The curve's series, one value per epoch.
+CURVE_SERIES = ("train", "val", "test")
 
-# How a trial that did not complete ended: the start of its `end_reason`.
-DIVERGED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED = "diverged", "pruned", "out of memory", "error", "interrupted"
+
+class EndReason(str, enum.Enum):
+    """How a trial that did not complete ended; its `end_reason` is `"{value}: {detail}"` (or just the value)."""
+
+    DIVERGED = "diverged"  # non-finite loss (or, after bioscale.train, one beyond its bound)
+    STALLED = "stalled"  # error stayed at chance level for `chance_patience` epochs
+    PRUNED = "pruned"  # stopped by the study's pruner
+    OUT_OF_MEMORY = "out of memory"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"
+
+    def text(self, detail: str = "") -> str:
+        """The `end_reason` attribute: the reason, then its detail after a colon."""
+        return f"{self.value}: {detail}" if detail else self.value
+
+
+DIVERGED, STALLED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED = (
+    EndReason.DIVERGED, EndReason.STALLED, EndReason.PRUNED, EndReason.OUT_OF_MEMORY, EndReason.ERROR, EndReason.INTERRUPTED)
 # Failures that used up their share of the budget; any other FAIL is a lost worker's trial, re-queued.
 COUNTED_FAILURES = (ERROR, OUT_OF_MEMORY)
+# Before the stalled reason had its own word, a stall was stored as "diverged: error stayed at chance ...".
+_LEGACY_STALL = "diverged: error stayed at chance"
+
+
+def read_end_reason(text: object) -> EndReason | None:
+    """The EndReason an `end_reason` attribute names (None when it names none)."""
+    if not isinstance(text, str) or not text:
+        return None
+    if text.startswith(_LEGACY_STALL):
+        return STALLED
+    return next((reason for reason in EndReason
+                 if text == reason.value or text.startswith((reason.value + ":", reason.value + " "))), None)
 
 
 def end_reason(trial: FrozenTrial) -> str:
-    """How a trial ended, in one word or phrase: its `end_reason` up to the first colon, else its state."""
-    return str(trial.user_attrs.get("end_reason") or trial.state.name.lower()).split(":")[0].strip()
+    """How a trial ended, in one word or phrase: the EndReason its `end_reason` names, else its state."""
+    reason = read_end_reason(trial.user_attrs.get(END_REASON))
+    if reason is not None:
+        return reason.value
+    return str(trial.user_attrs.get(END_REASON) or trial.state.name.lower()).split(":")[0].strip()
 
 
 def is_default_config(trial: FrozenTrial) -> bool:
@@ -73,6 +113,8 @@ def default_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
     """Whether a search trial uses up one of the study's trials: finished, running or queued."""
+    from optuna.trial import TrialState
+
     return not is_default_config(trial) and (trial.state in (TrialState.RUNNING, TrialState.WAITING) or is_finished(trial))
 
 
@@ -81,12 +123,16 @@ def is_finished(trial: FrozenTrial) -> bool:
 
     A lost worker's trial is not finished: it was re-queued, and its re-run counts instead.
     """
+    from optuna.trial import TrialState
+
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and str(trial.user_attrs.get("end_reason") or "").startswith(COUNTED_FAILURES))
+        trial.state == TrialState.FAIL and read_end_reason(trial.user_attrs.get(END_REASON)) in COUNTED_FAILURES)
 
 
 def was_requeued(trial: FrozenTrial) -> bool:
     """A trial whose worker was lost: failed without a counted reason, and run again as a new trial."""
+    from optuna.trial import TrialState
+
     return trial.state == TrialState.FAIL and not is_finished(trial)
 
 
@@ -97,6 +143,8 @@ def finished_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 def complete_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """COMPLETE trials with a finite objective value."""
+    from optuna.trial import TrialState
+
     return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
 
 
@@ -129,6 +177,62 @@ def trial_worker(trial: FrozenTrial) -> tuple[str, int] | None:
 # ---------------------------------------------------------------------------------------------
 # Studies
 
+# The stages a study can be: search one family's architecture, or tune one rule on a fixed one.
+ARCHITECTURE, TUNE = "architecture", "tune"
+STAGES = (ARCHITECTURE, TUNE)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The `evaluation` study attribute: the best configuration re-trained with several seeds (`bioscale study evaluate`).
+
+    Test errors are measured at each seed's epoch of lowest validation error (`..._at_best_val`)
+    and at the last epoch; seeds that diverged are listed under `diverged`, not averaged.
+    `read` takes any stored value, also one an older bioscale wrote (missing fields read as None).
+    """
+
+    seeds: list[int] = field(default_factory=list)
+    test_errors: list[float] = field(default_factory=list)  # at the last epoch
+    train_errors: list[float] = field(default_factory=list)
+    test_error_mean: float | None = None
+    test_error_std: float | None = None
+    test_errors_at_best_val: list[float] = field(default_factory=list)
+    best_val_epochs: list[int] = field(default_factory=list)
+    test_error_at_best_val_mean: float | None = None
+    test_error_at_best_val_std: float | None = None
+    epochs: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    trial: int | None = None
+    device: str | None = None
+    data_seed: int | None = None
+    diverged: list[dict[str, Any]] = field(default_factory=list)  # [{"seed": s, "reason": text}]
+
+    def to_attr(self) -> dict[str, Any]:
+        """The stored value (`diverged` only when a seed diverged)."""
+        out = asdict(self)
+        if not self.diverged:
+            del out["diverged"]
+        return out
+
+    @classmethod
+    def read(cls, value: object) -> Evaluation | None:
+        """The record in a stored value (or an Evaluation); None when there is none."""
+        if isinstance(value, Evaluation):
+            return value
+        if not isinstance(value, Mapping) or not value:
+            return None
+        out = {}
+        for f in fields(cls):
+            item = value.get(f.name)
+            if f.name in ("config",):
+                item = dict(item) if isinstance(item, Mapping) else {}
+            elif f.name in ("seeds", "test_errors", "train_errors", "test_errors_at_best_val", "best_val_epochs", "diverged"):
+                item = [x for x in item if not (f.name == "diverged" and not isinstance(x, Mapping))] \
+                    if isinstance(item, list) else []
+            out[f.name] = item
+        return cls(**out)
+
+
 
 @dataclass(frozen=True)
 class StudyInfo:
@@ -157,7 +261,7 @@ class StudyInfo:
     space: dict[str, str] = field(default_factory=dict)  # {name: Optuna's distribution JSON}
     bioscale_version: str | None = None
     sampler_settings: dict[str, Any] | None = None
-    evaluation: dict[str, Any] | None = None  # written by `bioscale study evaluate`
+    evaluation: Evaluation | None = None  # written by `bioscale study evaluate`
     winner: str | None = None  # architecture stage: the chosen spec
     winner_trial: int | None = None
 
@@ -169,8 +273,10 @@ class StudyInfo:
             value = attrs.get(f.name)
             if f.name in ("fixed", "space"):
                 value = dict(value) if isinstance(value, dict) else {}
-            elif f.name in ("sampler_settings", "evaluation"):
+            elif f.name == "sampler_settings":
                 value = value if isinstance(value, dict) else None
+            elif f.name == "evaluation":
+                value = Evaluation.read(value)
             elif f.name in ("epochs", "trials", "seed", "chance_patience", "winner_trial"):
                 value = int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
             elif value is not None:
@@ -185,14 +291,18 @@ class StudyInfo:
 
     def to_attrs(self) -> dict[str, Any]:
         """The user attributes a new study gets, `stage` last (a reader that sees it sees everything else)."""
-        attrs = {k: v for k, v in asdict(self).items() if k != "stage" and not (k in _WRITTEN_LATER and v is None)}
-        return {**attrs, "stage": self.stage}
-
-
-_WRITTEN_LATER = ("sampler_settings", "evaluation", "winner", "winner_trial")
+        attrs = {name: getattr(self, name) for name in STUDY_ATTRS}
+        attrs[EVALUATION] = self.evaluation.to_attr() if self.evaluation is not None else None
+        attrs = {k: v for k, v in attrs.items() if k != STAGE and not (k in _WRITTEN_LATER and v is None)}
+        return {**attrs, STAGE: self.stage}
 
 
 STUDY_ATTRS = tuple(f.name for f in fields(StudyInfo))
+# The study attributes written after the study is created, and the two every run reads back.
+STAGE, TRIALS, EVALUATION, WINNER, WINNER_TRIAL, SAMPLER_SETTINGS = (
+    "stage", "trials", "evaluation", "winner", "winner_trial", "sampler_settings")
+_WRITTEN_LATER = (SAMPLER_SETTINGS, EVALUATION, WINNER, WINNER_TRIAL)
 # What must match when a rerun resumes an existing study.
 SAME_ON_RESUME = ("stage", "protocol", "dataset", "arch", "arch_spec", "rule", "schedule", "epochs", "sampler", "pruner",
                   "seed", "chance_patience", "fixed", "space")
+assert set(SAME_ON_RESUME) | set(_WRITTEN_LATER) | {TRIALS} <= set(STUDY_ATTRS)

@@ -8,7 +8,8 @@ class UsageError(ValueError):
 class Diverged(RuntimeError):
     """A run whose loss or weights became NaN or infinite, whose loss grew far beyond its start, or whose error stayed at chance."""
 
-    def __init__(self, reason: str, epoch: int) -> None:
+    def __init__(self, reason: str, epoch: int, *, stalled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.epoch = epoch
+        self.stalled = stalled  # the error stayed at chance (the loss itself stayed finite)

@@ -19,9 +19,10 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
+from . import defaults
 from .errors import UsageError
 
-DEFAULT_STORAGE = "sqlite:///bioscale.db"
+DEFAULT_STORAGE = defaults.STORAGE
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # seconds without a heartbeat before a trial counts as dead
 MAX_RETRY = 2  # how often a dead worker's trial is re-queued

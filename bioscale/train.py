@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import rules
+from . import defaults, rules
 from .data import Data, augment as augment_batch, load
 from .devices import AUTO, resolve_device
 from .errors import Diverged, UsageError
@@ -71,9 +71,9 @@ def error_rates(net: Net, x: Tensor, y: Tensor, member_examples: int = 8000) -> 
     return (wrong.double() / len(x)).tolist()
 
 
-def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, seed: int = 0,
+def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SEED,
         augment: bool = False, callback: Callable[[int, EpochResult], bool | None] | None = None,
-        progress: bool | None = None, chance_patience: int = 5, drop_stopped: bool = False) -> list[FitResult]:
+        progress: bool | None = None, chance_patience: int = defaults.CHANCE_PATIENCE, drop_stopped: bool = False) -> list[FitResult]:
     """Train every member of `rule.net` on `data` for `epochs`; returns one FitResult per member.
 
     Members share the minibatch order (drawn from `seed`). After each epoch `callback(member,
@@ -157,7 +157,7 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = 128, see
                     stopped.append(member)
                 elif chance_patience and at_chance[member] >= chance_patience:
                     results[member].diverged = Diverged(
-                        f"error stayed at chance ({watched:.2f}) for {at_chance[member]} epochs", epoch + 1)
+                        f"error stayed at chance ({watched:.2f}) for {at_chance[member]} epochs", epoch + 1, stalled=True)
                     stopped.append(member)
             running = [m for m in running if m not in stopped]
             bar.set_postfix(epoch=epoch + 1, **_postfix(results, running))
@@ -195,7 +195,7 @@ def _pct(error: float | None) -> str:
     return "-" if error is None else f"{100 * error:.2f}%"
 
 
-def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
+def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = defaults.ACTIVATION,
           seeds: Sequence[int] = (0,), device: str = AUTO, data_root: str | None = None,
           val_size: float | int | None = None, settings: dict[str, Any] | None = None) -> tuple[Data, rules.Rule]:
     """The data and a rule training one member per seed, from names; a per-member setting may hold one value per member."""
@@ -207,11 +207,11 @@ def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: s
     return data, rule_class(net, **settings)
 
 
-def train(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = "tanh",
-          epochs: int = 10, batch_size: int = 128, seed: int = 0, data_seed: int | None = None, device: str = AUTO,
+def train(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = defaults.ACTIVATION,
+          epochs: int = 10, batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SEED, data_seed: int | None = None, device: str = AUTO,
           data_root: str | None = None, val_size: float | int | None = None, augment: bool = False,
           settings: dict[str, Any] | None = None, callback: Callable[[EpochResult], None] | None = None,
-          progress: bool | None = None, chance_patience: int = 5) -> tuple[FitResult, rules.Rule]:
+          progress: bool | None = None, chance_patience: int = defaults.CHANCE_PATIENCE) -> tuple[FitResult, rules.Rule]:
     """Build data, network and rule from their names and fit one configuration (a population of one).
 
     `seed` draws the initial weights, the rule's state and noise; `data_seed` (default: `seed`)

@@ -1,8 +1,9 @@
 """The demo and the campaign end to end, one call each: tune every rule, evaluate each best configuration, analyse.
 
 These sit on top of both `bioscale.study` (tuning, evaluation) and `bioscale.analysis` (figures,
-report), as the command line does; a notebook user calls them the same way `bioscale demo` and
-`bioscale campaign` do.
+report), as the command line does. A campaign is a `bioscale.spec.CampaignSpec` (built by
+`campaign_spec` or `demo_campaign`); `run` carries it through tuning, evaluation and analysis, and
+a notebook user builds and runs the same object `bioscale demo` and `bioscale campaign` do.
 """
 
 from __future__ import annotations
@@ -10,21 +11,17 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import pandas as pd
+from . import defaults
+from .spec import CampaignSpec, StudySpec, campaign_studies
 
-from .devices import AUTO, resolve_devices
-from .storages import DEFAULT_STORAGE
+if TYPE_CHECKING:
+    import pandas as pd
 
-# Digits runs only ~9 minibatches an epoch, so a slow start is no sign of divergence there:
-# the demo never stops a run for sitting at chance (NaN losses still end it).
-# Each study's trials, its default-settings trial included, train as one population (one
-# batched model), which on digits' small nets takes less time than one after another.
-DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 6, "epochs": 10, "seeds": (0, 1), "chance_patience": 0,
-        "activations": ("tanh", "relu"), "population": 7}
+DEMO = defaults.DEMO  # the demo's settings live in the defaults table; importable here as before
 
 
 @dataclass
@@ -58,63 +55,66 @@ def campaign_folder(dataset: str, arch: str) -> Path:
     return Path(f"campaign-{dataset}-{arch.strip('@').replace(':', '-').replace('*', 'x').replace(',', '_')}")
 
 
-def demo(*, out: str | Path = "bioscale-demo", storage: str | None = None, trials: int = DEMO["trials"],
-         epochs: int = DEMO["epochs"], seeds: Sequence[int] = DEMO["seeds"], workers: int | None = None,
-         rules: Sequence[str] | None = None, activations: Sequence[str] = DEMO["activations"],
-         devices: Sequence[str] | str = AUTO, population: int = DEMO["population"], progress: bool = True) -> CampaignOutcome:
-    """The paper's protocol at a small budget on digits: every rule and schedule, on the fc and lc presets, once per
-    activation (the tanh-vs-ReLU experiment); each best configuration evaluated; then the report.
+def demo_study() -> StudySpec:
+    """The study every demo study is: digits, the paper's protocol, random search at a small budget, one population each."""
+    demo = defaults.DEMO
+    return StudySpec(dataset=demo["dataset"], trials=demo["trials"], epochs=demo["epochs"], sampler=demo["sampler"],
+                     protocol=demo["protocol"], chance_patience=demo["chance_patience"], population=demo["population"])
 
-    Studies run side by side, one per worker process (`workers`, default every core).
-    """
-    from .study.campaign import plan_campaign
 
-    devices = resolve_devices(devices)
-    studies = plan_campaign(DEMO["dataset"], DEMO["archs"], rules, activations)
+def demo_campaign(template: StudySpec | None = None, *, out: str | Path = defaults.DEMO["out"],
+                  seeds: Sequence[int] = defaults.DEMO["seeds"], rules: Sequence[str] | None = None,
+                  activations: Sequence[str] = defaults.DEMO["activations"], side_by_side: int | None = None) -> CampaignSpec:
+    """The demo as a campaign: `template` (default `demo_study()`) for every rule and schedule on the fc and lc presets,
+    once per activation; studies side by side (default: one per core), stored under `out` unless the template names a storage."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(out / 'bioscale.db').resolve()}"
-    return _tune_evaluate_analyse(studies, storage, out, ("png", "pdf"), progress=progress, trials=trials,
-                                  epochs=epochs, seeds=seeds, sampler="random", pruner="none",
-                                  workers=workers or os.cpu_count() or 1, devices=devices, fixed={}, data_root=None,
-                                  parallel_studies=True, chance_patience=DEMO["chance_patience"], protocol="paper",
-                                  population=population)
+    template = template or demo_study()
+    template = replace(template, storage=template.storage or f"sqlite:///{(out / 'bioscale.db').resolve()}")
+    studies = campaign_studies(template, defaults.DEMO["archs"], rules, activations)
+    return CampaignSpec(studies=studies, seeds=tuple(seeds), side_by_side=side_by_side or os.cpu_count() or 1,
+                        out=str(out), formats=defaults.DEMO["formats"])
 
 
-def campaign(dataset: str, arch: str, *, rules: Sequence[str] | None = None, protocol: str = "paper",
-             activations: Sequence[str] | None = None, trials: int = 60, epochs: int = 30,
-             sampler: str = "random", pruner: str = "none", seeds: Sequence[int] = (0, 1, 2), storage: str | None = None,
-             workers: int = 1, devices: Sequence[str] | str = AUTO, data_root: str | None = None,
-             fixed: Mapping[str, Any] | None = None, out: str | Path | None = None,
-             formats: Sequence[str] = ("png", "pdf"), chance_patience: int = 5, population: int = 1,
-             progress: bool = True) -> CampaignOutcome:
-    """The paper's protocol (by default) on one dataset and architecture: random search per rule and schedule
-    (and per activation, given `activations`), evaluation, report."""
-    from .spaces.protocols import check_protocol
-    from .study.campaign import plan_campaign
+def demo(campaign: CampaignSpec | None = None, *, progress: bool = True) -> CampaignOutcome:
+    """Run the demo (`demo_campaign()` unless given another): tune, evaluate each best configuration, report.
 
-    devices = resolve_devices(devices)
-    check_protocol(protocol)
-    studies = plan_campaign(dataset, [arch], rules, activations)
-    out = Path(out) if out is not None else campaign_folder(dataset, arch)
-    return _tune_evaluate_analyse(studies, storage or DEFAULT_STORAGE, out, tuple(formats), progress=progress,
-                                  trials=trials, epochs=epochs, seeds=seeds, sampler=sampler, pruner=pruner,
-                                  workers=workers, devices=devices, fixed=dict(fixed or {}), data_root=data_root,
-                                  parallel_studies=False, chance_patience=chance_patience, protocol=protocol,
-                                  population=population)
+    Studies run side by side, one per worker process (default every core).
+    """
+    from .devices import resolve_devices
+
+    campaign = (campaign or demo_campaign()).checked()
+    for spec in campaign.studies:
+        resolve_devices(spec.devices)  # a bad device is refused before the output folder exists
+    Path(campaign.out).mkdir(parents=True, exist_ok=True)
+    return run(campaign, progress=progress)
 
 
-def _tune_evaluate_analyse(studies, storage: str, out: Path, formats: tuple[str, ...], *, progress: bool,
-                           seeds: Sequence[int], **options: Any) -> CampaignOutcome:
+def campaign_spec(dataset: str, arch: str, template: StudySpec | None = None, *, rules: Sequence[str] | None = None,
+                  activations: Sequence[str] | None = None, seeds: Sequence[int] = defaults.CAMPAIGN["seeds"],
+                  out: str | Path | None = None, formats: Sequence[str] = defaults.CAMPAIGN["formats"]) -> CampaignSpec:
+    """The paper's protocol (by default) on one dataset and architecture: one study per rule and schedule (and per
+    activation, given `activations`), each like `template` (default: the campaign defaults: random search, paper protocol)."""
+    template = template or StudySpec(trials=defaults.CAMPAIGN["trials"], epochs=defaults.CAMPAIGN["epochs"],
+                                     sampler=defaults.CAMPAIGN["sampler"], protocol=defaults.CAMPAIGN["protocol"])
+    template = replace(template, dataset=dataset, storage=template.storage or defaults.STORAGE)
+    studies = campaign_studies(template, [arch], rules, activations)
+    return CampaignSpec(studies=studies, seeds=tuple(seeds), out=str(out if out is not None else campaign_folder(dataset, arch)),
+                        formats=tuple(formats))
+
+
+def run(campaign: CampaignSpec, *, progress: bool = True) -> CampaignOutcome:
+    """Tune every study of `campaign`, evaluate each best configuration, analyse: the end-to-end flow of demo and campaign."""
     from .analysis import ARTIFACT_DIR_NAME, analyze, best_table
     from .study import dashboard_command
     from .study.campaign import run_campaign
 
+    campaign = campaign.checked()
     start = time.perf_counter()
-    seeds = [int(s) for s in seeds]
-    names = run_campaign(studies, storage=storage, seeds=seeds, progress=progress, **options)
-    report = analyze(storage, names, out, formats, progress=progress)
-    return CampaignOutcome(studies=names, table=best_table(storage, names), report=report,
-                           dashboard=dashboard_command(storage, str((out / ARTIFACT_DIR_NAME).resolve())),
-                           trials=options["trials"], epochs=options["epochs"], seeds=seeds,
+    out = Path(campaign.out) if campaign.out is not None else Path(".")
+    names = run_campaign(campaign, progress=progress)
+    report = analyze(campaign.storage, names, out, campaign.formats, progress=progress)
+    first = campaign.studies[0]
+    return CampaignOutcome(studies=names, table=best_table(campaign.storage, names), report=report,
+                           dashboard=dashboard_command(campaign.storage, str((out / ARTIFACT_DIR_NAME).resolve())),
+                           trials=first.trials, epochs=first.epochs, seeds=list(campaign.seeds),
                            seconds=time.perf_counter() - start)

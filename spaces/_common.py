@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from bioscale import values
+from bioscale import defaults, values
 
 LEARNING_RATE = FloatDistribution(1e-5, 1e-2, log=True)  # Table 4: [1e-5, 3e-4]
 BETA2 = CategoricalDistribution((0.95, 0.99, 0.999))  # Table 4: {0.99, 0.999}
@@ -43,7 +43,7 @@ TRAINING: dict[str, BaseDistribution] = {
     "activation": CategoricalDistribution(values.CHOICES["activation"]),  # the paper used tanh only
     "batch_size": CategoricalDistribution((32, 64, 128, 256)),
 }
-TRAINING_DEFAULTS = {"activation": "tanh", "batch_size": 128}
+TRAINING_DEFAULTS = dict(defaults.TRAINING)
 
 def pick(*names: str) -> dict[str, BaseDistribution]:
     """The catalogue's distributions for `names`, in that order."""

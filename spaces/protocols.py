@@ -19,12 +19,13 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 
+from bioscale import defaults
 from bioscale.errors import UsageError
 
-PROTOCOLS = ("paper", "extended")
+PROTOCOLS = defaults.PROTOCOLS
 PAPER_SAMPLED = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps", "alpha", "sigma",
                  "lam", "beta")  # DDTP's λ and L-DRL's β play α's part (the top target's step); the paper has no row for them
-PAPER_FIXED = {"activation": "tanh", "batch_size": 128, "alternation_period": 0, "aux_size": 512}
+PAPER_FIXED = {**defaults.TRAINING, "alternation_period": 0, "aux_size": 512}
 
 
 def check_protocol(protocol: str) -> str:

@@ -21,14 +21,16 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 import bioscale
-from bioscale import rules, spaces
+from bioscale import contract, defaults, rules, spaces
 
-from bioscale.contract import (CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME, DIVERGED, ERROR, INTERRUPTED,
-                               OUT_OF_MEMORY, POPULATION, PRUNED, RESULT_ATTRS, SEED, VERSIONS, WORKER, worker_id)
+from bioscale.contract import (ARCHITECTURE, BEST_EPOCH, CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME, END_REASON,
+                               POPULATION, RESULT_ATTRS, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR, VAL_ERROR, VERSIONS,
+                               WORKER, EndReason, worker_id)
 from bioscale.storages import supports_heartbeat
-from bioscale.train import EpochResult, FitResult, build, fit
+from bioscale.train import EpochResult, FitResult
 
 from ._plan import Plan
+from ._recipe import fit_configuration
 
 @functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
@@ -54,14 +56,14 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
 def configuration(plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
     """The full flat configuration a trial trains: what, where, training arguments, every rule setting."""
     values = {**plan.trial_fixed(), **params}
-    if plan.stage == "architecture":
+    if plan.stage == ARCHITECTURE:
         arch_names = spaces.architecture_space(plan.family, plan.dataset)
         arch = spaces.build_arch(plan.family, plan.dataset, {k: v for k, v in values.items() if k in arch_names})
     else:
         arch = plan.arch_spec
     training, settings = spaces.split_config(plan.rule, values)
     return {"rule": plan.rule, "schedule": plan.schedule, "dataset": plan.dataset, "arch": arch,
-            "epochs": plan.epochs, **spaces.TRAINING_DEFAULTS, **training, **rules.settings(plan.rule), **settings}
+            "epochs": plan.epochs, **defaults.TRAINING, **training, **rules.settings(plan.rule), **settings}
 
 
 def summarise(curve: dict[str, list[float]]) -> dict[str, Any]:
@@ -69,8 +71,8 @@ def summarise(curve: dict[str, list[float]]) -> dict[str, Any]:
     if not curve["val"]:
         return {}
     best = min(range(len(curve["val"])), key=lambda i: curve["val"][i])
-    return {"train_error": curve["train"][best], "val_error": curve["val"][best], "test_error": curve["test"][best],
-            "best_epoch": best + 1}
+    return {TRAIN_ERROR: curve["train"][best], VAL_ERROR: curve["val"][best], TEST_ERROR: curve["test"][best],
+            BEST_EPOCH: best + 1}
 
 
 def structural(plan: Plan) -> list[str]:
@@ -138,34 +140,36 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
         return not (record.epoch < plan.epochs and trial.should_prune())
 
     start = time.perf_counter()
-    reasons: list[str | None] = [None] * len(trials)
+    reasons: list[str | None] = [None] * len(trials)  # each trial's `end_reason`
     outcomes: list[tuple[TrialState, float | None]] = [(TrialState.FAIL, None)] * len(trials)
     try:
         try:
             results = _train(plan, configs, seeds, device, report, progress)
             for member, result in enumerate(results):
                 if result.diverged is not None:
-                    reasons[member] = f"{DIVERGED}: {result.diverged.reason}"
+                    kind = EndReason.STALLED if result.diverged.stalled else EndReason.DIVERGED
+                    reasons[member] = kind.text(result.diverged.reason)
                     outcomes[member] = (TrialState.PRUNED, None)
                 elif result.pruned_at is not None:
-                    reasons[member] = PRUNED
+                    reasons[member] = EndReason.PRUNED.text()
                     outcomes[member] = (TrialState.PRUNED, None)
                 else:
                     outcomes[member] = (TrialState.COMPLETE, result.best.val_error)
         except KeyboardInterrupt:
-            reasons = [INTERRUPTED] * len(trials)
+            reasons = [EndReason.INTERRUPTED.text()] * len(trials)
             raise
         except Exception as error:
-            if not _out_of_memory(error):
-                reason = f"{ERROR}: {type(error).__name__}: {_first_line(error)}".rstrip(": ")
+            out_of_memory = _out_of_memory(error)
+            if not out_of_memory:
+                reason = EndReason.ERROR.text(f"{type(error).__name__}: {_first_line(error)}".rstrip(": "))
                 reasons = [reason] * len(trials)
                 print(f"bioscale: trials {numbers} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             else:
-                reasons = [f"{OUT_OF_MEMORY} on {device}: {_first_line(error)}".rstrip(": ")] * len(trials)
+                reasons = [f"{EndReason.OUT_OF_MEMORY.value} on {device}: {_first_line(error)}".rstrip(": ")] * len(trials)
                 outcomes = [(TrialState.PRUNED, None)] * len(trials)
         # Out of memory: outside the handler, so that the error's traceback (which holds the
         # population's network and activations) is gone before the memory is given back.
-        if reasons[0] is not None and reasons[0].startswith(OUT_OF_MEMORY):
+        if reasons[0] is not None and contract.read_end_reason(reasons[0]) == EndReason.OUT_OF_MEMORY:
             _free_memory(device)
     finally:
         seconds = round(time.perf_counter() - start, 3)
@@ -173,21 +177,19 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
             trial.set_user_attr(CURVE, curve)
             for key, item in summarise(curve).items():
                 trial.set_user_attr(key, item)
-            trial.set_user_attr("seconds", seconds)
+            trial.set_user_attr(SECONDS, seconds)
             if reason is not None:
-                trial.set_user_attr("end_reason", reason)
+                trial.set_user_attr(END_REASON, reason)
             study.tell(trial, value, state=state, skip_if_finished=True)
 
 
 def _train(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], device: str,
            report: Callable[[int, EpochResult], bool], progress: bool | None) -> list[FitResult]:
-    """Build and fit the population; its net and data live only in this frame (freed when it returns or raises)."""
-    training, settings = member_settings(plan, configs)
-    data, learner = build(rule=plan.rule, dataset=plan.dataset, arch=configs[0]["arch"],
-                          activation=training.get("activation", "tanh"), seeds=seeds, device=device,
-                          data_root=plan.data_root, val_size=plan.val_size, settings=settings)
-    return fit(learner, data, epochs=plan.epochs, batch_size=training.get("batch_size", 128), seed=plan.seed,
-               callback=report, progress=progress, chance_patience=plan.chance_patience, drop_stopped=True)
+    """Build and fit the population; its net and data live only in that call (freed when it returns or raises)."""
+    _, settings = member_settings(plan, configs)
+    return fit_configuration(configs[0], settings, seeds, device, data_seed=plan.seed, data_root=plan.data_root,
+                             val_size=plan.val_size, callback=report, progress=progress,
+                             chance_patience=plan.chance_patience, drop_stopped=True)
 
 
 class _Heartbeat:

@@ -8,51 +8,49 @@ from typing import Any, Mapping
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 import bioscale
-from bioscale import datasets, rules, spaces
-from bioscale.contract import StudyInfo
+from bioscale import defaults, rules, spaces
+from bioscale.contract import ARCHITECTURE, StudyInfo
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES, arch_family, parse_spec, resolve_arch
-from bioscale.rules import label
 from bioscale.spaces.protocols import protocol_space
+from bioscale.spec import StudySpec, label, study_name
 from bioscale.storages import StorageSpec
 from bioscale.values import check_value
 
-from ._samplers import check_pruner, check_sampler
+from ._samplers import check_pruner
 
-STAGES = ("architecture", "tune")
-
-
-def study_name(stage: str, dataset: str, arch: str, label: str, activation: str | None = None) -> str:
-    """The default study name, `{stage}:{dataset}:{arch}:{label}`, plus `:{activation}` when one is chosen (nothing parses it back)."""
-    return f"{stage}:{dataset}:{arch}:{label}" + (f":{activation}" if activation else "")
+__all__ = ["Plan", "StudySpec", "check_spec", "label", "search_space", "study_name"]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """One study: what to train, what to sample, what to hold fixed, where to store it."""
+    """One study resolved: its checked specification, plus what was derived from it (space, fixed values, names, storage)."""
 
-    stage: str
+    spec: StudySpec  # checked: the rule label split into rule and schedule
     protocol: str  # "paper", "extended", or "custom" (a named protocol changed with --set)
-    rule: str
-    schedule: str | None
-    dataset: str
     arch: str  # as named in the study: preset name, spec string, or the architecture family
     arch_spec: str | None  # the spec trained (tune stage); None for the architecture stage
     arch_from: str | None  # the architecture study the spec came from ("@NAME")
     family: str
-    epochs: int
-    trials: int
-    sampler: str
-    pruner: str
-    seed: int
-    chance_patience: int
     space: dict[str, BaseDistribution]
     fixed: dict[str, Any]  # fixed with --set (the schedule is not in here)
     storage: StorageSpec
     study_name: str
-    data_root: str | None = None
-    val_size: float | int | None = None
-    population: int = 1  # trials a worker trains at once as one batched model; not part of the study's identity
+
+    # The specification's fields a worker reads, by their names.
+    stage = property(lambda self: self.spec.stage, doc="architecture or tune")
+    rule = property(lambda self: self.spec.rule, doc="the learning rule")
+    schedule = property(lambda self: self.spec.schedule, doc="the target-propagation schedule, else None")
+    dataset = property(lambda self: self.spec.dataset, doc="the dataset")
+    epochs = property(lambda self: self.spec.epochs, doc="epochs per trial")
+    trials = property(lambda self: self.spec.trials, doc="the trial budget this run asks for")
+    sampler = property(lambda self: self.spec.sampler, doc="tpe or random")
+    pruner = property(lambda self: self.spec.pruner, doc="the pruner's name")
+    seed = property(lambda self: self.spec.seed, doc="seeds the sampler, the minibatch order and each trial")
+    chance_patience = property(lambda self: self.spec.chance_patience, doc="epochs at chance before a trial stalls")
+    data_root = property(lambda self: self.spec.data_root, doc="the dataset folder")
+    val_size = property(lambda self: self.spec.val_size, doc="the validation split")
+    population = property(lambda self: self.spec.population, doc="trials a worker trains at once")
 
     @property
     def label(self) -> str:
@@ -73,61 +71,24 @@ class Plan:
                          bioscale_version=bioscale.__version__, sampler_settings=sampler_settings)
 
 
-def stage_defaults(stage: str, rule: str | None, schedule: str | None) -> tuple[str, str | None]:
-    """(rule, schedule) with the stage's defaults: the architecture stage searches with DTP alternating, the paper's reference."""
-    if rule is None:
-        if stage != "architecture":
-            raise UsageError("the tune stage needs --rule, e.g. --rule fa")
-        return "dtp", schedule or "alternating"
-    return rule, schedule
+def check_spec(spec: StudySpec) -> tuple[StudySpec, dict[str, Any]]:
+    """(the checked spec, its --set overrides without the schedule): the spec's own checks, then those that need the registries."""
+    spec = spec.checked()
+    rules.get(spec.rule)
+    offered = rules.get(spec.rule).schedules
+    if spec.schedule is not None and spec.schedule not in offered:
+        raise UsageError(f"rule {spec.rule!r} has no schedule {spec.schedule!r}; choose one of: {', '.join(offered) or 'none'}")
+    check_pruner(spec.pruner, spec.epochs)
+    return spec, {k: v for k, v in spec.overrides.items() if k != "schedule"}
 
 
-def split_rule_label(rule: str) -> tuple[str, str | None]:
-    """`dtp-alternating` -> ('dtp', 'alternating') when `dtp` is a rule with that schedule; else (rule, None)."""
-    if rule in rules.names():
-        return rule, None
-    base, _, schedule = rule.rpartition("-")
-    if base and base in rules.names() and schedule in rules.get(base).schedules:
-        return base, schedule
-    rules.get(rule)  # raises the UsageError that lists the rules
-    return rule, None
-
-
-def check_common(*, stage: str, rule: str, schedule: str | None, dataset: str, epochs: int, trials: int,
-                 sampler: str, pruner: str, chance_patience: int, overrides: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
-    """Check the names and numbers of a study; returns (rule, schedule, overrides without the schedule)."""
-    if stage not in STAGES:
-        raise UsageError(f"unknown stage {stage!r}; choose one of: {', '.join(STAGES)}")
-    rule, from_label = split_rule_label(rule)
-    overrides = dict(overrides)
-    given = [s for s in (schedule, from_label, overrides.pop("schedule", None)) if s]
-    if len(set(given)) > 1:
-        raise UsageError(f"conflicting schedules: {', '.join(map(str, given))}")
-    offered = rules.get(rule).schedules
-    if offered:
-        schedule = given[0] if given else rules.settings(rule).get("schedule")
-        if schedule not in offered:
-            raise UsageError(f"rule {rule!r} has no schedule {schedule!r}; choose one of: {', '.join(offered)}")
-    elif given:
-        raise UsageError(f"rule {rule!r} has no schedule (only target-propagation rules do); drop --schedule")
-    else:
-        schedule = None
-    datasets.get(dataset)
-    for name, value, low in (("epochs", epochs, 1), ("trials", trials, 1), ("chance_patience", chance_patience, 0)):
-        if not isinstance(value, int) or value < low:
-            raise UsageError(f"{name} must be a whole number >= {low} (got {value!r})")
-    check_sampler(sampler)
-    check_pruner(pruner, epochs)
-    return rule, schedule, overrides
-
-
-def search_space(stage: str, rule: str, schedule: str | None, dataset: str, arch: str, overrides: Mapping[str, Any],
-                 protocol: str = "extended", activation: str | None = None,
-                 ) -> tuple[str, dict[str, BaseDistribution], dict[str, Any]]:
-    """(family, space left to sample, fixed values) for a stage under `protocol`, `activation` and the --set overrides."""
+def search_space(spec: StudySpec, overrides: Mapping[str, Any]) -> tuple[str, dict[str, BaseDistribution], dict[str, Any]]:
+    """(family, space left to sample, fixed values) of a checked spec: its stage under its protocol, activation and `overrides`."""
+    stage, rule, schedule, dataset, arch = spec.stage, spec.rule, spec.schedule, spec.dataset, spec.arch
+    protocol, activation = spec.protocol, spec.activation
     defaults = {k: v for k, v in spaces.rule_defaults(rule).items() if k != "schedule"}
     held: dict[str, Any] = {}
-    if stage == "architecture":
+    if stage == ARCHITECTURE:
         if arch not in spaces.ARCH_FAMILIES:
             raise UsageError(f"the architecture stage searches a family: --arch {' or '.join(spaces.ARCH_FAMILIES)} (got {arch!r})")
         family, space = arch, spaces.architecture_space(arch, dataset)
@@ -143,7 +104,7 @@ def search_space(stage: str, rule: str, schedule: str | None, dataset: str, arch
         held["activation"] = activation
     space, fixed = spaces.apply_overrides(space, overrides, {**defaults, **held})
     fixed = {**{k: v for k, v in held.items() if k not in space}, **fixed}
-    if stage == "architecture":
+    if stage == ARCHITECTURE:
         _check_architecture_values(family, dataset, space, fixed)
     _check_rule_accepts(rule, schedule, space, fixed)
     return family, space, fixed
@@ -180,7 +141,7 @@ def _check_rule_accepts(rule: str, schedule: str | None, space: Mapping[str, Bas
         try:
             settings = rules.coerce_settings(rule, settings)
             with torch.random.fork_rng():
-                rules.get(rule)(Net("2*fc:4", (1, 4, 4), 3, fixed.get("activation", "tanh")), **settings)
+                rules.get(rule)(Net("2*fc:4", (1, 4, 4), 3, fixed.get("activation", defaults.ACTIVATION)), **settings)
         except UsageError:
             raise
         except Exception as error:  # the rule's own checks (ValueError, torch.optim's range checks)

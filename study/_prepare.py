@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
 
 from bioscale import spaces
-from bioscale.contract import DEFAULT_CONFIG, ROLE, SAME_ON_RESUME, best_trial, name_objective
+from bioscale.contract import (ARCHITECTURE, CONFIG, DEFAULT_CONFIG, ROLE, SAME_ON_RESUME, STAGE, TRIALS, TUNE, WINNER,
+                               WINNER_TRIAL, StudyInfo, best_trial, name_objective)
 from bioscale.data import load
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
@@ -18,48 +19,34 @@ from bioscale.nets import arch_family, resolve_arch
 from bioscale.spaces.protocols import check_protocol
 from bioscale.storages import heartbeat_settings, open_storage, parse_storage
 
-from ._plan import Plan, check_common, label, search_space, study_name
+from ._plan import Plan, StudySpec, check_spec, search_space, study_name
 from ._samplers import sampler_settings
 
 
-def prepare(stage: str, rule: str, dataset: str, arch: str, trials: int, *, schedule: str | None, storage: str | None,
-            study_name_: str | None, sampler: str, pruner: str, epochs: int, workers: int,
-            devices: Sequence[str] | str, fixed: Mapping[str, Any], seed: int, data_root: str | None,
-            chance_patience: int, val_size: float | int | None, protocol: str,
-            activation: str | None, population: int = 1) -> tuple[Plan, BaseStorage, list[str]]:
-    """Check a study's whole configuration, then open its storage; raises UsageError before creating anything."""
-    rule, schedule, overrides = check_common(stage=stage, rule=rule, schedule=schedule, dataset=dataset, epochs=epochs,
-                                             trials=trials, sampler=sampler, pruner=pruner,
-                                             chance_patience=chance_patience, overrides=fixed)
-    if not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"workers must be a whole number >= 1 (got {workers!r})")
-    if not isinstance(population, int) or isinstance(population, bool) or population < 1:
-        raise UsageError(f"population must be a whole number >= 1: how many trials each worker trains at once (got {population!r})")
-    device_list = resolve_devices(devices)
-    family, space, fixed_values = search_space(stage, rule, schedule, dataset, arch, overrides, check_protocol(protocol),
-                                               activation)
-    if not isinstance(seed, int):
-        raise UsageError(f"seed must be a whole number (got {seed!r})")
-    load(dataset, root=data_root, val_size=val_size)  # the data must be there before any trial starts
-    if workers > 1 or device_list[0] != "cpu":
+def prepare(spec: StudySpec) -> tuple[Plan, BaseStorage, list[str]]:
+    """Check a study's whole specification, then open its storage; raises UsageError before creating anything."""
+    spec, overrides = check_spec(spec)
+    device_list = resolve_devices(spec.devices)
+    check_protocol(spec.protocol)
+    family, space, fixed_values = search_space(spec, overrides)
+    load(spec.dataset, root=spec.data_root, val_size=spec.val_size)  # the data must be there before any trial starts
+    if spec.workers > 1 or device_list[0] != "cpu":
         load.cache_clear()  # the workers load their own copy, on their own device
-    spec = parse_storage(storage)
-    if spec.kind != "journal":
+    storage = parse_storage(spec.storage)
+    if storage.kind != "journal":
         heartbeat_settings()  # malformed heartbeat settings are user errors too
-    storage_obj = open_storage(spec)
-    arch_name, arch_spec, arch_from = arch, None, None
-    if stage == "tune":
-        if arch.startswith("@"):
-            arch_from = arch
-            arch_spec = arch_name = winner_of(storage_obj, arch[1:])
+    storage_obj = open_storage(storage)
+    arch_name, arch_spec, arch_from = spec.arch, None, None
+    if spec.stage == TUNE:
+        if spec.arch.startswith("@"):
+            arch_from = spec.arch
+            arch_spec = arch_name = winner_of(storage_obj, spec.arch[1:])
             family = arch_family(arch_spec)
         else:
-            arch_spec = resolve_arch(arch, dataset)
-    name = study_name_ or study_name(stage, dataset, arch_name, label(rule, schedule), activation)
-    plan = Plan(stage=stage, protocol="custom" if overrides else protocol, rule=rule, schedule=schedule, dataset=dataset, arch=arch_name, arch_spec=arch_spec,
-                arch_from=arch_from, family=family, epochs=epochs, trials=trials, sampler=sampler, pruner=pruner,
-                seed=seed, chance_patience=chance_patience, space=space, fixed=fixed_values, storage=spec,
-                study_name=name, data_root=data_root, val_size=val_size, population=population)
+            arch_spec = resolve_arch(spec.arch, spec.dataset)
+    name = spec.study_name or study_name(spec.stage, spec.dataset, arch_name, spec.label, spec.activation)
+    plan = Plan(spec=spec, protocol="custom" if overrides else spec.protocol, arch=arch_name, arch_spec=arch_spec,
+                arch_from=arch_from, family=family, space=space, fixed=fixed_values, storage=storage, study_name=name)
     return plan, storage_obj, device_list
 
 
@@ -70,24 +57,25 @@ def winner_of(storage: BaseStorage, name: str) -> str:
     except KeyError:
         names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
         raise UsageError(f"no study {name!r} in this storage to take an architecture from; studies: {names or 'none'}") from None
-    if study.user_attrs.get("stage") != "architecture":
+    info = StudyInfo.from_attrs(study.user_attrs)
+    if info.stage != ARCHITECTURE:
         raise UsageError(f"study {name!r} is not an architecture-stage study")
-    winner = study.user_attrs.get("winner")
+    winner = info.winner
     if not winner:
         raise UsageError(f"architecture study {name!r} has no winner yet (no trial has completed)")
     return winner
 
 
-def open_study(plan: Plan, storage: BaseStorage, *, default_trial: bool = False) -> optuna.Study:
+def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
     """Create the study (queueing the default configuration's trial when asked), or resume it when its settings match."""
     attrs = _jsonable(plan.info(sampler_settings(plan.sampler, plan.seed)).to_attrs())
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True)
     existing = study.user_attrs
-    if "stage" not in existing:
+    if STAGE not in existing:
         if study.get_trials(deepcopy=False) or len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
             raise UsageError(f"study {plan.study_name!r} exists but bioscale did not create it; choose another --study-name")
         name_objective(study)
-        if default_trial and plan.stage == "tune":
+        if plan.spec.default_trial and plan.stage == TUNE:
             enqueue_default(study, plan)
         for key, value in attrs.items():  # `stage` last: a worker that sees it knows every other attribute is there
             study.set_user_attr(key, value)
@@ -97,8 +85,8 @@ def open_study(plan: Plan, storage: BaseStorage, *, default_trial: bool = False)
             shown = "its search space" if key == "space" else f"{key}={json.dumps(existing.get(key))}"
             raise UsageError(f"study {plan.study_name!r} exists with {shown}, which this run changes; "
                              f"rerun with the same settings to resume it, or give another --study-name")
-    if existing.get("trials") != plan.trials:
-        study.set_user_attr("trials", plan.trials)
+    if existing.get(TRIALS) != plan.trials:
+        study.set_user_attr(TRIALS, plan.trials)
     return study
 
 
@@ -127,8 +115,9 @@ def record_winner(study: optuna.Study) -> str | None:
     best = best_trial(study.get_trials(deepcopy=False))
     if best is None:
         return None
-    winner = best.user_attrs["config"]["arch"]
-    if study.user_attrs.get("winner") != winner or study.user_attrs.get("winner_trial") != best.number:
-        study.set_user_attr("winner", winner)
-        study.set_user_attr("winner_trial", best.number)
+    winner = best.user_attrs[CONFIG]["arch"]
+    info = StudyInfo.from_attrs(study.user_attrs)
+    if info.winner != winner or info.winner_trial != best.number:
+        study.set_user_attr(WINNER, winner)
+        study.set_user_attr(WINNER_TRIAL, best.number)
     return winner

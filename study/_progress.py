@@ -7,7 +7,7 @@ import threading
 import optuna
 from optuna.trial import TrialState
 
-from bioscale.contract import best_trial, is_finished
+from bioscale.contract import StudyInfo, best_trial, is_finished
 from bioscale.storages import open_storage
 
 from ._plan import Plan
@@ -30,7 +30,7 @@ class StudyProgress:
         trials = study.get_trials(deepcopy=False)
         best = best_trial(trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        self._bar.total = max(self._bar.total, int(study.user_attrs.get("trials", self.plan.trials)))
+        self._bar.total = max(self._bar.total, StudyInfo.from_attrs(study.user_attrs).trials or self.plan.trials)
         self._bar.n = sum(map(is_finished, trials))
         self._bar.set_postfix(best=f"{100 * best.value:.2f}%" if best else "-", running=running, refresh=False)
         self._bar.refresh()

@@ -11,12 +11,14 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from bioscale import contract, spaces
-from bioscale.contract import DATA_SEED, DEVICE, SEED
+from bioscale import contract, defaults, spaces
+from bioscale.contract import (BEST_EPOCH, CONFIG, DATA_SEED, DEVICE, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR, Evaluation,
+                               StudyInfo)
 from bioscale.devices import AUTO, resolve_device
 from bioscale.errors import UsageError
 from bioscale.storages import open_existing
-from bioscale.train import build, fit
+
+from ._recipe import fit_configuration
 
 
 
@@ -42,14 +44,13 @@ def list_studies(storage: str | None) -> list[dict[str, Any]]:
 def study_summary(study: optuna.Study) -> dict[str, Any]:
     """A study's row of `list_studies`."""
     trials = study.get_trials(deepcopy=False)
-    attrs = study.user_attrs
+    info = StudyInfo.from_attrs(study.user_attrs)
     best = contract.best_trial(trials)
-    evaluation = attrs.get("evaluation") or {}
-    return {"study": study.study_name, "stage": attrs.get("stage"), "dataset": attrs.get("dataset"),
-            "arch": attrs.get("arch"), "label": attrs.get("label"), "epochs": attrs.get("epochs"),
-            "budget": attrs.get("trials"), "finished": sum(map(contract.is_finished, trials)),
+    return {"study": study.study_name, "stage": info.stage, "dataset": info.dataset,
+            "arch": info.arch, "label": info.label, "epochs": info.epochs,
+            "budget": info.trials, "finished": sum(map(contract.is_finished, trials)),
             "states": summary_counts(trials), "best_val_error": best.value if best else None,
-            "test_error_mean": evaluation.get("test_error_mean"), "winner": attrs.get("winner")}
+            "test_error_mean": info.evaluation.test_error_mean if info.evaluation else None, "winner": info.winner}
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
@@ -70,18 +71,19 @@ def best(storage: str | None, study_name: str | None = None) -> dict[str, Any]:
 def best_of(study: optuna.Study) -> dict[str, Any]:
     """`best` for a loaded study."""
     trial = best_trial(study)
-    attrs = study.user_attrs
-    out = {"study": study.study_name, "trial": trial.number, "seed": trial.user_attrs.get(SEED),
-           "data_seed": trial.user_attrs.get(DATA_SEED, trial.user_attrs.get(SEED)),
-           "device": trial.user_attrs.get(DEVICE), "val_error": trial.value,
-           "test_error": trial.user_attrs.get("test_error"), "train_error": trial.user_attrs.get("train_error"),
-           "best_epoch": trial.user_attrs.get("best_epoch"), "params": dict(trial.params),
-           "config": trial.user_attrs.get("config", {}), "seconds": trial.user_attrs.get("seconds"),
-           "finished": sum(map(contract.is_finished, study.get_trials(deepcopy=False))), "budget": attrs.get("trials")}
-    if "winner" in attrs:
-        out["winner"] = attrs["winner"]
-    if "evaluation" in attrs:
-        out["evaluation"] = attrs["evaluation"]
+    info = StudyInfo.from_attrs(study.user_attrs)
+    attrs = trial.user_attrs
+    out = {"study": study.study_name, "trial": trial.number, "seed": attrs.get(SEED),
+           "data_seed": attrs.get(DATA_SEED, attrs.get(SEED)),
+           "device": attrs.get(DEVICE), "val_error": trial.value,
+           "test_error": attrs.get(TEST_ERROR), "train_error": attrs.get(TRAIN_ERROR),
+           "best_epoch": attrs.get(BEST_EPOCH), "params": dict(trial.params),
+           "config": attrs.get(CONFIG, {}), "seconds": attrs.get(SECONDS),
+           "finished": sum(map(contract.is_finished, study.get_trials(deepcopy=False))), "budget": info.trials}
+    if info.winner is not None:
+        out["winner"] = info.winner
+    if info.evaluation is not None:
+        out["evaluation"] = info.evaluation.to_attr()
     return out
 
 
@@ -93,12 +95,12 @@ def train_command(config: dict[str, Any], seed: int, device: str | None = None, 
              f"--epochs {config['epochs']}", f"--activation {config['activation']}", f"--batch-size {config['batch_size']}",
              f"--seed {seed}"] + ([f"--data-seed {data_seed}"] if data_seed not in (None, seed) else []) + (
                  [f"--device {device}"] if device else [])
-    defaults = rules.settings(config["rule"])
-    parts += [f"--set {k}={config[k]}" for k in defaults if k in config and config[k] != defaults[k]]
+    rule_defaults = rules.settings(config["rule"])
+    parts += [f"--set {k}={config[k]}" for k in rule_defaults if k in config and config[k] != rule_defaults[k]]
     return " ".join(parts)
 
 
-def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Sequence[int] = (0, 1, 2),
+def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Sequence[int] = defaults.EVALUATION_SEEDS,
                    epochs: int | None = None, device: str = AUTO, data_root: str | None = None,
                    progress: bool | None = None) -> dict[str, Any]:
     """Re-train the study's best configuration with each seed; record its test errors.
@@ -120,17 +122,14 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
     name = resolve_study_name(storage_obj, study_name)
     study = optuna.load_study(study_name=name, storage=storage_obj)
     trial = best_trial(study)
-    config = dict(trial.user_attrs["config"])
-    epochs = epochs or int(study.user_attrs.get("epochs") or config["epochs"])
+    info = StudyInfo.from_attrs(study.user_attrs)
+    config = dict(trial.user_attrs[CONFIG])
+    epochs = epochs or int(info.epochs or config["epochs"])
     config["epochs"] = epochs
-    training, settings = spaces.split_config(config["rule"], config)
-    data_seed = int(study.user_attrs.get("seed") or 0)
-    data, learner = build(rule=config["rule"], dataset=config["dataset"], arch=config["arch"],
-                          activation=training.get("activation", "tanh"), seeds=seeds, device=device, data_root=data_root,
-                          settings=settings)
-    results = fit(learner, data, epochs=epochs, batch_size=training.get("batch_size", 128), seed=data_seed,
-                  progress=progress, chance_patience=0)
-    del data, learner
+    _, settings = spaces.split_config(config["rule"], config)
+    data_seed = int(info.seed or 0)
+    results = fit_configuration(config, settings, seeds, device, data_seed=data_seed, data_root=data_root,
+                                progress=progress, chance_patience=0)
     test_errors, train_errors, at_best, best_epochs, diverged = [], [], [], [], []
     for seed, result in zip(seeds, results):
         if result.diverged is not None:
@@ -144,15 +143,15 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
         if progress is not False and sys.stderr.isatty():
             print(f"seed {seed}: test error {100 * best_epoch.test_error:.2f}% at epoch {best_epoch.epoch} "
                   f"(best validation), {100 * last.test_error:.2f}% at the last", file=sys.stderr)
-    evaluation = {"seeds": seeds, "test_errors": test_errors, "train_errors": train_errors,
-                  "test_error_mean": _mean(test_errors), "test_error_std": _std(test_errors),
-                  "test_errors_at_best_val": at_best, "best_val_epochs": best_epochs,
-                  "test_error_at_best_val_mean": _mean(at_best), "test_error_at_best_val_std": _std(at_best),
-                  "epochs": epochs, "config": config, "trial": trial.number, "device": device, "data_seed": data_seed}
-    if diverged:
-        evaluation["diverged"] = diverged
-    study.set_user_attr("evaluation", evaluation)
-    return evaluation
+    evaluation = Evaluation(seeds=seeds, test_errors=test_errors, train_errors=train_errors,
+                            test_error_mean=_mean(test_errors), test_error_std=_std(test_errors),
+                            test_errors_at_best_val=at_best, best_val_epochs=best_epochs,
+                            test_error_at_best_val_mean=_mean(at_best), test_error_at_best_val_std=_std(at_best),
+                            epochs=epochs, config=config, trial=trial.number, device=device, data_seed=data_seed,
+                            diverged=diverged)
+    record = evaluation.to_attr()
+    study.set_user_attr(contract.EVALUATION, record)
+    return record
 
 
 def _mean(values: list[float]) -> float | None:

@@ -12,10 +12,10 @@ from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from bioscale import defaults
 from bioscale.errors import UsageError
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")  # EPOCH defaults to 10
+SAMPLERS, PRUNERS = defaults.SAMPLERS, defaults.PRUNERS
 
 # TPE as bioscale runs it. Optuna 5 made the multivariate TPE and the constant liar its
 # defaults; pinning them (and the rest) keeps a study's protocol the same under any version.

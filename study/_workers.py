@@ -30,7 +30,7 @@ import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from bioscale.contract import counts_against_budget, trial_worker
+from bioscale.contract import StudyInfo, counts_against_budget, trial_worker
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
 
 from ._lock import BudgetLock
@@ -89,7 +89,7 @@ def _stream(index: int, trials_before: int) -> int:
 
 def _budget(study: optuna.Study, plan: Plan) -> int:
     """The global budget: the latest `trials` any run of this study asked for."""
-    return int(study.user_attrs.get("trials", plan.trials))
+    return StudyInfo.from_attrs(study.user_attrs).trials or plan.trials
 
 
 def next_step(study: optuna.Study, budget: int, population: int = 1) -> tuple[str, int]:

@@ -16,8 +16,9 @@ import pytest
 
 from bioscale import rules
 from bioscale.analysis import best_table
-from bioscale.study.campaign import plan_campaign
-from bioscale.workflows import DEMO
+from bioscale.defaults import DEMO
+from bioscale.spec import StudySpec, campaign_studies
+from bioscale.study.campaign import campaign_study_name
 from conftest import dashboard_studies
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def demo(tmp_path_factory):
 
 
 def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
-    labels = {(s.arch, s.label) for s in plan_campaign("digits", ("fc", "lc"))}
+    labels = {(s.arch, s.label) for s in campaign_studies(StudySpec(), ("fc", "lc"))}
     expected = set()
     for name in rules.names():
         schedules = ("alternating", "parallel") if rules.get(name).schedules else (None,)
@@ -42,13 +43,13 @@ def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
     assert labels == expected
     assert {"bp", "fa", "dfa", "tp-parallel", "dtp-alternating", "sdtp-parallel", "ao-sdtp-alternating",
             "ddtp-parallel", "ldrl-alternating"} <= {l for _, l in labels}
-    paired = plan_campaign("digits", ("fc", "lc"), activations=("tanh", "relu"))
-    assert len(paired) == 2 * len(labels) and {s.name.rsplit(":", 1)[1] for s in paired} == {"tanh", "relu"}
+    paired = campaign_studies(StudySpec(), ("fc", "lc"), activations=("tanh", "relu"))
+    assert len(paired) == 2 * len(labels) and {campaign_study_name(s).rsplit(":", 1)[1] for s in paired} == {"tanh", "relu"}
 
 
 def demo_studies():
     """The studies the demo runs: every rule and schedule on fc and lc, once per activation."""
-    return plan_campaign("digits", ("fc", "lc"), activations=DEMO["activations"])
+    return campaign_studies(StudySpec(dataset=DEMO["dataset"]), DEMO["archs"], activations=DEMO["activations"])
 
 
 def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):
@@ -57,11 +58,12 @@ def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):
     table = best_table(f"sqlite:///{out / 'bioscale.db'}")
     assert len(table) == len(demo_studies())
     for study in demo_studies():
-        row = table[table.study == study.name]
-        assert len(row) == 1 and row.label.iloc[0] == study.label, study.name
-        assert math.isfinite(row.best_val_error.iloc[0]), study.name
+        name = campaign_study_name(study)
+        row = table[table.study == name]
+        assert len(row) == 1 and row.label.iloc[0] == study.label, name
+        assert math.isfinite(row.best_val_error.iloc[0]), name
         shown = re.escape(f"{study.label} [{study.activation}]")
-        assert re.search(rf"\| digits \| {study.arch} \| {shown} \| \d+ of \d+ \| \d+\.\d\d \|", report), study.name
+        assert re.search(rf"\| digits \| {study.arch} \| {shown} \| \d+ of \d+ \| \d+\.\d\d \|", report), name
     # The terminal summary: the report's path, a table of best errors, the dashboard command.
     assert f"report: {(out / 'report.md').resolve()}" in proc.stdout
     assert "dtp-alternating" in proc.stdout and "dashboard --storage sqlite:///" in proc.stdout
@@ -78,7 +80,7 @@ def test_the_printed_dashboard_command_serves_every_demo_study(demo, free_port):
     finally:
         server.terminate()
         server.communicate(timeout=10)
-    assert sorted(served) == sorted(s.name for s in demo_studies())
+    assert sorted(served) == sorted(campaign_study_name(s) for s in demo_studies())
 
 
 def test_demo_evaluates_every_best_configuration(demo):

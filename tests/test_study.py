@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from bioscale import rules, spaces
 from bioscale.cli import main
 from bioscale.rules.base import _REGISTRY, GradientRule
+from bioscale.spec import StudySpec
 from bioscale.study import best, evaluate_study, label, list_studies, run_study, study_name
 
 from conftest import bioscale_process, dashboard_studies
@@ -181,7 +182,7 @@ def test_failing_trials_are_recorded_counted_and_do_not_stop_the_study(tmp_path,
     url = f"sqlite:///{tmp_path / 'e.db'}"
     # A rule no spaces module declares gets the catalogue's names that it has.
     assert set(spaces.tuning_space(exploding_rule)) == {"activation", "batch_size", "forward_lr", "forward_beta2", "forward_eps"}
-    study = run_study("tune", exploding_rule, "digits", "fc", 3, epochs=1, storage=url, progress=False)
+    study = run_study(StudySpec(rule=exploding_rule, trials=3, epochs=1, storage=url), progress=False)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 3
     assert all(t.user_attrs["end_reason"] == "error: RuntimeError: boom" for t in trials)
@@ -201,7 +202,7 @@ def test_journal_storage_recovers_a_dead_workers_trial(tmp_path):
     path = tmp_path / "j.log"
     url = f"journal:///{path}"
     name = "tune:digits:fc:bp"
-    run_study("tune", "bp", "digits", "fc", 1, epochs=1, storage=url, progress=False, fixed={"batch_size": "256"})
+    run_study(StudySpec(rule="bp", trials=1, epochs=1, storage=url, overrides={"batch_size": "256"}), progress=False)
     # A trial left RUNNING by a worker process that has since died.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -210,7 +211,8 @@ def test_journal_storage_recovers_a_dead_workers_trial(tmp_path):
     orphan = study.ask({k: v for k, v in spaces.tuning_space("bp").items() if k != "batch_size"})
     orphan.set_user_attr("worker", f"{__import__('socket').gethostname()}:{dead.pid}:{orphan.number}")
     orphan.set_user_attr("seed", 7)
-    study = run_study("tune", "bp", "digits", "fc", 3, epochs=1, storage=url, progress=False, fixed={"batch_size": "256"})
+    study = run_study(StudySpec(rule="bp", trials=3, epochs=1, storage=url, overrides={"batch_size": "256"}),
+                                progress=False)
     trials = study.get_trials()
     assert trials[orphan.number].state == TrialState.FAIL
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
@@ -244,7 +246,7 @@ def test_target_propagation_studies_fix_their_schedule(tmp_path):
     if "dtp" not in rules.names():
         pytest.skip("target propagation is not registered")
     url = f"sqlite:///{tmp_path / 't.db'}"
-    study = run_study("tune", "dtp-alternating", "digits", "fc", 1, epochs=1, storage=url, progress=False)
+    study = run_study(StudySpec(rule="dtp-alternating", trials=1, epochs=1, storage=url), progress=False)
     assert study.study_name == "tune:digits:fc:dtp-alternating"
     assert (study.user_attrs["schedule"], study.user_attrs["label"]) == ("alternating", "dtp-alternating")
     (trial,) = study.get_trials()
@@ -255,8 +257,9 @@ def test_target_propagation_studies_fix_their_schedule(tmp_path):
 def test_random_and_tpe_searches_are_seeded(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     for sampler in ("random", "tpe"):
-        runs = [run_study("tune", "bp", "digits", "fc", 3, epochs=1, storage=url, study_name=f"{sampler}-{i}",
-                          sampler=sampler, seed=5, progress=False, fixed={"batch_size": "256"}) for i in range(2)]
+        runs = [run_study(StudySpec(rule="bp", trials=3, epochs=1, storage=url, study_name=f"{sampler}-{i}",
+                                    sampler=sampler, seed=5, overrides={"batch_size": "256"}),
+                                    progress=False) for i in range(2)]
         params = [[t.params for t in study.get_trials()] for study in runs]
         assert params[0] == params[1] and params[0][0] != params[0][1]
 
@@ -265,8 +268,8 @@ def test_random_and_tpe_searches_are_seeded(tmp_path):
 def test_best_after_pruner_keeps_only_the_best_so_far(tmp_path, population):
     """Per member in a population too: members report in trial order, each pruned or kept on its own."""
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    study = run_study("tune", "bp", "digits", "fc", 5, epochs=2, storage=url, sampler="random", pruner="best-after:1",
-                      progress=False, fixed={"batch_size": "256"}, population=population)
+    study = run_study(StudySpec(rule="bp", trials=5, epochs=2, storage=url, sampler="random", pruner="best-after:1",
+                                overrides={"batch_size": "256"}, population=population), progress=False)
     trials = study.get_trials()
     assert trials[0].state == TrialState.COMPLETE
     for trial in trials:
@@ -320,8 +323,9 @@ def test_out_of_memory_ends_the_trial_with_its_reason_frees_the_trial_and_the_wo
 
     monkeypatch.setattr(_objective, "_free_memory", free_memory)
     try:
-        study = run_study("tune", "test-hungry", "digits", "fc", 3, epochs=1, storage=f"sqlite:///{tmp_path / 'm.db'}",
-                          devices="cpu", progress=False, fixed={"batch_size": "256"})
+        study = run_study(StudySpec(rule="test-hungry", trials=3, epochs=1,
+                                    storage=f"sqlite:///{tmp_path / 'm.db'}", devices="cpu",
+                                    overrides={"batch_size": "256"}), progress=False)
     finally:
         _REGISTRY.pop("test-hungry", None)
     first, *rest = study.get_trials()
@@ -348,8 +352,8 @@ def test_the_default_trial_trains_the_defaults_outside_the_budget(tmp_path):
     from bioscale.contract import best_trial, is_default_config
 
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    study = run_study("tune", "dtp", "digits", "fc", 2, epochs=1, storage=url, devices="cpu", progress=False,
-                      protocol="paper", default_trial=True, sampler="random")
+    study = run_study(StudySpec(rule="dtp", trials=2, epochs=1, storage=url, devices="cpu", protocol="paper",
+                                default_trial=True, sampler="random"), progress=False)
     trials = study.get_trials()
     defaults = [t for t in trials if is_default_config(t)]
     assert len(trials) == 3 and len(defaults) == 1 and defaults[0].number == 0
@@ -360,8 +364,8 @@ def test_the_default_trial_trains_the_defaults_outside_the_budget(tmp_path):
 
 def test_the_paper_protocol_samples_table_4_only_and_holds_the_rest(tmp_path):
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    study = run_study("tune", "ao-sdtp-alternating", "digits", "fc", 1, epochs=1, storage=url, devices="cpu",
-                      progress=False, protocol="paper")
+    study = run_study(StudySpec(rule="ao-sdtp-alternating", trials=1, epochs=1, storage=url, devices="cpu",
+                                protocol="paper"), progress=False)
     attrs = study.user_attrs
     assert attrs["protocol"] == "paper"
     assert set(attrs["space"]) == {"forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2",
@@ -369,11 +373,11 @@ def test_the_paper_protocol_samples_table_4_only_and_holds_the_rest(tmp_path):
     assert attrs["fixed"] == {"activation": "tanh", "batch_size": 128, "alternation_period": 0, "aux_size": 512}
     (trial,) = study.get_trials()
     assert trial.user_attrs["config"]["alternation_period"] == 0 and trial.user_attrs["config"]["activation"] == "tanh"
-    relu = run_study("tune", "bp", "digits", "fc", 1, epochs=1, storage=url, devices="cpu", progress=False,
-                     protocol="paper", activation="relu")
+    relu = run_study(StudySpec(rule="bp", trials=1, epochs=1, storage=url, devices="cpu", protocol="paper",
+                               activation="relu"), progress=False)
     assert relu.study_name == "tune:digits:fc:bp:relu" and relu.user_attrs["fixed"]["activation"] == "relu"
-    narrowed = run_study("tune", "bp", "digits", "fc", 1, epochs=1, storage=url, devices="cpu", progress=False,
-                         protocol="paper", fixed={"batch_size": "32,64"}, study_name="narrowed")
+    narrowed = run_study(StudySpec(rule="bp", trials=1, epochs=1, storage=url, devices="cpu", protocol="paper",
+                                   overrides={"batch_size": "32,64"}, study_name="narrowed"), progress=False)
     assert narrowed.user_attrs["protocol"] == "custom" and "batch_size" in narrowed.user_attrs["space"]
 
 
@@ -381,8 +385,8 @@ def test_evaluate_reports_the_test_error_at_the_best_validation_epoch_and_at_the
     from bioscale.train import train
 
     url = f"sqlite:///{tmp_path / 'e.db'}"
-    run_study("tune", "bp", "digits", "fc", 1, epochs=4, storage=url, devices="cpu", progress=False,
-              fixed={"forward_lr": "0.02", "batch_size": "64"})
+    run_study(StudySpec(rule="bp", trials=1, epochs=4, storage=url, devices="cpu", overrides={"forward_lr": "0.02",
+                        "batch_size": "64"}), progress=False)
     evaluation = evaluate_study(url, "tune:digits:fc:bp", seeds=(3, 4), device="cpu", progress=False)
     training, settings = spaces.split_config("bp", evaluation["config"])
     for i, seed in enumerate((3, 4)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from bioscale.spec import StudySpec
 from bioscale.study import run_study
 
 
@@ -15,9 +16,9 @@ def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 def test_a_population_trains_each_trial_as_it_would_alone(tmp_path):
     """Random search of the paper's protocol samples no structural value: the same trials with K = 1 and K = 3."""
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    runs = {k: run_study("tune", "dtp", "digits", "fc", 5, schedule="parallel", epochs=2, storage=url,
-                         study_name=f"k{k}", sampler="random", protocol="paper", devices="cpu", progress=False,
-                         population=k, seed=3) for k in (1, 3)}
+    runs = {k: run_study(StudySpec(rule="dtp", trials=5, schedule="parallel", epochs=2, storage=url,
+                                   study_name=f"k{k}", sampler="random", protocol="paper", devices="cpu",
+                                   population=k, seed=3), progress=False) for k in (1, 3)}
     alone, together = (runs[k].get_trials() for k in (1, 3))
     assert [t.user_attrs["population"] for t in alone] == [[n] for n in range(5)]
     assert [t.user_attrs["population"] for t in together] == [[0, 1, 2]] * 3 + [[3, 4]] * 2
@@ -30,9 +31,9 @@ def test_a_population_trains_each_trial_as_it_would_alone(tmp_path):
 
 def test_populations_share_their_structural_values_and_keep_the_budget(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    study = run_study("tune", "ao-sdtp", "digits", "fc", 7, schedule="alternating", epochs=1, storage=url,
-                      sampler="tpe", protocol="extended", devices="cpu", progress=False, population=3,
-                      fixed={"aux_size": "16:64"})
+    study = run_study(StudySpec(rule="ao-sdtp", trials=7, schedule="alternating", epochs=1, storage=url,
+                                sampler="tpe", protocol="extended", devices="cpu", population=3,
+                                overrides={"aux_size": "16:64"}), progress=False)
     trials = study.get_trials()
     assert len(trials) == 7 and all(t.state == TrialState.COMPLETE for t in trials)
     groups = {tuple(t.user_attrs["population"]) for t in trials}
@@ -48,8 +49,8 @@ def test_populations_share_their_structural_values_and_keep_the_budget(tmp_path)
 
 def test_queued_trials_go_first_in_a_population_of_their_own(tmp_path):
     url = f"sqlite:///{tmp_path / 'q.db'}"
-    study = run_study("tune", "bp", "digits", "fc", 4, epochs=1, storage=url, sampler="random", protocol="extended",
-                      devices="cpu", progress=False, population=4, default_trial=True)
+    study = run_study(StudySpec(rule="bp", trials=4, epochs=1, storage=url, sampler="random", protocol="extended",
+                                devices="cpu", population=4, default_trial=True), progress=False)
     trials = study.get_trials()
     assert trials[0].user_attrs["role"] == "default" and trials[0].user_attrs["population"] == [0]
     assert [t.user_attrs["population"] for t in trials[1:]] == [[1, 2, 3, 4]] * 4
@@ -59,8 +60,8 @@ def test_queued_trials_go_first_in_a_population_of_their_own(tmp_path):
 def test_queued_trials_share_a_population_with_fresh_ones_when_nothing_structural_is_sampled(tmp_path):
     """The paper's protocol samples only per-member settings, so the default trial trains with the search trials."""
     url = f"sqlite:///{tmp_path / 'q.db'}"
-    study = run_study("tune", "bp", "digits", "fc", 4, epochs=1, storage=url, sampler="random", protocol="paper",
-                      devices="cpu", progress=False, population=5, default_trial=True)
+    study = run_study(StudySpec(rule="bp", trials=4, epochs=1, storage=url, sampler="random", protocol="paper",
+                                devices="cpu", population=5, default_trial=True), progress=False)
     trials = study.get_trials()
     assert trials[0].user_attrs["role"] == "default" and len(trials) == 5
     assert [t.user_attrs["population"] for t in trials] == [[0, 1, 2, 3, 4]] * 5

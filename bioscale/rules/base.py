@@ -45,6 +45,7 @@ from .. import population
 from ..errors import UsageError
 from ..nets import Net
 from ..optim import Adam
+from ..spec import label  # noqa: F401 - a rule's label, defined where the command line reaches it without torch
 from ..values import check_value, convert as convert_value
 
 _REGISTRY: dict[str, type[Rule]] = {}
@@ -280,11 +281,6 @@ def get(name: str) -> type[Rule]:
 def settings(name: str) -> dict[str, Any]:
     """A rule's hyperparameters and their defaults, read from its constructor's signature."""
     return _keyword_settings(get(name))
-
-
-def label(rule: str, schedule: str | None = None) -> str:
-    """A rule's label under a schedule, `dtp-alternating`; a rule without schedules is labelled by its name."""
-    return f"{rule}-{schedule}" if schedule else rule
 
 
 def coerce_settings(name: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,57 @@
+"""Every default in one table, and the names the command line checks before it imports torch.
+
+The command line, the library (`bioscale.train`), the search spaces, the study specification
+(`bioscale.spec`) and the workflows read their defaults from here. This module imports nothing heavy (only the storage contract's names),
+so `bioscale --help` and the refusal of a bad name stay fast; tests/test_spec.py checks the
+static names below against the registries they mirror (rules, schedules, samplers, pruners,
+protocols).
+"""
+
+from __future__ import annotations
+
+from .contract import TUNE
+
+# Training: what a run uses when nothing says otherwise (the paper's choices where it made one).
+ACTIVATION = "tanh"
+BATCH_SIZE = 128
+EPOCHS = 10
+SEED = 0
+DATASET = "digits"
+ARCH = "fc"
+# Epochs a run may sit at chance-level error before it counts as stalled (0: never).
+CHANCE_PATIENCE = 5
+# The training arguments a tuning space samples beside the rule's own settings, at their defaults.
+TRAINING = {"activation": ACTIVATION, "batch_size": BATCH_SIZE}
+
+# A study (bioscale.spec.StudySpec; `bioscale study run`).
+STAGE = TUNE
+STORAGE = "sqlite:///bioscale.db"
+TRIALS = 60  # the paper's budget per rule
+SAMPLER = "tpe"
+PRUNER = "none"
+PROTOCOL = "extended"
+POPULATION = 1
+WORKERS = 1
+DEVICES = "auto"
+EVALUATION_SEEDS = (0, 1, 2)
+
+# A campaign (`bioscale campaign`): the paper's random search over its Table 4, 30 epochs a trial.
+CAMPAIGN = {"trials": TRIALS, "epochs": 30, "sampler": "random", "protocol": "paper", "seeds": EVALUATION_SEEDS,
+            "formats": ("png", "pdf")}
+
+# The demo (`bioscale demo`): the campaign at a small budget on digits. Digits runs only ~9
+# minibatches an epoch, so a slow start is no sign of divergence there: the demo never stops a
+# run for sitting at chance (NaN losses still end it). Each study's trials, its default-settings
+# trial included, train as one population (one batched model).
+DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 6, "epochs": 10, "seeds": (0, 1), "chance_patience": 0,
+        "activations": ("tanh", "relu"), "population": 7, "sampler": "random", "protocol": "paper", "out": "bioscale-demo",
+        "formats": ("png", "pdf")}
+
+# Names known without importing torch or Optuna; each mirrors a registry (checked by a test).
+# Every registered rule, with the schedules it offers (its default first).
+RULES: dict[str, tuple[str, ...]] = {
+    "ao-sdtp": ("parallel", "alternating"), "bp": (), "dfa": (), "dtp": ("parallel", "alternating"), "fa": (),
+    "sdtp": ("parallel", "alternating"), "sign-symmetry": (), "tp": ("parallel", "alternating")}
+PROTOCOLS = ("paper", "extended")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")  # EPOCH defaults to 10

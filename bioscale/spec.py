@@ -1,0 +1,243 @@
+"""A study as one object: what the command line parses into and a notebook builds, carried inward unchanged.
+
+    from bioscale.spec import StudySpec
+    from bioscale.study import run_study
+
+    spec = StudySpec(rule="dtp-parallel", dataset="digits", arch="fc", trials=20, epochs=5,
+                     storage="sqlite:///studies.db", overrides={"activation": "relu"})
+    study = run_study(spec)
+
+`StudySpec.checked()` checks every name and number that can be checked without torch (rule,
+schedule, dataset, stage, sampler, pruner, protocol, activation, counts) and returns the spec
+with the rule label split into rule and schedule; `bioscale.study.prepare` checks the rest (the
+search space, the storage) before anything is created. A campaign is a list of specs plus its
+own few settings (`CampaignSpec`). Both are plain dataclasses of JSON values: `to_dict` and
+`from_dict` round-trip them, and a new field is one line with its default.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from . import defaults
+from .contract import ARCHITECTURE, STAGES, TUNE
+from .datasets import get as get_dataset
+from .errors import UsageError
+from .values import check_value
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """One study: what to train and search, for how long, where to store it, and on what to run it."""
+
+    rule: str | None = None  # a rule, or a label such as dtp-parallel that also names the schedule
+    dataset: str = defaults.DATASET
+    arch: str = defaults.ARCH  # preset, spec string, @STUDY (tune stage); the family (architecture stage)
+    stage: str = defaults.STAGE
+    trials: int = defaults.TRIALS
+    epochs: int = defaults.EPOCHS
+    schedule: str | None = None  # target-propagation rules; default: the rule's own
+    protocol: str = defaults.PROTOCOL
+    activation: str | None = None  # hold the activation; the study's name ends in :ACTIVATION
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # --set: a value fixes, low:high or a,b narrows
+    sampler: str = defaults.SAMPLER
+    pruner: str = defaults.PRUNER
+    seed: int = defaults.SEED
+    chance_patience: int = defaults.CHANCE_PATIENCE
+    default_trial: bool = False  # also train the rule's default settings once, outside the budget
+    storage: str | None = None  # an Optuna storage URL; None: bioscale's default
+    study_name: str | None = None  # None: STAGE:DATASET:ARCH:LABEL[:ACTIVATION]
+    data_root: str | None = None
+    val_size: float | int | None = None
+    # How to run it (not part of the study's identity: a rerun may change them).
+    workers: int = defaults.WORKERS
+    devices: str | tuple[str, ...] = defaults.DEVICES
+    population: int = defaults.POPULATION
+
+    @property
+    def label(self) -> str:
+        """The study's label: the rule, plus -schedule for target-propagation rules (after `checked`)."""
+        return label(self.rule or "", self.schedule)
+
+    def checked(self) -> StudySpec:
+        """This spec with every name and number checked (UsageError otherwise) and the rule label split into rule and schedule."""
+        if self.stage not in STAGES:
+            raise UsageError(f"unknown stage {self.stage!r}; choose one of: {', '.join(STAGES)}")
+        rule, schedule = self.rule, self.schedule
+        if rule is None:
+            if self.stage != ARCHITECTURE:
+                raise UsageError("the tune stage needs a rule, e.g. --rule fa")
+            rule, schedule = "dtp", schedule or "alternating"  # the paper's reference rule
+        rule, from_label = split_rule_label(rule)
+        overrides = dict(self.overrides)
+        given = [s for s in (schedule, from_label, overrides.pop("schedule", None)) if s]
+        if len(set(given)) > 1:
+            raise UsageError(f"conflicting schedules: {', '.join(map(str, given))}")
+        offered = known_rules()[rule]
+        if offered:
+            schedule = given[0] if given else offered[0]
+            if schedule not in offered:
+                raise UsageError(f"rule {rule!r} has no schedule {schedule!r}; choose one of: {', '.join(offered)}")
+        elif given:
+            raise UsageError(f"rule {rule!r} has no schedule (only target-propagation rules do); drop --schedule")
+        else:
+            schedule = None
+        get_dataset(self.dataset)
+        for name in ("epochs", "trials", "workers", "population"):
+            _check_count(name, getattr(self, name), 1)
+        _check_count("chance_patience", self.chance_patience, 0)
+        _check_count("seed", self.seed, None)
+        if self.sampler not in defaults.SAMPLERS:
+            raise UsageError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(defaults.SAMPLERS)}")
+        check_pruner_name(self.pruner)
+        if self.protocol not in defaults.PROTOCOLS:
+            raise UsageError(f"unknown protocol {self.protocol!r}; choose one of: {', '.join(defaults.PROTOCOLS)}")
+        if self.activation is not None:
+            try:
+                check_value("activation", self.activation)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+        devices = self.devices if isinstance(self.devices, str) else tuple(self.devices)
+        return replace(self, rule=rule, schedule=schedule, overrides=self.overrides, devices=devices)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready values (`from_dict` reads it back)."""
+        out = asdict(self)
+        out["overrides"] = dict(self.overrides)
+        out["devices"] = self.devices if isinstance(self.devices, str) else list(self.devices)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> StudySpec:
+        """A spec from `to_dict`'s output; unknown keys are a UsageError, missing ones take their defaults."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise UsageError(f"unknown study settings: {', '.join(sorted(unknown))}")
+        values = dict(values)
+        if isinstance(values.get("devices"), list):
+            values["devices"] = tuple(values["devices"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A campaign: its studies (one spec each, sharing one storage) and how to evaluate, run and report them."""
+
+    studies: tuple[StudySpec, ...]
+    seeds: tuple[int, ...] = defaults.EVALUATION_SEEDS  # evaluation seeds of each best configuration
+    eval_epochs: int | None = None  # default: each study's epochs
+    side_by_side: int = 1  # processes each taking whole studies (one thread each); 1: one study after another
+    out: str | None = None  # folder for figures and report
+    formats: tuple[str, ...] = defaults.CAMPAIGN["formats"]
+
+    def checked(self) -> CampaignSpec:
+        """This campaign with every study checked; UsageError when they do not share one storage or a setting is bad."""
+        studies = tuple(s.checked() for s in self.studies)
+        if len({s.storage for s in studies}) > 1:
+            raise UsageError("the studies of a campaign share one storage")
+        seeds = tuple(self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+            raise UsageError("give one or more distinct whole-number seeds, e.g. --seeds 0,1,2")
+        _check_count("side_by_side", self.side_by_side, 1)
+        return replace(self, studies=studies, seeds=seeds, formats=tuple(self.formats))
+
+    @property
+    def storage(self) -> str | None:
+        """The storage every study shares."""
+        return self.studies[0].storage if self.studies else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The campaign as JSON-ready values."""
+        return {"studies": [s.to_dict() for s in self.studies], "seeds": list(self.seeds), "eval_epochs": self.eval_epochs,
+                "side_by_side": self.side_by_side, "out": self.out, "formats": list(self.formats)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> CampaignSpec:
+        """A campaign from `to_dict`'s output."""
+        values = dict(values)
+        values["studies"] = tuple(StudySpec.from_dict(s) for s in values.get("studies", ()))
+        for key in ("seeds", "formats"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def campaign_studies(template: StudySpec, archs: tuple[str, ...] | list[str], rules: list[str] | None = None,
+                     activations: list[str] | tuple[str, ...] | None = None) -> tuple[StudySpec, ...]:
+    """Every tuning study of a campaign: `template` for each rule (TP-family rules in both schedules), architecture and activation.
+
+    With `activations` (e.g. tanh and relu), each rule gets one study per activation, each tuned
+    on its own with the same budget: the tanh-vs-ReLU experiment. Every study also trains its
+    rule's default settings once (how much tuning buys).
+    """
+    chosen = list(rules) if rules else sorted(known_rules())
+    for name in chosen:
+        check_rule_name(name)
+    for activation in activations or ():
+        try:
+            check_value("activation", activation)
+        except ValueError as error:
+            raise UsageError(f"bad --activations: {error}") from None
+    return tuple(replace(template, stage=TUNE, rule=name, schedule=schedule, arch=arch, activation=activation,
+                         default_trial=True)
+                 for arch in archs for name in chosen
+                 for schedule in (tuple(sorted(known_rules()[name])) or (None,))
+                 for activation in (activations or (None,)))
+
+
+def label(rule: str, schedule: str | None = None) -> str:
+    """A rule's label under a schedule, `dtp-alternating`; a rule without schedules is labelled by its name (also `rules.label`)."""
+    return f"{rule}-{schedule}" if schedule else rule
+
+
+def study_name(stage: str, dataset: str, arch: str, label: str, activation: str | None = None) -> str:
+    """The default study name, `{stage}:{dataset}:{arch}:{label}`, plus `:{activation}` when one is chosen (nothing parses it back)."""
+    return f"{stage}:{dataset}:{arch}:{label}" + (f":{activation}" if activation else "")
+
+
+def known_rules() -> dict[str, tuple[str, ...]]:
+    """Every rule with its schedules: the static table, plus any rule registered at run time once the registry is loaded.
+
+    The registry imports torch; until something has imported it, no rule can have been
+    registered beyond the static table (which a test keeps equal to the registry).
+    """
+    registry = sys.modules.get("bioscale.rules")
+    if registry is None:
+        return defaults.RULES
+    return {**defaults.RULES, **{name: tuple(registry.get(name).schedules) for name in registry.names()}}
+
+
+def check_rule_name(name: str) -> str:
+    """`name` when it is a registered rule; else the UsageError that lists every rule."""
+    known = known_rules()
+    if name not in known:
+        raise UsageError(f"unknown rule {name!r}; choose one of: {', '.join(sorted(known))}")
+    return name
+
+
+def split_rule_label(rule: str) -> tuple[str, str | None]:
+    """`dtp-alternating` -> ('dtp', 'alternating') when `dtp` is a rule with that schedule; else (rule, None)."""
+    known = known_rules()
+    if rule in known:
+        return rule, None
+    base, _, schedule = rule.rpartition("-")
+    if base in known and schedule in known[base]:
+        return base, schedule
+    return check_rule_name(rule), None
+
+
+def check_pruner_name(spec: str) -> None:
+    """UsageError for a pruner name bioscale does not know, or a malformed best-after epoch."""
+    name, _, epoch = spec.partition(":")
+    known = {p.partition("[")[0] for p in defaults.PRUNERS}
+    if name not in known or (epoch and name != "best-after"):
+        raise UsageError(f"unknown pruner {spec!r}; choose one of: {', '.join(defaults.PRUNERS)}")
+    if epoch and (not epoch.isdigit() or int(epoch) < 1):
+        raise UsageError(f"bad best-after epoch {epoch!r}: give a whole number >= 1, e.g. best-after:10")
+
+
+def _check_count(name: str, value: object, low: int | None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
+        raise UsageError(f"{name} must be a whole number" + (f" >= {low}" if low is not None else "") + f" (got {value!r})")
