@@ -51,7 +51,8 @@ DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 6, "epochs": 10, "
 # Every registered rule, with the schedules it offers (its default first).
 RULES: dict[str, tuple[str, ...]] = {
     "ao-sdtp": ("parallel", "alternating"), "bp": (), "dfa": (), "dtp": ("parallel", "alternating"), "fa": (),
-    "sdtp": ("parallel", "alternating"), "sign-symmetry": (), "tp": ("parallel", "alternating")}
+    "sdtp": ("parallel", "alternating"), "sign-symmetry": (), "tp": ("parallel", "alternating"),
+    "ddtp": ("parallel", "alternating"), "ldrl": ("parallel", "alternating")}
 PROTOCOLS = ("paper", "extended")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")  # EPOCH defaults to 10
