@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 
 import torch
 
@@ -33,26 +34,35 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def rule_variants(chosen: list[str] | None = None) -> list[tuple[str, str, dict]]:
-    """(label, rule, settings) for every registered rule (or the `chosen` ones, BP always); a rule with schedules in the parallel one, whose every step does both halves."""
+# Feedback steps per minibatch at which a rule with `inverse_iterations` (L-DRL) is timed: its cost grows with K.
+FEEDBACK_ITERATIONS = (1, 5, 20)
+
+
+def rule_variants(chosen: Collection[str] | None = None) -> list[tuple[str, str, dict]]:
+    """(label, rule, settings) for every registered rule (or the `chosen` ones, BP always); a rule with schedules in the parallel one, whose every step
+    does both halves; a rule with K feedback steps per minibatch once per K in FEEDBACK_ITERATIONS (label suffix -K<k>)."""
     out = []
     for name in rules.names():
-        if chosen and name not in chosen and name != "bp":
+        if chosen is not None and name not in chosen and name != "bp":
             continue
         schedule = "parallel" if rules.get(name).schedules else None
-        out.append((rules.label(name, schedule), name, {"schedule": schedule} if schedule else {}))
+        label, settings = rules.label(name, schedule), {"schedule": schedule} if schedule else {}
+        if "inverse_iterations" in rules.settings(name):
+            out += [(f"{label}-K{k}", name, {**settings, "inverse_iterations": k}) for k in FEEDBACK_ITERATIONS]
+        else:
+            out.append((label, name, settings))
     return out
 
 
 def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str,
-               chosen: list[str] | None = None) -> dict[str, float]:
-    """Median seconds per step for each rule on one preset network, interleaved."""
+               variants: list[tuple[str, str, dict]] | None = None) -> dict[str, float]:
+    """Median seconds per step for each rule variant (default: every one) on one preset network, interleaved."""
     shape, classes = SHAPES[dataset]
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
     learners = {label: rules.create(name, copy.deepcopy(net), **settings)
-                for label, name, settings in rule_variants(chosen)}
+                for label, name, settings in variants or rule_variants()}
     times: dict[str, list[float]] = {label: [] for label in learners}
     for r in range(rounds + 1):
         for label, learner in learners.items():
@@ -132,7 +142,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="mnist,cifar10")
     parser.add_argument("--families", default="fc,lc,conv")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--rules", default=None, help="comma-separated rules to time beside BP (default: every rule)")
+    parser.add_argument("--rules", default=None, help="comma-separated rules to time (default: every one; BP always)")
     parser.add_argument("--no-layers", action="store_true", help="skip the LC vs conv layer table")
     args = parser.parse_args()
     if args.threads:
@@ -142,15 +152,16 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# bioscale benchmark, {datetime.date.today()}, {device} ({name}), torch {torch.__version__}, batch {args.batch_size}\n")
     print("## Step time as a ratio to BP (same network, same minibatch, medians of interleaved rounds)\n")
-    chosen = args.rules.split(",") if args.rules else None
+    chosen = None if args.rules is None else {"bp", *args.rules.split(",")}
     for name in chosen or ():
         rules.get(name)  # an unknown name: one line listing the rules
-    labels = [label for label, _, _ in rule_variants(chosen)]
+    variants = rule_variants(chosen)
+    labels = [label for label, _, _ in variants]
     print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
     print("|---|---|---|" + "---|" * len(labels))
     for dataset in args.datasets.split(","):
         for family in args.families.split(","):
-            t = step_times(dataset, family, args.batch_size, args.rounds, device, chosen)
+            t = step_times(dataset, family, args.batch_size, args.rounds, device, variants)
             ratios = " | ".join(f"{t[label] / t['bp']:.2f}" for label in labels)
             print(f"| {dataset} | {family} | {1000 * t['bp']:.1f} | {ratios} |", flush=True)
     if args.no_layers:

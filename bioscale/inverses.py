@@ -128,6 +128,25 @@ def inverse_of(layer: MemberLayer, input_shape: tuple[int, ...], activation: Act
     raise TypeError(f"no inverse for {type(layer).__name__}")
 
 
+class DirectFeedback(nn.Module):
+    """Q e: a linear map (no bias, no activation) from the output's `in_units` straight to a layer of shape `output_shape`.
+
+    DDTP's feedback: Q (K, units, in_units), Glorot-uniform, trainable.
+    """
+
+    def __init__(self, in_units: int, output_shape: tuple[int, ...], generators: list[torch.Generator]) -> None:
+        super().__init__()
+        self.output_shape = tuple(output_shape)
+        units = math.prod(output_shape)
+        self.weight = nn.Parameter(glorot_(torch.empty(len(generators), units, in_units), in_units, units, generators))
+
+    def forward(self, e: Tensor) -> Tensor:
+        return linear_inverse(e, self.weight, None, self.output_shape)
+
+    def extra_repr(self) -> str:
+        return f"weight={tuple(self.weight.shape)}, output_shape={self.output_shape}"
+
+
 class RandomFeatures(nn.Module):
     """z = tanh(R h): fixed random features (Glorot, no bias, one R per member), a buffer that is never trained."""
 

@@ -20,6 +20,7 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "forward_eps": (0.0, 1.0, False, True), "inverse_eps": (0.0, 1.0, False, True),
     "alpha": (0.0, None, True, False), "sigma": (0.0, None, True, False),
     "aux_size": _COUNT, "alternation_period": (0, None, True, False),
+    "lam": (0.0, None, True, False), "beta": (0.0, None, True, False), "inverse_iterations": _COUNT,
     "batch_size": _COUNT, "epochs": _COUNT,
     # Kolen-Pollack and weight mirrors (bioscale.rules.learned_feedback)
     "decay": (0.0, None, True, False),
@@ -28,8 +29,7 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "depth": _COUNT, "width": _COUNT, "channels": _COUNT, "kernel": _COUNT,
 }
 # Settings that count something: whole numbers only.
-WHOLE = frozenset({"aux_size", "alternation_period", "batch_size", "epochs", "depth", "width", "channels", "kernel"})
-WHOLE |= {"mirror_steps"}
+WHOLE = frozenset({"aux_size", "alternation_period", "inverse_iterations", "mirror_steps", "batch_size", "epochs", "depth", "width", "channels", "kernel"})
 # Settings that take one of a few words.
 CHOICES: dict[str, tuple[str, ...]] = {"activation": ("tanh", "relu")}
 

@@ -38,7 +38,14 @@ CATALOGUE: dict[str, BaseDistribution] = {
     "mirror_sigma": FloatDistribution(0.05, 2.0, log=True),
     "mirror_decay": FloatDistribution(0.01, 2.0, log=True),
     "mirror_steps": IntDistribution(1, 4),
+    # DDTP-linear's λ (Meulemans et al. 2020: 0.061 on MNIST; 0.1 in the issue's reference run)
+    "lam": FloatDistribution(0.01, 1.0, log=True),
+    # L-DRL's β (Ernoult et al. 2022: 0.7) and its feedback steps per minibatch (their CIFAR-10 K: 20 to 55)
+    "beta": FloatDistribution(0.05, 1.0, log=True),
+    "inverse_iterations": IntDistribution(1, 64, log=True),
 }
+# DDTP-linear's σ: Meulemans et al.'s configurations use 0.006 to 0.1, below the paper's floor of 0.01.
+DDTP_SIGMA = FloatDistribution(0.005, 0.4, log=True)
 
 # Training arguments every tuning space samples; they go to `train(...)`, not to the rule.
 TRAINING: dict[str, BaseDistribution] = {

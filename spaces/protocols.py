@@ -3,7 +3,9 @@
 - `paper`: the paper's random search like for like (Appendix 5.3, Table 4). Sampled: forward and
   inverse Adam (learning rate, β2, ε), α and σ, over the widened ranges of `_common` (which
   contain Table 4's). Held: tanh, whole-epoch alternation, 512 auxiliary units (the paper's CIFAR
-  value) and a batch size of 128 (the paper does not print its batch size).
+  value) and a batch size of 128 (the paper does not print its batch size). The rules the paper
+  did not run (DDTP-linear, L-DRL) get the same treatment, their target step (λ, β) sampled as α
+  is and L-DRL's feedback steps held at one; the paper has no published row to set them beside.
 - `extended`: everything bioscale can search for the rule: also the activation, the batch size,
   the auxiliary output's size and the alternation period.
 
@@ -25,7 +27,8 @@ from bioscale import defaults
 from bioscale.errors import UsageError
 
 PROTOCOLS = defaults.PROTOCOLS
-PAPER_SAMPLED = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps", "alpha", "sigma")
+PAPER_SAMPLED = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps", "alpha", "sigma",
+                 "lam", "beta")  # DDTP's λ and L-DRL's β play α's part (the top target's step); the paper has no row for them
 PAPER_FIXED = {**defaults.TRAINING, "alternation_period": 0, "aux_size": 512}
 
 

@@ -126,6 +126,13 @@ def test_each_rule_keeps_one_colour_and_each_schedule_its_own_style():
     assert len(set(later.values())) == len(later) and not set(later.values()) & set(COLOURS)  # each its own colour
 
 
+def test_the_later_tp_rules_have_colours_of_their_own():
+    paper = {series_style(rule).color for rule in RULE_ORDER}
+    later = {rule: series_style(f"{rule}-parallel").color for rule in ("ddtp", "ldrl")}
+    assert len(set(later.values())) == 2 and not set(later.values()) & paper
+    assert all(series_style(f"{rule}-alternating").color == color for rule, color in later.items())
+
+
 def test_strip_plot_jitter_is_the_same_every_time_and_leaves_the_global_generator_alone():
     import numpy as np
     import pandas as pd

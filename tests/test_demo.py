@@ -41,7 +41,8 @@ def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
         schedules = ("alternating", "parallel") if rules.get(name).schedules else (None,)
         expected |= {(arch, rules.label(name, s)) for arch in ("fc", "lc") for s in schedules}
     assert labels == expected
-    assert {"bp", "fa", "dfa", "tp-parallel", "dtp-alternating", "sdtp-parallel", "ao-sdtp-alternating"} <= {l for _, l in labels}
+    assert {"bp", "fa", "dfa", "tp-parallel", "dtp-alternating", "sdtp-parallel", "ao-sdtp-alternating",
+            "ddtp-parallel", "ldrl-alternating"} <= {l for _, l in labels}
     paired = campaign_studies(StudySpec(), ("fc", "lc"), activations=("tanh", "relu"))
     assert len(paired) == 2 * len(labels) and {campaign_study_name(s).rsplit(":", 1)[1] for s in paired} == {"tanh", "relu"}
 

@@ -54,8 +54,17 @@ VARY = {
     "mirror_lr": [1e-3, 3e-3, 5e-4, 2e-3],
     "mirror_sigma": [1.0, 0.5, 0.2, 1.5],
     "mirror_decay": [0.5, 0.1, 0.02, 1.0],
+    "lam": [0.1, 0.05, 0.2, 0.3],
+    "beta": [0.7, 0.3, 0.5, 1.0],
 }
-SMALL = {"aux_size": 16}  # AO-SDTP's auxiliary features, small for speed (structural: shared)
+# Structural settings (shared) where a rule has them: AO-SDTP's auxiliary features, small for speed;
+# L-DRL's feedback iterations above 1, so that its inner loop is shown to keep members apart too.
+SMALL = {"aux_size": 16, "inverse_iterations": 2}
+
+
+def small(name: str) -> dict:
+    """The entries of SMALL that rule `name` has."""
+    return {key: value for key, value in SMALL.items() if key in rules.settings(name)}
 DIVERGING_LR = 1e38  # Adam steps of this size overflow float32 within the first epoch: NaN loss
 
 
@@ -73,7 +82,7 @@ def schedule_cases() -> list[tuple[str, dict]]:
     """(rule, structural settings) for every rule, and both schedules of the rules that have them."""
     cases = []
     for name in rules.names():
-        extra = SMALL if "aux_size" in rules.settings(name) else {}
+        extra = small(name)
         if not rules.get(name).schedules:
             cases.append((name, "", dict(extra)))
             continue
@@ -187,7 +196,7 @@ DIVERGENCE += [pytest.param(name, "forward_lr", "lc", id=f"{name}-forward_lr-lc"
 def test_a_diverging_member_changes_no_other_member_by_a_bit(name, setting, arch):
     data, bad = small_digits(), 1
     sane = [1e-3, 2e-3, 5e-4, 3e-3]
-    extra = SMALL if "aux_size" in rules.settings(name) else {}
+    extra = small(name)
     runs = []
     for values in (sane, [DIVERGING_LR if k == bad else v for k, v in enumerate(sane)]):
         rule = make(name, arch, SEEDS, **{setting: values}, **extra)
@@ -359,6 +368,8 @@ STRUCTURAL = [
     ("dtp", "alternation_period", [1, 2]),
     ("sdtp", "inverse_loss", ["denoising", "noise-preserving"]),
     ("ao-sdtp", "aux_size", [8, 16]),
+    ("ldrl", "inverse_iterations", [1, 2]),
+    ("ldrl", "layer_sigma", ["0.1/0.1", "0.2/0.2"]),
 ]
 
 
@@ -381,6 +392,8 @@ WRONG_COUNTS = [
     ("tp", "sigma", 4, [0.1, 0.2, 0.3, 0.4, 0.5]),
     ("dtp", "alpha", 2, [0.1, 0.2, 0.3]),
     ("sdtp", "inverse_lr", 3, [1e-3, 1e-3]),
+    ("ddtp", "lam", 2, [0.1]),
+    ("ldrl", "beta", 3, [0.7, 0.5, 0.3, 0.1]),
 ]
 
 

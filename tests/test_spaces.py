@@ -135,3 +135,22 @@ def test_rules_after_the_paper_search_their_own_settings_only_under_the_extended
         assert {"forward_lr", "forward_beta2", "forward_eps"} <= set(sampled) and not names & set(sampled)
         assert held == {"activation": "tanh", "batch_size": 128, **{n: rules.settings(rule)[n] for n in names}}
         assert names <= set(protocol_space("extended", space, spaces.rule_defaults(rule))[0])
+def test_ddtp_and_ldrl_ranges_contain_the_papers_values():
+    ddtp, ldrl = spaces.tuning_space("ddtp", "parallel"), spaces.tuning_space("ldrl", "parallel")
+    assert contains(ddtp["lam"], 0.061) and contains(ddtp["lam"], 0.1)  # Meulemans et al.'s MNIST λ; the reference run's
+    assert all(contains(ddtp["sigma"], s) for s in (0.006, 0.0908, 0.1))
+    assert all(contains(ddtp["forward_lr"], lr) for lr in (2.04e-5, 2.04e-5 / 0.061)) and contains(ddtp["inverse_lr"], 1.64e-4)
+    assert contains(ldrl["beta"], 0.7) and all(contains(ldrl["sigma"], s) for s in (0.08, 0.1, 0.4))
+    assert all(contains(ldrl["inverse_iterations"], k) for k in (1, 20, 55))
+
+
+def test_the_paper_protocol_samples_the_new_rules_target_step_as_alpha():
+    from bioscale.spaces.protocols import protocol_space
+
+    for rule, step in (("ddtp", "lam"), ("ldrl", "beta")):
+        sampled, held = protocol_space("paper", spaces.tuning_space(rule, "alternating"), spaces.rule_defaults(rule))
+        assert step in sampled and "sigma" in sampled and held["activation"] == "tanh"
+    sampled, held = protocol_space("paper", spaces.tuning_space("ldrl", "parallel"), spaces.rule_defaults("ldrl"))
+    assert "inverse_iterations" not in sampled and held["inverse_iterations"] == 1
+    extended, _ = protocol_space("extended", spaces.tuning_space("ldrl", "parallel"), spaces.rule_defaults("ldrl"))
+    assert "inverse_iterations" in extended

@@ -20,6 +20,8 @@ from bioscale.nets import Net
 from bioscale.train import fit, train
 
 TP_RULES = ("tp", "dtp", "sdtp", "ao-sdtp")
+# Later TP variants with their own feedback losses (tests/test_difference_reconstruction.py); the locality tests cover them too.
+LOCAL_RULES = (*TP_RULES, "ddtp", "ldrl")
 # Tiny nets of every family on 8x8 inputs: LC/conv layers with strides 1 and 2, then fc.
 ARCHS = {"fc": "3*fc:16", "lc": "lc:3:3:2,lc:3:4:1,fc:12", "conv": "conv:3:3:2,conv:3:4:1,fc:12"}
 INPUT = (1, 8, 8)
@@ -327,15 +329,14 @@ def test_update_is_each_layers_own_local_loss_gradient(name, arch):
     assert_step_follows_local_losses(rule, *batch(dtype=torch.double))
 
 
-@pytest.mark.parametrize("name", TP_RULES)
+@pytest.mark.parametrize("name", LOCAL_RULES)
 def test_no_loss_reaches_another_layers_parameters(name):
     """Nor another member's: member k's loss has a zero gradient on every other member's slice."""
     rule = make_rule(name, "lc", seeds=(0, 1))
     x, y = batch()
     hs, logits = rule.layer_outputs(x)
-    targets = rule.targets(hs, logits, y)
     layers = rule.net.layers()
-    losses = rule.local_losses(hs, targets) + [rules.cross_entropy(logits, y)]
+    losses = rule.forward_losses(hs, logits, y, rules.cross_entropy(logits, y))
 
     def check_members(loss, params):
         for k in range(2):
@@ -360,7 +361,7 @@ def test_no_loss_reaches_another_layers_parameters(name):
         check_members(loss, list(inverse.parameters()))
 
 
-@pytest.mark.parametrize("name", TP_RULES)
+@pytest.mark.parametrize("name", LOCAL_RULES)
 def test_only_the_local_loss_gradient_reaches_each_hidden_activity(name, monkeypatch):
     """During a step the gradient arriving at h_l is exactly ∂‖h_l − ĥ_l‖²/∂h_l: no task-loss gradient,
     nothing from the layer above. No explicit gradient call is made either."""
@@ -388,7 +389,8 @@ def test_only_the_local_loss_gradient_reaches_each_hidden_activity(name, monkeyp
     assert sorted(arrived) == list(range(len(rule.net.blocks)))
     for l, (h, t) in enumerate(zip(hs[1:], targets)):
         (g,) = arrived[l]
-        torch.testing.assert_close(g, 2 * (h - t) / len(x))
+        scale = 1 if name == "ldrl" else 2  # L-DRL's local loss is ½‖h_l − t_l‖²
+        torch.testing.assert_close(g, scale * (h - t) / len(x))
 
 
 def test_ao_sdtp_auxiliary_weights_never_change():

@@ -47,6 +47,11 @@ def squared_error(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).pow(2).flatten(2).sum(2).mean(1)
 
 
+def output_error(logits: Tensor, y: Tensor) -> Tensor:
+    """∂L_i/∂a_i = softmax(a_i) − onehot(y_i) for each example's own cross-entropy L_i at logits a (K, B, classes)."""
+    return torch.softmax(logits, 2) - F.one_hot(y, logits.shape[2]).to(logits.dtype)
+
+
 def _choice(setting: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UsageError(f"unknown {setting} {value!r}; choose one of: {', '.join(choices)}")
@@ -65,6 +70,7 @@ class TargetProp(Rule):
     counters = ("forward_steps", "steps", "epoch")
     per_member = (*Rule.per_member, "inverse_lr", "inverse_beta1", "inverse_beta2", "inverse_eps", "sigma")
     output_inverse_needed = True  # DTP's top target needs no inverse of the output layer
+    inverse_loss_choices: tuple[str, ...] = INVERSE_LOSSES  # the inverse losses this rule can train with
 
     def __init__(self, net: Net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9,
                  forward_beta2: float = 0.999, forward_eps: float = 1e-8, inverse_lr: float = 1e-3,
@@ -84,14 +90,12 @@ class TargetProp(Rule):
         """The base's checks (limits; one value for a shared setting), then the schedule and inverse loss among their choices."""
         super().check_settings()
         _choice("schedule", self.schedule, self.schedules)
-        _choice("inverse_loss", self.inverse_loss, INVERSE_LOSSES)
+        _choice("inverse_loss", self.inverse_loss, self.inverse_loss_choices)
 
     def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         """The inverses g_2 .. g_{L-1} of the hidden layers and, where needed, g_L of the output layer."""
         net, state = self.net, nn.Module()
-        with torch.no_grad():  # the shape of every activity h_0 .. h_{L-1}
-            probe = next(net.parameters()).new_zeros(1, *net.input_shape)
-            shapes = [tuple(h.shape[2:]) for h in net.activities(probe)]
+        shapes = self.activity_shapes()
         # inverses[i] inverts blocks[i + 1]: from h_{i+2}'s space to h_{i+1}'s. Layer 1 has none.
         state.inverses = nn.ModuleList(inverse_of(block.layer, shape, net.activation, generators)
                                        for block, shape in zip(net.blocks[1:], shapes[1:]))
@@ -108,6 +112,12 @@ class TargetProp(Rule):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         inverse = {} if self.inverse_optimizer is None else {"inverse": self.inverse_optimizer}
         return {**super().optimizers(), **inverse}
+
+    def activity_shapes(self) -> list[tuple[int, ...]]:
+        """The shape of every activity h_0 .. h_{L-1}, without members and batch."""
+        with torch.no_grad():
+            probe = next(self.net.parameters()).new_zeros(1, *self.net.input_shape)
+            return [tuple(h.shape[2:]) for h in self.net.activities(probe)]
 
     # -- the parts the variants override -------------------------------------------------------
 
@@ -195,21 +205,30 @@ class TargetProp(Rule):
         """[L_1, .., L_{L-1}]: each hidden layer's local loss ‖h_l − ĥ_l‖² (the output layer's is the task loss)."""
         return [squared_error(h, t) for h, t in zip(hs[1:], targets)]
 
+    def train_inverses(self, hs: list[Tensor]) -> None:
+        """One step of the inverse optimizer on the inverse losses of activities hs."""
+        if self.inverse_optimizer is None:
+            return
+        self.inverse_optimizer.zero_grad()
+        sum(self.inverse_losses(hs)).sum().backward()  # separate one-inverse graphs, as in the forward losses
+        self.inverse_optimizer.step()
+
+    def forward_losses(self, hs: list[Tensor], logits: Tensor, y: Tensor, task_loss: Tensor) -> list[Tensor]:
+        """Every forward layer's loss, each (K,): the hidden layers' local losses towards their targets, the task loss for the output layer."""
+        return [*self.local_losses(hs, self.targets(hs, logits, y)), task_loss]
+
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         phase = self.phase
         train_forward = phase != "inverse"
         with torch.set_grad_enabled(train_forward):
             hs, logits = self.layer_outputs(x)
             task_loss = cross_entropy(logits, y)
-        if phase != "forward" and self.inverse_optimizer is not None:
-            self.inverse_optimizer.zero_grad()
-            sum(self.inverse_losses(hs)).sum().backward()  # separate one-inverse graphs, as below
-            self.inverse_optimizer.step()
+        if phase != "forward":
+            self.train_inverses(hs)
         if train_forward:
-            targets = self.targets(hs, logits, y)  # from the inverses just updated
             self.forward_optimizer.zero_grad()
-            # separate one-layer graphs: each θ_l gets the gradient of its own loss only
-            sum(self.local_losses(hs, targets), task_loss).sum().backward()
+            # targets from the inverses just updated; separate one-layer graphs: each θ_l gets the gradient of its own loss only
+            sum(self.forward_losses(hs, logits, y, task_loss)).sum().backward()
             self.forward_optimizer.step()
             self.forward_steps += 1
         self.steps += 1
@@ -224,7 +243,7 @@ class DifferenceTargets(TargetProp):
     def propagate(self, inverse: nn.Module, h_below: Tensor, h: Tensor, target: Tensor) -> Tensor:
         """Eq. 2: ĥ_{l-1} = g_l(ĥ_l) + h_{l-1} − g_l(h_l); equals h_{l-1} when ĥ_l = h_l."""
         g_target, g_h = inverse(torch.cat([target, h], 1)).chunk(2, 1)
-        return g_target + (h_below - g_h)
+        return h_below + (g_target - g_h)  # exactly h_{l-1} when ĥ_l = h_l
 
 
 class SimplifiedDTP(DifferenceTargets):
@@ -264,7 +283,7 @@ class DifferenceTargetProp(DifferenceTargets):
         self.alpha = alpha
 
     def penultimate_target(self, h: Tensor, logits: Tensor, y: Tensor) -> Tensor:
-        error = torch.softmax(logits, 2) - F.one_hot(y, self.net.n_classes).to(logits.dtype)  # ∂L_i/∂logits_i
+        error = output_error(logits, y)
         return h - per_member(self.hyper.alpha, h) * torch.bmm(error, self.net.output.weight).view_as(h)
 
 
