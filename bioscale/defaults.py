@@ -53,7 +53,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "ao-sdtp": ("parallel", "alternating"), "bp": (), "dfa": (), "dtp": ("parallel", "alternating"), "fa": (),
     "sdtp": ("parallel", "alternating"), "sign-symmetry": (), "tp": ("parallel", "alternating"),
     "kp": (), "wm": (), "sign-symmetry-frsf": (), "sign-symmetry-brsf": (),
-    "ddtp": ("parallel", "alternating"), "ldrl": ("parallel", "alternating")}
+    "ddtp": ("parallel", "alternating"), "ldrl": ("parallel", "alternating"), "ep": (), "chl": ()}
 PROTOCOLS = ("paper", "extended")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")  # EPOCH defaults to 10
