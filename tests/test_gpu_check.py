@@ -13,7 +13,7 @@ from conftest import REPO
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
 
-def check(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def check(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, env=env)

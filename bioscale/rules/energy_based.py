@@ -5,7 +5,7 @@ fixed-point iteration, towards a fixed point of the primitive function
 
     Φ(s, θ, β) = Σ_n ⟨W_n s_{n−1} + b_n, s_n⟩ − β·L(s, y)
 
-with every layer updated at once, s_n ← ρ(∂Φ/∂s_n) = ρ(W_n s_{n−1} + b_n + γ W_{n+1}ᵀ s_{n+1} − β ∂L/∂s_n)
+with each step setting s_n ← ρ(∂Φ/∂s_n) = ρ(W_n s_{n−1} + b_n + γ W_{n+1}ᵀ s_{n+1} − β ∂L/∂s_n)
 (Scellier and Bengio 2017; Laborieux et al. 2021). W_n s_{n−1} is the layer's map and W_{n+1}ᵀ s_{n+1}
 its transpose map (bioscale.layers), so fc, lc and conv layers all take part. ρ is the net's
 activation on the hidden states (tanh or ReLU) or the papers' hard sigmoid clamp(u, 0, 1)
@@ -59,7 +59,6 @@ NET_ACTIVATION, HARD_SIGMOID = "net", "hard-sigmoid"
 class EnergyRule(Rule):
     """The settling machinery EP and CHL share: states per layer, a free phase, nudged or clamped phases."""
 
-    counters = (*Rule.counters, "unsettled")
     feedback_strength = 1.0  # γ of the top-down input; CHL's is a setting
     cost = SQUARED_ERROR
 
@@ -75,7 +74,7 @@ class EnergyRule(Rule):
             for layer in self.net.layers():
                 layer.weight.mul_(self.init_scale)
         super().build()
-        self.unsettled = 0  # free phases that ended at t_free without settling
+        self.unsettled = 0  # free phases in which some member ended at t_free without settling (a diagnostic, not a counter)
         self.free_steps_used = 0  # steps the last free phase took (its slowest member)
         self.free_change = None  # each member's largest state change in the last free step, (K,)
         self._warned = False
@@ -123,51 +122,51 @@ class EnergyRule(Rule):
         layer = self.net.output
         return layer.map(self.layer_input(len(self.net.blocks), states[-1]), layer.weight, layer.bias)
 
-    def drives(self, x: Tensor, states: list[Tensor], beta: Tensor | None, target: Tensor, gamma: Tensor) -> list[Tensor]:
-        """∂Φ/∂s_n for every state: W_n s_{n−1} + b_n + γ W_{n+1}ᵀ s_{n+1} − β ∂L/∂s_n (β None or 0: free)."""
-        layers, x = self.net.layers(), self.net.member_input(x)
-        out = []
-        for index, state in enumerate(states):
-            layer = layers[index]
-            below = x if index == 0 else states[index - 1]
-            drive = layer.map(self.layer_input(index, below), layer.weight, layer.bias)
-            if index + 1 < len(states):
-                above = layers[index + 1]
-                shape = self.layer_input(index + 1, state).shape
-                down = above.input_grad(states[index + 1], above.weight, shape).view_as(state)
-                drive = drive + per_member(gamma, down) * down
-            out.append(drive)
-        if beta is not None:
+    def drive(self, index: int, x: Tensor, states: list[Tensor], beta: Tensor | None, target: Tensor,
+              gamma: Tensor) -> Tensor:
+        """∂Φ/∂s of state `index`: W_n s_{n−1} + b_n + γ W_{n+1}ᵀ s_{n+1} − β ∂L/∂s_n (β None: free)."""
+        layers = self.net.layers()
+        layer = layers[index]
+        below = self.net.member_input(x) if index == 0 else states[index - 1]
+        state = states[index]
+        drive = layer.map(self.layer_input(index, below), layer.weight, layer.bias)
+        if index + 1 < len(states):
+            above = layers[index + 1]
+            down = above.input_grad(states[index + 1], above.weight, self.layer_input(index + 1, state).shape)
+            down = down.view_as(state)
+            drive = drive + per_member(gamma, down) * down
+        if beta is not None and index == len(states) - 1:
             error = self.output_error(states, target)
             if self.readout:
                 top = self.net.output
-                error = top.input_grad(error, top.weight, self.layer_input(len(states), states[-1]).shape)
-                error = error.view_as(states[-1])
-            out[-1] = out[-1] - per_member(beta, error) * error
-        return out
+                error = top.input_grad(error, top.weight, self.layer_input(len(states), state).shape).view_as(state)
+            drive = drive - per_member(beta, error) * error
+        return drive
 
     def settle(self, x: Tensor, states: list[Tensor], steps: int, target: Tensor, beta: Tensor | None = None,
                clamp: bool = False, tolerance: float = 0.0) -> tuple[list[Tensor], int, Tensor]:
         """`steps` fixed-point steps from `states`; with `clamp` the output state stays as given.
 
-        With a positive `tolerance`, a member whose states all moved by less than it in one step
-        keeps them from then on, and the phase ends once every member has. Returns the states, the
-        steps taken, and each member's largest change in its last step (K,).
+        A step updates the layers bottom up, each from the new state below it and the old one
+        above (Gauss-Seidel: the same fixed points as updating all at once, reached in about half
+        the steps). With a positive `tolerance`, a member whose states all moved by less than it in
+        one step keeps them from then on, and the phase ends once every member has. Returns the
+        states, the steps taken, and each member's largest change in its last step (K,).
         """
         gamma = self.gamma_values()
         members = self.members
         settled = torch.zeros(members, dtype=torch.bool, device=x.device)
         change = torch.full((members,), float("inf"), dtype=states[0].dtype, device=x.device)
+        top = len(states) - (1 if clamp else 0)
         taken = 0
         for taken in range(1, steps + 1):
-            drives = self.drives(x, states, beta, target, gamma)
-            new = [self.rho(i, d) for i, d in enumerate(drives)]
-            if clamp:
-                new[-1] = states[-1]
-            step_change = torch.stack([(n - s).abs().flatten(1).amax(1) for n, s in zip(new, states)]).amax(0)
+            old, new = states, list(states)
+            for index in range(top):
+                new[index] = self.rho(index, self.drive(index, x, new, beta, target, gamma))
+            step_change = torch.stack([(n - s).abs().flatten(1).amax(1) for n, s in zip(new, old)]).amax(0)
             if tolerance > 0:
                 keep = settled
-                new = [torch.where(per_member(keep, n), s, n) for n, s in zip(new, states)]
+                new = [torch.where(per_member(keep, n), s, n) for n, s in zip(new, old)]
                 change = torch.where(keep, change, step_change)
                 settled = settled | (step_change < tolerance)
             else:
