@@ -276,12 +276,14 @@ def test_the_prediction_is_the_settled_free_phase_and_error_rates_use_it():
     assert error_rates(rule, x, y) == want
 
 
-def test_init_scale_multiplies_the_initial_weights():
-    net = Net(*SMALL, seeds=(0,)).to(torch.float64)
+def test_init_scale_multiplies_each_members_initial_weights():
+    net = Net(*SMALL, seeds=(0, 1)).to(torch.float64)
     start = [layer.weight.detach().clone() for layer in net.layers()]
-    rule = rules.create("ep", copy.deepcopy(net), init_scale=0.3)
+    rule = rules.create("ep", copy.deepcopy(net), init_scale=[0.3, 0.7])
     for w, layer in zip(start, rule.net.layers()):
-        torch.testing.assert_close(layer.weight, 0.3 * w)
+        torch.testing.assert_close(layer.weight[0], 0.3 * w[0])
+        torch.testing.assert_close(layer.weight[1], 0.7 * w[1])
+        torch.testing.assert_close(layer.bias, torch.zeros_like(layer.bias))
 
 
 def test_bad_settings_are_refused_in_one_line():

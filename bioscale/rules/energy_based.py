@@ -59,6 +59,7 @@ NET_ACTIVATION, HARD_SIGMOID = "net", "hard-sigmoid"
 class EnergyRule(Rule):
     """The settling machinery EP and CHL share: states per layer, a free phase, nudged or clamped phases."""
 
+    per_member = (*Rule.per_member, "init_scale")
     feedback_strength = 1.0  # γ of the top-down input; CHL's is a setting
     cost = SQUARED_ERROR
 
@@ -69,11 +70,11 @@ class EnergyRule(Rule):
         self.state_activation, self.init_scale = state_activation, init_scale
 
     def build(self) -> None:
-        """The forward optimizer, after scaling the net's initial weights by `init_scale`."""
+        """The forward optimizer, then each member's initial weights scaled by its `init_scale` (no step has run yet)."""
+        super().build()
         with torch.no_grad():
             for layer in self.net.layers():
-                layer.weight.mul_(self.init_scale)
-        super().build()
+                layer.weight.mul_(per_member(self.hyper.init_scale, layer.weight))
         self.unsettled = 0  # free phases in which some member ended at t_free without settling (a diagnostic, not a counter)
         self.free_steps_used = 0  # steps the last free phase took (its slowest member)
         self.free_change = None  # each member's largest state change in the last free step, (K,)
@@ -263,7 +264,7 @@ class EquilibriumPropagation(EnergyRule):
 
     name = "ep"
     locality = "local"
-    per_member = (*Rule.per_member, "beta")
+    per_member = (*EnergyRule.per_member, "beta")
 
     def __init__(self, net: Net, *, beta: float = 0.2, symmetric: bool = True, cost: str = SQUARED_ERROR,
                  **settings: Any) -> None:
@@ -302,7 +303,7 @@ class ContrastiveHebbian(EnergyRule):
 
     name = "chl"
     locality = "local"
-    per_member = (*Rule.per_member, "gamma")
+    per_member = (*EnergyRule.per_member, "gamma")
 
     def __init__(self, net: Net, *, gamma: float = 0.1, **settings: Any) -> None:
         super().__init__(net, **settings)
