@@ -312,3 +312,20 @@ def test_digits_fc_at_defaults_reaches_the_issues_error(name, ceiling):
             result, _ = train(rule=name, dataset="digits", arch="fc", epochs=10, seed=seed, progress=False)
         errors.append(result.best.test_error)
     assert sorted(errors)[1] < ceiling, errors
+
+
+def test_the_paper_protocol_samples_the_output_step_and_holds_the_settling():
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from bioscale import spaces
+    from bioscale.spaces.protocols import protocol_space
+
+    for name, step in (("ep", "beta"), ("chl", "gamma")):
+        space = spaces.tuning_space(name)
+        assert isinstance(space["t_free"], IntDistribution) and isinstance(space["t_nudge"], IntDistribution)
+        assert space[step].log and space["forward_lr"].log and space["init_scale"].log
+        sampled, held = protocol_space("paper", space, spaces.rule_defaults(name))
+        assert set(sampled) == {"forward_lr", "forward_beta2", "forward_eps", step}
+        assert held["t_free"] == 20 and held["t_nudge"] == 6 and held["activation"] == "tanh"
+    assert spaces.tuning_space("ep")["symmetric"] == CategoricalDistribution((True, False))
+    assert "symmetric" in protocol_space("extended", spaces.tuning_space("ep"), spaces.rule_defaults("ep"))[0]
