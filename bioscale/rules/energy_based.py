@@ -93,7 +93,10 @@ class EnergyRule(Rule):
 
     def layer_input(self, index: int, below: Tensor) -> Tensor:
         """The input of weight layer `index` from the state below it (flattened where the layer is fully connected)."""
-        return below.flatten(2) if self.flattens()[index] else below
+        flattens = self.__dict__.get("_flattens")
+        if flattens is None:  # read once: the net's layers never change
+            flattens = self.__dict__["_flattens"] = self.flattens()
+        return below.flatten(2) if flattens[index] else below
 
     def rho(self, index: int, u: Tensor) -> Tensor:
         """The state of layer `index` from its drive: the activation on hidden layers, linear on the output."""
