@@ -129,7 +129,7 @@ def test_the_free_phase_reaches_a_fixed_point_of_the_dynamics_before_t_free():
 def test_a_free_phase_that_does_not_settle_reports_t_free():
     rule = make("ep", t_free=2, tolerance=1e-10)
     x, y = batch()
-    with pytest.warns(RuntimeWarning, match="did not settle within t_free=2 steps"):
+    with pytest.warns(RuntimeWarning, match="did not settle within t_free=2 steps to tolerance 1e-10"):
         rule.step(x, y)
     assert rule.unsettled == 1 and rule.free_steps_used == 2 and (rule.free_change > 1e-10).all()
 

@@ -79,6 +79,7 @@ class EnergyRule(Rule):
         self.free_steps_used = 0  # steps the last free phase took (its slowest member)
         self.free_change = None  # each member's largest state change in the last free step, (K,)
         self._warned = False
+        self._flattens = self.flattens()  # read once: the net's layers never change
 
     # -- the network as layers with states ------------------------------------------------------
 
@@ -93,10 +94,7 @@ class EnergyRule(Rule):
 
     def layer_input(self, index: int, below: Tensor) -> Tensor:
         """The input of weight layer `index` from the state below it (flattened where the layer is fully connected)."""
-        flattens = self.__dict__.get("_flattens")
-        if flattens is None:  # read once: the net's layers never change
-            flattens = self.__dict__["_flattens"] = self.flattens()
-        return below.flatten(2) if flattens[index] else below
+        return below.flatten(2) if self._flattens[index] else below
 
     def rho(self, index: int, u: Tensor) -> Tensor:
         """The state of layer `index` from its drive: the activation on hidden layers, linear on the output."""
@@ -197,9 +195,10 @@ class EnergyRule(Rule):
             self.unsettled += 1
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"rule {self.name!r}: the free phase did not settle within t_free={self.t_free} steps "
-                              f"(largest state change in the last step {change.max().item():.3g} > tolerance "
-                              f"{self.tolerance:g}); `unsettled` counts such phases", RuntimeWarning, stacklevel=3)
+                # one text per setting, so Python shows it once per process however many phases miss
+                warnings.warn(f"rule {self.name!r}: a free phase did not settle within t_free={self.t_free} steps to "
+                              f"tolerance {self.tolerance:g}; rule.unsettled counts such phases, rule.free_change holds "
+                              f"each member's last state change", RuntimeWarning, stacklevel=3)
         return states
 
     def cost_of(self, states: list[Tensor], y: Tensor) -> Tensor:
@@ -236,7 +235,7 @@ class EnergyRule(Rule):
                 out.append(-per_member(scale, layer.bias) * layer.bias_grad(error))
         return out
 
-    def apply(self, grads: list[Tensor]) -> None:
+    def take_step(self, grads: list[Tensor]) -> None:
         """One Adam step of the forward weights with `grads` as their gradients."""
         self.forward_optimizer.zero_grad()
         for parameter, grad in zip(self.net.parameters(), grads, strict=True):
@@ -248,7 +247,7 @@ class EnergyRule(Rule):
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """The free phase, the rule's other phases, and one Adam step of the update; returns the cost at the free fixed point."""
         grads, free = self.update(x, y)
-        self.apply(grads)
+        self.take_step(grads)
         return self.cost_of(free, y)
 
     def update(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], list[Tensor]]:
