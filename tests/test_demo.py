@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 import shlex
 import shutil
 import subprocess
@@ -16,9 +17,11 @@ import pytest
 
 from bioscale import rules
 from bioscale.analysis import best_table
-from bioscale.defaults import DEMO
+
+from bioscale.defaults import DEMO, DEMO_REDUCED
 from bioscale.spec import StudySpec, campaign_studies
 from bioscale.study.campaign import campaign_study_name
+from bioscale.workflows import demo_campaign, demo_study, reduced_budget
 from conftest import dashboard_studies
 
 pytestmark = pytest.mark.slow
@@ -52,8 +55,26 @@ def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
 
 
 def demo_studies():
-    """The studies the demo runs: every rule and schedule on fc and lc, once per activation."""
-    return campaign_studies(StudySpec(dataset=DEMO["dataset"]), DEMO["archs"], activations=ACTIVATIONS)
+    """The studies the demo runs: every rule and schedule on fc and lc (the energy-based rules on fc only), once per activation."""
+    return demo_campaign(activations=ACTIVATIONS).studies
+
+
+def test_demo_keeps_the_energy_based_rules_to_fc_at_a_reduced_budget():
+    studies = demo_campaign().studies
+    everything = campaign_studies(StudySpec(dataset=DEMO["dataset"]), DEMO["archs"], activations=DEMO["activations"])
+    reduced = [s for s in studies if s.rule in DEMO_REDUCED["rules"]]
+    assert {(s.rule, s.arch, s.activation) for s in reduced} == {
+        (rule, "fc", activation) for rule in DEMO_REDUCED["rules"] for activation in DEMO["activations"]}
+    assert all((s.trials, s.epochs) == (DEMO_REDUCED["trials"], DEMO_REDUCED["epochs"]) for s in reduced)
+    def key(s):
+        return s.rule, s.schedule, s.arch, s.activation
+
+    assert [key(s) for s in studies if s.rule not in DEMO_REDUCED["rules"]] == [
+        key(s) for s in everything if s.rule not in DEMO_REDUCED["rules"]]
+    assert all((s.trials, s.epochs) == (DEMO["trials"], DEMO["epochs"]) for s in studies if s.rule not in DEMO_REDUCED["rules"])
+    assert reduced_budget(demo_campaign()) == "chl on fc, ep on fc: 3 trials x 4 epochs"
+    small = replace(demo_study(), trials=2, epochs=2)  # a smaller budget than the reduction is kept as it is
+    assert all((s.trials, s.epochs) == (2, 2) for s in demo_campaign(small).studies)
 
 
 def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):

@@ -207,6 +207,11 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
                             for g in self.noise_generators])
         return [chunk.view_as(t) for chunk, t in zip(flat.split(sizes, 1), tensors)]
 
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """Each member's class scores (K, B, classes) for a shared batch: the net's feedforward logits (an energy rule settles first)."""
+        return self.net(x)
+
     def start_epoch(self, epoch: int) -> None:
         """Called before each epoch (counted from 0); schedules use it."""
 
