@@ -6,14 +6,18 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bioscale import rules
 from bioscale.nets import PRESET_NAMES
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # spawns processes
+
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
 
-def check(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def check(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, env=env)
