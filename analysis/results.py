@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 from optuna.storages import BaseStorage
@@ -73,6 +73,7 @@ class Analysis:
     tunability: pd.DataFrame = field(default_factory=pd.DataFrame)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (dataset, family) -> the paper's stability claims
     pairs_verdict: str = ""
+    computed: dict[str, Any] | None = None  # every registered analysis's numbers, by its NAME (`registry.compute_all`)
 
     @property
     def records(self) -> list[StudyRecord]:
@@ -108,10 +109,14 @@ def compute(storage: str | BaseStorage | None, patterns: Sequence[str] | None = 
     pairs = [compare_pair(tanh, relu) for tanh, relu in find_pairs(records)]
     best = best_table_from(records)
     importance, activation, stability = long_tables(studies)
-    return Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
-                    importance=importance, activation=activation, stability=stability, pairs=pairs,
-                    activation_pairs=pairs_table(pairs), tunability=tunability_table(studies), claims=claims,
-                    pairs_verdict=across_rules(pairs))
+    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
+                        importance=importance, activation=activation, stability=stability, pairs=pairs,
+                        activation_pairs=pairs_table(pairs), tunability=tunability_table(studies), claims=claims,
+                        pairs_verdict=across_rules(pairs))
+    from . import registry
+
+    registry.compute_all(analysis)
+    return analysis
 
 
 def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], list[str]]:
