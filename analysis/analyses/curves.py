@@ -106,7 +106,9 @@ def draw(title: str, studies: list[StudyCurves], chance: float):
 
 
 def render(computed: Curves, out, figures: str) -> list[Block]:
-    """One figure of curves per dataset and architecture."""
+    """One figure of curves per dataset and architecture (nothing with --figures none)."""
+    if not out.wants("key"):
+        return []
     if not computed.groups:
         return [Paragraph("No study recorded learning curves.")]
     blocks: list[Block] = [Paragraph("Validation error per epoch of each study's best configuration (solid) and its median "

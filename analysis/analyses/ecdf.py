@@ -91,7 +91,9 @@ def draw(title: str, series: list[Series], chance: float):
 
 
 def render(computed: Ecdf, out, figures: str) -> list[Block]:
-    """One ECDF figure per dataset and architecture."""
+    """One ECDF figure per dataset and architecture (nothing with --figures none)."""
+    if not out.wants("key"):
+        return []
     blocks: list[Block] = []
     if not computed.groups:
         return [Paragraph("No study has finished configurations.")]
