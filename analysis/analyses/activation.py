@@ -107,7 +107,8 @@ def draw(title: str, rows: list[Row], pool: Pooled | None):
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_ylim(len(names) - 0.5, -0.7)
         ax.set_xlabel("tanh − ReLU validation error (percentage points)\n← tanh better      ReLU better →")
-        ax.set_title("filled: paired over the same configurations (t CI); open: unpaired medians (bootstrap CI)",
+        ax.set_title("blue: tanh better, orange: ReLU better, grey: no clear difference\nfilled: paired over the same "
+                     "configurations (t CI); open: unpaired medians (bootstrap CI); diamond: pooled (95% CI)",
                      fontsize=9)
         fig.suptitle(title)
     return fig
@@ -142,8 +143,7 @@ def render(computed: ActivationResult, out, figures: str) -> list[Block]:
         out.table(frame, "activation_pairs")
         blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled), "summary",
                              "tanh-vs-relu-forest", "tanh − ReLU validation error per rule (95% CI) and pooled over "
-                             "every matched configuration; left of zero favours tanh",
-                             studies=[s for p in computed.pairs for s in (p.tanh.study, p.relu.study)])
+                             "every matched configuration; left of zero favours tanh")
         blocks.append(Table(_fmt(rows), "tanh − ReLU per rule, errors as fractions shown in percentage points; negative "
                                         "favours tanh. Paired: mean over the configurations both studies ran (diverged "
                                         "at chance), t-interval and sign test. Unpaired: median difference, bootstrap "

@@ -79,7 +79,11 @@ def draw(title: str, studies: list[StudyCurves], chance: float):
     ncols = min(4, len(labels))
     nrows = math.ceil(len(labels) / ncols)
     with styled():
-        fig, axes = new_figure(3.3 * ncols + 0.5, 2.6 * nrows + 1.0, nrows, ncols, sharex=True, sharey=True)
+        width, height = 3.3 * ncols + 0.7, 2.5 * nrows + 1.3
+        # a fixed layout: constrained layout costs more than drawing for a grid this size
+        fig, axes = new_figure(width, height, nrows, ncols, layout=None, sharex=True, sharey=True)
+        fig.subplots_adjust(left=0.7 / width, right=1 - 0.1 / width, top=1 - 0.75 / height, bottom=0.95 / height,
+                            wspace=0.08, hspace=0.3)
         flat = list(axes.ravel())
         for ax, label in zip(flat, labels):
             for s in (s for s in studies if s.label == label):
@@ -95,12 +99,13 @@ def draw(title: str, studies: list[StudyCurves], chance: float):
             ax.set_ylim(0, 100)
         for ax in flat[len(labels):]:
             ax.set_axis_off()
-        for ax in axes[-1]:
+        for ax in flat[max(0, len(labels) - ncols):len(labels)]:  # the lowest panel of each column
             ax.set_xlabel("epoch")
+            ax.xaxis.set_tick_params(labelbottom=True)
         for ax in axes[:, 0]:
             ax.set_ylabel("validation error (%)")
         handles, names = flat[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="outside lower center", ncols=4, fontsize=8)
+        fig.legend(handles, names, loc="lower center", ncols=4, fontsize=8, frameon=False)
         fig.suptitle(title)
     return fig
 
@@ -118,6 +123,5 @@ def render(computed: Curves, out, figures: str) -> list[Block]:
         folder = c.folder(group)
         blocks += out.figure(draw, (f"{c.title(group)}: training curves, best and median configuration", studies,
                                     computed.chance[group]), folder, f"{folder}-training-curves",
-                             f"{c.title(group)}: validation error per epoch, best and median configuration of each study",
-                             studies=[s.study for s in studies])
+                             f"{c.title(group)}: validation error per epoch, best and median configuration of each study")
     return blocks

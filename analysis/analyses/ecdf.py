@@ -105,6 +105,5 @@ def render(computed: Ecdf, out, figures: str) -> list[Block]:
         blocks += out.figure(draw, (f"{c.title(group)}: validation error over every finished configuration", series,
                                     computed.chance[group]), folder, f"{folder}-error-ecdf",
                              f"{c.title(group)}: empirical CDF of best validation error per study "
-                             f"({sum(s.errors.size for s in series)} configurations in all)",
-                             studies=[s.study for s in series])
+                             f"({sum(s.errors.size for s in series)} configurations in all)")
     return blocks

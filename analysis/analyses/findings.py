@@ -155,7 +155,8 @@ def caveats(results) -> list[str]:
         found.append(f"Not converged: {flags.count(NOT_CONVERGED)} of {n} studies' best configuration was still improving "
                      "at the last epoch; their errors overstate what the rule reaches.")
         found.append(f"Best at an edge: in {flags.count(AT_EDGE)} of {n} studies the best configuration took the largest "
-                     "or smallest value drawn of a parameter (or the edge of its range): the optimum may lie beyond.")
+                     "or smallest learning rate drawn, or a value at the edge of a sampled range: the optimum may lie "
+                     "beyond.")
         if flags.count(HALVED):
             found.append(f"Whole-epoch alternation: {flags.count(HALVED)} studies trained their forward weights in half "
                          "of the epochs.")
@@ -202,7 +203,7 @@ def draw(title: str, ranking: dict, chance: dict, bp: dict):
             ax.set_xlim(0, 100)
             ax.set_xlabel("test error (%), mean and range over seeds")
             ax.set_title(c.title(group), fontsize=10)
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
         fig.suptitle(title)
     return fig
 

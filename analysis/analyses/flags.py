@@ -2,8 +2,8 @@
 
 - not converged: the best configuration's validation error still fell over the last epochs by
   more than one validation example (training was cut short by the budget);
-- best at the edge: the best configuration took the largest or smallest value drawn of a numeric
-  parameter (the optimum may lie beyond), or sits at the edge of the sampled range;
+- best at the edge: the best configuration took the largest or smallest learning rate drawn (the
+  optimum may lie beyond), or any numeric parameter sits at the edge of its sampled range;
 - alternation halves the forward epochs: an alternating schedule with whole-epoch alternation
   (alternation_period 0) trains the forward weights in only half of the epochs;
 - seed spread: the best configuration's test error over evaluation seeds spans more than what
@@ -35,6 +35,7 @@ ORDER = 40
 
 LAST_EPOCHS = 2  # "still improving" compares the last epochs with every epoch before them
 EDGE_SHARE = 0.05  # within 5 % of the sampled range (on the search scale) counts as at its edge
+MIN_DRAWN = 5  # a learning rate's largest or smallest drawn value is flagged only among at least this many
 SPREAD_LIMIT = 0.05  # a seed spread above 5 pp is flagged on its own
 NOT_CONVERGED, AT_EDGE, HALVED, SEED_SPREAD = "not converged", "best at an edge", "alternation halves forward epochs", "seed spread"
 KINDS = (NOT_CONVERGED, AT_EDGE, HALVED, SEED_SPREAD)
@@ -62,7 +63,7 @@ def edge_notes(best, trials) -> list[str]:
         if where >= 1 - EDGE_SHARE or where <= EDGE_SHARE:
             notes.append(f"{name} {value:.3g} at the {'upper' if where > 0.5 else 'lower'} edge of its range "
                          f"{dist.low:g} to {dist.high:g}")
-        elif len(drawn) >= 3 and value in (drawn[0], drawn[-1]):
+        elif name.endswith("_lr") and len(drawn) >= MIN_DRAWN and value in (drawn[0], drawn[-1]):
             notes.append(f"{name} {value:.3g} is the {'largest' if value == drawn[-1] else 'smallest'} of the "
                          f"{len(drawn)} drawn (range {dist.low:g} to {dist.high:g})")
     return notes

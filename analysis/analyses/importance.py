@@ -31,6 +31,7 @@ class StudyImportance:
     dataset: str
     arch: str
     evidence: Evidence
+    rule: str = ""
     fanova: dict[str, float] = field(default_factory=dict)  # overall shares
     fanova_sd: dict[str, float] = field(default_factory=dict)
     ped: dict[str, float] = field(default_factory=dict)
@@ -64,7 +65,7 @@ def compute(results) -> Importance:
                 continue
             f, p = a.fanova, a.ped
             rows.append(StudyImportance(
-                study=a.record.name, name=a.name, dataset=a.record.dataset, arch=a.record.arch,
+                study=a.record.name, name=a.name, dataset=a.record.dataset, arch=a.record.arch, rule=a.record.rule,
                 evidence=evidence("importance", f.overall.n_trials),
                 fanova=dict(f.overall.mean) if f.overall.ok else {}, fanova_sd=dict(f.overall.std) if f.overall.ok else {},
                 ped=dict(p.importance) if p.ok else {}, fanova_status=f.overall.status, ped_status=p.status,
@@ -95,6 +96,11 @@ def draw(title: str, rows: list[StudyImportance]):
                         annot=True, fmt=".0f", annot_kws={"fontsize": 7}, cbar=last, linewidths=0.4, linecolor="white",
                         cbar_kws={"label": "share (%)"} if last else None)
             ax.set_facecolor("#eeeeee")
+            ax.grid(False)
+            families = [c.family_of(r.rule) for r in rows]
+            for i in range(1, len(rows)):
+                if families[i] != families[i - 1]:
+                    ax.axhline(i, color="black", lw=1.5)
             ax.set_title(name, fontsize=10)
             ax.set_xlabel("hyperparameter")
             ax.set_yticks([i + 0.5 for i in range(len(labels))], labels, fontsize=8)
