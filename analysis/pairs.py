@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from .activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, ActivationEffect, activation_effect,
-                         best_of_n, verdict_from_ci)
+from .activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, TIE, ActivationEffect,
+                         activation_effect, best_of_n, verdict_from_ci)
 from .evaluation import Evaluated, evaluated
 from .outcomes import COMPLETE, DIVERGED, STALLED, chance_error, counted_error, outcome, search_finished
 from .storage import StudyRecord
@@ -81,7 +81,8 @@ class PairedEffect:
         """One line: mean difference, its CI and half-width, wins and the sign test."""
         if self.n < MIN_PAIRED:
             return f"{NOT_ENOUGH} ({self.n} matched configurations)"
-        return (f"{self.verdict}: mean tanh − ReLU {100 * self.mean:+.2f} pp (95% paired t CI {100 * self.ci[0]:+.2f} to "
+        tie = f" — {TIE}" if self.ties == self.n else ""
+        return (f"{self.verdict}{tie}: mean tanh − ReLU {100 * self.mean:+.2f} pp (95% paired t CI {100 * self.ci[0]:+.2f} to "
                 f"{100 * self.ci[1]:+.2f}, ± {100 * self.half_width:.2f}), tanh better in {self.tanh_wins} of {self.n} "
                 f"configurations, ReLU in {self.relu_wins}, tied {self.ties}; sign test p = {self.sign_p:.3g}")
 
@@ -122,7 +123,8 @@ class Pooled:
 
     def line(self) -> str:
         """One line: pooled mean with its CI, configuration wins and rule verdicts."""
-        return (f"{self.verdict}: pooled over {self.n_pairs} rules and {self.n_configs} matched configurations, mean "
+        tie = f" — {TIE}" if self.ties == self.n_configs else ""
+        return (f"{self.verdict}{tie}: pooled over {self.n_pairs} rules and {self.n_configs} matched configurations, mean "
                 f"tanh − ReLU {100 * self.mean:+.2f} pp (95% CI {100 * self.ci[0]:+.2f} to {100 * self.ci[1]:+.2f}, "
                 f"bootstrap over configurations within rules); tanh better in {self.tanh_wins} of {self.n_configs} "
                 f"configurations, ReLU in {self.relu_wins}, tied {self.ties}; rules: {self.rules_tanh} tanh better, "

@@ -24,6 +24,7 @@ def planted(folder: Path) -> str:
     import math
 
     from bioscale.analysis.synthetic import PAPER_SPACE, add_study
+    from bioscale.contract import Evaluation
 
     space = {k: v for k, v in PAPER_SPACE.items() if k != "activation"}
     url = f"sqlite:///{folder / 'planted.db'}"
@@ -35,7 +36,8 @@ def planted(folder: Path) -> str:
                 add_study(url, lambda p, s=shift + 0.02 * k: min(0.9, 0.1 + s + 0.05 * (math.log10(p["forward_lr"]) + 3) ** 2),
                           label=label, arch=arch, fixed={"activation": activation}, suffix=activation, space=space,
                           n_trials=6, protocol="paper", chance_patience=0,
-                          evaluation={"seeds": [0, 1], "test_errors_at_best_val": [0.1 + k / 100, 0.12 + k / 100]})
+                          evaluation=Evaluation(seeds=[0, 1], test_errors_at_best_val=[0.1 + k / 100, 0.12 + k / 100],
+                                                test_errors=[0.1 + k / 100, 0.12 + k / 100]).to_attr())
     return url
 
 

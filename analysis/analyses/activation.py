@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..activation import TIE
 from ..evidence import evidence
 from ..pairs import PAIRED, PairComparison, Pooled, pooled
 from ..report import Block, Bullets, Paragraph, Table
@@ -65,7 +66,8 @@ def row(p: PairComparison) -> Row:
     """The report row of one pair: paired when the studies sampled the same configurations, else unpaired medians."""
     if p.design == PAIRED:
         e = p.paired
-        return Row(p.dataset, p.arch, p.label, PAIRED, e.n, e.mean, e.ci[0], e.ci[1], e.verdict, e.tanh_wins,
+        verdict = e.verdict + (f" — {TIE}" if e.ties == e.n else "")
+        return Row(p.dataset, p.arch, p.label, PAIRED, e.n, e.mean, e.ci[0], e.ci[1], verdict, e.tanh_wins,
                    e.relu_wins, e.sign_p, evidence("paired", e.n).reason)
     e = p.on_all
     return Row(p.dataset, p.arch, p.label, "unpaired", min(e.n_tanh, e.n_relu), e.median_diff, e.median_ci[0],

@@ -198,7 +198,8 @@ def draw(title: str, ranking: dict, chance: dict, bp: dict):
             ax.axvline(100 * chance[group], color="#555555", ls=":", lw=1.2, label="chance")
             if group in bp:
                 ax.axvline(100 * bp[group], color="#0173B2", ls="--", lw=1.2, label="BP (best)")
-            ax.set_yticks(range(len(rows)), [r.name for r in rows], fontsize=8)
+            ax.set_yticks(range(len(rows)), [r.name + ("" if r.basis == "evaluated" else " (val.)") for r in rows],
+                          fontsize=8)
             ax.set_ylim(len(rows) - 0.5, -0.5)
             ax.set_xlim(0, 100)
             ax.set_xlabel("test error (%), mean and range over seeds")
@@ -215,8 +216,8 @@ def render(computed: Findings, out, figures: str) -> list[Block]:
     blocks: list[Block] = [Bullets(computed.items)]
     blocks += out.figure(draw, ("Rules ranked by error (evaluated over seeds where re-evaluated)", computed.ranking,
                                 computed.chance, computed.bp), "summary", "ranking",
-                         "Rules ranked by test error of their best configuration, evaluated over seeds (bar: seed range); "
-                         "dotted: chance level; dashed: BP's best")
+                         "Rules ranked by test error of their best configuration, evaluated over seeds (bar: seed range; "
+                         "'(val.)': not re-evaluated, its best validation error); dotted: chance level; dashed: BP's best")
     blocks.append(Paragraph("**Caveats at this budget**:"))
     blocks.append(Bullets(computed.caveats))
     return blocks

@@ -130,10 +130,13 @@ def render(computed: Importance, out, figures: str) -> list[Block]:
             blocks.append(Paragraph(f"**{c.title(group)}**: {len(weak)} of {len(rows)} studies have fewer than "
                                     f"{weak[0].evidence.needed} complete trials ({', '.join(map(str, n))}): their shares "
                                     f"are {EXPLORATORY}, a forest over this few points ranks parameters unreliably."))
-        blocks += out.figure(draw, (f"{c.title(group)}: hyperparameter importance per study", rows), folder,
-                             f"{folder}-importance-heatmap", f"{c.title(group)}: studies (by family) × hyperparameters; "
-                             "fANOVA share of variance (log parameters on log10 scale) and PED-ANOVA importance, in %",
-                             studies=[r.study for r in rows])
+        if not any(r.fanova or r.ped for r in rows):
+            blocks.append(Paragraph(f"**{c.title(group)}**: no study has enough complete trials for importances."))
+        else:
+            blocks += out.figure(draw, (f"{c.title(group)}: hyperparameter importance per study", rows), folder,
+                                 f"{folder}-importance-heatmap", f"{c.title(group)}: studies (by family) × hyperparameters; "
+                                 "fANOVA share of variance (log parameters on log10 scale) and PED-ANOVA importance, in %",
+                                 studies=[r.study for r in rows])
         for r in rows:
             f, p, frame, top, logs = r.detail
             if f.overall.ok or p.ok or f.branches:

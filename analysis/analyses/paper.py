@@ -30,12 +30,19 @@ def compute(results) -> PaperTables:
 
 def _fmt_best(best: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "dataset": best.dataset, "arch": best.arch, "study": best.study.map(lambda s: f"`{s}`"),
-        "trials (complete of finished)": [f"{a} of {b}" for a, b in zip(best.trials_complete, best.trials_total)],
+        "dataset": best.dataset, "arch": best.arch, "rule": rule_names(best),
+        "complete trials": [f"{a} of {b}" for a, b in zip(best.trials_complete, best.trials_total)],
         "best val error (%)": best.best_val_error.map(c.pct), "test error at it (%)": best.test_error_at_best.map(c.pct),
         "evaluated test error (%)": [f"{c.pct(m)} ± {c.pct(s)} ({n} seeds)" if n else "–"
                                      for m, s, n in zip(best.evaluated_test_mean, best.evaluated_test_std,
                                                         best.evaluated_seeds)]})
+
+
+def rule_names(best: pd.DataFrame) -> list[str]:
+    """Labels, with the fixed activation added where a label repeats within a dataset and architecture."""
+    repeats = best.groupby(["dataset", "arch", "label"])["label"].transform("size")
+    return [f"{label} [{act}]" if n > 1 and act not in ("", "sampled") else label
+            for label, n, act in zip(best.label, repeats, best.activation)]
 
 
 def _fmt_compare(table: pd.DataFrame) -> pd.DataFrame:
