@@ -185,7 +185,10 @@ def render(computed: Flags, out, figures: str) -> list[Block]:
     frame = pd.DataFrame(rows, columns=["dataset", "arch", "study", "flag", "detail"])
     out.table(frame, "flags")
     if len(frame):
-        blocks.append(Table(frame, "Every flag, one row each (also in flags.csv)."))
+        shown = pd.DataFrame([{"dataset": s.dataset, "arch": s.arch, "study": s.name,
+                               **{k: "yes" if s.has(k) else "" for k in KINDS}} for s in computed.studies if s.flags])
+        blocks.append(Table(c.drop_constant(shown), "Flagged studies (flags.csv gives each flag's detail: the values, "
+                                                    "epochs and spreads behind it)."))
     else:
         blocks.append(Paragraph("No study is flagged."))
     return blocks
