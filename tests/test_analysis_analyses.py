@@ -155,3 +155,11 @@ def test_report_numbers_do_not_depend_on_the_order_of_studies_in_storage(tmp_pat
         text = analyze(url, None, out, progress=False, seeds=1, figures="none").read_text()
         texts.append(re.sub(r"Generated .*? UTC|sqlite:///\S+|" + re.escape(str(out.resolve())), "", text))
     assert texts[0] == texts[1]
+
+
+def test_unknown_figure_level_is_a_usage_error_before_any_work(small_and_large, tmp_path):
+    from bioscale.errors import UsageError
+
+    with pytest.raises(UsageError, match="--figures"):
+        analyze(small_and_large, None, tmp_path / "out", progress=False, figures="some")
+    assert not (tmp_path / "out").exists()
