@@ -33,8 +33,8 @@ def config_key(params: dict) -> tuple:
     return tuple(sorted((k, round(v, 12) if isinstance(v, float) else v) for k, v in params.items() if k != "activation"))
 
 
-def matched_differences(tanh: StudyRecord, relu: StudyRecord) -> np.ndarray:
-    """tanh − ReLU counted error (diverged at chance) for each configuration both studies ran, in the tanh study's order."""
+def matched_errors(tanh: StudyRecord, relu: StudyRecord) -> np.ndarray:
+    """(tanh, ReLU) counted errors (diverged at chance), one row per configuration both studies ran, in a fixed order."""
     def errors(record: StudyRecord) -> dict[tuple, list[float]]:
         chance, found = chance_error(record.dataset), {}
         for trial in search_finished(record.trials):
@@ -44,8 +44,8 @@ def matched_differences(tanh: StudyRecord, relu: StudyRecord) -> np.ndarray:
         return found
 
     a, b = errors(tanh), errors(relu)
-    diffs = [x - y for key in sorted(a, key=str) if key in b for x, y in zip(a[key], b[key])]
-    return np.asarray(diffs, dtype=float)
+    matched = [(x, y) for key in sorted(a, key=str) if key in b for x, y in zip(a[key], b[key])]
+    return np.asarray(matched, dtype=float).reshape(-1, 2)
 
 
 @dataclass
@@ -61,6 +61,7 @@ class PairedEffect:
     ties: int = 0
     sign_p: float = math.nan
     verdict: str = NOT_ENOUGH
+    values: np.ndarray | None = None  # (tanh, ReLU) errors of each matched configuration, when known
 
     @property
     def n(self) -> int:
@@ -306,7 +307,9 @@ def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, n_resamples: int = 200
         if min(a.errors.size, b.errors.size) >= 3:
             pair.best_ci = _bootstrap(a.errors, b.errors, lambda x, y, axis=-1: expected_best(x, n, axis) -
                                       expected_best(y, n, axis), n_resamples, seed)
-    pair.paired = paired_effect(matched_differences(tanh, relu), max(a.errors.size, b.errors.size))
+    matched = matched_errors(tanh, relu)
+    pair.paired = paired_effect(matched[:, 0] - matched[:, 1], max(a.errors.size, b.errors.size))
+    pair.paired.values = matched
     pair.verdict = pair.paired.verdict if pair.design == PAIRED else pair.on_all.verdict
     return pair
 

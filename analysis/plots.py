@@ -328,13 +328,22 @@ def pair_figure(title: str, pair: PairComparison) -> Figure:
         left, right = axes[0]
         data = pd.DataFrame([(a, 100 * e) for a, arm in (("tanh", pair.tanh), ("relu", pair.relu)) for e in arm.errors],
                             columns=["activation", "error"])
-        if len(data):
+        matched = pair.paired.values if pair.paired is not None and pair.paired.usable else None
+        if matched is not None and len(matched):  # the same configuration under both: one line each
+            for t, r in 100 * matched:
+                left.plot([0, 1], [t, r], color=ACTIVATION_COLORS["tanh" if t < r else "relu"] if t != r else "#999999",
+                          lw=1, alpha=0.7, marker="o", ms=4)
+            left.set_title(f"each line: one configuration under both ({len(matched)} matched;\n"
+                           "blue: tanh lower, orange: ReLU lower)", fontsize=10)
+        elif len(data):
             sns.stripplot(data=data, x="activation", y="error", hue="activation", palette=ACTIVATION_COLORS, ax=left,
                           size=4, jitter=0.25, legend=False, order=["tanh", "relu"])
         left.set_xticks([0, 1], [f"{a}\n({100 * arm.divergence_rate:.0f}% of {arm.diverged.size} diverged)"
                                  for a, arm in (("tanh", pair.tanh), ("relu", pair.relu))])
         left.set_ylabel("validation error (%), diverged at chance level")
-        left.set_title("every finished configuration", fontsize=10)
+        if matched is None or not len(matched):
+            left.set_title("every finished configuration", fontsize=10)
+        left.set_xlim(-0.5, 1.5)
         _best_of_n_panel(right, {a: 100 * curve for a, curve in pair.curves.items()})
         fig.suptitle(f"{title}: {pair.verdict}")
     return fig
@@ -344,7 +353,12 @@ def _best_of_n_panel(ax, curves: Mapping[str, np.ndarray]) -> None:
     """Expected best validation error (%) after n random configurations, one line per activation."""
     for activation, curve in curves.items():
         ax.plot(np.arange(1, curve.size + 1), curve, color=ACTIVATION_COLORS[activation], lw=2, label=activation)
-    ax.set_xscale("log")
+    longest = max((c.size for c in curves.values()), default=0)
+    if longest > 30:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # counts, not 2×10⁰
+    else:
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("random configurations tried (n)")
     ax.set_ylabel("expected best validation error (%)")
     ax.set_title("expected best after n random configurations", fontsize=10)
@@ -373,13 +387,15 @@ def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], l
                                 edgecolor="none", legend=ax is flat[0])
                 if name in log_params:
                     ax.set_xscale("log")
+                    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())  # no 2×10⁻⁵ labels colliding
                 _envelope(ax, sub[name].to_numpy(float), sub["error"].to_numpy(float), name in log_params)
                 if best is not None and pd.notna(best[name]):
                     ax.scatter([best[name]], [best["error"]], **BEST_MARKER, label="best")
             else:
+                order = [str(v) for v in sorted(sub[name].unique(), key=_category_key)]  # 1e-08, 1e-06, 0.0001
                 sub = sub.assign(**{name: sub[name].astype(str)})
                 sns.stripplot(data=sub, x=name, y="error", hue=hue, palette=palette, ax=ax, size=4, jitter=0.25,
-                              legend=ax is flat[0])
+                              order=order, legend=ax is flat[0])
                 if best is not None and pd.notna(best[name]):
                     categories = [t.get_text() for t in ax.get_xticklabels()]
                     if str(best[name]) in categories:
@@ -395,6 +411,14 @@ def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], l
         fig.suptitle(f"{title}: error against the most important hyperparameters\n"
                      f"(star: best configuration; dashed: {100 * margin:.0f} pp above the best; line: best per bin)")
     return fig
+
+
+def _category_key(value: object) -> tuple:
+    """Numbers in numeric order before text in alphabetical order."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _envelope(ax, x: np.ndarray, y: np.ndarray, log: bool, bins: int = 8) -> None:
