@@ -120,7 +120,7 @@ def render(computed: Importance, out, figures: str) -> list[Block]:
 
     blocks: list[Block] = []
     if len(computed.long):
-        out.table(c.drop_constant(computed.long, keep=("dataset", "arch", "study")), "importance")
+        out.table(computed.long, "importance")  # every column, whatever the data: a stable schema for scripts
     records = []
     for group, rows in computed.groups.items():
         folder = c.folder(group)

@@ -60,7 +60,7 @@ def render(computed: RobustnessResult, out, figures: str) -> list[Block]:
 
     blocks: list[Block] = []
     if len(computed.long):
-        out.table(c.drop_constant(computed.long, keep=("dataset", "arch", "study")), "stability")
+        out.table(computed.long, "stability")  # every column, whatever the data: a stable schema for scripts
     for group, rows in computed.groups.items():
         ev = evidence("stability", computed.weakest[group])
         if computed.claims.get(group):

@@ -100,8 +100,10 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
                  + (f"; ended early or failed: {', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))}" if reasons else "")
                  + (f"; {record.epochs} epochs each" if record.epochs else ""))
     if a.outcomes is not None:
+        patience = record.info.chance_patience
         items.append(f"**Diverged or stalled** (a sensitivity number: every finished search trial counts): "
-                     f"{a.outcomes.line()}")
+                     f"{a.outcomes.line()}; stall detection "
+                     + ("not recorded" if patience is None else "off" if patience <= 0 else f"on ({patience} epochs)"))
     line = (f"**Best**: validation error {pct(best.best_val_error)}% (trial {best.best_trial}), "
             f"test error at it {pct(best.test_error_at_best)}%")
     if a.evaluated is not None:
