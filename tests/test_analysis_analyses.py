@@ -163,3 +163,9 @@ def test_unknown_figure_level_is_a_usage_error_before_any_work(small_and_large, 
     with pytest.raises(UsageError, match="--figures"):
         analyze(small_and_large, None, tmp_path / "out", progress=False, figures="some")
     assert not (tmp_path / "out").exists()
+
+
+def test_best_table_keeps_trial_counts_and_rows_name_dataset_and_architecture(small_and_large, tmp_path):
+    text = analyze(small_and_large, None, tmp_path, progress=False, seeds=1, figures="none").read_text()
+    assert re.search(r"\| digits \| fc \| bp \| 200 of 200 \| \d+\.\d\d \|", text)
+    assert re.search(r"\| digits \| fc \| fa \| 6 of 6 \| \d+\.\d\d \|", text)

@@ -44,6 +44,12 @@ class Row:
     relu_wins: int = 0
     sign_p: float = math.nan
     exploratory: str = ""
+    seed_spread: float = math.nan  # the larger evaluated test-error range over seeds of the two studies
+
+    @property
+    def below_spread(self) -> bool:
+        """True when the difference is smaller than the seed spread of the evaluated best configurations."""
+        return math.isfinite(self.seed_spread) and math.isfinite(self.diff) and abs(self.diff) < self.seed_spread
 
 
 @dataclass
@@ -62,8 +68,19 @@ class ActivationResult:
         return sum(r.design == PAIRED for r in self.rows)
 
 
+def _spread(p: PairComparison) -> float:
+    ranges = [max(e.errors) - min(e.errors) for e in (p.tanh.evaluated, p.relu.evaluated) if e is not None and e.n >= 2]
+    return max(ranges) if ranges else math.nan
+
+
 def row(p: PairComparison) -> Row:
     """The report row of one pair: paired when the studies sampled the same configurations, else unpaired medians."""
+    found = _row(p)
+    found.seed_spread = _spread(p)
+    return found
+
+
+def _row(p: PairComparison) -> Row:
     if p.design == PAIRED:
         e = p.paired
         verdict = e.verdict + (f" — {TIE}" if e.ties == e.n else "")
@@ -122,7 +139,9 @@ def _fmt(rows: list[Row]) -> pd.DataFrame:
         "tanh − ReLU (pp)": c.pp(r.diff), "95% CI (pp)": c.ci(r.low, r.high),
         "tanh / ReLU better in": f"{r.tanh_wins} / {r.relu_wins}" if r.design == PAIRED else "–",
         "sign test p": f"{r.sign_p:.3g}" if math.isfinite(r.sign_p) else "–",
-        "verdict": r.verdict + (" *(exploratory)*" if r.exploratory else "")} for r in rows])
+        "seed spread (pp)": c.pct(r.seed_spread),
+        "verdict": r.verdict + (" *(exploratory)*" if r.exploratory else "")
+        + (" *(smaller than the seed spread)*" if r.below_spread else "")} for r in rows])
 
 
 def render(computed: ActivationResult, out, figures: str) -> list[Block]:
@@ -140,7 +159,8 @@ def render(computed: ActivationResult, out, figures: str) -> list[Block]:
     frame = pd.DataFrame([{"dataset": r.dataset, "arch": r.arch, "label": r.label, "design": r.design, "n": r.n,
                            "diff_tanh_minus_relu": r.diff, "ci_low": r.low, "ci_high": r.high, "tanh_better_in": r.tanh_wins,
                            "relu_better_in": r.relu_wins, "sign_test_p": r.sign_p, "verdict": r.verdict,
-                           "exploratory": r.exploratory} for r in rows])
+                           "exploratory": r.exploratory, "seed_spread": r.seed_spread,
+                           "smaller_than_seed_spread": r.below_spread} for r in rows])
     if len(frame):
         out.table(frame, "activation_pairs")
         blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled), "summary",

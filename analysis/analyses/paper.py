@@ -59,7 +59,7 @@ def render(computed: PaperTables, out, figures: str) -> list[Block]:
     """best.csv, paper_comparison.csv, and both tables."""
     out.table(computed.best, "best")
     out.table(computed.comparison, "paper_comparison")
-    blocks: list[Block] = [Table(c.drop_constant(_fmt_best(computed.best)),
+    blocks: list[Block] = [Table(c.drop_constant(_fmt_best(computed.best), keep=("dataset", "arch", "rule", "complete trials")),
                                  "Best configuration per study (percent; best.csv holds fractions).")]
     comparison = computed.comparison
     matched = comparison[comparison.paper_test_error.notna()]
