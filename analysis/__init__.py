@@ -1,7 +1,8 @@
 """Sensitivity analysis, plots and reports from Optuna storages.
 
-`compute()` returns every number as data, `render()` writes figures and the report from it,
-`analyze()` does both; `best_table()` summarises.
+`compute()` returns every number as data (each registered analysis's numbers in `.computed`),
+`render()` writes tables, figures and the report from it, `analyze()` does both; `best_table()`
+summarises. The analyses are modules of `analysis/analyses/`; `registry.py` says how to add one.
 
 Names load on first use, so that importing the package (the CLI, fANOVA worker processes) does
 not pull in matplotlib, seaborn and pandas.
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "analyze": ".pipeline", "compute": ".results", "Analysis": ".results", "StudyAnalysis": ".results",
-    "render": ".rendering", "FORMATS": ".rendering", "FIGURE_DIR_NAME": ".sections",
+    "render": ".rendering", "FORMATS": ".rendering", "FIGURE_DIR_NAME": ".output", "FIGURE_LEVELS": ".output",
     "best_table": ".tables", "ARTIFACT_DIR_NAME": ".artifacts",
     "fanova_importance": ".importance", "ped_anova_importance": ".importance", "fast_fanova_available": ".importance",
     "FanovaResult": ".importance", "PedAnovaResult": ".importance",
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from .pipeline import analyze
     from .rendering import FORMATS, render
     from .results import Analysis, StudyAnalysis, compute
-    from .sections import FIGURE_DIR_NAME
+    from .output import FIGURE_DIR_NAME, FIGURE_LEVELS
     from .stability import BudgetTrust, Robustness, budget_trust, robustness
     from .storage import read_storage, select_studies
     from .tables import best_table

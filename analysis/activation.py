@@ -14,6 +14,7 @@ TANH_BETTER = "tanh better"
 RELU_BETTER = "ReLU better"
 NO_CLEAR_DIFFERENCE = "no clear difference"
 NOT_ENOUGH = "not enough trials"
+TIE = "tie (identical errors)"
 MIN_PER_ACTIVATION = 3
 
 

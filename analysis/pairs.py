@@ -17,13 +17,140 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from .activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, ActivationEffect, activation_effect,
-                         best_of_n)
+from .activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, TIE, ActivationEffect,
+                         activation_effect, best_of_n, verdict_from_ci)
 from .evaluation import Evaluated, evaluated
 from .outcomes import COMPLETE, DIVERGED, STALLED, chance_error, counted_error, outcome, search_finished
 from .storage import StudyRecord
 
 ACTIVATIONS = ("tanh", "relu")
+PAIRED, UNPAIRED = "paired", "unpaired"
+MIN_PAIRED = 2  # fewer matched configurations give no interval at all (evidence.py says when it is firm)
+
+
+def config_key(params: dict) -> tuple:
+    """A configuration without its activation, floats rounded, as a hashable key for matching across studies."""
+    return tuple(sorted((k, round(v, 12) if isinstance(v, float) else v) for k, v in params.items() if k != "activation"))
+
+
+def matched_errors(tanh: StudyRecord, relu: StudyRecord) -> np.ndarray:
+    """(tanh, ReLU) counted errors (diverged at chance), one row per configuration both studies ran, in a fixed order."""
+    def errors(record: StudyRecord) -> dict[tuple, list[float]]:
+        chance, found = chance_error(record.dataset), {}
+        for trial in search_finished(record.trials):
+            value = counted_error(trial, chance)
+            if math.isfinite(value):
+                found.setdefault(config_key(trial.params), []).append(value)
+        return found
+
+    a, b = errors(tanh), errors(relu)
+    matched = [(x, y) for key in sorted(a, key=str) if key in b for x, y in zip(a[key], b[key])]
+    return np.asarray(matched, dtype=float).reshape(-1, 2)
+
+
+@dataclass
+class PairedEffect:
+    """tanh − ReLU error on the same configurations: paired t-interval of the mean difference and a sign test."""
+
+    diffs: np.ndarray
+    n_configs: int  # configurations in the larger study, to tell how many matched
+    mean: float = math.nan
+    ci: tuple[float, float] = (math.nan, math.nan)
+    tanh_wins: int = 0
+    relu_wins: int = 0
+    ties: int = 0
+    sign_p: float = math.nan
+    verdict: str = NOT_ENOUGH
+    values: np.ndarray | None = None  # (tanh, ReLU) errors of each matched configuration, when known
+
+    @property
+    def n(self) -> int:
+        """Matched configurations."""
+        return int(self.diffs.size)
+
+    @property
+    def usable(self) -> bool:
+        """True when at least half of the configurations matched (the studies sampled the same ones)."""
+        return self.n >= MIN_PAIRED and self.n * 2 >= self.n_configs
+
+    @property
+    def half_width(self) -> float:
+        """Half the width of the 95% CI: the smallest difference this pair could tell from zero."""
+        return (self.ci[1] - self.ci[0]) / 2 if all(map(math.isfinite, self.ci)) else math.nan
+
+    def line(self) -> str:
+        """One line: mean difference, its CI and half-width, wins and the sign test."""
+        if self.n < MIN_PAIRED:
+            return f"{NOT_ENOUGH} ({self.n} matched configurations)"
+        tie = f" — {TIE}" if self.ties == self.n else ""
+        return (f"{self.verdict}{tie}: mean tanh − ReLU {100 * self.mean:+.2f} pp (95% paired t CI {100 * self.ci[0]:+.2f} to "
+                f"{100 * self.ci[1]:+.2f}, ± {100 * self.half_width:.2f}), tanh better in {self.tanh_wins} of {self.n} "
+                f"configurations, ReLU in {self.relu_wins}, tied {self.ties}; sign test p = {self.sign_p:.3g}")
+
+
+def paired_effect(diffs: np.ndarray, n_configs: int = 0, confidence: float = 0.95) -> PairedEffect:
+    """Paired t-interval and sign test of tanh − ReLU differences; the verdict from the interval."""
+    diffs = np.asarray(diffs, dtype=float)
+    effect = PairedEffect(diffs=diffs, n_configs=max(n_configs, diffs.size))
+    if diffs.size < MIN_PAIRED:
+        return effect
+    tol = 1e-12
+    effect.tanh_wins, effect.relu_wins = int((diffs < -tol).sum()), int((diffs > tol).sum())
+    effect.ties = int(diffs.size - effect.tanh_wins - effect.relu_wins)
+    effect.mean = float(diffs.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, diffs.size - 1) * diffs.std(ddof=1) / math.sqrt(diffs.size))
+    effect.ci = (effect.mean - half, effect.mean + half)
+    decided = effect.tanh_wins + effect.relu_wins
+    effect.sign_p = float(stats.binomtest(effect.tanh_wins, decided).pvalue) if decided else 1.0
+    effect.verdict = verdict_from_ci(effect.ci[0] if abs(effect.ci[0]) > tol else 0.0,
+                                     effect.ci[1] if abs(effect.ci[1]) > tol else 0.0)
+    return effect
+
+
+@dataclass
+class Pooled:
+    """The tanh − ReLU difference pooled over every matched configuration of every paired rule."""
+
+    n_pairs: int
+    n_configs: int
+    mean: float
+    ci: tuple[float, float]
+    tanh_wins: int
+    relu_wins: int
+    ties: int
+    rules_tanh: int  # pairs whose own verdict is tanh better
+    rules_relu: int
+    verdict: str
+
+    def line(self) -> str:
+        """One line: pooled mean with its CI, configuration wins and rule verdicts."""
+        tie = f" — {TIE}" if self.ties == self.n_configs else ""
+        return (f"{self.verdict}{tie}: pooled over {self.n_pairs} rules and {self.n_configs} matched configurations, mean "
+                f"tanh − ReLU {100 * self.mean:+.2f} pp (95% CI {100 * self.ci[0]:+.2f} to {100 * self.ci[1]:+.2f}, "
+                f"bootstrap over configurations within rules); tanh better in {self.tanh_wins} of {self.n_configs} "
+                f"configurations, ReLU in {self.relu_wins}, tied {self.ties}; rules: {self.rules_tanh} tanh better, "
+                f"{self.rules_relu} ReLU better, {self.n_pairs - self.rules_tanh - self.rules_relu} no clear difference")
+
+
+def pooled(effects: Sequence[PairedEffect], *, n_resamples: int = 4000, seed: int = 0) -> Pooled | None:
+    """Pool paired differences across rules: the mean over every configuration, CI from a bootstrap stratified by rule."""
+    effects = [e for e in effects if e.usable]
+    if not effects:
+        return None
+    everything = np.concatenate([e.diffs for e in effects])
+    rng = np.random.default_rng(seed)
+    sums = np.zeros(n_resamples)
+    for e in effects:
+        sums += e.diffs[rng.integers(0, e.n, size=(n_resamples, e.n))].sum(axis=1)
+    means = sums / everything.size
+    low, high = (float(np.quantile(means, q)) for q in (0.025, 0.975))
+    tol = 1e-12
+    return Pooled(n_pairs=len(effects), n_configs=int(everything.size), mean=float(everything.mean()), ci=(low, high),
+                  tanh_wins=int((everything < -tol).sum()), relu_wins=int((everything > tol).sum()),
+                  ties=int((np.abs(everything) <= tol).sum()),
+                  rules_tanh=sum(e.verdict == TANH_BETTER for e in effects),
+                  rules_relu=sum(e.verdict == RELU_BETTER for e in effects),
+                  verdict=verdict_from_ci(low, high))
 
 
 def fixed_activation(record: StudyRecord) -> str | None:
@@ -92,6 +219,12 @@ class PairComparison:
     best_ci: tuple[float, float] = (math.nan, math.nan)  # of tanh − ReLU expected best of n
     curves: dict[str, np.ndarray] = field(default_factory=dict)
     verdict: str = NOT_ENOUGH
+    paired: "PairedEffect | None" = None  # configuration by configuration, where both studies sampled the same ones
+
+    @property
+    def design(self) -> str:
+        """'paired' when most configurations of both studies match, else 'unpaired'."""
+        return PAIRED if self.paired is not None and self.paired.usable else UNPAIRED
 
     @property
     def best_diff(self) -> float:
@@ -113,6 +246,10 @@ class PairComparison:
                          f"{100 * self.best_relu:.2f}% (Δ {_pp_ci(self.best_diff, self.best_ci)})")
         if self.tanh.evaluated is not None and self.relu.evaluated is not None:
             parts.append(f"evaluated best: tanh {self.tanh.evaluated.line()}; ReLU {self.relu.evaluated.line()}")
+        if self.design == PAIRED:
+            return (f"{self.verdict} configuration by configuration (paired over the {self.paired.n} configurations both "
+                    f"studies ran: {self.paired.line().split(': ', 1)[1]}); unpaired, over "
+                    f"every finished configuration: {_effect_clause(self.on_all)}; " + "; ".join(parts))
         return f"{self.verdict} over every finished configuration ({_effect_clause(self.on_all)}); " + "; ".join(parts)
 
 
@@ -170,7 +307,10 @@ def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, n_resamples: int = 200
         if min(a.errors.size, b.errors.size) >= 3:
             pair.best_ci = _bootstrap(a.errors, b.errors, lambda x, y, axis=-1: expected_best(x, n, axis) -
                                       expected_best(y, n, axis), n_resamples, seed)
-    pair.verdict = pair.on_all.verdict
+    matched = matched_errors(tanh, relu)
+    pair.paired = paired_effect(matched[:, 0] - matched[:, 1], max(a.errors.size, b.errors.size))
+    pair.paired.values = matched
+    pair.verdict = pair.paired.verdict if pair.design == PAIRED else pair.on_all.verdict
     return pair
 
 

@@ -1,4 +1,4 @@
-"""`analyze()`: `compute()` every study's numbers, then `render()` them as figures, tables, report and artifacts."""
+"""`analyze()`: `compute()` every study's numbers and every analysis, then `render()` them as tables, figures and report."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from .results import compute
 
 
 def analyze(storage: str | BaseStorage | None, patterns: Sequence[str] | None, out: Path | str,
-            formats: Sequence[str] | str = ("png",), progress: bool = True, *, seeds: int = FANOVA_SEEDS) -> Path:
-    """Analyse the matching studies and write figures, CSV tables and report.md/report.html under `out`; returns report.md."""
-    out, formats = output_options(out, formats)  # bad options fail before the slow part
-    return render(compute(storage, patterns, progress, seeds=seeds), out, formats, progress)
+            formats: Sequence[str] | str = ("png",), progress: bool = True, *, seeds: int = FANOVA_SEEDS,
+            figures: str = "key") -> Path:
+    """Analyse the matching studies and write CSV tables, figures (`figures`: none, key, all) and report.md/report.html under `out`; returns report.md."""
+    out, formats = output_options(out, formats, figures)  # bad options fail before the slow part
+    return render(compute(storage, patterns, progress, seeds=seeds), out, formats, progress, figures)

@@ -46,9 +46,10 @@ def styled() -> Iterator[None]:
         np.random.set_state(state)
 
 
-def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kwargs) -> tuple[Figure, np.ndarray]:
-    """A constrained-layout Figure on the Agg canvas and a 2-D array of its axes (call inside `styled()`)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
+def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, layout: str | None = "constrained",
+               **kwargs) -> tuple[Figure, np.ndarray]:
+    """A Figure on the Agg canvas (constrained layout unless `layout` says otherwise) and a 2-D array of its axes (call inside `styled()`)."""
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, axes
@@ -61,7 +62,8 @@ def save(fig: Figure, stem: Path, formats: Sequence[str]) -> dict[str, Path]:
     with styled():
         for fmt in formats:
             path = stem.with_suffix(f".{fmt}")
-            fig.savefig(path, format=fmt)
+            # zlib level 1: a third of the time of the default level for a slightly larger file
+            fig.savefig(path, format=fmt, **({"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}))
             paths[fmt] = path
             fig.set_layout_engine("none")  # keep the layout the first save computed; later saves skip it
     return paths
@@ -254,72 +256,67 @@ def accuracy_distribution(title: str, data: Mapping[str, tuple[np.ndarray, np.nd
 
 
 def robustness_figure(title: str, results: Mapping[str, Robustness], styles: Mapping[str, SeriesStyle]) -> Figure:
-    """Per rule: share of configurations within x pp of its own best and of the common reference, and the learning-rate band."""
-    labels = sorted(results)
+    """Per study (rows in the given order): shares within 1 and 5 pp of its own best and of the reference, and the LR band."""
+    labels = list(results)
+    n = len(labels)
     with styled():
-        fig, axes = new_figure(15, max(4.2, 0.45 * len(labels) + 2.0), 1, 3)
-        own, ref, right = axes[0]
-        for ax, which in ((own, "fractions"), (ref, "reference_fractions")):
-            for label in labels:
-                result, style = results[label], styles[label]
-                values = getattr(result, which)
-                if values.size:
-                    ax.plot(100 * result.margins, 100 * values, color=style.color, ls=style.linestyle, lw=2, label=label)
-            for m in MARGINS:
-                ax.axvline(100 * m, color="#777777", ls=":", lw=1)
-            ax.set_xlabel("margin (percentage points of error)")
-            ax.set_ylabel("finished configurations within the margin (%)")
-            ax.set_ylim(0, 100)
+        fig, axes = new_figure(13, 0.27 * n + 2.0, 1, 3, sharey=True)
+        y = np.arange(n)
+        for ax, which, name in ((axes[0, 0], "within_best", "of the study's own best"),
+                                (axes[0, 1], "within_reference", "of the common reference")):
+            for k, (m, alpha) in enumerate(zip(MARGINS, (1.0, 0.45))):
+                values = [100 * getattr(results[l], which).get(m, np.nan) for l in labels]
+                ax.barh(y + (k - 0.5) * 0.38, values, height=0.38, color=[styles[l].color for l in labels],
+                        alpha=alpha, label=f"within {100 * m:.0f} pp")
+            ax.set_xlim(0, 100)
+            ax.set_xlabel("finished configurations (%)")
+            ax.set_title(f"within 1 pp (dark) and 5 pp (light) {name}", fontsize=9)
         source = next((r.reference_from for r in results.values() if r.reference_from), "")
-        own.set_title("within x pp of the rule's own best", fontsize=10)
-        ref.set_title(f"within x pp of a common reference\n({source or 'none'})", fontsize=10)
-        own.legend(fontsize=8)
-        rows = [(label, name, width) for label in labels for name, width in sorted(results[label].lr_bands.items())]
-        if rows:
-            frame = pd.DataFrame(rows, columns=["rule", "learning rate", "decades"])
-            sns.barplot(data=frame, y="rule", x="decades", hue="learning rate", ax=right, orient="h",
-                        palette="colorblind")
-            for container in right.containers:
-                right.bar_label(container, fmt="%.2f", padding=3, fontsize=8)
-            right.set_xlim(0, max(1.0, 1.2 * frame["decades"].max()))
-            right.set_xlabel(f"learning-rate band within {100 * MARGIN:.0f} pp of the best (decades)")
-            right.set_title("span of learning rates that stay near the best", fontsize=10)
-        else:
-            _empty(right, "no log-scaled learning rate in these studies")
+        axes[0, 1].set_title(f"within 1 pp (dark) / 5 pp (light) of the reference\n({source or 'none'})", fontsize=9)
+        right = axes[0, 2]
+        names = sorted({p for r in results.values() for p in r.lr_bands})
+        for k, name in enumerate(names):
+            width = 0.8 / max(len(names), 1)
+            values = [results[l].lr_bands.get(name, np.nan) for l in labels]
+            right.barh(y - 0.4 + width * (k + 0.5), values, height=width, color=sns.color_palette("colorblind")[k],
+                       label=name)
+        if names:
+            right.legend(fontsize=8, title="learning rate", loc="lower right")
+        right.set_xlabel(f"learning-rate band within {100 * MARGIN:.0f} pp of the best (decades)")
+        right.set_title("span of learning rates near the best", fontsize=9)
+        axes[0, 0].set_yticks(y, labels, fontsize=8)
+        axes[0, 0].set_ylim(n - 0.5, -0.5)
         fig.suptitle(title)
     return fig
 
 
-def budget_figure(title: str, results: Mapping[str, BudgetTrust], styles: Mapping[str, SeriesStyle]) -> Figure:
-    """Per rule: Spearman ρ, and the top-5 overlap, between validation error at epoch e and at the last epoch."""
+def budget_figure(title: str, results: Mapping[str, BudgetTrust], styles: Mapping[str, SeriesStyle] | None = None) -> Figure:
+    """Heat maps, studies (rows, in the given order) × epoch: Spearman ρ with the last epoch, and top-5 overlap."""
+    labels = [l for l in results if results[l].ok]
     with styled():
-        fig, axes = new_figure(13, 4.5, 1, 2)
-        ax, top = axes[0]
-        drawn = False
-        threshold = 0.8
-        for label in sorted(results):
-            result, style = results[label], styles[label]
-            if result.ok:
-                ax.plot(result.epochs, result.rho, marker=style.marker, ms=3, color=style.color, ls=style.linestyle,
-                        lw=2, label=label)
-                if result.top_overlap.size:
-                    top.plot(result.epochs, 100 * result.top_overlap, marker=style.marker, ms=3, color=style.color,
-                             ls=style.linestyle, lw=2, label=label)
-                threshold, drawn = result.threshold, True
-        if drawn:
-            ax.axhline(threshold, color="#777777", ls="--", lw=1, label=f"ρ = {threshold:g}")
+        fig, axes = new_figure(11, 0.27 * max(len(labels), 3) + 2.2, 1, 2, sharey=True)
+        if not labels:
+            _empty(axes[0, 0], "no learning curves recorded")
+            _empty(axes[0, 1], "no learning curves recorded")
+            fig.suptitle(title)
+            return fig
+        last = max(int(results[l].epochs.max()) for l in labels)
+        rho = pd.DataFrame([[results[l].rho[e - 1] if e <= results[l].epochs.size else np.nan for e in range(1, last + 1)]
+                            for l in labels], index=labels, columns=range(1, last + 1))
+        top = pd.DataFrame([[100 * results[l].top_overlap[e - 1] if e <= results[l].top_overlap.size else np.nan
+                             for e in range(1, last + 1)] for l in labels], index=labels, columns=range(1, last + 1))
+        k = results[labels[0]].top_k
+        for ax, table, name, low, high, cmap, label in (
+                (axes[0, 0], rho, "rank agreement with the last epoch (Spearman ρ)", -1, 1, "vlag_r", "ρ"),
+                (axes[0, 1], top, f"top {k} at epoch e also in the final top {k}", 0, 100, "mako_r", "%")):
+            sns.heatmap(table, ax=ax, vmin=low, vmax=high, cmap=cmap, cbar_kws={"label": label}, linewidths=0.3,
+                        linecolor="white")
+            ax.set_facecolor("#eeeeee")
+            ax.grid(False)
             ax.set_xlabel("epoch e")
-            ax.set_ylabel("Spearman ρ(error at e, error at last epoch)")
-            ax.set_ylim(min(-0.1, float(np.nanmin([np.nanmin(r.rho) for r in results.values() if r.ok]))), 1.05)
-            ax.legend(fontsize=8)
-            ax.set_title("can short runs be trusted? rank agreement with the full run", fontsize=10)
-            top.set_ylim(-5, 105)
-            top.set_xlabel("epoch e")
-            top.set_ylabel("top 5 at e also in the final top 5 (%)")
-            top.set_title("do short runs pick the right top 5?", fontsize=10)
-        else:
-            _empty(ax, "no learning curves recorded")
-            _empty(top, "no learning curves recorded")
+            ax.set_title(name, fontsize=10)
+        axes[0, 0].set_yticks([i + 0.5 for i in range(len(labels))], labels, fontsize=8)
+        axes[0, 0].set_ylabel("")
         fig.suptitle(title)
     return fig
 
@@ -331,13 +328,22 @@ def pair_figure(title: str, pair: PairComparison) -> Figure:
         left, right = axes[0]
         data = pd.DataFrame([(a, 100 * e) for a, arm in (("tanh", pair.tanh), ("relu", pair.relu)) for e in arm.errors],
                             columns=["activation", "error"])
-        if len(data):
+        matched = pair.paired.values if pair.paired is not None and pair.paired.usable else None
+        if matched is not None and len(matched):  # the same configuration under both: one line each
+            for t, r in 100 * matched:
+                left.plot([0, 1], [t, r], color=ACTIVATION_COLORS["tanh" if t < r else "relu"] if t != r else "#999999",
+                          lw=1, alpha=0.7, marker="o", ms=4)
+            left.set_title(f"each line: one configuration under both ({len(matched)} matched;\n"
+                           "blue: tanh lower, orange: ReLU lower)", fontsize=10)
+        elif len(data):
             sns.stripplot(data=data, x="activation", y="error", hue="activation", palette=ACTIVATION_COLORS, ax=left,
                           size=4, jitter=0.25, legend=False, order=["tanh", "relu"])
         left.set_xticks([0, 1], [f"{a}\n({100 * arm.divergence_rate:.0f}% of {arm.diverged.size} diverged)"
                                  for a, arm in (("tanh", pair.tanh), ("relu", pair.relu))])
         left.set_ylabel("validation error (%), diverged at chance level")
-        left.set_title("every finished configuration", fontsize=10)
+        if matched is None or not len(matched):
+            left.set_title("every finished configuration", fontsize=10)
+        left.set_xlim(-0.5, 1.5)
         _best_of_n_panel(right, {a: 100 * curve for a, curve in pair.curves.items()})
         fig.suptitle(f"{title}: {pair.verdict}")
     return fig
@@ -347,7 +353,12 @@ def _best_of_n_panel(ax, curves: Mapping[str, np.ndarray]) -> None:
     """Expected best validation error (%) after n random configurations, one line per activation."""
     for activation, curve in curves.items():
         ax.plot(np.arange(1, curve.size + 1), curve, color=ACTIVATION_COLORS[activation], lw=2, label=activation)
-    ax.set_xscale("log")
+    longest = max((c.size for c in curves.values()), default=0)
+    if longest > 30:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # counts, not 2×10⁰
+    else:
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("random configurations tried (n)")
     ax.set_ylabel("expected best validation error (%)")
     ax.set_title("expected best after n random configurations", fontsize=10)
@@ -376,13 +387,15 @@ def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], l
                                 edgecolor="none", legend=ax is flat[0])
                 if name in log_params:
                     ax.set_xscale("log")
+                    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())  # no 2×10⁻⁵ labels colliding
                 _envelope(ax, sub[name].to_numpy(float), sub["error"].to_numpy(float), name in log_params)
                 if best is not None and pd.notna(best[name]):
                     ax.scatter([best[name]], [best["error"]], **BEST_MARKER, label="best")
             else:
+                order = [str(v) for v in sorted(sub[name].unique(), key=_category_key)]  # 1e-08, 1e-06, 0.0001
                 sub = sub.assign(**{name: sub[name].astype(str)})
                 sns.stripplot(data=sub, x=name, y="error", hue=hue, palette=palette, ax=ax, size=4, jitter=0.25,
-                              legend=ax is flat[0])
+                              order=order, legend=ax is flat[0])
                 if best is not None and pd.notna(best[name]):
                     categories = [t.get_text() for t in ax.get_xticklabels()]
                     if str(best[name]) in categories:
@@ -398,6 +411,14 @@ def sensitivity_figure(title: str, frame: pd.DataFrame, params: Sequence[str], l
         fig.suptitle(f"{title}: error against the most important hyperparameters\n"
                      f"(star: best configuration; dashed: {100 * margin:.0f} pp above the best; line: best per bin)")
     return fig
+
+
+def _category_key(value: object) -> tuple:
+    """Numbers in numeric order before text in alphabetical order."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _envelope(ax, x: np.ndarray, y: np.ndarray, log: bool, bins: int = 8) -> None:

@@ -1,27 +1,24 @@
-"""`render()`: an `Analysis` -> figures, CSV tables, report.md/report.html and artifacts under one folder."""
+"""`render()`: an `Analysis` -> CSV tables, figures and report.md/report.html under one folder, one section per analysis."""
 
 from __future__ import annotations
 
-import re
+import datetime as _dt
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
 from optuna.storages import BaseStorage
 
 from bioscale.errors import UsageError
 
-from . import plots
+from . import registry
 from .artifacts import ARTIFACT_DIR_NAME, artifact_store, attach_figures
-from .report import FigureBlock, write_report
-from .results import Analysis, StudyAnalysis, progress_bar
-from .sections import FIGURE_DIR_NAME, report_blocks
-from .stability import MARGIN
-from .storage import group_title, is_dashboard_readable
+from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output, slug  # noqa: F401 (slug: public)
+from .report import Block, Contents, Heading, Paragraph, write_report
+from .results import Analysis
+from .storage import is_dashboard_readable
 
 FORMATS = ("png", "pdf", "svg")
-
-Written = list[tuple[FigureBlock, Path]]  # each figure's report block and the file attached as an artifact
+PAPER = "Bartunov et al. 2018, *Assessing the scalability of biologically-motivated deep learning algorithms and architectures*"
 
 
 def parse_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
@@ -35,155 +32,83 @@ def parse_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
     return chosen
 
 
-def output_options(out: Path | str, formats: Sequence[str] | str) -> tuple[Path, tuple[str, ...]]:
-    """The output folder and figure formats, checked before any work: UsageError when `out` is a file."""
+def output_options(out: Path | str, formats: Sequence[str] | str, figures: str = "key") -> tuple[Path, tuple[str, ...]]:
+    """The output folder and figure formats, checked before any work: UsageError when `out` is a file or an option is unknown."""
     formats = parse_formats(formats)
+    if figures not in FIGURE_LEVELS:
+        raise UsageError(f"unknown --figures {figures!r}; choose one of: {', '.join(FIGURE_LEVELS)}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; pass a folder for the figures and the report")
     return out, formats
 
 
-def slug(text: str) -> str:
-    """A file-name-safe version of a label or spec string."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-
-def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = ("png",), progress: bool = False) -> Path:
-    """Write the analysis as figures, CSV tables and report.md/report.html under `out`; returns report.md."""
-    out, formats = output_options(out, formats)
+def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = ("png",), progress: bool = False,
+           figures: str = "key") -> Path:
+    """Write the analysis as CSV tables, figures (`figures`: none, key or all) and report.md/report.html; returns report.md."""
+    out, formats = output_options(out, formats, figures)
     out.mkdir(parents=True, exist_ok=True)
-    analysis.best.to_csv(out / "best.csv", index=False)
-    analysis.comparison.to_csv(out / "paper_comparison.csv", index=False)
-    analysis.importance.to_csv(out / "importance.csv", index=False)
-    analysis.activation.to_csv(out / "activation.csv", index=False)
-    analysis.stability.to_csv(out / "stability.csv", index=False)
-    analysis.activation_pairs.to_csv(out / "activation_pairs.csv", index=False)
-    analysis.tunability.to_csv(out / "tunability.csv", index=False)
-
-    writer = _FigureWriter(out, formats)
-    styles = plots.styles_for({a.name: (a.record.label, None if "activation" in a.record.info.space
-                                        else a.record.info.fixed.get("activation")) for a in analysis.studies})
-    study_written = {a.record.name: _study_figures(a, writer, _folder(a.record.group))
-                     for a in progress_bar(analysis.studies, progress, "drawing figures")}
-    group_written = {g: _group_figures(g, [a for a in members if a.analysed], writer, _folder(g), styles)
-                     for g, members in analysis.groups.items()}
-    pair_written = [writer.write(plots.pair_figure(f"{p.dataset} / {p.arch} / {p.label}", p), _folder((p.dataset, p.arch)),
-                                 f"{slug(p.label)}-tanh-vs-relu",
-                                 f"{p.label} on {p.dataset} / {p.arch}: the tanh and the ReLU study, every finished "
-                                 "configuration (diverged at chance level) and the expected best after n configurations")[0]
-                    for p in analysis.pairs]
-    artifact_note = _attach(analysis.storage, analysis.studies, study_written, group_written, out)
-    blocks = report_blocks(analysis, {k: [b for b, _ in v] for k, v in study_written.items()},
-                           {k: [b for b, _ in v] for k, v in group_written.items()}, artifact_note, formats,
-                           pair_written)
+    if analysis.computed is None:
+        registry.compute_all(analysis)
+    output = Output(out, formats, figures)
+    main: list[Block] = []
+    appendix: list[Block] = []
+    for module in registry.analyses():
+        blocks = module.render(analysis.computed[module.NAME], output, figures)
+        if not blocks:
+            continue
+        target = appendix if getattr(module, "APPENDIX", False) else main
+        target += ([Heading(module.TITLE)] if module.TITLE else []) + blocks
+    attach = output.draw_all()
+    note = _attach(analysis, attach, out)
+    blocks = _header(analysis, formats, figures, output.tables, note) + [Contents()] + main
+    if appendix:
+        blocks += [Heading("Appendix", 1)] + [Heading(b.text, 2) if isinstance(b, Heading) and b.level == 2 else b
+                                               for b in appendix]
     markdown, _ = write_report(blocks, out, "bioscale analysis")
     return markdown
 
 
-def _folder(group: tuple[str, str]) -> str:
-    return f"{slug(group[0])}-{slug(group[1])}"
+def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: list[str], note: str) -> list[Block]:
+    from bioscale import __version__
+
+    records = analysis.records
+    analysed = [a for a in analysis.studies if a.analysed]
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    chosen = ("matching " + " ".join(f"`{p}`" for p in analysis.patterns) if analysis.patterns
+              else "every study with stage `tune`")
+    datasets = sorted({r.dataset for r in records if r.dataset})
+    return [
+        Heading("bioscale analysis", 1),
+        Paragraph(f"A sensitivity analysis of biologically motivated learning rules, reproducing {PAPER} "
+                  f"(random search per rule, best configuration re-evaluated over seeds), on {', '.join(datasets) or '?'}."),
+        Paragraph(f"Storage `{analysis.url}`; studies: {chosen} ({len(records)}; {len(analysed)} with complete trials). "
+                  f"Generated {when} by bioscale {__version__}. Errors are printed in percent; the CSV tables beside "
+                  f"this report ({', '.join(tables) or 'none'}) hold fractions (0.05 = 5 %), one row per study with its "
+                  f"dataset and architecture. Figures: {figures} (`--figures none|key|all`), in `{FIGURE_DIR_NAME}/` "
+                  f"({', '.join(formats)}). {note}"),
+    ]
 
 
-class _FigureWriter:
-    def __init__(self, out: Path, formats: tuple[str, ...]) -> None:
-        self.out, self.formats = out, formats
-
-    def write(self, fig, folder: str, name: str, caption: str) -> tuple[FigureBlock, Path]:
-        paths = plots.save(fig, self.out / FIGURE_DIR_NAME / folder / name, self.formats)
-        png = paths["png"].read_bytes() if "png" in paths else plots.png_bytes(fig)
-        block = FigureBlock(caption=caption, files={f: p.relative_to(self.out).as_posix() for f, p in paths.items()},
-                            png=png)
-        fig.clear()
-        upload = paths.get("png") or paths.get("svg") or next(iter(paths.values()))
-        return block, upload
-
-
-def _study_figures(a: StudyAnalysis, writer: _FigureWriter, folder: str) -> Written:
-    written: Written = []
-    if not a.analysed:
-        return written
-    name, stem = a.name, slug(a.name)
-    if a.fanova.overall.ok or a.ped.ok or a.fanova.branches:
-        fig = plots.importance_figure(name, a.fanova, a.ped)
-        written.append(writer.write(fig, folder, f"{stem}-importance", f"{name}: hyperparameter importances, fANOVA "
-                                    "(global variance) and PED-ANOVA (top quantile)"))
-    if a.effect is not None and min(a.effect.n_tanh, a.effect.n_relu) > 0:
-        fig = plots.activation_figure(name, a.frame, a.effect, {k: sum(c.values()) for k, c in a.incomplete.items()})
-        written.append(writer.write(fig, folder, f"{stem}-activation", f"{name}: validation error under tanh and ReLU, "
-                                    "and the expected best after n random trials"))
-    if len(a.frame) >= 2:
-        fig = plots.sensitivity_figure(name, a.frame, a.top_params, a.log_params, MARGIN)
-        written.append(writer.write(fig, folder, f"{stem}-sensitivity",
-                                    f"{name}: validation error against the most important hyperparameters"))
-    return written
-
-
-def _group_figures(group: tuple[str, str], done: list[StudyAnalysis], writer: _FigureWriter, folder: str,
-                   styles: dict) -> Written:
-    title = group_title(group)
-    written: Written = []
-    if not done:
-        return written
-    fanova_rows, ped_rows, conditional = {}, {}, set()
-    for a in done:
-        row = a.name if a.fanova.overall.ok or a.ped.ok else f"{a.name} (too few trials)"
-        fanova_rows[row] = a.fanova.overall.mean if a.fanova.overall.ok else {}
-        ped_rows[row] = a.ped.importance if a.ped.ok else {}
-        conditional |= set(a.fanova.conditional)
-    fanova_table = pd.DataFrame.from_dict(fanova_rows, orient="index")
-    ped_table = pd.DataFrame.from_dict(ped_rows, orient="index")
-    order = (fanova_table.mean().add(ped_table.mean(), fill_value=0).sort_values(ascending=False).index
-             if len(fanova_table.columns) or len(ped_table.columns) else [])
-    note = f"conditional parameters ({', '.join(sorted(conditional))}): fANOVA per branch in the report" if conditional else ""
-    fig = plots.importance_heatmap(f"{title}: hyperparameter importance per rule",
-                                   fanova_table.reindex(columns=order), ped_table.reindex(columns=order), note)
-    written.append(writer.write(fig, folder, f"{folder}-importance-heatmap",
-                                f"{title}: rules × hyperparameters; left fANOVA share of global variance "
-                                "(log params on log10 scale), right PED-ANOVA importance for reaching the top quantile"))
-    accuracy = {}
-    for a in done:
-        frame = a.frame
-        n_not = a.robustness.n_finished - a.robustness.n_complete if a.robustness else 0
-        accuracy[a.name] = (1 - frame["value"].to_numpy(float), 1 - frame["test_error"].to_numpy(float), n_not)
-    fig = plots.accuracy_distribution(f"{title}: accuracy over configurations (cf. the paper's Figure 5)", accuracy, styles)
-    written.append(writer.write(fig, folder, f"{folder}-accuracy-distribution",
-                                f"{title}: validation and test accuracy at each configuration's best validation epoch, per rule, "
-                                "as a share of its finished configurations, on one shared axis"))
-    fig = plots.robustness_figure(f"{title}: robustness", {a.name: a.robustness for a in done}, styles)
-    written.append(writer.write(fig, folder, f"{folder}-robustness",
-                                f"{title}: share of finished configurations within x percentage points of the rule's best and of "
-                                f"the common reference, and the learning-rate band within {100 * MARGIN:.0f} pp"))
-    fig = plots.budget_figure(f"{title}: budget trust", {a.name: a.trust for a in done}, styles)
-    written.append(writer.write(fig, folder, f"{folder}-budget-trust",
-                                f"{title}: Spearman rank correlation, and overlap of the top 5, between validation error at "
-                                "epoch e and at the last epoch"))
-    effects = {a.name: a.effect for a in done if a.effect is not None}
-    if effects:
-        fig = plots.activation_forest(f"{title}: tanh vs ReLU", effects)
-        written.append(writer.write(fig, folder, f"{folder}-activation-effects",
-                                    f"{title}: tanh − ReLU differences in error with bootstrap confidence intervals"))
-    return written
-
-
-def _attach(storage: BaseStorage, analyses: list[StudyAnalysis], study_written: dict[str, Written],
-            group_written: dict[tuple[str, str], Written], out: Path) -> str:
+def _attach(analysis: Analysis, attach: dict[str, list[Path]], out: Path) -> str:
+    storage: BaseStorage = analysis.storage
+    if not attach:
+        return ""
     if not is_dashboard_readable(storage):
         return "The storage is in memory, so no figures were attached to studies as artifacts."
     store = artifact_store(out)
     attached, failures = 0, []
-    for a in analyses:
-        if not a.analysed:  # skipped or no complete trial: nothing of its own to show
-            continue
-        files = [path for _, path in study_written[a.record.name] + group_written.get(a.record.group, [])]
-        if not files:
+    for a in analysis.studies:
+        files = attach.get(a.record.name)
+        if not files or not a.analysed:
             continue
         try:
             attached += attach_figures(a.record.study, files, store)
         except Exception as error:  # a read-only storage must not cost the report
             failures.append(f"{a.record.name}: {error}")
-    note = (f"{attached} figures are attached to their studies as Optuna artifacts in `{(out / ARTIFACT_DIR_NAME).resolve()}`; "
-            f"`bioscale dashboard` shows them when optuna-dashboard gets `--artifact-dir {(out / ARTIFACT_DIR_NAME).resolve()}`.")
+    where = (out / ARTIFACT_DIR_NAME).resolve()
+    note = (f"{attached} figures are attached to their studies as Optuna artifacts in `{where}`; `bioscale dashboard` "
+            f"shows them when optuna-dashboard gets `--artifact-dir {where}`.")
     if failures:
         note += " Could not attach to: " + "; ".join(failures[:5]) + ("; ..." if len(failures) > 5 else "") + "."
     return note

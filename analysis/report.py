@@ -1,8 +1,7 @@
-"""The report as a list of blocks, rendered to Markdown and to one self-contained HTML page."""
+"""The report as a list of blocks, rendered to Markdown and to one HTML page that links its figures (not embedded)."""
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import re
@@ -52,7 +51,24 @@ class FigureBlock:
     png: bytes = b""
 
 
-Block = Union[Heading, Paragraph, Bullets, Table, FigureBlock]
+@dataclass
+class Contents:
+    """A table of contents: the level-1 and level-2 headings that follow it, as links."""
+
+    title: str = "Contents"
+
+
+Block = Union[Heading, Paragraph, Bullets, Table, FigureBlock, Contents]
+
+
+def anchor(text: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[^\w\- ]", "", text.lower().replace("`", ""))
+    return text.strip().replace(" ", "-")
+
+
+def _contents(blocks: Sequence[Block], start: int) -> list[tuple[int, str]]:
+    return [(b.level, b.text) for b in blocks[start:] if isinstance(b, Heading) and b.level <= 2]
 
 
 def pct(value: float | None, digits: int = 2) -> str:
@@ -69,8 +85,12 @@ def _md_cell(value: object) -> str:
 def to_markdown(blocks: Sequence[Block]) -> str:
     """Render blocks as GitHub-flavoured Markdown."""
     parts = []
-    for block in blocks:
-        if isinstance(block, Heading):
+    for index, block in enumerate(blocks):
+        if isinstance(block, Contents):
+            parts.append(f"**{block.title}**: " + " · ".join(
+                f"[{text}](#{anchor(text)})" if level == 2 else f"**[{text}](#{anchor(text)})**"
+                for level, text in _contents(blocks, index + 1)))
+        elif isinstance(block, Heading):
             parts.append(f"{'#' * block.level} {block.text}")
         elif isinstance(block, Paragraph):
             parts.append(block.text)
@@ -122,16 +142,24 @@ figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
 code { background: #f5f5f5; padding: 0 0.2em; }
+nav { background: #f8f8f8; border: 1px solid #ddd; padding: 0.5em 1em; margin: 1em 0; }
+nav ul { margin: 0.3em 0; padding-left: 1.2em; columns: 2; }
+nav li.l1 { font-weight: bold; list-style: none; margin-left: -1.2em; }
+em { color: #666; }
 """
 
 
 def to_html(blocks: Sequence[Block], title: str) -> str:
-    """Render blocks as one HTML page with the figures embedded as PNG data."""
+    """Render blocks as one HTML page; figures are linked files (relative to the page), headings have anchors."""
     body = []
-    for block in blocks:
-        if isinstance(block, Heading):
+    for index, block in enumerate(blocks):
+        if isinstance(block, Contents):
+            items = "".join(f'<li class="l{level}"><a href="#{anchor(text)}">{_inline_html(text)}</a></li>'
+                            for level, text in _contents(blocks, index + 1))
+            body.append(f'<nav><strong>{html.escape(block.title)}</strong><ul>{items}</ul></nav>')
+        elif isinstance(block, Heading):
             level = min(max(block.level, 1), 6)
-            body.append(f"<h{level}>{_inline_html(block.text)}</h{level}>")
+            body.append(f'<h{level} id="{anchor(block.text)}">{_inline_html(block.text)}</h{level}>')
         elif isinstance(block, Paragraph):
             body.append(f"<p>{_inline_html(block.text)}</p>")
         elif isinstance(block, Bullets):
@@ -144,8 +172,9 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             body.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, FigureBlock):
             links = " ".join(f'<a href="{html.escape(p)}">{fmt}</a>' for fmt, p in block.files.items())
-            image = (f'<img alt="{html.escape(block.caption)}" src="data:image/png;base64,'
-                     f'{base64.b64encode(block.png).decode("ascii")}">') if block.png else ""
+            main = block.files.get("png") or block.files.get("svg")
+            image = (f'<a href="{html.escape(main)}"><img loading="lazy" alt="{html.escape(block.caption)}" '
+                     f'src="{html.escape(main)}"></a>') if main else ""
             body.append(f"<figure>{image}<figcaption>{_inline_html(block.caption)}"
                         f"{' (files: ' + links + ')' if links else ''}</figcaption></figure>")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"

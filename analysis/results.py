@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 from optuna.storages import BaseStorage
@@ -13,6 +13,7 @@ from bioscale.contract import complete_trials, end_reason, search_trials
 
 from .activation import ActivationEffect, activation_effect, format_effect
 from .evaluation import Evaluated, evaluated
+from .evidence import evidence
 from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
 from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished, valued_trials
@@ -73,6 +74,7 @@ class Analysis:
     tunability: pd.DataFrame = field(default_factory=pd.DataFrame)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (dataset, family) -> the paper's stability claims
     pairs_verdict: str = ""
+    computed: dict[str, Any] | None = None  # every registered analysis's numbers, by its NAME (`registry.compute_all`)
 
     @property
     def records(self) -> list[StudyRecord]:
@@ -102,16 +104,21 @@ def compute(storage: str | BaseStorage | None, patterns: Sequence[str] | None = 
     url = display_name(storage)
     opened = read_storage(storage)
     records = select_studies(opened, patterns, url=url)
-    studies = [analyse_study(r, n, seeds) for r, n in zip(progress_bar(records, progress, "analysing studies"),
-                                                           display_names(records))]
+    forests = fanova_batch(records, seeds)
+    studies = [analyse_study(r, n, seeds, forests.get(r.name)) for r, n in
+               zip(progress_bar(records, progress, "analysing studies"), display_names(records))]
     claims = set_references(studies)
     pairs = [compare_pair(tanh, relu) for tanh, relu in find_pairs(records)]
     best = best_table_from(records)
     importance, activation, stability = long_tables(studies)
-    return Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
-                    importance=importance, activation=activation, stability=stability, pairs=pairs,
-                    activation_pairs=pairs_table(pairs), tunability=tunability_table(studies), claims=claims,
-                    pairs_verdict=across_rules(pairs))
+    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
+                        importance=importance, activation=activation, stability=stability, pairs=pairs,
+                        activation_pairs=pairs_table(pairs), tunability=tunability_table(studies), claims=claims,
+                        pairs_verdict=across_rules(pairs))
+    from . import registry
+
+    registry.compute_all(analysis)
+    return analysis
 
 
 def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], list[str]]:
@@ -137,8 +144,53 @@ def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], li
     return claims
 
 
-def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS) -> StudyAnalysis:
-    """Importances, activation effect, robustness and budget trust of one study."""
+EXPLORATORY_SEEDS, EXPLORATORY_TREES = 2, 16  # forests of a study whose importances are exploratory anyway (evidence.py)
+
+
+def _forests(record: StudyRecord, seeds: int) -> tuple[FanovaResult, FanovaResult | None] | None:
+    """fANOVA of one study on its complete trials and, when some did not complete, on every finished one."""
+    if record.skipped:
+        return None
+    complete = complete_trials(search_trials(record.trials))
+    if not complete:
+        return None
+    firm = evidence("importance", len(complete)).ok
+    options = dict(seeds=seeds) if firm else dict(seeds=min(seeds, EXPLORATORY_SEEDS), n_trees=EXPLORATORY_TREES)
+    everything = valued_trials(record.trials, chance_error(record.dataset))
+    return (fanova_importance(complete, **options),
+            fanova_importance(everything, **options) if len(everything) > len(complete) else None)
+
+
+_BATCH: tuple[list[StudyRecord], int] | None = None  # read by forked workers
+
+
+def _forests_at(index: int) -> tuple | None:
+    records, seeds = _BATCH
+    return _forests(records[index], seeds)
+
+
+def fanova_batch(records: Sequence[StudyRecord], seeds: int) -> dict[str, tuple]:
+    """{study: (fANOVA on complete trials, on every finished one or None)}, the studies spread over the cores."""
+    global _BATCH
+    import multiprocessing
+
+    from .output import _cores
+
+    workers = min(_cores(), len(records))
+    if workers < 2 or len(records) < 4 or "fork" not in multiprocessing.get_all_start_methods():
+        return {r.name: f for r in records if (f := _forests(r, seeds)) is not None}
+    _BATCH = (list(records), seeds)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            found = pool.map(_forests_at, range(len(records)), chunksize=max(1, len(records) // (4 * workers)))
+    finally:
+        _BATCH = None
+    return {r.name: f for r, f in zip(records, found) if f is not None}
+
+
+def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
+                  forests: tuple[FanovaResult, FanovaResult | None] | None = None) -> StudyAnalysis:
+    """Importances, activation effect, robustness and budget trust of one study (`forests`: its fANOVA, when computed already)."""
     result = StudyAnalysis(record=record, name=name)
     if record.skipped:
         result.status = f"skipped: {record.skipped}"
@@ -154,11 +206,12 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS) -> 
     result.evaluated = evaluated(record.evaluation, chance)
     merged, _ = unify_distributions(complete)
     result.log_params = sorted(n for n, d in merged.items() if is_log(d))
-    result.fanova = fanova_importance(complete, seeds=seeds)
+    forests = forests or _forests(record, seeds)
+    result.fanova = forests[0]
     result.ped = ped_anova_importance(complete)
     everything = valued_trials(record.trials, chance)
     if len(everything) > len(complete):  # some finished trials did not complete: importances on all of them too
-        result.fanova_all = fanova_importance(everything, seeds=seeds)
+        result.fanova_all = forests[1]
         result.ped_all = ped_anova_importance(everything)
     result.top_params = top_params(result.fanova, result.ped, [c for c in result.frame.columns if c in merged])
     if len(complete) < MIN_TRIALS:

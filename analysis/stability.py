@@ -118,7 +118,8 @@ def paper_claims(shares: Mapping[tuple[str, str | None], float], margin: float =
         holds = max(tp.values()) < min(rest.values())
         lines.append("TP rules most sensitive: " + ("holds" if holds else "does not hold") +
                      f" (TP rules at most {100 * max(tp.values()):.0f}%, other rules at least {100 * min(rest.values()):.0f}%"
-                     f" within {pp})")
+                     f" within {pp}; medians {100 * float(np.median(list(tp.values()))):.0f}% against "
+                     f"{100 * float(np.median(list(rest.values()))):.0f}%)")
     pairs = [(rule, shares[(rule, "alternating")], shares[(rule, "parallel")])
              for rule in sorted({k[0] for k in shares}) if (rule, "alternating") in shares and (rule, "parallel") in shares]
     if not pairs:

@@ -48,12 +48,13 @@ def sample(space: Mapping[str, BaseDistribution], rng: np.random.Generator) -> d
 def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution], value: float | None, *,
                    epochs: int = 10, state: TrialState = TrialState.COMPLETE, end_reason: str | None = None,
                    rng: np.random.Generator | None = None, curve_noise: float = 0.0,
-                   epochs_done: int | None = None, role: str | None = None) -> FrozenTrial:
+                   epochs_done: int | None = None, role: str | None = None, flat: bool = False) -> FrozenTrial:
     """A trial carrying the contract's user attributes; its learning curve decays to `value` at the last epoch.
 
     `curve_noise` is the relative (log-normal) noise on each epoch's error, so the trial's value
     (the lowest validation error) may fall below `value`. `epochs_done` cuts the curve short, as
-    for a trial that diverged or was pruned.
+    for a trial that diverged or was pruned. `flat` makes the curve reach `value` at the third epoch and stay there
+    (a converged run).
     """
     rng = rng or np.random.default_rng(0)
     attrs: dict[str, object] = {"seconds": 1.0, DEVICE: "cpu", SEED: int(rng.integers(1 << 30)),
@@ -62,6 +63,8 @@ def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution]
     if value is not None:
         start = min(0.9, value + 0.5)
         val = [value + (start - value) * math.exp(-3 * e / epochs) * (1 - e / epochs) for e in range(1, epochs + 1)]
+        if flat:
+            val = [value + (start - value) * max(0.0, 1 - e / 3) for e in range(1, epochs + 1)]
         val = [min(0.95, v * math.exp(curve_noise * rng.normal())) for v in val]
         val[-1] = value
         val = val[:epochs_done or epochs]
@@ -90,7 +93,7 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
               evaluation: Mapping[str, object] | None = None, stage: str = "tune", fixed: Mapping[str, object] | None = None,
               suffix: str | None = None, protocol: str | None = None, sampler: str = "random",
               diverges: Callable[[Params], bool] | None = None, default: Params | None = None,
-              n_pruned: int = 0) -> optuna.Study:
+              n_pruned: int = 0, flat: bool = False, chance_patience: int | None = None) -> optuna.Study:
     """Create `{stage}:{dataset}:{arch}:{label}[:{suffix}]` with random-search trials of `objective` (an error in [0, 1]).
 
     `conditional(params)` may return extra distributions to sample for a configuration (e.g.
@@ -99,7 +102,8 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
     makes the sampled configurations it is true for diverge instead of completing; `n_pruned` adds
     trials stopped by a pruner at epoch 3. `fixed` and `protocol` are recorded as the study
     driver records them, the space as `info.space`. `default` adds the default-configuration
-    trial (user attribute role="default") trained with those settings.
+    trial (user attribute role="default") trained with those settings. `flat` gives converged curves
+    (flat from the third epoch); `chance_patience` is recorded as the study driver records it.
     """
     space = dict(space or PAPER_SPACE)
     rng = np.random.default_rng(seed)
@@ -110,7 +114,7 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
                      schedule=schedule, label=label, epochs=epochs, trials=n_trials + n_failed + n_pruned,
                      sampler=sampler, pruner="none" if not n_pruned else "median", fixed=dict(fixed or {}),
                      space={n: distribution_to_json(d) for n, d in space.items()}, bioscale_version="synthetic",
-                     evaluation=contract.Evaluation.read(evaluation))
+                     evaluation=contract.Evaluation.read(evaluation), chance_patience=chance_patience)
     name_objective(study)
     for key, value in info.to_attrs().items():
         study.set_user_attr(key, value)
@@ -128,7 +132,8 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
                                          end_reason="pruned", rng=rng, epochs_done=3))
         elif index < n_trials and not (diverges is not None and diverges(params)):
             error = float(np.clip(objective(params), 0.0, 1.0))
-            trials.append(contract_trial(params, distributions, error, epochs=epochs, rng=rng, curve_noise=curve_noise))
+            trials.append(contract_trial(params, distributions, error, epochs=epochs, rng=rng, curve_noise=curve_noise,
+                                         flat=flat))
         else:
             trials.append(contract_trial(params, distributions, 0.9, epochs=epochs, state=TrialState.PRUNED,
                                          end_reason="diverged: loss became nan", rng=rng, epochs_done=2))

@@ -336,7 +336,11 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", action="append", default=None, metavar="PATTERN",
                    help="study-name glob, repeatable (default: every tuning study)")
     p.add_argument("--out", required=True, help="folder for figures and report")
-    p.add_argument("--format", default="png", help="comma-separated figure formats: png, pdf, svg (default png)")
+    p.add_argument("--format", default="png", help="comma-separated figure formats: png, pdf, svg (default png; "
+                                                   "PDFs on request)")
+    p.add_argument("--figures", default="key", choices=("none", "key", "all"),
+                   help="which figures: none; key (default: the summary figures the report shows); all (also one set "
+                        "per study)")
     p.set_defaults(func=_run_analyze)
 
 
@@ -345,7 +349,7 @@ def _run_analyze(args: argparse.Namespace) -> None:
     from .storages import DEFAULT_STORAGE
 
     report = analyze(args.storage or DEFAULT_STORAGE, args.study, Path(args.out), tuple(args.format.split(",")),
-                     progress=not args.quiet)
+                     progress=not args.quiet, figures=args.figures)
     print(f"report: {report}")
 
 

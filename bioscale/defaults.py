@@ -49,7 +49,7 @@ DEMO_REDUCED = {"rules": ("ep", "chl"), "archs": ("fc",), "trials": 3, "epochs":
 # trial included, train as one population (one batched model).
 DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 6, "epochs": 10, "seeds": (0, 1), "chance_patience": 0,
         "activations": ("tanh", "relu"), "population": 7, "sampler": "random", "protocol": "paper", "out": "bioscale-demo",
-        "formats": ("png", "pdf")}
+        "formats": ("png",)}  # PDFs on request: `bioscale analyze --format png,pdf`
 
 # Names known without importing torch or Optuna; each mirrors a registry (checked by a test).
 # Every registered rule, with the schedules it offers (its default first).

@@ -45,7 +45,7 @@ def test_relu_diverging_for_40_percent_and_otherwise_equal_gets_a_verdict_that_s
     assert pair.on_complete.verdict == NO_CLEAR_DIFFERENCE  # the configurations that trained are alike
     assert pair.verdict == TANH_BETTER  # over every finished configuration, the diverged at chance level
     text = pair.summary()
-    assert text.startswith("tanh better over every finished configuration")
+    assert text.startswith("tanh better configuration by configuration (paired over the 60 configurations")
     assert "ReLU diverged more often (tanh 0% of 60, ReLU" in text
     assert "among configurations that trained: no clear difference" in text
 

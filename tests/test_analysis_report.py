@@ -51,7 +51,7 @@ def storage_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(storage_url, tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis")
-    return analyze(storage_url, None, out, formats=("png", "pdf"), progress=False)
+    return analyze(storage_url, None, out, formats=("png", "pdf"), progress=False, figures="all")
 
 
 @pytest.mark.slow
@@ -61,7 +61,7 @@ def test_analyze_writes_non_blank_png_and_pdf_figures(report):
     names = {p.stem for p in pngs}
     for kind in ("importance", "activation", "sensitivity"):
         assert {f"bp-{kind}", f"dtp-alternating-{kind}"} <= names
-    for kind in ("importance-heatmap", "accuracy-distribution", "robustness", "budget-trust", "activation-effects"):
+    for kind in ("importance-heatmap", "error-ecdf", "training-curves", "robustness", "budget-trust"):
         assert f"digits-fc-{kind}" in names
     for png in pngs:
         image = mpimg.imread(png)
@@ -103,12 +103,16 @@ def test_report_states_numbers_and_verdicts_per_rule(report):
         assert (report.parent / column).is_file()
 
 
-def test_html_report_is_self_contained(report):
+def test_html_report_links_every_figure_and_has_contents(report):
     html = report.with_suffix(".html").read_text()
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
-    assert len(images) == len(list((report.parent / "figures").rglob("*.png")))
-    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert sorted(images) == sorted(p.relative_to(report.parent).as_posix()
+                                    for p in (report.parent / "figures").rglob("*.png"))
+    assert all((report.parent / src).is_file() for src in images)  # linked, not embedded
+    assert len(html) < 200_000 and "base64" not in html
     assert "ReLU better" in html and "<table>" in html
+    anchors = re.findall(r'<a href="#([^"]+)"', html)
+    assert "findings" in anchors and all(f'id="{a}"' in html for a in anchors)
 
 
 def test_figures_are_attached_to_their_studies(storage_url, report):

@@ -1,0 +1,136 @@
+"""What several analyses share: the order of rules by family, split sizes, number formats, figure helpers."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from bioscale import datasets
+
+from ..palette import RULE_ORDER, LATER_RULES, split_label
+from ..output import slug
+from ..storage import group_title
+
+if TYPE_CHECKING:
+    from ..results import Analysis, StudyAnalysis
+
+# Families of rules, in the report's order; a rule not listed comes last, alphabetically.
+FAMILIES = (
+    ("backprop", ("bp",)),
+    ("feedback alignment", ("fa", "dfa", "kp", "wm", "sign-symmetry-frsf", "sign-symmetry-brsf", "sign-symmetry")),
+    ("target propagation", ("tp", "dtp", "sdtp", "ao-sdtp", "ddtp", "ldrl")),
+    ("energy-based", ("ep", "chl")),
+)
+_RULES = [rule for _, rules in FAMILIES for rule in rules]
+# (train + validation examples, test examples) of each dataset as bioscale.data splits them.
+_TOTALS = {"digits": (1797 - 1797 // 5, 1797 // 5), "mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000),
+           "cifar10": (50_000, 10_000), "imagenet32": (1_281_167, 50_000)}
+
+
+def family_of(rule: str) -> str:
+    """The family a rule belongs to ('other' when unknown)."""
+    return next((name for name, rules in FAMILIES if rule in rules), "other")
+
+
+def label_key(label: str, activation: str | None = None) -> tuple:
+    """Sort key of a rule label (rule-schedule) and activation: by family, then the paper's order, schedule, activation."""
+    rule, schedule = split_label(label)
+    index = _RULES.index(rule) if rule in _RULES else len(_RULES)
+    known = RULE_ORDER + tuple(LATER_RULES)
+    return (index, known.index(rule) if rule in known else len(known), rule, schedule or "",
+            {"tanh": 0, "relu": 1}.get(activation or "", 2))
+
+
+def study_key(a: "StudyAnalysis") -> tuple:
+    """Sort key of a study: its group, then its rule by family, then its activation."""
+    return (a.record.group, label_key(a.record.label, activation(a)), a.record.name)
+
+
+def activation(a: "StudyAnalysis") -> str | None:
+    """The activation a study fixed ('tanh', 'relu'), 'sampled', or None."""
+    info = a.record.info
+    if "activation" in info.space:
+        return "sampled"
+    value = info.fixed.get("activation")
+    return str(value) if value is not None else None
+
+
+def ordered(results: "Analysis") -> list["StudyAnalysis"]:
+    """The studies by group, family and activation (never by their order in the storage)."""
+    return sorted(results.studies, key=study_key)
+
+
+def groups(results: "Analysis") -> dict[tuple[str, str], list["StudyAnalysis"]]:
+    """The studies per (dataset, arch), each list ordered by family."""
+    found: dict[tuple[str, str], list] = {}
+    for a in ordered(results):
+        found.setdefault(a.record.group, []).append(a)
+    return found
+
+
+def title(group: tuple[str, str]) -> str:
+    """`digits / fc`."""
+    return group_title(group)
+
+
+def splits(dataset: str) -> tuple[int, int, int] | None:
+    """(train, validation, test) examples of a dataset as bioscale splits it; None when unknown."""
+    entry, totals = datasets.REGISTRY.get(dataset), _TOTALS.get(dataset)
+    if entry is None or totals is None:
+        return None
+    train, test = totals
+    size = entry.val_size
+    n_val = int(round(size * train)) if isinstance(size, float) and size < 1 else int(size)
+    return train - n_val, n_val, test
+
+
+def one_example(dataset: str) -> float:
+    """The error (fraction) one validation example is worth; NaN when the split is unknown."""
+    sizes = splits(dataset)
+    return 1.0 / sizes[1] if sizes and sizes[1] else math.nan
+
+
+def pp(value: float, digits: int = 2, sign: bool = True) -> str:
+    """A fraction as percentage points ('+1.23'), '–' when missing."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{100 * value:+.{digits}f}" if sign else f"{100 * value:.{digits}f}"
+
+
+def pct(value: float, digits: int = 2) -> str:
+    """A fraction as a percentage without sign ('1.23'), '–' when missing."""
+    return pp(value, digits, sign=False)
+
+
+def ci(low: float, high: float, digits: int = 2) -> str:
+    """'−1.23 to +0.45' in pp, '–' when missing."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "–"
+    return f"{pp(low, digits)} to {pp(high, digits)}"
+
+
+def drop_constant(frame, keep: Iterable[str] = ("dataset", "arch")):
+    """`frame` without columns that hold one value on every row (except those in `keep`) or duplicate another column."""
+    keep = set(keep)
+    columns, seen = [], []
+    for name in frame.columns:
+        column = frame[name]
+        if name not in keep and len(frame) > 1 and column.astype(str).nunique() <= 1:
+            continue
+        if any(column.astype(str).equals(frame[other].astype(str)) for other in seen) and name not in keep:
+            continue
+        columns.append(name)
+        seen.append(name)
+    return frame[columns]
+
+
+def names_line(names: Sequence[str], limit: int = 8) -> str:
+    """'a, b, c' or 'a, b, ... (12 in all)'."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def folder(group: tuple[str, str]) -> str:
+    """The figure folder of a group, e.g. digits-fc."""
+    return f"{slug(group[0])}-{slug(group[1])}"

@@ -1,0 +1,189 @@
+"""tanh vs ReLU: per rule, and pooled across rules.
+
+Where a rule has one study per activation that sampled the same configurations (same sampler
+seed), the two are compared configuration by configuration: the tanh − ReLU difference of each
+configuration's error (diverged runs at chance), a paired t-interval of the mean difference and
+a sign test. The per-rule differences are pooled over every matched configuration (bootstrap CI
+stratified by rule). Pairs whose configurations differ are compared unpaired (bootstrap CI of the
+difference in medians, Mann-Whitney). A study that samples the activation itself is compared
+within the study, unpaired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..activation import TIE
+from ..evidence import evidence
+from ..pairs import PAIRED, PairComparison, Pooled, pooled
+from ..report import Block, Bullets, Paragraph, Table
+from . import _common as c
+
+NAME = "activation"
+TITLE = "tanh vs ReLU"
+ORDER = 20
+
+
+@dataclass
+class Row:
+    """One rule's comparison as the report prints it: difference (tanh − ReLU), CI, design and evidence."""
+
+    dataset: str
+    arch: str
+    label: str
+    design: str
+    n: int
+    diff: float
+    low: float
+    high: float
+    verdict: str
+    tanh_wins: int = 0
+    relu_wins: int = 0
+    sign_p: float = math.nan
+    exploratory: str = ""
+    seed_spread: float = math.nan  # the larger evaluated test-error range over seeds of the two studies
+
+    @property
+    def below_spread(self) -> bool:
+        """True when the difference is smaller than the seed spread of the evaluated best configurations."""
+        return math.isfinite(self.seed_spread) and math.isfinite(self.diff) and abs(self.diff) < self.seed_spread
+
+
+@dataclass
+class ActivationResult:
+    """Every pair's row, the pooled estimate, and the studies that sampled the activation themselves."""
+
+    rows: list[Row] = field(default_factory=list)
+    pairs: list[PairComparison] = field(default_factory=list)
+    pooled: Pooled | None = None
+    sampled: list[tuple[str, str, str, object]] = field(default_factory=list)  # (dataset, arch, name, ActivationEffect)
+    within: pd.DataFrame = field(default_factory=pd.DataFrame)  # the within-study comparisons, one row per study
+
+    @property
+    def n_paired(self) -> int:
+        """Rules compared configuration by configuration."""
+        return sum(r.design == PAIRED for r in self.rows)
+
+
+def _spread(p: PairComparison) -> float:
+    ranges = [max(e.errors) - min(e.errors) for e in (p.tanh.evaluated, p.relu.evaluated) if e is not None and e.n >= 2]
+    return max(ranges) if ranges else math.nan
+
+
+def row(p: PairComparison) -> Row:
+    """The report row of one pair: paired when the studies sampled the same configurations, else unpaired medians."""
+    found = _row(p)
+    found.seed_spread = _spread(p)
+    return found
+
+
+def _row(p: PairComparison) -> Row:
+    if p.design == PAIRED:
+        e = p.paired
+        verdict = e.verdict + (f" — {TIE}" if e.ties == e.n else "")
+        return Row(p.dataset, p.arch, p.label, PAIRED, e.n, e.mean, e.ci[0], e.ci[1], verdict, e.tanh_wins,
+                   e.relu_wins, e.sign_p, evidence("paired", e.n).reason)
+    e = p.on_all
+    return Row(p.dataset, p.arch, p.label, "unpaired", min(e.n_tanh, e.n_relu), e.median_diff, e.median_ci[0],
+               e.median_ci[1], e.verdict, exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason)
+
+
+def compute(results) -> ActivationResult:
+    """Rows for every pair (by group and family), the pooled paired estimate, within-study comparisons."""
+    pairs = sorted(results.pairs, key=lambda p: ((p.dataset, p.arch), c.label_key(p.label)))
+    out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation)
+    out.pooled = pooled([p.paired for p in pairs if p.design == PAIRED])
+    out.sampled = [(a.record.dataset, a.record.arch, a.name, a.effect) for a in c.ordered(results) if a.effect is not None]
+    return out
+
+
+def draw(title: str, rows: list[Row], pool: Pooled | None):
+    """Forest plot: one row per rule (paired: filled, unpaired: open), the pooled estimate as a diamond, zero dashed."""
+    from ..plots import new_figure, styled
+
+    with styled():
+        n = len(rows) + (2 if pool else 0)
+        fig, axes = new_figure(8.5, 0.32 * n + 1.8)
+        ax = axes[0, 0]
+        names = []
+        for y, r in enumerate(rows):
+            names.append(f"{r.label} ({r.dataset}/{r.arch})")
+            if not math.isfinite(r.diff):
+                continue
+            colour = {"tanh better": "#0072B2", "ReLU better": "#E69F00"}.get(r.verdict, "#555555")
+            ax.errorbar(100 * r.diff, y, xerr=[[100 * (r.diff - r.low)], [100 * (r.high - r.diff)]]
+                        if math.isfinite(r.low) else None, fmt="o" if r.design == PAIRED else "s",
+                        mfc=colour if r.design == PAIRED else "white", color=colour, ecolor=colour, capsize=3, ms=5)
+        if pool:
+            y = len(rows) + 0.8
+            names += ["", f"pooled ({pool.n_configs} configurations)"]
+            m, lo, hi = 100 * pool.mean, 100 * pool.ci[0], 100 * pool.ci[1]
+            ax.fill([lo, m, hi, m], [y, y - 0.35, y, y + 0.35], color="black")
+        ax.axvline(0, color="#D55E00", lw=1, ls="--")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_ylim(len(names) - 0.5, -0.7)
+        ax.set_xlabel("tanh − ReLU validation error (percentage points)\n← tanh better      ReLU better →")
+        ax.set_title("blue: tanh better, orange: ReLU better, grey: no clear difference\nfilled: paired over the same "
+                     "configurations (t CI); open: unpaired medians (bootstrap CI); diamond: pooled (95% CI)",
+                     fontsize=9)
+        fig.suptitle(title)
+    return fig
+
+
+def _fmt(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "dataset": r.dataset, "arch": r.arch, "rule": r.label, "design": r.design, "configurations": r.n,
+        "tanh − ReLU (pp)": c.pp(r.diff), "95% CI (pp)": c.ci(r.low, r.high),
+        "tanh / ReLU better in": f"{r.tanh_wins} / {r.relu_wins}" if r.design == PAIRED else "–",
+        "sign test p": f"{r.sign_p:.3g}" if math.isfinite(r.sign_p) else "–",
+        "seed spread (pp)": c.pct(r.seed_spread),
+        "verdict": r.verdict + (" *(exploratory)*" if r.exploratory else "")
+        + (" *(smaller than the seed spread)*" if r.below_spread else "")} for r in rows])
+
+
+def render(computed: ActivationResult, out, figures: str) -> list[Block]:
+    """The pooled answer, the forest plot, the per-rule table; per-pair figures on --figures all."""
+    rows = computed.rows
+    blocks: list[Block] = []
+    if not rows and not computed.sampled:
+        return [Paragraph("No study compares tanh with ReLU (run with `--activations tanh,relu`, or sample `activation`).")]
+    if computed.pooled:
+        blocks.append(Paragraph(f"**Across rules (paired)**: {computed.pooled.line()}."))
+    unpaired = [r for r in rows if r.design != PAIRED]
+    if unpaired:
+        blocks.append(Paragraph(f"{len(unpaired)} pair(s) sampled different configurations and are compared unpaired "
+                                f"(differences in medians): {c.names_line([r.label for r in unpaired])}."))
+    frame = pd.DataFrame([{"dataset": r.dataset, "arch": r.arch, "label": r.label, "design": r.design, "n": r.n,
+                           "diff_tanh_minus_relu": r.diff, "ci_low": r.low, "ci_high": r.high, "tanh_better_in": r.tanh_wins,
+                           "relu_better_in": r.relu_wins, "sign_test_p": r.sign_p, "verdict": r.verdict,
+                           "exploratory": r.exploratory, "seed_spread": r.seed_spread,
+                           "smaller_than_seed_spread": r.below_spread} for r in rows])
+    if len(frame):
+        out.table(frame, "activation_pairs")
+        blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled), "summary",
+                             "tanh-vs-relu-forest", "tanh − ReLU validation error per rule (95% CI) and pooled over "
+                             "every matched configuration; left of zero favours tanh")
+        blocks.append(Table(_fmt(rows), "tanh − ReLU per rule, errors as fractions shown in percentage points; negative "
+                                        "favours tanh. Paired: mean over the configurations both studies ran (diverged "
+                                        "at chance), t-interval and sign test. Unpaired: median difference, bootstrap "
+                                        "CI (activation_pairs.csv holds the fractions)."))
+        if any(r.exploratory for r in rows):
+            blocks.append(Paragraph("*Exploratory* rows rest on fewer configurations than their test needs (see the "
+                                    "glossary): read their verdict as a direction, not a finding."))
+    for p in computed.pairs:
+        from .. import plots
+        blocks += out.figure(plots.pair_figure, (f"{p.dataset} / {p.arch} / {p.label}", p), c.folder((p.dataset, p.arch)),
+                             f"{p.label}-tanh-vs-relu", f"{p.label} on {p.dataset} / {p.arch}: every finished "
+                             "configuration of the tanh and the ReLU study, and the expected best after n",
+                             level="all", studies=[p.tanh.study, p.relu.study])
+    if computed.sampled:
+        if len(computed.within):
+            out.table(computed.within, "activation")
+        blocks.append(Bullets([f"**{name}** ({d} / {a}), activation sampled within the study: {e.verdict}, median tanh − "
+                               f"ReLU {c.pp(e.median_diff)} pp (95% CI {c.ci(*e.median_ci)}), n = {e.n_tanh} tanh, "
+                               f"{e.n_relu} ReLU" + evidence("unpaired", min(e.n_tanh, e.n_relu)).mark()
+                               for d, a, name, e in computed.sampled]))
+    return blocks

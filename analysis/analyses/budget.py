@@ -1,0 +1,66 @@
+"""Budget trust: do short runs rank configurations as the full run does?
+
+Spearman ρ between each configuration's validation error at epoch e and at its last epoch, and
+the overlap of the top 5 at e with the final top 5. A rank correlation over fewer than
+`evidence.THRESHOLDS["trust"]` curves, or a top-5 overlap over fewer than 20 configurations, is
+marked exploratory (among 6 configurations the top 5 always overlap in at least 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..evidence import evidence
+from ..report import Block, Paragraph, Table
+from ..stability import BudgetTrust
+from . import _common as c
+
+NAME = "budget"
+TITLE = "Budget trust: can short runs be trusted?"
+ORDER = 55
+
+
+@dataclass
+class Budget:
+    """Per (dataset, arch): (name, study, BudgetTrust) in family order."""
+
+    groups: dict[tuple[str, str], list[tuple[str, str, BudgetTrust]]] = field(default_factory=dict)
+
+
+def compute(results) -> Budget:
+    """Each analysed study's budget trust."""
+    out = Budget()
+    for group, members in c.groups(results).items():
+        rows = [(a.name, a.record.name, a.trust) for a in members if a.analysed and a.trust is not None]
+        if rows:
+            out.groups[group] = rows
+    return out
+
+
+def _curves(t: BudgetTrust) -> int:
+    return int(t.n_curves.max()) if t.n_curves.size else 0
+
+
+def render(computed: Budget, out, figures: str) -> list[Block]:
+    """A table of verdicts with their evidence; the figure when any study has enough curves (else on --figures all)."""
+    from .. import plots
+    from ..palette import series_style
+
+    blocks: list[Block] = []
+    for group, rows in computed.groups.items():
+        firm = [name for name, _, t in rows if evidence("trust", _curves(t)).ok]
+        frame = pd.DataFrame([{"dataset": group[0], "arch": group[1], "study": name, "curves": _curves(t),
+                               "verdict": t.verdict() + evidence("trust", _curves(t)).mark()} for name, _, t in rows])
+        if not firm:
+            blocks.append(Paragraph(f"**{c.title(group)}**: no study has {evidence('trust', 0).needed} learning curves; "
+                                    "every verdict below is exploratory."))
+        blocks.append(Table(c.drop_constant(frame)))
+        styles = {name: series_style(name.split(" ")[0], "relu" if name.endswith("[relu]") else None) for name, _, _ in rows}
+        folder = c.folder(group)
+        blocks += out.figure(plots.budget_figure, (f"{c.title(group)}: budget trust", {n: t for n, _, t in rows}, styles),
+                             folder, f"{folder}-budget-trust", f"{c.title(group)}: Spearman ρ and top-5 overlap between "
+                             "validation error at epoch e and at the last epoch", level="key" if firm else "all",
+                             studies=[s for _, s, _ in rows])
+    return blocks

@@ -1,0 +1,223 @@
+"""Findings: the report's answers first: which rules are best, which are most sensitive, tanh or ReLU, what tuning buys,
+and the caveats that apply at this budget. Every sentence names the evidence it rests on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bioscale.contract import search_trials
+
+from ..evidence import evidence
+from ..report import Block, Bullets, Paragraph
+from . import _common as c
+
+NAME = "findings"
+TITLE = "Findings"
+ORDER = 0
+NEEDS = ("activation", "flags", "outcomes", "tunability")
+LEARNED = 0.05  # a best error at least 5 pp below chance: the rule learned something
+PAPER_BUDGET = (60, 500)  # configurations per rule, epochs per run
+
+
+@dataclass
+class Ranked:
+    """One study in the ranking: its error (fraction), the seed range, what the error is."""
+
+    name: str
+    label: str
+    activation: str | None
+    error: float
+    low: float
+    high: float
+    n_seeds: int
+    basis: str  # "evaluated" or "best validation"
+    within_5pp: float = math.nan  # share of finished configurations within 5 pp of its own best
+    n_finished: int = 0
+
+
+@dataclass
+class Findings:
+    """The numbers behind the findings block."""
+
+    ranking: dict[tuple[str, str], list[Ranked]] = field(default_factory=dict)
+    chance: dict[tuple[str, str], float] = field(default_factory=dict)
+    bp: dict[tuple[str, str], float] = field(default_factory=dict)
+    items: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+
+
+def _ranked(a) -> Ranked | None:
+    ev, name = a.evaluated, a.name
+    r = a.robustness
+    share = r.fraction_within if r is not None else math.nan
+    n = r.n_finished if r is not None else 0
+    if ev is not None and ev.n:
+        errors = ev.errors + [ev.chance] * len(ev.diverged)
+        return Ranked(name, a.record.label, c.activation(a), float(np.mean(errors)), min(errors), max(errors), len(errors),
+                      "evaluated", share, n)
+    if r is not None and math.isfinite(r.best_error):
+        return Ranked(name, a.record.label, c.activation(a), r.best_error, r.best_error, r.best_error, 0,
+                      "best validation", share, n)
+    return None
+
+
+def _ties(rows: list[Ranked]) -> list[Ranked]:
+    """The studies whose seed range overlaps the best one's (ties with the best)."""
+    best = rows[0]
+    return [r for r in rows if r.low <= best.high]
+
+
+def compute(results) -> Findings:
+    """Ranking per group, the findings sentences and the caveats."""
+    out = Findings()
+    for group, members in c.groups(results).items():
+        rows = [r for r in (_ranked(a) for a in members if a.analysed) if r is not None]
+        if not rows:
+            continue
+        rows.sort(key=lambda r: (r.error, c.label_key(r.label, r.activation)))
+        out.ranking[group] = rows
+        out.chance[group] = next(a.chance for a in members if a.analysed)
+        bps = [r.error for r in rows if r.label == "bp"]
+        if bps:
+            out.bp[group] = min(bps)
+    for group, rows in out.ranking.items():
+        chance = out.chance[group]
+        ties = _ties(rows)
+        basis = rows[0].basis
+        spread = (f"seed range {c.pct(rows[0].low)}–{c.pct(rows[0].high)}%" if rows[0].n_seeds > 1 else
+                  f"{rows[0].n_seeds or 'no'} evaluation seed{'s' if rows[0].n_seeds != 1 else ''}")
+        text = f"**{c.title(group)}, best**: {rows[0].name} at {c.pct(rows[0].error)}% ({basis} error, {spread})"
+        if len(ties) > 1:
+            text += (f"; tied within seed spread with {len(ties) - 1} more: " +
+                     c.names_line([f"{r.name} {c.pct(r.error)}%" for r in ties[1:]], 6))
+        learned = [r for r in rows if r.error < chance - LEARNED]
+        never = [r for r in rows if r.error >= chance - LEARNED]
+        text += (f". Worst: {rows[-1].name} at {c.pct(rows[-1].error)}%. {len(learned)} of {len(rows)} studies learned "
+                 f"(error more than {100 * LEARNED:.0f} pp below chance, {100 * chance:.0f}%)")
+        if never:
+            text += ": not " + c.names_line([r.name for r in never], 6)
+        out.items.append(text + ".")
+        sensitive = sorted((r for r in learned if math.isfinite(r.within_5pp)), key=lambda r: (r.within_5pp, r.name))
+        if len(sensitive) >= 2:
+            ev = evidence("sensitivity", min(r.n_finished for r in sensitive))
+            most, least = sensitive[:2], sensitive[-2:][::-1]
+            if sensitive[0].within_5pp == sensitive[-1].within_5pp:
+                out.items.append(f"**{c.title(group)}, sensitivity**: a tie: every study that learned has "
+                                 f"{c.pct(sensitive[0].within_5pp, 0)}% of its configurations within 5 pp of its own best"
+                                 + ev.mark() + ".")
+                continue
+            out.items.append(
+                f"**{c.title(group)}, sensitivity** (share of a study's configurations within 5 pp of its own best, among "
+                f"studies that learned): most sensitive " + ", ".join(f"{r.name} ({c.pct(r.within_5pp, 0)}% of "
+                                                                      f"{r.n_finished})" for r in most) +
+                "; least sensitive " + ", ".join(f"{r.name} ({c.pct(r.within_5pp, 0)}% of {r.n_finished})"
+                                                 for r in least) + ev.mark() + ".")
+    act = results.computed.get("activation")
+    if act is not None and act.pooled is not None:
+        p = act.pooled
+        out.items.append(f"**tanh vs ReLU** (paired, {p.n_pairs} rules, {p.n_configs} configurations): {p.line()}"
+                         + evidence("paired", p.n_configs).mark() + ".")
+    elif act is not None and act.rows:
+        verdicts = [r.verdict for r in act.rows]
+        out.items.append(f"**tanh vs ReLU** (unpaired, {len(act.rows)} rules): " + ", ".join(
+            f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts))) + "; no pair sampled the same configurations, so "
+            "nothing is pooled.")
+    tune = results.computed.get("tunability")
+    if tune is not None and tune.gains:
+        within = sum(g.within_noise for g in tune.gains)
+        out.items.append(f"**What tuning buys**: median {c.pp(tune.median)} pp of validation error over the default "
+                         f"configuration ({len(tune.gains)} studies), against a noise scale of about "
+                         f"{c.pct(tune.median_noise)} pp; {within} of {len(tune.gains)} gains are within the noise (ties).")
+    out.caveats = caveats(results)
+    return out
+
+
+def caveats(results) -> list[str]:
+    """What limits the findings at this budget: trials and epochs against the paper's, flags, detection, shared draws."""
+    found = []
+    budgets = sorted({(len(search_trials(a.record.finished)), a.record.epochs or 0) for a in results.studies if a.analysed})
+    if budgets:
+        trials = sorted({b[0] for b in budgets})
+        epochs = sorted({b[1] for b in budgets})
+        found.append(f"Budget: {_span(trials)} configurations × {_span(epochs)} epochs per study; the paper ran "
+                     f"{PAPER_BUDGET[0]} × {PAPER_BUDGET[1]}. "
+                     + ("Importances, stability shares and budget trust rest on too few configurations and are marked "
+                        "exploratory." if trials[0] < evidence("importance", 0).needed else ""))
+    flags = results.computed.get("flags")
+    if flags is not None and flags.n_studies:
+        from .flags import AT_EDGE, HALVED, NOT_CONVERGED, SEED_SPREAD, split_line
+
+        n = flags.n_studies
+        found.append(f"Not converged: {flags.count(NOT_CONVERGED)} of {n} studies' best configuration was still improving "
+                     "at the last epoch; their errors overstate what the rule reaches.")
+        found.append(f"Best at an edge: in {flags.count(AT_EDGE)} of {n} studies the best configuration took the largest "
+                     "or smallest learning rate drawn, or a value at the edge of a sampled range: the optimum may lie "
+                     "beyond.")
+        if flags.count(HALVED):
+            found.append(f"Whole-epoch alternation: {flags.count(HALVED)} studies trained their forward weights in half "
+                         "of the epochs.")
+        if flags.count(SEED_SPREAD):
+            found.append(f"Seed spread: {flags.count(SEED_SPREAD)} studies' evaluated error varies over seeds by more "
+                         "than 5 pp or more than tuning bought.")
+        if flags.shared_configs:
+            found.append(f"{flags.shared_configs} of {n} studies sampled the same {flags.shared_size} configurations "
+                         "(one sampler seed): rules are compared on equal draws, but the space is covered thinly.")
+        found.append("Noise floor: " + "; ".join(split_line(d, s) for d, s in flags.splits.items()) + ".")
+    outcomes = results.computed.get("outcomes")
+    if outcomes is not None and outcomes.studies:
+        total = outcomes.total("n_finished")
+        found.append(f"Runs that never learned: {outcomes.total('near_chance')} of {total} configurations ended within 5 pp "
+                     f"of chance ({outcomes.total('n_diverged')} diverged, {outcomes.total('n_stalled')} stalled; stall "
+                     f"detection {outcomes.detection}).")
+    return found
+
+
+def _span(values: list[int]) -> str:
+    return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
+
+
+def draw(title: str, ranking: dict, chance: dict, bp: dict):
+    """One panel per (dataset, arch): studies ranked by error with their seed range; chance dotted, BP dashed."""
+    from ..palette import series_style
+    from ..plots import new_figure, styled
+
+    groups = list(ranking)
+    height = max(len(rows) for rows in ranking.values())
+    with styled():
+        fig, axes = new_figure(5.2 * len(groups) + 0.6, 0.26 * height + 1.8, 1, len(groups), sharex=True)
+        for ax, group in zip(axes[0], groups):
+            rows = ranking[group]
+            for y, r in enumerate(rows):
+                colour = series_style(r.label, r.activation if r.activation in ("tanh", "relu") else None).color
+                ax.plot([100 * r.low, 100 * r.high], [y, y], color=colour, lw=3, alpha=0.6, solid_capstyle="butt")
+                ax.plot(100 * r.error, y, "o", color=colour, mec="black", mew=0.5, ms=6)
+            ax.axvline(100 * chance[group], color="#555555", ls=":", lw=1.2, label="chance")
+            if group in bp:
+                ax.axvline(100 * bp[group], color="#0173B2", ls="--", lw=1.2, label="BP (best)")
+            ax.set_yticks(range(len(rows)), [r.name + ("" if r.basis == "evaluated" else " (val.)") for r in rows],
+                          fontsize=8)
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            ax.set_xlim(0, 100)
+            ax.set_xlabel("test error (%), mean and range over seeds")
+            ax.set_title(c.title(group), fontsize=10)
+            ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+        fig.suptitle(title)
+    return fig
+
+
+def render(computed: Findings, out, figures: str) -> list[Block]:
+    """The findings as bullets, the ranking figure, and the caveats."""
+    if not computed.ranking:
+        return [Paragraph("No study has a complete configuration: nothing to report yet.")]
+    blocks: list[Block] = [Bullets(computed.items)]
+    blocks += out.figure(draw, ("Rules ranked by error (evaluated over seeds where re-evaluated)", computed.ranking,
+                                computed.chance, computed.bp), "summary", "ranking",
+                         "Rules ranked by test error of their best configuration, evaluated over seeds (bar: seed range; "
+                         "'(val.)': not re-evaluated, its best validation error); dotted: chance level; dashed: BP's best")
+    blocks.append(Paragraph("**Caveats at this budget**:"))
+    blocks.append(Bullets(computed.caveats))
+    return blocks

@@ -1,0 +1,77 @@
+"""Glossary (appendix): the words, abbreviations and statistics the report uses, and the thresholds behind 'exploratory'."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..evidence import THRESHOLDS
+from ..report import Block, Bullets, Paragraph
+from ..stability import TOP_K
+
+NAME = "glossary"
+TITLE = "Glossary"
+ORDER = 99
+APPENDIX = True
+
+TERMS = (
+    ("the paper", "Bartunov, Santoro, Richards, Marris, Hinton and Lillicrap (2018), *Assessing the scalability of "
+                  "biologically-motivated deep learning algorithms and architectures*, NeurIPS: the study bioscale "
+                  "reproduces (random search over 60 configurations per rule, best within 500 epochs, tanh)."),
+    ("bp", "backpropagation."),
+    ("fa / dfa", "feedback alignment / direct feedback alignment: fixed random feedback weights instead of the "
+                 "transposed forward weights."),
+    ("kp, wm, sign-symmetry", "Kolen-Pollack, weight mirrors and sign-symmetric feedback: rules that make the feedback "
+                              "weights learn or copy the forward weights' structure (published after the paper)."),
+    ("tp, dtp, sdtp, ao-sdtp", "target propagation, difference target propagation, simplified DTP (no learned inverse "
+                               "at the penultimate layer), and auxiliary-output SDTP (the paper's variant with an "
+                               "extra output); ddtp and ldrl are later DTP variants."),
+    ("-alternating / -parallel", "how a target-propagation rule trains its inverses: in turn with the forward weights "
+                                 "(whole epochs when alternation_period is 0, as the paper) or at the same time."),
+    ("fc / lc / conv", "fully connected, locally connected (convolution without weight sharing), convolutional nets."),
+    ("error", "the share of misclassified examples, printed in percent; CSV files hold fractions (0.05 = 5 %). A "
+              "difference in percentage points (pp) is a difference of percents."),
+    ("counted error", "a configuration's lowest validation error; one that diverged or stalled counts at the chance "
+                      "level, 1 − 1/classes."),
+    ("evaluated error", "the best configuration re-trained over several seeds, test error at each seed's "
+                        "best-validation epoch; the seed range is min to max over those seeds."),
+    ("fANOVA", "functional ANOVA (Hutter, Hoos and Leyton-Brown 2014): the share of the error's variance over the search "
+               "space each hyperparameter explains, from a random forest; ± is the spread over forest seeds."),
+    ("PED-ANOVA", "Optuna's default importance (Watanabe et al. 2023): how differently the top quantile of "
+                  "configurations is spread over each parameter."),
+    ("expected best of n", "the expected lowest error of n configurations drawn at random (with replacement) from "
+                           "those the study ran."),
+    ("paired comparison", "tanh and ReLU studies that sampled the same configurations, compared configuration by "
+                          "configuration: a t-interval of the mean difference and a sign test of who wins."),
+    ("robustness", "the share of finished configurations within 1 or 5 pp of the rule's own best, or of a common "
+                   "reference (BP's best on the same data and net family)."),
+    ("learning-rate band", "the span, in decades (factors of ten), of learning rates within 5 pp of the best."),
+    ("budget trust", f"whether short runs rank configurations as the full run does: Spearman ρ between the error at "
+                     f"epoch e and at the last epoch, and the overlap of the top {TOP_K}."),
+    ("tunability", "the default configuration's error minus the tuned best (Probst, Boulesteix and Bischl 2019)."),
+    ("stalled / diverged", "stalled: the error stayed at chance for `chance_patience` epochs (only detected when "
+                           "that is above 0); diverged: the loss became NaN or exploded."),
+    ("not converged", "the best configuration's validation error still fell over the last epochs."),
+    ("exploratory", "a statistic resting on fewer observations than it needs (below): printed as a direction, not "
+                    "a finding."),
+)
+
+
+@dataclass
+class Glossary:
+    """The terms and the evidence thresholds."""
+
+    terms: tuple
+    thresholds: dict
+
+
+def compute(results) -> Glossary:
+    """The fixed glossary and the thresholds in force."""
+    return Glossary(terms=TERMS, thresholds=dict(THRESHOLDS))
+
+
+def render(computed: Glossary, out, figures: str) -> list[Block]:
+    """The terms as a list, then the thresholds."""
+    return [Bullets([f"**{term}**: {text}" for term, text in computed.terms]),
+            Paragraph("**Minimum observations** before a statistic is stated firmly (else it is marked exploratory): " +
+                      "; ".join(f"{what.split(', ', 1)[-1]}: {n} {what.split(',')[0]}"
+                                for n, what in computed.thresholds.values()) + ".")]

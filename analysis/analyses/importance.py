@@ -1,0 +1,159 @@
+"""Hyperparameter importance: which parameters explain the error (fANOVA) and what the best configurations need (PED-ANOVA).
+
+fANOVA shares of global variance over complete trials, log-scaled parameters on their log10
+scale, mean over forest seeds (the ± is the forests' spread, not sampling uncertainty).
+PED-ANOVA: how differently the top quantile is spread over each parameter. Below
+`evidence.THRESHOLDS["importance"]` complete trials every share is marked exploratory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..evidence import EXPLORATORY, Evidence, evidence
+from ..report import Block, Paragraph, Table
+from . import _common as c
+
+NAME = "importance"
+TITLE = "Hyperparameter importance"
+ORDER = 30
+
+
+@dataclass
+class StudyImportance:
+    """One study's shares (fractions) and the evidence they rest on."""
+
+    study: str
+    name: str
+    dataset: str
+    arch: str
+    evidence: Evidence
+    rule: str = ""
+    fanova: dict[str, float] = field(default_factory=dict)  # overall shares
+    fanova_sd: dict[str, float] = field(default_factory=dict)
+    ped: dict[str, float] = field(default_factory=dict)
+    fanova_status: str = "ok"
+    ped_status: str = "ok"
+    detail: tuple = ()  # (FanovaResult, PedAnovaResult, trials frame, top params, log params) for per-study figures
+
+    def top(self, k: int = 3) -> str:
+        """'forward_lr 62%, sigma 20%, ...' with the exploratory mark when the shares rest on too few trials."""
+        if not self.fanova:
+            return self.fanova_status
+        ranked = sorted(self.fanova.items(), key=lambda kv: -kv[1])[:k]
+        return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ranked) + self.evidence.mark()
+
+
+@dataclass
+class Importance:
+    """Per (dataset, arch): each study's importances, in family order."""
+
+    groups: dict[tuple[str, str], list[StudyImportance]] = field(default_factory=dict)
+    long: pd.DataFrame = field(default_factory=pd.DataFrame)  # every share, one row per study, method, branch, param
+
+
+def compute(results) -> Importance:
+    """Shares per analysed study with their evidence."""
+    out = Importance(long=results.importance)
+    for group, members in c.groups(results).items():
+        rows = []
+        for a in members:
+            if not a.analysed:
+                continue
+            f, p = a.fanova, a.ped
+            rows.append(StudyImportance(
+                study=a.record.name, name=a.name, dataset=a.record.dataset, arch=a.record.arch, rule=a.record.rule,
+                evidence=evidence("importance", f.overall.n_trials),
+                fanova=dict(f.overall.mean) if f.overall.ok else {}, fanova_sd=dict(f.overall.std) if f.overall.ok else {},
+                ped=dict(p.importance) if p.ok else {}, fanova_status=f.overall.status, ped_status=p.status,
+                detail=(f, p, a.frame, a.top_params, a.log_params)))
+        if rows:
+            out.groups[group] = rows
+    return out
+
+
+def draw(title: str, rows: list[StudyImportance]):
+    """Heat map, rules (by family) × parameters (by mean share), shares in %, one colour bar; PED-ANOVA beside it when any."""
+    import seaborn as sns
+
+    from ..plots import new_figure, styled
+
+    fanova = pd.DataFrame({r.name: r.fanova for r in rows}).T.reindex([r.name for r in rows])
+    ped = pd.DataFrame({r.name: r.ped for r in rows}).T.reindex([r.name for r in rows])
+    columns = list(fanova.mean().add(ped.mean(), fill_value=0).sort_values(ascending=False).index)
+    tables = [("fANOVA: share of variance (%)", fanova)] + ([("PED-ANOVA: what the top needs (%)", ped)]
+                                                            if ped.notna().to_numpy().any() else [])
+    labels = [r.name + (" *" if not r.evidence.ok else "") for r in rows]
+    with styled():
+        fig, axes = new_figure(1.0 * len(columns) * len(tables) + 4.5, 0.34 * len(rows) + 2.6, 1, len(tables),
+                               sharey=True)
+        for k, (ax, (name, table)) in enumerate(zip(axes[0], tables)):
+            last = k == len(tables) - 1
+            sns.heatmap(100 * table.reindex(columns=columns).astype(float), ax=ax, vmin=0, vmax=100, cmap="mako_r",
+                        annot=True, fmt=".0f", annot_kws={"fontsize": 7}, cbar=last, linewidths=0.4, linecolor="white",
+                        cbar_kws={"label": "share (%)"} if last else None)
+            ax.set_facecolor("#eeeeee")
+            ax.grid(False)
+            families = [c.family_of(r.rule) for r in rows]
+            for i in range(1, len(rows)):
+                if families[i] != families[i - 1]:
+                    ax.axhline(i, color="black", lw=1.5)
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel("hyperparameter")
+            ax.set_yticks([i + 0.5 for i in range(len(labels))], labels, fontsize=8)
+            ax.tick_params(axis="x", rotation=40, labelsize=8)
+            for text in ax.get_xticklabels():
+                text.set_horizontalalignment("right")
+        axes[0, 0].set_ylabel("study (ordered by family)")
+        note = "* exploratory: fewer complete trials than the shares need" if any(not r.evidence.ok for r in rows) else ""
+        fig.suptitle(title + (f"\n{note}" if note else ""))
+    return fig
+
+
+def render(computed: Importance, out, figures: str) -> list[Block]:
+    """A heat map per group (key), a table of the top shares with their evidence, importance.csv; per study on all."""
+    from .. import plots
+    from ..stability import MARGIN
+
+    blocks: list[Block] = []
+    if len(computed.long):
+        out.table(computed.long, "importance")  # every column, whatever the data: a stable schema for scripts
+    records = []
+    for group, rows in computed.groups.items():
+        folder = c.folder(group)
+        n = sorted({r.evidence.n for r in rows})
+        weak = [r for r in rows if not r.evidence.ok]
+        if weak:
+            blocks.append(Paragraph(f"**{c.title(group)}**: {len(weak)} of {len(rows)} studies have fewer than "
+                                    f"{weak[0].evidence.needed} complete trials ({', '.join(map(str, n))}): their shares "
+                                    f"are {EXPLORATORY}, a forest over this few points ranks parameters unreliably."))
+        if not any(r.fanova or r.ped for r in rows):
+            blocks.append(Paragraph(f"**{c.title(group)}**: no study has enough complete trials for importances."))
+        else:
+            blocks += out.figure(draw, (f"{c.title(group)}: hyperparameter importance per study", rows), folder,
+                                 f"{folder}-importance-heatmap", f"{c.title(group)}: studies (by family) × hyperparameters; "
+                                 "fANOVA share of variance (log parameters on log10 scale) and PED-ANOVA importance, in %",
+                                 studies=[r.study for r in rows])
+        for r in rows:
+            f, p, frame, top, logs = r.detail
+            if f.overall.ok or p.ok or f.branches:
+                blocks += out.figure(plots.importance_figure, (r.name, f, p), folder, f"{r.name}-importance",
+                                     f"{r.name}: fANOVA (global variance) and PED-ANOVA (top quantile) importances"
+                                     + r.evidence.mark(), level="all", studies=[r.study])
+            if len(frame) >= 2:
+                blocks += out.figure(plots.sensitivity_figure, (r.name, frame, top, logs, MARGIN), folder,
+                                     f"{r.name}-sensitivity", f"{r.name}: validation error against the most important "
+                                     "hyperparameters", level="all", studies=[r.study])
+            records.append({"dataset": r.dataset, "arch": r.arch, "study": r.name, "complete trials": r.evidence.n,
+                            "fANOVA top 3": r.top(),
+                            "PED-ANOVA top 3": (", ".join(f"{p} {100 * v:.0f}%" for p, v in
+                                                          sorted(r.ped.items(), key=lambda kv: -kv[1])[:3])
+                                                + r.evidence.mark()) if r.ped else r.ped_status})
+    if records:
+        blocks.append(Table(c.drop_constant(pd.DataFrame(records)), "The three largest shares per study (percent of the "
+                                                                    "explained variance; importance.csv holds every share "
+                                                                    "as a fraction)."))
+    return blocks

@@ -1,0 +1,74 @@
+"""The paper's tables: our best results per study, and ours beside Bartunov et al. 2018 (Tables 1 and 2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..report import Block, Paragraph, Table
+from . import _common as c
+
+NAME = "paper"
+TITLE = "Best results and the published ones"
+ORDER = 70
+
+
+@dataclass
+class PaperTables:
+    """The best-result table (one row per study) and the comparison with the published numbers."""
+
+    best: pd.DataFrame
+    comparison: pd.DataFrame
+
+
+def compute(results) -> PaperTables:
+    """The tables computed with the studies (`Analysis.best`, `Analysis.comparison`)."""
+    return PaperTables(best=results.best, comparison=results.comparison)
+
+
+def _fmt_best(best: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "dataset": best.dataset, "arch": best.arch, "rule": rule_names(best),
+        "complete trials": [f"{a} of {b}" for a, b in zip(best.trials_complete, best.trials_total)],
+        "best val error (%)": best.best_val_error.map(c.pct), "test error at it (%)": best.test_error_at_best.map(c.pct),
+        "evaluated test error (%)": [f"{c.pct(m)} ± {c.pct(s)} ({n} seeds)" if n else "–"
+                                     for m, s, n in zip(best.evaluated_test_mean, best.evaluated_test_std,
+                                                        best.evaluated_seeds)]})
+
+
+def rule_names(best: pd.DataFrame) -> list[str]:
+    """Labels, with the fixed activation added where a label repeats within a dataset and architecture."""
+    repeats = best.groupby(["dataset", "arch", "label"])["label"].transform("size")
+    return [f"{label} [{act}]" if n > 1 and act not in ("", "sampled") else label
+            for label, n, act in zip(best.label, repeats, best.activation)]
+
+
+def _fmt_compare(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "dataset": table.dataset, "arch": table.arch, "rule": table.label,
+        "ours: test error (%)": table.ours_test_error.map(c.pct), "ours: basis": table.ours_basis,
+        "paper: test error (%)": table.paper_test_error.map(c.pct),
+        "difference (pp)": table["diff"].map(c.pp),
+        "our protocol": ["paper's" if p else "NOT the paper's" for p in table.paper_protocol],
+        "note": table.paper_note})
+
+
+def render(computed: PaperTables, out, figures: str) -> list[Block]:
+    """best.csv, paper_comparison.csv, and both tables."""
+    out.table(computed.best, "best")
+    out.table(computed.comparison, "paper_comparison")
+    blocks: list[Block] = [Table(c.drop_constant(_fmt_best(computed.best), keep=("dataset", "arch", "rule", "complete trials")),
+                                 "Best configuration per study (percent; best.csv holds fractions).")]
+    comparison = computed.comparison
+    matched = comparison[comparison.paper_test_error.notna()]
+    if len(matched):
+        blocks.append(Table(c.drop_constant(_fmt_compare(matched)),
+                            "Ours minus published (Bartunov et al. 2018, Tables 1 and 2), test error in percent."))
+    unmatched = comparison[comparison.paper_test_error.isna()]
+    if len(unmatched):
+        blocks.append(Paragraph("No published counterpart for: " + ", ".join(sorted(
+            {f"{r.dataset}/{r.family}/{r.label}" for r in unmatched.itertuples()})) +
+            " (the paper ran MNIST, CIFAR-10 and ImageNet with FC, LC and conv nets)."))
+    return blocks

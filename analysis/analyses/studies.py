@@ -1,0 +1,165 @@
+"""Per-study details (appendix): every number computed for each study, one bullet list per study; its figures on --figures all."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..evidence import evidence
+from ..importance import FanovaResult, PedAnovaResult
+from ..report import Block, Bullets, Heading, Paragraph, pct
+from ..stability import MARGINS, Robustness
+from ..tables import end_reasons
+from . import _common as c
+
+NAME = "studies"
+TITLE = "Per-study details"
+ORDER = 85
+APPENDIX = True
+
+
+@dataclass
+class StudyDetails:
+    """Per group: (heading name, study name, bullet items, status) of each analysed study; the studies not analysed."""
+
+    groups: dict[tuple[str, str], list[tuple[str, str, list[str], str]]] = field(default_factory=dict)
+    activation_figures: list[tuple] = field(default_factory=list)  # (group, name, study, frame, effect, incomplete)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def compute(results) -> StudyDetails:
+    """The bullet items of every analysed study (the numbers, as text), in family order."""
+    out = StudyDetails()
+    best = results.best
+    for group, members in c.groups(results).items():
+        for a in members:
+            if not a.analysed:
+                out.skipped.append((a.record.name, a.status))
+                continue
+            row = best.loc[best.study == a.record.name].iloc[0]
+            out.groups.setdefault(group, []).append((a.name, a.record.name, _study_bullets(a, row), a.status))
+            if a.effect is not None and min(a.effect.n_tanh, a.effect.n_relu) > 0:
+                out.activation_figures.append((group, a.name, a.record.name, a.frame, a.effect,
+                                               {k: sum(v.values()) for k, v in a.incomplete.items()}))
+    return out
+
+
+def render(computed: StudyDetails, out, figures: str) -> list[Block]:
+    """A sub-heading and bullets per study; within-study activation figures on --figures all."""
+    from .. import plots
+
+    blocks: list[Block] = []
+    for group, rows in computed.groups.items():
+        blocks.append(Heading(c.title(group), 3))
+        for name, study, items, status in rows:
+            blocks.append(Heading(f"{name} — `{study}`", 3))
+            if status != "ok":
+                blocks.append(Paragraph(f"**{status}**"))
+            blocks.append(Bullets(items))
+            for g, n, s, frame, effect, incomplete in computed.activation_figures:
+                if s == study:
+                    blocks += out.figure(plots.activation_figure, (n, frame, effect, incomplete), c.folder(g),
+                                         f"{n}-activation", f"{n}: validation error under tanh and ReLU, and the "
+                                         "expected best after n random trials", level="all", studies=[s])
+    if computed.skipped:
+        blocks.append(Heading("Studies not analysed", 3))
+        blocks.append(Bullets([f"`{name}`: {status}" for name, status in computed.skipped]))
+    return blocks
+
+
+def _importance_line(fanova: FanovaResult | None, k: int = 3) -> str:
+    if fanova is None:
+        return "–"
+    if not fanova.overall.ok:
+        return fanova.overall.status
+    return ", ".join(f"{p} {100 * m:.0f}±{100 * s:.0f}%" for p, m, s in fanova.overall.ranked()[:k])
+
+
+def _ped_line(ped: PedAnovaResult | None, k: int = 3) -> str:
+    if ped is None:
+        return "–"
+    if not ped.ok:
+        return ped.status
+    return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ped.ranked()[:k])
+
+
+def _band_line(rob: Robustness | None) -> str:
+    if rob is None or not rob.lr_bands:
+        return "–"
+    return (", ".join(f"{n} {w:.2f} decades" for n, w in sorted(rob.lr_bands.items()))
+            + evidence("lr_band", rob.n_within).mark())
+
+
+def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
+    record = a.record
+    items = []
+    reasons = end_reasons(record)
+    items.append(f"**Trials**: {len(record.complete)} complete of {len(record.trials)}"
+                 + (f"; ended early or failed: {', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))}" if reasons else "")
+                 + (f"; {record.epochs} epochs each" if record.epochs else ""))
+    if a.outcomes is not None:
+        patience = record.info.chance_patience
+        items.append(f"**Diverged or stalled** (a sensitivity number: every finished search trial counts): "
+                     f"{a.outcomes.line()}; stall detection "
+                     + ("not recorded" if patience is None else "off" if patience <= 0 else f"on ({patience} epochs)"))
+    line = (f"**Best**: validation error {pct(best.best_val_error)}% (trial {best.best_trial}), "
+            f"test error at it {pct(best.test_error_at_best)}%")
+    if a.evaluated is not None:
+        line += f"; evaluated: test error {a.evaluated.line()}"
+    items.append(line)
+    if a.tunability is not None and a.tunability.default_trial is not None:
+        items.append(f"**Tunability**: {a.tunability.line()}")
+    items += _importance_items(a.fanova, a.ped, "complete trials")
+    if a.fanova_all is not None:
+        items += _importance_items(a.fanova_all, a.ped_all,
+                                   f"every finished trial, diverged ones at chance level {100 * a.chance:.0f}%")
+    items.append(f"**Activation**: {a.activation_note}")
+    r = a.robustness
+    if r is not None and r.n_finished:
+        own = ", ".join(f"{100 * r.within_best.get(m, math.nan):.0f}% within {100 * m:.0f} pp" for m in MARGINS)
+        ref = ", ".join(f"{100 * r.within_reference.get(m, math.nan):.0f}% within {100 * m:.0f} pp" for m in MARGINS)
+        items.append(f"**Robustness** (of {r.n_finished} finished configurations): {own} of its own best; {ref} of the "
+                     f"common reference ({r.reference_from or 'none'}); learning-rate band within {100 * r.margin:.0f} pp "
+                     f"of its best: {_band_line(r)}")
+    if a.trust is not None:
+        line = f"**Budget trust**: {a.trust.verdict()}"
+        if a.trust.ok:
+            line += f" (ρ at epoch 1: {a.trust.rho[0]:.2f})" if math.isfinite(a.trust.rho[0]) else ""
+        items.append(line)
+    return items
+
+
+def _importance_items(f: FanovaResult | None, p: PedAnovaResult | None, trials: str) -> list[str]:
+    items: list[str] = []
+    if f is not None:
+        text = (f"**fANOVA** on {trials} (global variance; {f.evaluator}, {f.seeds} seeds × {f.n_trees} trees; "
+                f"{f.overall.n_trials} trials; log10 scale for {', '.join(f.log_params) or 'no parameter'}): ")
+        if f.overall.ok:
+            text += (", ".join(f"{p} {100 * m:.1f} ± {100 * s:.1f}%" for p, m, s in f.overall.ranked())
+                     + " (± is the spread over forest seeds, not sampling uncertainty)"
+                     + evidence("importance", f.overall.n_trials).mark())
+        else:
+            text += f.overall.status
+        if f.overall.constant:
+            text += f"; fixed (one possible value, importance 0): {', '.join(f.overall.constant)}"
+        if f.dropped:
+            text += "; dropped: " + ", ".join(f"{p} ({why})" for p, why in f.dropped.items())
+        items.append(text)
+        if f.conditional:
+            cond = ", ".join(f"{p} (in {c} of {f.overall.n_trials} trials)" for p, c in f.conditional.items())
+            items.append(f"**Conditional parameters** {cond}: left out of the line above, evaluated per branch:")
+            for branch in f.branches:
+                body = (", ".join(f"{p} {100 * m:.1f} ± {100 * s:.1f}%" for p, m, s in branch.ranked())
+                        + evidence("importance", branch.n_trials).mark() if branch.ok else branch.status)
+                items.append(f"  {branch.title} ({branch.n_trials} trials): {body}")  # a sub-item
+    if p is not None and p.ok:
+        items.append(f"**PED-ANOVA** on {trials} (what reaching the top {100 * p.target_quantile:.0f}% needs; {p.n_top} of "
+                     f"{p.n_trials} trials): " + ", ".join(f"{n} {100 * v:.1f}%" for n, v in p.ranked())
+                     + evidence("importance", p.n_trials).mark())
+    elif p is not None:
+        items.append(f"**PED-ANOVA** on {trials}: {p.status}")
+    return items
+
+

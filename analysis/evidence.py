@@ -1,0 +1,67 @@
+"""How many observations each statistic needs before the report states it firmly.
+
+Every statistic the report prints knows the number of observations it rests on. Below the
+threshold named here it is either left out or printed greyed with the mark `exploratory` and its
+reason (e.g. "exploratory: 6 trials, fANOVA shares need at least 30"). The thresholds are
+rules of thumb, chosen so that a share or rank is not dominated by one or two points:
+
+- fANOVA / PED-ANOVA shares: a random forest over 7-8 parameters needs several trials per
+  parameter; at 30 complete trials the top parameter is stable across forest seeds.
+- a top-k overlap needs at least 4k configurations, or the overlap is high by construction.
+- a learning-rate band needs at least 3 configurations near the best.
+- an unpaired comparison (Mann-Whitney, bootstrap of medians) needs 8 per arm.
+- a paired comparison needs 5 matched configurations (a sign test of 5 of 5 wins has p = 0.06,
+  of 6 of 6 p = 0.03).
+- a stability share (within x pp of a reference) needs 20 configurations.
+- a budget-trust rank correlation needs 10 learning curves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+THRESHOLDS: dict[str, tuple[int, str]] = {
+    "importance": (30, "complete trials, fANOVA and PED-ANOVA shares"),
+    "top_overlap": (20, "configurations, a top-5 overlap"),
+    "lr_band": (3, "configurations near the best, a learning-rate band"),
+    "unpaired": (8, "configurations per activation, an unpaired comparison"),
+    "paired": (5, "matched configurations, a paired comparison"),
+    "stability": (20, "configurations, a stability share"),
+    "trust": (10, "learning curves, a rank correlation across epochs"),
+    "sensitivity": (20, "configurations per study, a sensitivity ranking of rules"),
+}
+EXPLORATORY = "exploratory"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The observations one statistic rests on against the number it needs."""
+
+    kind: str
+    n: int
+    needed: int
+    what: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the statistic rests on enough observations to be stated firmly."""
+        return self.n >= self.needed
+
+    @property
+    def reason(self) -> str:
+        """Why it is exploratory ('' when it is not)."""
+        return "" if self.ok else f"{self.n} {self.what.split(',')[0]}; {self.what.split(', ', 1)[-1]} needs at least {self.needed}"
+
+    def mark(self) -> str:
+        """'' when firm, else ' *(exploratory: reason)*' to append to a printed number."""
+        return "" if self.ok else f" *({EXPLORATORY}: {self.reason})*"
+
+    def tag(self) -> str:
+        """'' when firm, else 'exploratory' (a short table cell)."""
+        return "" if self.ok else EXPLORATORY
+
+
+def evidence(kind: str, n: int) -> Evidence:
+    """The evidence of a statistic of `kind` (a key of THRESHOLDS) resting on `n` observations."""
+    needed, what = THRESHOLDS[kind]
+    return Evidence(kind=kind, n=int(n), needed=needed, what=what)
