@@ -83,10 +83,21 @@ def _options(*names: str, **given: Any) -> argparse.ArgumentParser:
             help=f"trials each worker trains at once as one batched model: same numbers, more trials per hour "
                  f"(default {d.get('population', defaults.POPULATION)})"),
         "json": lambda d: p.add_argument("--json", action="store_true", help=d.get("json", "end with one JSON line")),
+        "checkpoints": lambda d: _checkpoint_options(p, d),
     }
     for name in names:
         declared[name](given)
     return p
+
+
+def _checkpoint_options(p: argparse.ArgumentParser, given: dict[str, Any]) -> None:
+    p.add_argument("--checkpoint-every", type=int, default=defaults.CHECKPOINT_EVERY, metavar="N",
+                   help=f"each trial's population saves every N epochs (default {defaults.CHECKPOINT_EVERY}; 0: only when "
+                        "preempted); a re-run of a lost or preempted trial resumes from its checkpoint")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help=given.get("checkpoint_dir", "folder for the checkpoints (default: FILE.checkpoints beside a file "
+                                                    "storage, else ./bioscale-checkpoints)"))
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep finished trials' checkpoints (default: removed)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +188,7 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
                             description="Create a study (or resume it: rerun the same command) and run trials until "
                                         "--trials have finished, over all workers and machines sharing the storage.",
                             parents=[_options("dataset", "storage", "devices", "workers", "population", "set", "data-root",
-                                              "chance-patience", "quiet", "json",
+                                              "chance-patience", "quiet", "json", "checkpoints",
                                               workers_help="local worker processes sharing the study (default 1)",
                                               json="end with one JSON line: the study's counts and best trial")])
     p.add_argument("--stage", default=defaults.STAGE, help="architecture (search one family's architecture) or tune (default)")
@@ -236,7 +247,8 @@ def study_spec(args: argparse.Namespace) -> StudySpec:
                      overrides=parse_overrides(args.set), sampler=args.sampler, pruner=args.pruner, seed=args.seed,
                      chance_patience=args.chance_patience, default_trial=args.default_trial, storage=args.storage,
                      study_name=args.study_name, data_root=args.data_root, workers=args.workers,
-                     devices=args.devices, population=args.population).checked()
+                     devices=args.devices, population=args.population, checkpoint_every=args.checkpoint_every,
+                     checkpoint_dir=args.checkpoint_dir, keep_checkpoints=args.keep_checkpoints).checked()
 
 
 def _run_study_run(args: argparse.Namespace) -> None:

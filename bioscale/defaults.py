@@ -34,6 +34,7 @@ POPULATION = 1
 WORKERS = 1
 DEVICES = "auto"
 EVALUATION_SEEDS = (0, 1, 2)
+CHECKPOINT_EVERY = 1  # a trial's population saves at the end of every epoch (bioscale.resume)
 
 # A campaign (`bioscale campaign`): the paper's random search over its Table 4, 30 epochs a trial.
 CAMPAIGN = {"trials": TRIALS, "epochs": 30, "sampler": "random", "protocol": "paper", "seeds": EVALUATION_SEEDS,

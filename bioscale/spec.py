@@ -55,6 +55,9 @@ class StudySpec:
     workers: int = defaults.WORKERS
     devices: str | tuple[str, ...] = defaults.DEVICES
     population: int = defaults.POPULATION
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY  # save each population every N epochs (0: only when preempted)
+    checkpoint_dir: str | None = None  # None: beside a file storage (FILE.checkpoints), else ./bioscale-checkpoints
+    keep_checkpoints: bool = False  # keep finished trials' checkpoints
 
     @property
     def label(self) -> str:
@@ -88,6 +91,7 @@ class StudySpec:
         for name in ("epochs", "trials", "workers", "population"):
             _check_count(name, getattr(self, name), 1)
         _check_count("chance_patience", self.chance_patience, 0)
+        _check_count("checkpoint_every", self.checkpoint_every, 0)
         _check_count("seed", self.seed, None)
         if self.sampler not in defaults.SAMPLERS:
             raise UsageError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(defaults.SAMPLERS)}")

@@ -229,10 +229,10 @@ def _result_record(result: FitResult) -> dict[str, Any]:
                                                        "stalled": diverged.stalled}}
 
 
-def _fit_result(record: dict[str, Any]) -> FitResult:
+def _fit_result(stored: dict[str, Any]) -> FitResult:
     """The FitResult `_result_record` stored."""
-    diverged = record["diverged"]
-    return FitResult(history=[EpochResult(**r) for r in record["history"]], pruned_at=record["pruned_at"],
+    diverged = stored["diverged"]
+    return FitResult(history=[EpochResult(**r) for r in stored["history"]], pruned_at=stored["pruned_at"],
                      diverged=None if diverged is None else Diverged(diverged["reason"], diverged["epoch"],
                                                                      stalled=diverged["stalled"]))
 

@@ -27,10 +27,12 @@ import warnings
 from typing import Callable
 
 import optuna
-from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryFailedTrialCallback, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from bioscale import resume
 from bioscale.contract import StudyInfo, counts_against_budget, trial_worker
+from bioscale.resume import Preempted
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
 
 from ._lock import BudgetLock
@@ -61,6 +63,8 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
     ran = 0
     try:
         while True:
+            if resume.stop_requested():
+                raise Preempted(0, 0, None)
             lock.acquire()
             try:
                 recover_lost_trials(study, storage, heartbeat, orphan_patience)
@@ -70,7 +74,16 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
             finally:
                 lock.release()
             if step == "run":
-                train_trials(study, plan, trials, params, device, progress=progress)
+                try:
+                    train_trials(study, plan, trials, params, device, progress=progress)
+                except Preempted:
+                    lock.acquire()
+                    try:
+                        for trial in trials:
+                            requeue_preempted(study, storage, trial)
+                    finally:
+                        lock.release()
+                    raise
                 ran += len(trials)
             if on_change is not None:
                 on_change(study)
@@ -181,6 +194,19 @@ def _fail_and_requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTr
         return
     if changed:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial._trial_id))
+
+
+def requeue_preempted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
+    """Fail a preempted trial (its `end_reason` says so) and queue it again with the same parameters and seed, however often.
+
+    Call under the budget lock: the failed trial stops counting as the copy starts to.
+    """
+    try:
+        changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)  # noqa: SLF001
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    if changed:
+        RetryFailedTrialCallback(max_retry=None)(study, storage.get_trial(trial._trial_id))  # noqa: SLF001
 
 
 class Supervisor:
