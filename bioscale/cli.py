@@ -299,10 +299,16 @@ def _run_study_run(args: argparse.Namespace) -> None:
               + (f"; winner {top['winner']}" if "winner" in top else ""))
 
 
-def _launch_arguments(p: argparse.ArgumentParser) -> None:
+def _launch_arguments(p: argparse.ArgumentParser, campaign: bool = False) -> None:
     """The executor and its resources (shared by `study launch` and `campaign`)."""
     L = defaults.LAUNCH
-    p.add_argument("--executor", default=L["executor"], help="slurm (default: one sbatch job array) or local (subprocesses here)")
+    if campaign:
+        p.add_argument("--executor", default=None, help="slurm or local: run every study's workers and evaluations as jobs "
+                                                        "(default: none, everything in this process)")
+        p.add_argument("--no-wait", action="store_true", help="with --executor: submit the tuning jobs and return; rerun the "
+                                                              "same command once they are done to evaluate and report")
+    else:
+        p.add_argument("--executor", default=L["executor"], help="slurm (default: one sbatch job array) or local (subprocesses here)")
     p.add_argument("--jobs", type=int, default=L["jobs"], help=f"array tasks, one worker each (default {L['jobs']})")
     p.add_argument("--partition", default=None, help="Slurm partition")
     p.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per job (default 1 on Slurm, 0 locally)")
@@ -490,6 +496,8 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, best-after[:EPOCH]")
     p.add_argument("--out", default=None, help="folder for figures and report (default campaign-DATASET-ARCH)")
     p.add_argument("--format", default=_joined(CAMPAIGN["formats"]), help=f"figure formats (default {_joined(CAMPAIGN['formats'])})")
+    _checkpoint_options(p, {})
+    _launch_arguments(p, campaign=True)
     p.set_defaults(func=_run_campaign)
 
 
@@ -512,11 +520,23 @@ def _run_campaign(args: argparse.Namespace) -> None:
     template = StudySpec(trials=args.trials, epochs=args.epochs, sampler=args.sampler, pruner=args.pruner,
                          protocol=args.protocol, overrides=parse_overrides(args.set), chance_patience=args.chance_patience,
                          storage=args.storage, data_root=args.data_root, workers=args.workers, devices=args.devices,
-                         population=args.population)
+                         population=args.population, checkpoint_every=args.checkpoint_every,
+                         checkpoint_dir=args.checkpoint_dir, keep_checkpoints=args.keep_checkpoints)
+    launch = None
+    if args.executor is not None:
+        launch = launch_spec(args).checked(args.storage)  # refused before torch loads
     campaign = campaign_spec(args.dataset, args.arch, template, rules=_names(args.rules),
                              activations=_names(args.activations), seeds=parse_seeds(args.seeds), out=args.out,
                              formats=args.format.split(",")).checked()
-    print(run(campaign, progress=not args.quiet).summary())
+    if launch is not None and launch.dry_run:
+        from .study.launch import dry_run
+
+        print(f"# {len(campaign.studies)} studies, each one job array like this:\n" + dry_run(campaign.studies[0], launch))
+        return
+    rerun = ["bioscale", *[a for a in sys.argv[1:] if a != "--no-wait"]] if launch is not None else None
+    outcome = run(campaign, progress=not args.quiet, launch=launch, wait=not getattr(args, "no_wait", False), rerun=rerun)
+    if outcome is not None:
+        print(outcome.summary())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,6 +124,27 @@ def dry_run(spec: StudySpec, launch: LaunchSpec) -> str:
             + "".join(f"\n{line}" for line in launch.setup))
 
 
+def make_executor(launch: LaunchSpec) -> Any:
+    """The submitit executor of a checked launch (its log folder created): SlurmExecutor or LocalExecutor."""
+    log_dir = Path(launch.log_dir).expanduser().resolve()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if launch.executor == "slurm":
+        executor = submitit.SlurmExecutor(folder=log_dir / "%j", max_num_timeout=launch.max_timeouts)
+        executor.update_parameters(**slurm_parameters(launch))
+    else:
+        executor = submitit.LocalExecutor(folder=log_dir / "%j", max_num_timeout=launch.max_timeouts)
+        executor.update_parameters(timeout_min=launch.time, gpus_per_node=launch.gpus(), signal_delay_s=launch.signal_delay_s,
+                                   setup=list(launch.setup))
+    return executor
+
+
+def check_executor(launch: LaunchSpec) -> None:
+    """UsageError when the launch asks for Slurm where there is none."""
+    if launch.executor == "slurm" and shutil.which("sbatch") is None:
+        raise UsageError("no Slurm here (sbatch is not on PATH): run the launch on the cluster's login node, "
+                         "or --executor local, or --dry-run to see the script")
+
+
 def launch_study(spec: StudySpec, launch: LaunchSpec, *, say: Callable[[str], None] | None = None) -> Launched:
     """Create the study `spec` describes (or resume it), then submit `launch.jobs` workers as one job array.
 
@@ -136,9 +157,7 @@ def launch_study(spec: StudySpec, launch: LaunchSpec, *, say: Callable[[str], No
 
     spec = spec.checked()
     launch = launch.checked(spec.storage)
-    if launch.executor == "slurm" and shutil.which("sbatch") is None:
-        raise UsageError("no Slurm here (sbatch is not on PATH): run the launch on the cluster's login node, "
-                         "or --executor local, or --dry-run to see the script")
+    check_executor(launch)
     log_dir = Path(launch.log_dir).expanduser().resolve()
     spec = replace(spec, workers=1, devices="auto", checkpoint_dir=spec.checkpoint_dir or str(log_dir / "checkpoints"))
     verbosity = optuna.logging.get_verbosity()
@@ -148,14 +167,7 @@ def launch_study(spec: StudySpec, launch: LaunchSpec, *, say: Callable[[str], No
         open_study(plan, storage)
     finally:
         optuna.logging.set_verbosity(verbosity)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    if launch.executor == "slurm":
-        executor: Any = submitit.SlurmExecutor(folder=log_dir / "%j", max_num_timeout=launch.max_timeouts)
-        executor.update_parameters(**slurm_parameters(launch))
-    else:
-        executor = submitit.LocalExecutor(folder=log_dir / "%j", max_num_timeout=launch.max_timeouts)
-        executor.update_parameters(timeout_min=launch.time, gpus_per_node=launch.gpus(), signal_delay_s=launch.signal_delay_s,
-                                   setup=list(launch.setup))
+    executor = make_executor(launch)
     worker = Worker(plan, launch.cpus_per_job)
     jobs = executor.map_array(worker, list(range(launch.jobs)))
     status = ["bioscale", "study", "status", hide_password(plan.storage.url), plan.study_name]
