@@ -28,8 +28,7 @@ from bioscale.storages import open_existing
 def study_status(storage: str, pattern: str | None = None) -> list[dict[str, Any]]:
     """One row per study matching `pattern` (a glob; None: every study): budget, counts, running trials, time left."""
     storage_obj = open_existing(storage)
-    beats = _heartbeats(storage_obj)
-    now = datetime.datetime.now()
+    beats, now = _heartbeats(storage_obj)
     rows = []
     for summary in optuna.get_all_study_summaries(storage_obj, include_best_trial=False):
         if pattern and not fnmatch.fnmatchcase(summary.study_name, pattern):
@@ -72,20 +71,25 @@ def _eta(trials: list, budget: int | None, running: list[dict[str, Any]], epochs
     return round(mean * (unstarted + left) / workers, 1)
 
 
-def _heartbeats(storage: Any) -> dict[int, datetime.datetime]:
-    """{trial id: its latest heartbeat} of an RDB storage; empty for storages without heartbeats."""
-    try:
-        from optuna.storages._rdb import models
-        from optuna.storages import RDBStorage
-    except ImportError:  # pragma: no cover
-        return {}
+def _heartbeats(storage: Any) -> tuple[dict[int, datetime.datetime], datetime.datetime]:
+    """({trial id: its latest heartbeat}, the database's clock now) of an RDB storage; empty for storages without heartbeats.
+
+    Heartbeats are stamped by the database's clock (as Optuna's own staleness check reads them), so they are aged by it too.
+    """
+    from optuna.storages import RDBStorage
+
+    now = datetime.datetime.now()
     if not isinstance(storage, RDBStorage):
-        return {}
+        return {}, now
+    import sqlalchemy
+    from optuna.storages._rdb import models  # noqa: PLC2701 - Optuna has no public reader of heartbeats
+
     session = storage.scoped_session()
     try:
-        return {row.trial_id: row.heartbeat for row in session.query(models.TrialHeartbeatModel).all()}
+        now = session.execute(sqlalchemy.select(sqlalchemy.func.current_timestamp())).scalar()
+        return {row.trial_id: row.heartbeat for row in session.query(models.TrialHeartbeatModel).all()}, now
     except Exception:  # an older schema: no heartbeat table
-        return {}
+        return {}, now
     finally:
         session.close()
 

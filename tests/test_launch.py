@@ -145,3 +145,51 @@ def test_a_job_timed_out_mid_trial_is_requeued_and_its_trial_resumes_equal_to_an
     assert sorted(last.intermediate_values) == list(range(1, EPOCHS + 1))
     log = "".join(p.read_text() for p in (tmp_path / "logs").rglob("*.err"))
     assert "USR2" in log and "preempted at" in log and "resume from their checkpoint" in log
+
+
+@pytest.mark.slow
+def test_status_shows_each_running_trial_with_its_epoch_heartbeat_and_the_time_left(tmp_path):
+    from bioscale.contract import SECONDS, TRIALS, WORKER, worker_id
+    from bioscale.storages import open_storage
+    from bioscale.study import run_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_study(spec_for(url, "st", trials=2, epochs=4, devices="cpu"), progress=False)
+    storage = open_storage(url)
+    study = optuna.load_study(study_name="st", storage=storage)
+    study.set_user_attr(TRIALS, 4)
+    trial = study.ask()
+    trial.set_user_attr(WORKER, f"{worker_id()}:{trial.number}")
+    trial.report(0.5, 1)
+    trial.report(0.4, 2)
+    storage.record_heartbeat(trial._trial_id)
+    (row,) = study_status(url, "s*")
+    assert (row["budget"], row["finished"], row["counts"]["COMPLETE"], row["counts"]["RUNNING"]) == (4, 2, 2, 1)
+    (running,) = row["running"]
+    assert running["trial"] == 2 and (running["epoch"], running["epochs"]) == (2, 4) and running["worker"] == worker_id()
+    assert 0 <= running["heartbeat_age_s"] < 60
+    seconds = [t.user_attrs[SECONDS] for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert row["eta_s"] == round(sum(seconds) / 2 * (1 + 0.5), 1)  # one trial not started, half of one left, one worker
+    text = format_status([row])
+    assert text.startswith("st: 2/4 finished (2 COMPLETE, 1 RUNNING), about ")
+    assert f"  trial 2: epoch 2/4 on {worker_id()}, heartbeat " in text
+    done = cli("study", "status", str(tmp_path / "s.db"), "nothing*")
+    assert done.returncode == 0 and done.stdout.strip() == "no studies match"
+
+
+@pytest.mark.slow
+def test_a_campaign_runs_its_studies_and_evaluations_as_local_jobs(tmp_path):
+    url = f"journal:///{tmp_path / 'c.log'}"
+    args = ["campaign", "--dataset", "digits", "--arch", "fc", "--rules", "bp", "--trials", "2", "--epochs", "2", "--seeds", "0",
+            "--storage", url, "--executor", "local", "--jobs", "2", "--cpus-per-job", "1", "--out", str(tmp_path / "out"),
+            "--log-dir", str(tmp_path / "logs"), "--format", "png"]
+    process = bioscale_process(*args, "--no-wait")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "run the same command again to evaluate and report" in out and "--no-wait" not in out.splitlines()[-1]
+    process = bioscale_process(*args)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert "evaluated tune:digits:fc:bp: test error" in out and (tmp_path / "out" / "report.md").is_file()
+    trials = assert_exact_budget(url, "tune:digits:fc:bp", 2 + 1)  # and the default-settings trial
+    assert len(trials) == 3
