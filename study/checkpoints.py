@@ -52,10 +52,21 @@ def population_path(folder: Path, study_name: str, roots: Sequence[int]) -> Path
 
 
 def remove(path: Path) -> None:
-    """Remove a finished population's checkpoint, and its study folder when that is left empty."""
+    """Remove a finished population's checkpoint, any other that holds one of its trials (a population re-run in
+    another grouping cannot resume from it), and the folders left empty."""
+    roots = _roots(path)
+    for other in path.parent.glob("trials-*.pt"):
+        if other != path and roots & _roots(other):
+            resume.remove(other)
     resume.remove(path)
     for folder in (path.parent, path.parent.parent):  # the study's folder, then the checkpoint folder, when empty
         try:
             folder.rmdir()
         except OSError:
             break
+
+
+def _roots(path: Path) -> set[int]:
+    """The root trial numbers a checkpoint file's name holds."""
+    numbers = path.stem.removeprefix("trials-").split("-")
+    return {int(n) for n in numbers if n.isdigit()}

@@ -52,6 +52,15 @@ def test_the_default_folder_is_beside_a_file_storage_or_in_the_working_folder(tm
     assert path == tmp_path / "tune_digits_fc_dtp_parallel" / "trials-2-4.pt"
 
 
+def test_removing_a_finished_populations_checkpoint_removes_those_sharing_a_trial(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for name in ("trials-1-2-3.pt", "trials-2.pt", "trials-4-5.pt", "trials-12.pt"):
+        (folder / name).write_bytes(b"x")
+    checkpoints.remove(folder / "trials-2.pt")  # trials 1-2-3 were re-run in another grouping: that file is of no use
+    assert sorted(p.name for p in folder.iterdir()) == ["trials-12.pt", "trials-4-5.pt"]
+
+
 def test_finished_trials_leave_no_checkpoint_unless_kept(tmp_path):
     study = run_study(spec(tmp_path), progress=False)
     trials = study.get_trials()
