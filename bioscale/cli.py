@@ -212,7 +212,8 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
     p.add_argument("pattern", metavar="PATTERN", nargs="?", default=None, help="study-name glob (default: every study)")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes with --watch (default 10)")
+    p.add_argument("--interval", type=float, default=defaults.STATUS_INTERVAL,
+                   help=f"seconds between refreshes with --watch (default {defaults.STATUS_INTERVAL:g})")
     p.add_argument("--json", action="store_true", help="one JSON list")
     p.set_defaults(func=_run_study_status)
 

@@ -35,6 +35,8 @@ WORKERS = 1
 DEVICES = "auto"
 EVALUATION_SEEDS = (0, 1, 2)
 CHECKPOINT_EVERY = 1  # a trial's population saves at the end of every epoch (bioscale.resume)
+CHECKPOINT_FOLDER = "bioscale-checkpoints"  # in the working folder, for a database storage (file storages: FILE.checkpoints)
+STATUS_INTERVAL = 10.0  # seconds between refreshes of `bioscale study status --watch`
 
 # `bioscale study launch` (bioscale.spec.LaunchSpec): one job array, one worker per job.
 EXECUTORS = ("slurm", "local")

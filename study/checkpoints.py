@@ -19,10 +19,10 @@ from typing import Sequence
 import optuna
 from optuna.storages import RetryFailedTrialCallback
 
-from bioscale import resume
+from bioscale import defaults, resume
 from bioscale.storages import StorageSpec
 
-DEFAULT_FOLDER = "bioscale-checkpoints"
+DEFAULT_FOLDER = defaults.CHECKPOINT_FOLDER
 
 
 def default_directory(storage: StorageSpec) -> Path:

@@ -19,9 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from bioscale import defaults
 from bioscale.contract import (SECONDS, StudyInfo, counts_against_budget, is_default_config, is_finished, trial_worker,
-                               was_requeued)
-from bioscale.contract import WORKER
+                               was_requeued, WORKER)
 from bioscale.storages import open_existing
 
 
@@ -118,7 +118,7 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
-def show_status(storage: str, pattern: str | None = None, *, watch: bool = False, interval: float = 10.0,
+def show_status(storage: str, pattern: str | None = None, *, watch: bool = False, interval: float = defaults.STATUS_INTERVAL,
                 as_json: bool = False) -> None:
     """Print the status once, or with `watch` every `interval` seconds until interrupted."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
