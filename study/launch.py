@@ -24,6 +24,7 @@ from typing import Any, Callable
 import submitit
 
 from bioscale import resume
+from bioscale.contract import ARCHITECTURE
 from bioscale.errors import UsageError
 from bioscale.spec import LaunchSpec, StudySpec
 from bioscale.storages import hide_password
@@ -78,7 +79,16 @@ class Worker(submitit.helpers.Checkpointable):
         signal.signal(signal.SIGUSR2, stop_soon)
         device = resolve_devices("auto")[0]
         try:
-            return work(self.plan, index, device, self.threads if device == "cpu" else None, progress=False)
+            ran = work(self.plan, index, device, self.threads if device == "cpu" else None, progress=False)
+            if self.plan.stage == ARCHITECTURE:  # as `study run` does at its end: any job that sees the budget met records it
+                import optuna
+
+                from bioscale.storages import open_storage
+
+                from ._prepare import record_winner
+
+                record_winner(optuna.load_study(study_name=self.plan.study_name, storage=open_storage(self.plan.storage)))
+            return ran
         except resume.Preempted as stopped:
             print(f"bioscale: {stopped}; its trials are re-queued", file=sys.stderr, flush=True)
             signal.signal(signal.SIGUSR2, submitit_handler)

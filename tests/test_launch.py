@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from bioscale.contract import CURVE, END_REASON, PREEMPTED, RESUMED_FROM, read_end_reason
+from bioscale.contract import CONFIG, CURVE, END_REASON, PREEMPTED, RESUMED_FROM, read_end_reason
 from bioscale.spec import LaunchSpec, StudySpec
 from bioscale.study.launch import launch_study
 from bioscale.study.status import format_status, study_status
@@ -193,3 +193,18 @@ def test_a_campaign_runs_its_studies_and_evaluations_as_local_jobs(tmp_path):
     assert "evaluated tune:digits:fc:bp: test error" in out and (tmp_path / "out" / "report.md").is_file()
     trials = assert_exact_budget(url, "tune:digits:fc:bp", 2 + 1)  # and the default-settings trial
     assert len(trials) == 3
+
+
+@pytest.mark.slow
+def test_an_architecture_study_launched_as_jobs_records_its_winner(tmp_path):
+    from bioscale.contract import StudyInfo
+
+    url = f"journal:///{tmp_path / 'a.log'}"
+    spec = StudySpec(stage="architecture", arch="fc", trials=2, epochs=1, storage=url, study_name="arch", chance_patience=0,
+                     sampler="random", overrides={"batch_size": "64", "depth": "1", "width": "16:32"})
+    launched = launch_study(spec, LaunchSpec(executor="local", jobs=2, cpus_per_job=1, log_dir=str(tmp_path / "logs")))
+    launched.wait()
+    trials = assert_exact_budget(url, "arch", 2)
+    winner = StudyInfo.from_attrs(optuna.load_study(study_name="arch", storage=storage_of(url)).user_attrs).winner
+    best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (t.value, t.number))
+    assert winner == best.user_attrs[CONFIG]["arch"]
