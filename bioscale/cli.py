@@ -358,7 +358,7 @@ def _run_study_launch(args: argparse.Namespace) -> None:
     if launch.executor == "local":
         print("waiting for the local jobs (they stop with this command)...", flush=True)
         ran = launched.wait()
-        print(f"done: the workers ran {sum(ran)} trial(s) ({', '.join(map(str, ran))})")
+        print(f"done: the workers ran {sum(r or 0 for r in ran)} trial(s) ({', '.join('failed' if r is None else str(r) for r in ran)})")
 
 
 def _run_study_status(args: argparse.Namespace) -> None:

@@ -61,7 +61,10 @@ def run_campaign_jobs(campaign: CampaignSpec, launch: LaunchSpec, *, wait: bool 
                                   [campaign.eval_epochs] * len(todo), [campaign.studies[0].data_root] * len(todo))
         say(f"evaluating {len(todo)} studies in job(s) {', '.join(str(j.job_id) for j in jobs)} ...")
         for name, job in zip(todo, jobs):
-            result = job.result()
+            try:
+                result = job.result()
+            except Exception as error:  # the job failed: its log says why
+                result = f"the evaluation job failed ({str(error).strip().splitlines()[0] if str(error).strip() else error!r})"
             evaluation = Evaluation.read(result) if isinstance(result, dict) else None
             say(f"evaluated {name}: " + (f"test error {_pct(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}"
                                          if evaluation is not None else f"skipped ({result})"))

@@ -52,9 +52,17 @@ class Launched:
                           f"logs: {self.log_dir}",
                           f"follow it: {shlex.join(self.status_command)}"])
 
-    def wait(self) -> list[int]:
-        """Block until every job has ended; returns how many trials each worker ran."""
-        return [job.result() for job in self.jobs]
+    def wait(self) -> list[int | None]:
+        """Block until every job has ended; returns how many trials each worker ran (None for a job that failed, said on stderr)."""
+        ran: list[int | None] = []
+        for job in self.jobs:
+            try:
+                ran.append(job.result())
+            except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the job's log has the rest
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                print(f"bioscale: job {job.job_id} did not finish: {first} (log: {job.paths.stderr})", file=sys.stderr, flush=True)
+                ran.append(None)
+        return ran
 
 
 class Worker(submitit.helpers.Checkpointable):
