@@ -53,8 +53,12 @@ ROLE, DEFAULT_CONFIG = "role", "default"
 # `checkpoint` is where the trial's population saves as it trains (bioscale.resume); `resumed_from`
 # the epochs it had completed when it resumed from one (null: it trained from epoch 0).
 CHECKPOINT, RESUMED_FROM = "checkpoint", "resumed_from"
+# On storages without heartbeats of their own (journal files), a running trial's worker writes
+# `heartbeat`, the time (seconds since the epoch) of its latest beat, so that workers on other
+# machines can tell a lost worker's trial from a live one.
+HEARTBEAT = "heartbeat"
 TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, CHECKPOINT,
-               RESUMED_FROM, *RESULT_ATTRS)
+               RESUMED_FROM, HEARTBEAT, *RESULT_ATTRS)
 # The curve's series, one value per epoch.
 CURVE_SERIES = ("train", "val", "test")
 

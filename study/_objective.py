@@ -26,10 +26,10 @@ import bioscale
 from bioscale import contract, defaults, rules, spaces
 
 from bioscale.contract import (ARCHITECTURE, BEST_EPOCH, CHECKPOINT, CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME,
-                               END_REASON, POPULATION, RESULT_ATTRS, RESUMED_FROM, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR,
+                               END_REASON, HEARTBEAT, POPULATION, RESULT_ATTRS, RESUMED_FROM, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR,
                                VAL_ERROR, VERSIONS, WORKER, EndReason, is_finished, worker_id)
 from bioscale.resume import Checkpointing, Preempted
-from bioscale.storages import supports_heartbeat
+from bioscale.storages import heartbeat_settings, supports_heartbeat
 from bioscale.train import EpochResult, FitResult
 
 from . import checkpoints
@@ -229,28 +229,37 @@ def _train(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], device: 
 
 
 class _Heartbeat:
-    """Records a heartbeat for every running trial of a population while it trains (RDB storages with heartbeats)."""
+    """Records a heartbeat for every running trial of a population while it trains.
+
+    RDB storages: their own heartbeat table (Optuna's). Storages without one (journal files): the
+    trial's `heartbeat` attribute, the time of the latest beat, which workers on other machines read.
+    """
 
     def __init__(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
-        storage = study._storage  # noqa: SLF001 - Optuna keeps no public handle on a study's storage
-        self.storage = storage if supports_heartbeat(storage) else None
+        self.storage = study._storage  # noqa: SLF001 - Optuna keeps no public handle on a study's storage
+        self.native = supports_heartbeat(self.storage)
         self.ids = [t._trial_id for t in trials]  # noqa: SLF001
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> _Heartbeat:
-        if self.storage is not None:
-            self.beat()
-            self.thread = threading.Thread(target=self.run, daemon=True)
-            self.thread.start()
+        self.beat()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
         return self
 
     def beat(self) -> None:
         for trial_id in self.ids:
-            self.storage.record_heartbeat(trial_id)
+            if self.native:
+                self.storage.record_heartbeat(trial_id)
+            else:
+                try:
+                    self.storage.set_trial_user_attr(trial_id, HEARTBEAT, time.time())
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
 
     def run(self) -> None:
-        interval = self.storage.get_heartbeat_interval()
+        interval = self.storage.get_heartbeat_interval() if self.native else heartbeat_settings()[0]
         while not self.stop.wait(interval):
             self.beat()
 

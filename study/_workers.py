@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage, RetryFailedTrialCallback, RetryHeartbea
 from optuna.trial import FrozenTrial, TrialState
 
 from bioscale import resume
-from bioscale.contract import StudyInfo, counts_against_budget, trial_worker
+from bioscale.contract import HEARTBEAT, StudyInfo, counts_against_budget, trial_worker
 from bioscale.resume import Preempted
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
 
@@ -54,12 +54,12 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     storage = storage if storage is not None else open_storage(plan.storage)
     heartbeat = supports_heartbeat(storage)
-    interval, grace = heartbeat_settings() if heartbeat else (2, 0)
+    interval, grace = heartbeat_settings()
     study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner, plan.epochs))
     study.sampler = make_sampler(plan.sampler, plan.seed, stream=_stream(index, len(study.get_trials(deepcopy=False))))
     lock = BudgetLock(plan.storage, plan.study_name)
     orphan_patience = max(2 * grace, 60)
-    poll = max(1.0, min(float(interval), 5.0))
+    poll = max(1.0, min(float(interval), 5.0)) if heartbeat else 2.0
     ran = 0
     try:
         while True:
@@ -67,7 +67,7 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
                 raise Preempted(0, 0, None)
             lock.acquire()
             try:
-                recover_lost_trials(study, storage, heartbeat, orphan_patience)
+                recover_lost_trials(study, storage, heartbeat, orphan_patience, grace)
                 step, size = next_step(study, _budget(study, plan), plan.population)
                 if step == "run":
                     trials, params = ask_population(study, plan, size)
@@ -158,26 +158,33 @@ def _sample(trial: optuna.Trial, plan: Plan) -> dict:
     return {name: suggest(trial, name, dist) for name, dist in plan.space.items()}
 
 
-def recover_lost_trials(study: optuna.Study, storage: BaseStorage, heartbeat: bool, orphan_patience: float) -> None:
+def recover_lost_trials(study: optuna.Study, storage: BaseStorage, heartbeat: bool, orphan_patience: float,
+                        grace: float | None = None) -> None:
     """Fail and re-queue trials whose worker is gone: stale heartbeats, dead local processes, orphans."""
     if heartbeat:
         optuna.storages.fail_stale_trials(study)
     now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        alive = _worker_alive(trial, check_pid=not heartbeat)
+        alive = _worker_alive(trial, check_pid=not heartbeat, grace=grace)
         age = (now - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0
         if alive is False or (alive is None and age > orphan_patience):
             _fail_and_requeue(study, storage, trial)
 
 
-def _worker_alive(trial: FrozenTrial, check_pid: bool) -> bool | None:
-    """True/False when the trial names its worker (and the pid can be checked), None when it does not."""
+def _worker_alive(trial: FrozenTrial, check_pid: bool, grace: float | None = None) -> bool | None:
+    """True/False when the trial names its worker (and its pid, or on another machine its `heartbeat` attribute, can be
+    checked), None when it does not. `check_pid`: the storage has no heartbeats of its own (journal files)."""
     worker = trial_worker(trial)
     if worker is None:
         return None  # not started yet, or attributes inherited by a retry that has not started
     host, pid = worker
-    if not check_pid or host != socket.gethostname():
+    if not check_pid:
         return True
+    if host != socket.gethostname():
+        beat = trial.user_attrs.get(HEARTBEAT)
+        if grace is None or not isinstance(beat, (int, float)) or isinstance(beat, bool):
+            return True
+        return time.time() - beat <= grace
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,7 +1,7 @@
 """`bioscale study status`: where the studies of a storage stand, from any machine that reaches it.
 
 Per study: the budget, the trial counts by state, each running trial's worker, epoch and
-heartbeat age (RDB storages record heartbeats; a journal file has none), and an estimate of the
+heartbeat age (RDB storages record heartbeats; on a journal file the worker writes its own), and an estimate of the
 time left: the finished trials' mean `seconds` times the trials still to run, the running ones
 counted by the share of their epochs left, spread over the workers running now. Works for
 studies started by `launch`, `run`, or by hand.
@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from bioscale import defaults
 from bioscale.contract import (SECONDS, StudyInfo, counts_against_budget, is_default_config, is_finished, trial_worker,
-                               was_requeued, WORKER)
+                               was_requeued, HEARTBEAT, WORKER)
 from bioscale.storages import open_existing
 
 
@@ -48,10 +48,14 @@ def study_status(storage: str, pattern: str | None = None) -> list[dict[str, Any
             if t.state != TrialState.RUNNING:
                 continue
             beat = beats.get(t._trial_id)  # noqa: SLF001
+            age = None if beat is None else (now - beat).total_seconds()
+            written = t.user_attrs.get(HEARTBEAT)  # storages without heartbeats of their own: the worker's attribute
+            if age is None and isinstance(written, (int, float)) and not isinstance(written, bool):
+                age = time.time() - written
             worker = trial_worker(t)
             running.append({"trial": t.number, "worker": f"{worker[0]}:{worker[1]}" if worker else t.user_attrs.get(WORKER),
                             "epoch": len(t.intermediate_values), "epochs": info.epochs,
-                            "heartbeat_age_s": None if beat is None else round((now - beat).total_seconds(), 1)})
+                            "heartbeat_age_s": None if age is None else round(age, 1)})
         rows.append({"study": summary.study_name, "budget": budget, "finished": finished, "counts": counts,
                      "requeued": sum(was_requeued(t) for t in trials), "running": running,
                      "eta_s": _eta(search, budget, running, info.epochs)})

@@ -132,3 +132,34 @@ def test_a_sigkilled_workers_trial_resumes_from_its_last_checkpoint_and_ends_equ
     assert sorted(retry.intermediate_values) == list(range(1, EPOCHS + 1))
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
     assert not os.path.exists(retry.user_attrs[CHECKPOINT])
+
+
+def test_a_journal_trial_of_another_machine_is_alive_while_its_heartbeat_is_fresh():
+    from bioscale.contract import HEARTBEAT, WORKER
+    from bioscale.study._workers import _worker_alive
+
+    def trial(**attrs):
+        return optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={WORKER: "elsewhere:42:-1", **attrs})  # create_trial numbers it -1
+
+    assert _worker_alive(trial(**{HEARTBEAT: time.time() - 5}), check_pid=True, grace=60) is True
+    assert _worker_alive(trial(**{HEARTBEAT: time.time() - 600}), check_pid=True, grace=60) is False
+    assert _worker_alive(trial(), check_pid=True, grace=60) is True  # no beat recorded: cannot tell, trust it
+    assert _worker_alive(trial(**{HEARTBEAT: time.time() - 600}), check_pid=False, grace=60) is True  # RDB: its own heartbeats
+
+
+@pytest.mark.slow
+def test_a_journal_trial_whose_worker_on_another_machine_went_silent_is_rerun(tmp_path):
+    from bioscale.contract import HEARTBEAT, WORKER
+    from bioscale.storages import open_storage
+
+    url = f"journal:///{tmp_path / 'j.log'}"
+    run_study(spec(tmp_path, trials=1, storage=url, study_name="j", sampler="random"), progress=False)
+    study = optuna.load_study(study_name="j", storage=open_storage(url))
+    lost = study.ask()
+    lost.set_user_attr(WORKER, f"node-17:4242:{lost.number}")
+    lost.set_user_attr(HEARTBEAT, time.time() - 3600)  # its job died with its node an hour ago
+    study = run_study(spec(tmp_path, trials=2, storage=url, study_name="j", sampler="random"), progress=False)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[2].system_attrs["failed_trial"] == lost.number
+    assert isinstance(trials[2].user_attrs[HEARTBEAT], float) and trials[2].user_attrs[HEARTBEAT] > time.time() - 600
