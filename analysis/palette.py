@@ -13,7 +13,7 @@ RULE_ORDER = ("bp", "fa", "dfa", "tp", "dtp", "sdtp", "ao-sdtp")
 # Rules published after the paper, one colour each from seaborn's "dark" palette (none of the above).
 LATER_RULES = {
     "kp": "#B1400D", "wm": "#8C0800", "sign-symmetry-frsf": "#591E71", "sign-symmetry-brsf": "#A23582",
-    "ddtp": "#001C7F", "ldrl": "#12711C",
+    "ddtp": "#001C7F", "ldrl": "#12711C", "ep": "#3C3C3C", "chl": "#B8850A",
 }
 SCHEDULES = ("alternating", "parallel")
 LINE_STYLES = {None: "-", "alternating": "-", "parallel": "--"}

@@ -47,6 +47,10 @@ SHARED_PATHS_ENV = "BIOSCALE_SHARED_PATHS"  # folders every node mounts, os.path
 # A campaign (`bioscale campaign`): the paper's random search over its Table 4, 30 epochs a trial.
 CAMPAIGN = {"trials": TRIALS, "epochs": 30, "sampler": "random", "protocol": "paper", "seeds": EVALUATION_SEEDS,
             "formats": ("png", "pdf")}
+# The energy-based rules settle ~30 times a step (EP 9.6x, CHL 4.1x BP's step on fc; 12-15x and 5x on lc and conv):
+# in the demo they run on fc only, with at most this many trials and epochs, so the demo's time stays near what it was.
+# The report reads each study's own trials and epochs; the demo's summary names the reduction.
+DEMO_REDUCED = {"rules": ("ep", "chl"), "archs": ("fc",), "trials": 3, "epochs": 4}
 
 # The demo (`bioscale demo`): the campaign at a small budget on digits. Digits runs only ~9
 # minibatches an epoch, so a slow start is no sign of divergence there: the demo never stops a
@@ -62,7 +66,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "ao-sdtp": ("parallel", "alternating"), "bp": (), "dfa": (), "dtp": ("parallel", "alternating"), "fa": (),
     "sdtp": ("parallel", "alternating"), "sign-symmetry": (), "tp": ("parallel", "alternating"),
     "kp": (), "wm": (), "sign-symmetry-frsf": (), "sign-symmetry-brsf": (),
-    "ddtp": ("parallel", "alternating"), "ldrl": ("parallel", "alternating")}
+    "ddtp": ("parallel", "alternating"), "ldrl": ("parallel", "alternating"), "ep": (), "chl": ()}
 PROTOCOLS = ("paper", "extended")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")  # EPOCH defaults to 10

@@ -62,12 +62,18 @@ class FitResult:
 
 
 @torch.no_grad()
-def error_rates(net: Net, x: Tensor, y: Tensor, member_examples: int = 8000) -> list[float]:
-    """Fraction of examples each member of `net` misclassifies, in chunks of about `member_examples` activations."""
+def error_rates(model: Net | rules.Rule, x: Tensor, y: Tensor, member_examples: int = 8000) -> list[float]:
+    """Fraction of examples each member misclassifies, in chunks of about `member_examples` activations.
+
+    `model` is a net (its feedforward logits) or a rule, whose `predict` says what the members
+    answer (an energy-based rule's settled free phase).
+    """
+    net = model.net if isinstance(model, rules.Rule) else model
+    predict = model.predict if isinstance(model, rules.Rule) else net
     batch_size = max(1, min(2000, member_examples // net.members))
     was_training = net.training
     net.eval()
-    wrong = sum((net(x[i:i + batch_size]).argmax(2) != y[i:i + batch_size]).sum(1) for i in range(0, len(x), batch_size))
+    wrong = sum((predict(x[i:i + batch_size]).argmax(2) != y[i:i + batch_size]).sum(1) for i in range(0, len(x), batch_size))
     net.train(was_training)
     return (wrong.double() / len(x)).tolist()
 
@@ -168,9 +174,9 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
                 bound = [LOSS_GROWTH_LIMIT * max(start, floor) for start in first_loss.tolist()]
             losses = (loss_sum / steps).tolist()
             finite = finite_weights(rule)
-            errors = [error_rates(net, data.train_x, data.train_y),
-                      error_rates(net, data.val_x, data.val_y) if data.val_x is not None else [None] * rule.members,
-                      error_rates(net, data.test_x, data.test_y)]
+            errors = [error_rates(rule, data.train_x, data.train_y),
+                      error_rates(rule, data.val_x, data.val_y) if data.val_x is not None else [None] * rule.members,
+                      error_rates(rule, data.test_x, data.test_y)]
             seconds = elapsed + time.perf_counter() - start
             stopped = []
             for position, member in enumerate(slots):

@@ -25,13 +25,19 @@ LIMITS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     # Kolen-Pollack and weight mirrors (bioscale.rules.learned_feedback)
     "decay": (0.0, None, True, False),
     "mirror_lr": _POSITIVE, "mirror_sigma": _POSITIVE, "mirror_decay": _POSITIVE, "mirror_steps": _COUNT,
+    # EP and CHL (bioscale.rules.energy_based): settling steps, the free phase's tolerance, CHL's feedback strength
+    "t_free": _COUNT, "t_nudge": _COUNT, "tolerance": (0.0, None, True, False), "gamma": _POSITIVE,
+    "init_scale": _POSITIVE,
     # architecture stage
     "depth": _COUNT, "width": _COUNT, "channels": _COUNT, "kernel": _COUNT,
 }
 # Settings that count something: whole numbers only.
-WHOLE = frozenset({"aux_size", "alternation_period", "inverse_iterations", "mirror_steps", "batch_size", "epochs", "depth", "width", "channels", "kernel"})
+WHOLE = frozenset({"aux_size", "alternation_period", "inverse_iterations", "mirror_steps", "t_free", "t_nudge", "batch_size", "epochs", "depth", "width", "channels", "kernel"})
 # Settings that take one of a few words.
-CHOICES: dict[str, tuple[str, ...]] = {"activation": ("tanh", "relu")}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "activation": ("tanh", "relu"),
+    # EP and CHL: the hidden states' activation (the net's own, or the papers' hard sigmoid), EP's output cost
+    "state_activation": ("net", "hard-sigmoid"), "cost": ("squared-error", "cross-entropy")}
 
 
 def check_value(name: str, value: object) -> None:

@@ -36,13 +36,14 @@ class CampaignOutcome:
     epochs: int
     seeds: list[int]
     seconds: float
+    reduced: str = ""  # studies run at a smaller budget than the rest (the demo's energy-based rules), in words
 
     def summary(self) -> str:
         """The lines `bioscale demo` and `bioscale campaign` print at the end."""
         columns = ["dataset", "arch", "label", "activation", "trials_complete", "best_val_error", "evaluated_test_mean"]
         return "\n".join([
             f"\nbest errors ({self.trials} trials x {self.epochs} epochs per study, "
-            f"evaluated over seeds {','.join(map(str, self.seeds))}):",
+            f"evaluated over seeds {','.join(map(str, self.seeds))}{'; ' + self.reduced if self.reduced else ''}):",
             self.table[columns].to_string(index=False, float_format=lambda v: f"{100 * v:.2f}%"),
             f"\nreport: {self.report.resolve()}",
             f"html:   {self.report.with_suffix('.html').resolve()}",
@@ -70,9 +71,29 @@ def demo_campaign(template: StudySpec | None = None, *, out: str | Path = defaul
     out = Path(out)
     template = template or demo_study()
     template = replace(template, storage=template.storage or f"sqlite:///{(out / 'bioscale.db').resolve()}")
-    studies = campaign_studies(template, defaults.DEMO["archs"], rules, activations)
+    studies = reduce_demo(campaign_studies(template, defaults.DEMO["archs"], rules, activations))
     return CampaignSpec(studies=studies, seeds=tuple(seeds), side_by_side=side_by_side or os.cpu_count() or 1,
                         out=str(out), formats=defaults.DEMO["formats"])
+
+
+def reduce_demo(studies: Sequence[StudySpec], reduced: dict | None = None) -> tuple[StudySpec, ...]:
+    """The demo's studies with the costly rules (`defaults.DEMO_REDUCED`) kept to its architectures, trials and epochs."""
+    reduced = reduced or defaults.DEMO_REDUCED
+    return tuple(replace(s, trials=min(s.trials, reduced["trials"]), epochs=min(s.epochs, reduced["epochs"]))
+                 if s.rule in reduced["rules"] else s
+                 for s in studies if s.rule not in reduced["rules"] or s.arch in reduced["archs"])
+
+
+def reduced_budget(campaign: CampaignSpec) -> str:
+    """The studies of `campaign` whose trials or epochs differ from its first study's, in words ('' when none)."""
+    first = campaign.studies[0]
+    by_budget: dict[tuple[int, int], list[str]] = {}
+    for s in campaign.studies:
+        if (s.trials, s.epochs) != (first.trials, first.epochs):
+            names = by_budget.setdefault((s.trials, s.epochs), [])
+            if f"{s.label} on {s.arch}" not in names:
+                names.append(f"{s.label} on {s.arch}")
+    return "; ".join(f"{', '.join(names)}: {t} trials x {e} epochs" for (t, e), names in by_budget.items())
 
 
 def demo(campaign: CampaignSpec | None = None, *, progress: bool = True) -> CampaignOutcome:
@@ -129,4 +150,4 @@ def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | N
     return CampaignOutcome(studies=names, table=best_table(campaign.storage, names), report=report,
                            dashboard=dashboard_command(campaign.storage, str((out / ARTIFACT_DIR_NAME).resolve())),
                            trials=first.trials, epochs=first.epochs, seeds=list(campaign.seeds),
-                           seconds=time.perf_counter() - start)
+                           seconds=time.perf_counter() - start, reduced=reduced_budget(campaign))

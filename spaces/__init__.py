@@ -4,6 +4,7 @@
   `activation` and `batch_size`. One module per rule family declares them (backprop,
   feedback_alignment, target_propagation); a rule that no module claims samples every
   constructor setting the shared catalogue knows.
+  The energy-based rules (EP, CHL) are declared in `energy_based`.
 - Architecture stage: `architecture_space(family, dataset)` and `build_arch(...)` -> a spec.
 - `apply_overrides(space, {"name": "value"}, defaults)`: what `--set` does; a value fixes a
   parameter, `low:high` narrows a numeric range, `a,b,c` narrows the choices.
@@ -23,11 +24,11 @@ from bioscale import rules
 from bioscale.errors import UsageError
 from bioscale.values import LIMITS, check_value, convert
 
-from . import architecture, backprop, feedback_alignment, target_propagation
+from . import architecture, backprop, energy_based, feedback_alignment, target_propagation
 from ._common import CATALOGUE, TRAINING, TRAINING_DEFAULTS
 from .protocols import PROTOCOLS
 
-FAMILY_MODULES: tuple[ModuleType, ...] = (backprop, feedback_alignment, target_propagation)
+FAMILY_MODULES: tuple[ModuleType, ...] = (backprop, feedback_alignment, target_propagation, energy_based)
 ARCH_FAMILIES = architecture.FAMILIES
 
 __all__ = ["ARCH_FAMILIES", "CATALOGUE", "FAMILY_MODULES", "LIMITS", "PROTOCOLS", "TRAINING", "TRAINING_DEFAULTS",

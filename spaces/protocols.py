@@ -13,6 +13,11 @@ Rules published after the paper (kp, wm, sign-symmetry-frsf, sign-symmetry-brsf)
 it: under `paper` they sample what the paper sampled for every rule (the forward Adam settings)
 and hold their own (KP's `decay`, WM's `mirror_*`) at their defaults; `extended` searches them.
 
+The energy-based rules (ep, chl) have no row either: under `paper` they sample the forward Adam
+settings and their output's step (EP's nudge β, CHL's feedback strength γ) as DDTP's λ is, and hold
+the settling (T_free, T_nudge, tolerance, initial scale, hidden activation, EP's symmetric nudging
+and cost) at their defaults; `extended` searches all but the tolerance.
+
 A study records its protocol, what it sampled (`space`) and what it held (`fixed`), so a report
 never sets an extended search beside the paper's numbers as if it were the paper's.
 """
@@ -28,7 +33,7 @@ from bioscale.errors import UsageError
 
 PROTOCOLS = defaults.PROTOCOLS
 PAPER_SAMPLED = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps", "alpha", "sigma",
-                 "lam", "beta")  # DDTP's λ and L-DRL's β play α's part (the top target's step); the paper has no row for them
+                 "lam", "beta", "gamma")  # DDTP's λ, L-DRL's and EP's β, CHL's γ play α's part (the output's step); the paper has no row for them
 PAPER_FIXED = {**defaults.TRAINING, "alternation_period": 0, "aux_size": 512}
 
 

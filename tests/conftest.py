@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Every test process and the processes it starts train tiny nets: one thread each, so that pytest-xdist's
+# workers do not fight over the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -64,3 +67,9 @@ def bioscale_process(*args: str, env: dict[str, str] | None = None, **kwargs) ->
     return subprocess.Popen([sys.executable, "-m", "bioscale.cli", *args], cwd=kwargs.pop("cwd", REPO),
                             env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding slow tests go first, so that pytest-xdist's per-file scheduling starts the long ones early."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within a file is kept

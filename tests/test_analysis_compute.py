@@ -88,6 +88,7 @@ def test_compute_returns_the_tables_across_studies(analysis):
         analysis.study("nope")
 
 
+@pytest.mark.slow
 def test_compute_draws_no_figure(storage_url, tmp_path):
     script = ("import sys\nfrom bioscale.analysis import compute\n"
               f"compute({storage_url!r}, ['tune:digits:fc:bp'], progress=False, seeds=1)\n"
@@ -101,6 +102,7 @@ def _normalised(text: str, out) -> str:
     return re.sub(r"Generated .*? UTC", "Generated", text.replace(str(out.resolve()), "OUT").replace(str(out), "OUT"))
 
 
+@pytest.mark.slow
 def test_render_of_compute_writes_what_analyze_writes(storage_url, analysis, tmp_path):
     rendered = render(analysis, tmp_path / "rendered", ("png",))
     analysed = analyze(storage_url, None, tmp_path / "analysed", ("png",), progress=False, seeds=SEEDS)

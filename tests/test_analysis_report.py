@@ -54,6 +54,7 @@ def report(storage_url, tmp_path_factory):
     return analyze(storage_url, None, out, formats=("png", "pdf"), progress=False)
 
 
+@pytest.mark.slow
 def test_analyze_writes_non_blank_png_and_pdf_figures(report):
     out = report.parent
     pngs = sorted((out / "figures").rglob("*.png"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 import shlex
 import shutil
 import subprocess
@@ -16,20 +17,26 @@ import pytest
 
 from bioscale import rules
 from bioscale.analysis import best_table
-from bioscale.defaults import DEMO
+
+from bioscale.defaults import DEMO, DEMO_REDUCED
 from bioscale.spec import StudySpec, campaign_studies
 from bioscale.study.campaign import campaign_study_name
+from bioscale.workflows import demo_campaign, demo_study, reduced_budget
 from conftest import dashboard_studies
 
 pytestmark = pytest.mark.slow
+
+# The demo at its smallest: every rule and schedule on fc and lc, tanh only (the paired tanh/ReLU analysis has its
+# own tests on planted studies), one worker (pytest-xdist already keeps both cores busy).
+ACTIVATIONS = ("tanh",)
+DEMO_ARGV = [sys.executable, "-m", "bioscale.cli", "demo", "--trials", "2", "--epochs", "1", "--seeds", "0",
+             "--workers", "1", "--activations", ",".join(ACTIVATIONS)]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    argv = [sys.executable, "-m", "bioscale.cli", "demo", "--out", str(out), "--trials", "2", "--epochs", "2",
-            "--seeds", "0", "--workers", "2"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(DEMO_ARGV + ["--out", str(out)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
@@ -48,8 +55,26 @@ def test_demo_plans_every_rule_and_schedule_on_fc_and_lc():
 
 
 def demo_studies():
-    """The studies the demo runs: every rule and schedule on fc and lc, once per activation."""
-    return campaign_studies(StudySpec(dataset=DEMO["dataset"]), DEMO["archs"], activations=DEMO["activations"])
+    """The studies the demo runs: every rule and schedule on fc and lc (the energy-based rules on fc only), once per activation."""
+    return demo_campaign(activations=ACTIVATIONS).studies
+
+
+def test_demo_keeps_the_energy_based_rules_to_fc_at_a_reduced_budget():
+    studies = demo_campaign().studies
+    everything = campaign_studies(StudySpec(dataset=DEMO["dataset"]), DEMO["archs"], activations=DEMO["activations"])
+    reduced = [s for s in studies if s.rule in DEMO_REDUCED["rules"]]
+    assert {(s.rule, s.arch, s.activation) for s in reduced} == {
+        (rule, "fc", activation) for rule in DEMO_REDUCED["rules"] for activation in DEMO["activations"]}
+    assert all((s.trials, s.epochs) == (DEMO_REDUCED["trials"], DEMO_REDUCED["epochs"]) for s in reduced)
+    def key(s):
+        return s.rule, s.schedule, s.arch, s.activation
+
+    assert [key(s) for s in studies if s.rule not in DEMO_REDUCED["rules"]] == [
+        key(s) for s in everything if s.rule not in DEMO_REDUCED["rules"]]
+    assert all((s.trials, s.epochs) == (DEMO["trials"], DEMO["epochs"]) for s in studies if s.rule not in DEMO_REDUCED["rules"])
+    assert reduced_budget(demo_campaign()) == "chl on fc, ep on fc: 3 trials x 4 epochs"
+    small = replace(demo_study(), trials=2, epochs=2)  # a smaller budget than the reduction is kept as it is
+    assert all((s.trials, s.epochs) == (2, 2) for s in demo_campaign(small).studies)
 
 
 def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):
@@ -62,7 +87,7 @@ def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):
         row = table[table.study == name]
         assert len(row) == 1 and row.label.iloc[0] == study.label, name
         assert math.isfinite(row.best_val_error.iloc[0]), name
-        shown = re.escape(f"{study.label} [{study.activation}]")
+        shown = re.escape(study.label) + rf"(?: \[{study.activation}\])?"  # the activation is named when studies differ in it
         assert re.search(rf"\| digits \| {study.arch} \| {shown} \| \d+ of \d+ \| \d+\.\d\d \|", report), name
     # The terminal summary: the report's path, a table of best errors, the dashboard command.
     assert f"report: {(out / 'report.md').resolve()}" in proc.stdout
@@ -113,9 +138,7 @@ def test_rerunning_the_demo_resumes_instead_of_starting_over(demo):
     out, _ = demo
     storage = f"sqlite:///{out / 'bioscale.db'}"
     before = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
-    argv = [sys.executable, "-m", "bioscale.cli", "demo", "--out", str(out), "--trials", "2", "--epochs", "2",
-            "--seeds", "0", "--workers", "2", "--rules", "bp,fa"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(DEMO_ARGV + ["--out", str(out), "--rules", "bp,fa"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     assert after == before  # no new trials, no new studies

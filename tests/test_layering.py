@@ -66,6 +66,7 @@ def test_the_checker_sees_relative_and_lazy_imports(tmp_path):
     assert {"bioscale.study", "bioscale.study.run_study", "bioscale.analysis.plots"} <= imported("bioscale.rules.x", path)
 
 
+@pytest.mark.slow
 def test_importing_analysis_loads_no_training_code():
     code = ("import sys, bioscale.analysis, bioscale.analysis.pipeline, bioscale.analysis.tables; "
             "print(sorted(m for m in sys.modules if m.startswith(('bioscale.study', 'bioscale.train', 'bioscale.rules'))))")

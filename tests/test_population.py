@@ -56,6 +56,8 @@ VARY = {
     "mirror_decay": [0.5, 0.1, 0.02, 1.0],
     "lam": [0.1, 0.05, 0.2, 0.3],
     "beta": [0.7, 0.3, 0.5, 1.0],
+    "gamma": [0.1, 0.3, 0.05, 0.5],
+    "init_scale": [0.3, 0.5, 0.2, 1.0],
 }
 # Structural settings (shared) where a rule has them: AO-SDTP's auxiliary features, small for speed;
 # L-DRL's feedback iterations above 1, so that its inner loop is shown to keep members apart too.

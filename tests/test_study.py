@@ -188,6 +188,7 @@ def test_failing_trials_are_recorded_counted_and_do_not_stop_the_study(tmp_path,
     assert all(t.user_attrs["end_reason"] == "error: RuntimeError: boom" for t in trials)
 
 
+@pytest.mark.slow
 def test_two_local_workers_share_one_sqlite_study_exactly(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'w.db'}"
     code, out, _ = cli(capsys, "study", "run", "--rule", "bp", "--trials", "6", "--epochs", "2", "--storage", url,
@@ -254,6 +255,7 @@ def test_target_propagation_studies_fix_their_schedule(tmp_path):
     assert "alternation_period" in trial.params
 
 
+@pytest.mark.slow
 def test_random_and_tpe_searches_are_seeded(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     for sampler in ("random", "tpe"):
@@ -284,6 +286,7 @@ def test_best_after_pruner_keeps_only_the_best_so_far(tmp_path, population):
     assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PRUNED}
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_storage_over_http(fa_study, free_port):
     url, _, _ = fa_study
     server = bioscale_process("dashboard", "--storage", url, "--port", str(free_port))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from bioscale.spec import StudySpec
@@ -13,6 +14,7 @@ def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=url).get_trials()
 
 
+@pytest.mark.slow
 def test_a_population_trains_each_trial_as_it_would_alone(tmp_path):
     """Random search of the paper's protocol samples no structural value: the same trials with K = 1 and K = 3."""
     url = f"sqlite:///{tmp_path / 'p.db'}"

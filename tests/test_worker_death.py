@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 
 from conftest import bioscale_process
 
+pytestmark = pytest.mark.slow  # spawns processes
+
 BUDGET, EPOCHS = 4, 12
 
 

@@ -12,6 +12,8 @@ How a rule declares its settings and state (everything a subclass touches):
   weights) as one `nn.Module`, each with a leading member axis. It runs once the whole
   constructor chain has stored its settings (`build`, called by the metaclass), before the
   optimizers are made; so no overridable method ever runs before a subclass has its settings.
+- `predict(x)` is what the members answer (the net's feedforward logits by default); every
+  error `fit` reports reads it, so a rule whose answer is a settled state (EP, CHL) overrides it.
 - `counters` names the plain-number attributes a checkpoint must carry (a schedule's position);
   `schedules` the schedules a rule offers (`label(rule, schedule)` names a rule under one).
 - A rule is an `nn.Module` whose submodules are the net, `state`, `hyper` and its Adam optimizers,
@@ -206,6 +208,11 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
         flat = torch.stack([torch.randn(sum(sizes), generator=g, device=like.device, dtype=like.dtype)
                             for g in self.noise_generators])
         return [chunk.view_as(t) for chunk, t in zip(flat.split(sizes, 1), tensors)]
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """Each member's class scores (K, B, classes) for a shared batch: the net's feedforward logits (an energy rule settles first)."""
+        return self.net(x)
 
     def start_epoch(self, epoch: int) -> None:
         """Called before each epoch (counted from 0); schedules use it."""
