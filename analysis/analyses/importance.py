@@ -8,6 +8,8 @@ PED-ANOVA: how differently the top quantile is spread over each parameter. Below
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -16,6 +18,15 @@ import pandas as pd
 from ..evidence import EXPLORATORY, Evidence, evidence
 from ..report import Block, Paragraph, Table
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "importance"
 TITLE = "Hyperparameter importance"
@@ -55,7 +66,7 @@ class Importance:
     long: pd.DataFrame = field(default_factory=pd.DataFrame)  # every share, one row per study, method, branch, param
 
 
-def compute(results) -> Importance:
+def compute(results: Analysis) -> Importance:
     """Shares per analysed study with their evidence."""
     out = Importance(long=results.importance)
     for group, members in c.groups(results).items():
@@ -75,7 +86,7 @@ def compute(results) -> Importance:
     return out
 
 
-def draw(title: str, rows: list[StudyImportance]):
+def draw(title: str, rows: list[StudyImportance]) -> Figure:
     """Heat map, rules (by family) × parameters (by mean share), shares in %, one colour bar; PED-ANOVA beside it when any."""
     import seaborn as sns
 
@@ -113,7 +124,7 @@ def draw(title: str, rows: list[StudyImportance]):
     return fig
 
 
-def render(computed: Importance, out, figures: str) -> list[Block]:
+def render(computed: Importance, out: Output, figures: str) -> list[Block]:
     """A heat map per group (key), a table of the top shares with their evidence, importance.csv; per study on all."""
     from .. import plots
     from ..stability import MARGIN

@@ -9,6 +9,8 @@ a study has fewer configurations than a share needs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -19,6 +21,15 @@ from ..paper import _family
 from ..report import Block, Bullets, Paragraph, Table
 from ..stability import MARGIN, MARGINS, Robustness
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "robustness"
 TITLE = "Robustness and the paper's stability claims"
@@ -35,7 +46,7 @@ class RobustnessResult:
     long: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def compute(results) -> RobustnessResult:
+def compute(results: Analysis) -> RobustnessResult:
     """Shares per study, the paper's claims per dataset and family."""
     out = RobustnessResult(long=results.stability)
     for group, members in c.groups(results).items():
@@ -53,7 +64,7 @@ def _band(r: Robustness) -> str:
     return ", ".join(f"{n} {w:.1f}" for n, w in sorted(r.lr_bands.items())) + evidence("lr_band", r.n_within).mark()
 
 
-def render(computed: RobustnessResult, out, figures: str) -> list[Block]:
+def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]:
     """Per group: the claims (with their evidence), a table, and the robustness figure."""
     from .. import plots
     from ..palette import series_style

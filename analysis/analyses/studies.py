@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -13,6 +15,15 @@ from ..report import Block, Bullets, Heading, Paragraph, pct
 from ..stability import MARGINS, Robustness
 from ..tables import end_reasons
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "studies"
 TITLE = "Per-study details"
@@ -29,7 +40,7 @@ class StudyDetails:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def compute(results) -> StudyDetails:
+def compute(results: Analysis) -> StudyDetails:
     """The bullet items of every analysed study (the numbers, as text), in family order."""
     out = StudyDetails()
     best = results.best
@@ -46,7 +57,7 @@ def compute(results) -> StudyDetails:
     return out
 
 
-def render(computed: StudyDetails, out, figures: str) -> list[Block]:
+def render(computed: StudyDetails, out: Output, figures: str) -> list[Block]:
     """A sub-heading and bullets per study; within-study activation figures on --figures all."""
     from .. import plots
 
