@@ -84,5 +84,4 @@ def render(computed: Glossary, out: Output, figures: str) -> list[Block]:
     """The terms as a list, then the thresholds."""
     return [Bullets([f"**{term}**: {text}" for term, text in computed.terms]),
             Paragraph("**Minimum observations** before a statistic is stated firmly (else it is marked exploratory): " +
-                      "; ".join(f"{what.split(', ', 1)[-1]}: {n} {what.split(',')[0]}"
-                                for n, what in computed.thresholds.values()) + ".")]
+                      "; ".join(f"{statistic}: {n} {unit}" for n, unit, statistic in computed.thresholds.values()) + ".")]

@@ -55,7 +55,7 @@ class StudyImportance:
         if not self.fanova:
             return self.fanova_status
         ranked = sorted(self.fanova.items(), key=lambda kv: -kv[1])[:k]
-        return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ranked) + self.evidence.mark()
+        return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ranked) + (f" *({EXPLORATORY})*" if not self.evidence.ok else "")
 
 
 @dataclass
@@ -146,7 +146,8 @@ def render(computed: Importance, out: Output, figures: str) -> list[Block]:
         else:
             blocks += out.figure(draw, (f"{c.title(group)}: hyperparameter importance per study", rows), folder,
                                  f"{folder}-importance-heatmap", f"{c.title(group)}: studies (by family) × hyperparameters; "
-                                 "fANOVA share of variance (log parameters on log10 scale) and PED-ANOVA importance, in %",
+                                 "fANOVA share of variance (log parameters on log10 scale)"
+                                 + (" and PED-ANOVA importance" if any(r.ped for r in rows) else "") + ", in %",
                                  studies=[r.study for r in rows])
         for r in rows:
             f, p, frame, top, logs = r.detail
@@ -162,7 +163,8 @@ def render(computed: Importance, out: Output, figures: str) -> list[Block]:
                             "fANOVA top 3": r.top(),
                             "PED-ANOVA top 3": (", ".join(f"{p} {100 * v:.0f}%" for p, v in
                                                           sorted(r.ped.items(), key=lambda kv: -kv[1])[:3])
-                                                + r.evidence.mark()) if r.ped else r.ped_status})
+                                                + (f" *({EXPLORATORY})*" if not r.evidence.ok else ""))
+                            if r.ped else r.ped_status})
     if records:
         blocks.append(Table(c.drop_constant(pd.DataFrame(records)), "The three largest shares per study (percent of the "
                                                                     "explained variance; importance.csv holds every share "
