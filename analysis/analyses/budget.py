@@ -50,6 +50,14 @@ def compute(results: Analysis) -> Budget:
     return out
 
 
+def _mark(n: int) -> str:
+    """The exploratory mark of a verdict resting on n curves: ρ needs 10, a top-5 overlap 20."""
+    for kind in ("trust", "top_overlap"):
+        if not evidence(kind, n).ok:
+            return evidence(kind, n).mark()
+    return ""
+
+
 def _curves(t: BudgetTrust) -> int:
     return int(t.n_curves.max()) if t.n_curves.size else 0
 
@@ -63,7 +71,7 @@ def render(computed: Budget, out: Output, figures: str) -> list[Block]:
     for group, rows in computed.groups.items():
         firm = [name for name, _, t in rows if evidence("trust", _curves(t)).ok]
         frame = pd.DataFrame([{"dataset": group[0], "arch": group[1], "study": name, "curves": _curves(t),
-                               "verdict": t.verdict() + evidence("trust", _curves(t)).mark()} for name, _, t in rows])
+                               "verdict": t.verdict() + _mark(_curves(t))} for name, _, t in rows])
         if not firm:
             blocks.append(Paragraph(f"**{c.title(group)}**: no study has {evidence('trust', 0).needed} learning curves; "
                                     "every verdict below is exploratory."))

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bioscale.contract import complete_trials, search_trials
+
 from ..evidence import evidence
 from ..importance import FanovaResult, PedAnovaResult
 from ..report import Block, Bullets, Heading, Paragraph, pct
@@ -107,7 +109,9 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
     record = a.record
     items = []
     reasons = end_reasons(record)
-    items.append(f"**Trials**: {len(record.complete)} complete of {len(record.trials)}"
+    search = search_trials(record.trials)
+    default = " (besides the default configuration's trial)" if len(search) < len(record.trials) else ""
+    items.append(f"**Trials**: {len(complete_trials(search))} complete of {len(search)} configurations searched{default}"
                  + (f"; ended early or failed: {', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))}" if reasons else "")
                  + (f"; {record.epochs} epochs each" if record.epochs else ""))
     if a.outcomes is not None:
