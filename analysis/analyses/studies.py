@@ -142,6 +142,8 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
         line = f"**Budget trust**: {a.trust.verdict()}"
         if a.trust.ok:
             line += f" (ρ at epoch 1: {a.trust.rho[0]:.2f})" if math.isfinite(a.trust.rho[0]) else ""
+            curves = int(a.trust.n_curves.max()) if a.trust.n_curves.size else 0
+            line += next((evidence(k, curves).mark() for k in ("trust", "top_overlap") if not evidence(k, curves).ok), "")
         items.append(line)
     return items
 
