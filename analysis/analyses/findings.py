@@ -130,8 +130,10 @@ def compute(results: Analysis) -> Findings:
     act = results.computed.get("activation")
     if act is not None and act.pooled is not None:
         p = act.pooled
+        paper = {"tanh better": " The paper's choice of tanh holds here.",
+                 "ReLU better": " The paper's choice of tanh does not hold here."}.get(p.verdict, "")
         out.items.append(f"**tanh vs ReLU** (paired, {p.n_pairs} rules, {p.n_configs} configurations): {p.line()}"
-                         + evidence("paired", p.n_configs).mark() + ".")
+                         + evidence("paired", p.n_configs).mark() + "." + paper)
     elif act is not None and act.rows:
         verdicts = [r.verdict for r in act.rows]
         out.items.append(f"**tanh vs ReLU** (unpaired, {len(act.rows)} rules): " + ", ".join(
