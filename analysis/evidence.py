@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-THRESHOLDS: dict[str, tuple[int, str]] = {
-    "importance": (30, "complete trials, fANOVA and PED-ANOVA shares"),
-    "top_overlap": (20, "configurations, a top-5 overlap"),
-    "lr_band": (3, "configurations near the best, a learning-rate band"),
-    "unpaired": (8, "configurations per activation, an unpaired comparison"),
-    "paired": (5, "matched configurations, a paired comparison"),
-    "stability": (20, "configurations, a stability share"),
-    "trust": (10, "learning curves, a rank correlation across epochs"),
-    "sensitivity": (20, "configurations per study, a sensitivity ranking of rules"),
+THRESHOLDS: dict[str, tuple[int, str, str]] = {  # kind -> (observations needed, what is counted, the statistic)
+    "importance": (30, "complete trials", "an importance share (fANOVA, PED-ANOVA)"),
+    "top_overlap": (20, "configurations", "a top-5 overlap"),
+    "lr_band": (3, "configurations near the best", "a learning-rate band"),
+    "unpaired": (8, "configurations per activation", "an unpaired comparison"),
+    "paired": (5, "matched configurations", "a paired comparison"),
+    "stability": (20, "configurations", "a stability share"),
+    "trust": (10, "learning curves", "a rank correlation across epochs"),
+    "sensitivity": (20, "configurations per study", "a sensitivity ranking of rules"),
 }
 EXPLORATORY = "exploratory"
 
@@ -40,7 +40,8 @@ class Evidence:
     kind: str
     n: int
     needed: int
-    what: str
+    unit: str
+    statistic: str
 
     @property
     def ok(self) -> bool:
@@ -50,7 +51,7 @@ class Evidence:
     @property
     def reason(self) -> str:
         """Why it is exploratory ('' when it is not)."""
-        return "" if self.ok else f"{self.n} {self.what.split(',')[0]}; {self.what.split(', ', 1)[-1]} needs at least {self.needed}"
+        return "" if self.ok else f"{self.n} {self.unit}; {self.statistic} needs at least {self.needed}"
 
     def mark(self) -> str:
         """'' when firm, else ' *(exploratory: reason)*' to append to a printed number."""
@@ -63,5 +64,5 @@ class Evidence:
 
 def evidence(kind: str, n: int) -> Evidence:
     """The evidence of a statistic of `kind` (a key of THRESHOLDS) resting on `n` observations."""
-    needed, what = THRESHOLDS[kind]
-    return Evidence(kind=kind, n=int(n), needed=needed, what=what)
+    needed, unit, statistic = THRESHOLDS[kind]
+    return Evidence(kind=kind, n=int(n), needed=needed, unit=unit, statistic=statistic)

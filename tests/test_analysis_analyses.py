@@ -169,3 +169,50 @@ def test_best_table_keeps_trial_counts_and_rows_name_dataset_and_architecture(sm
     text = analyze(small_and_large, None, tmp_path, progress=False, seeds=1, figures="none").read_text()
     assert re.search(r"\| digits \| fc \| bp \| 200 of 200 \| \d+\.\d\d \|", text)
     assert re.search(r"\| digits \| fc \| fa \| 6 of 6 \| \d+\.\d\d \|", text)
+
+
+PLUGIN = '''"""A plug-in analysis: the number of studies."""
+from dataclasses import dataclass
+
+from bioscale.analysis.report import Paragraph
+
+NAME = "zz-count"
+TITLE = "Study count"
+ORDER = 65
+NEEDS = ("flags",)
+
+
+@dataclass
+class Count:
+    n: int
+    flagged: int
+
+
+def compute(results):
+    return Count(len(results.studies), results.computed["flags"].n_studies)
+
+
+def render(computed, out, figures):
+    out.table(__import__("pandas").DataFrame({"n": [computed.n]}), "count")
+    return [Paragraph(f"{computed.n} studies, {computed.flagged} analysed.")]
+'''
+
+
+def test_an_analysis_is_added_by_one_module(small_and_large, tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    package = importlib.import_module("bioscale.analysis.analyses")
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "zz_count.py").write_text(PLUGIN)
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
+    try:
+        assert "zz-count" in [m.NAME for m in registry.analyses()]
+        report = analyze(small_and_large, None, tmp_path / "out", progress=False, seeds=1, figures="none")
+        text = report.read_text()
+        assert "## Study count" in text and "2 studies, 2 analysed." in text
+        assert text.index("## What tuning buys") < text.index("## Study count") < text.index("## Best results")
+        assert (tmp_path / "out" / "count.csv").read_text().split() == ["n", "2"]
+    finally:
+        sys.modules.pop("bioscale.analysis.analyses.zz_count", None)

@@ -11,6 +11,8 @@ within the study, unpaired.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -21,6 +23,15 @@ from ..evidence import evidence
 from ..pairs import PAIRED, PairComparison, Pooled, pooled
 from ..report import Block, Bullets, Paragraph, Table
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "activation"
 TITLE = "tanh vs ReLU"
@@ -91,7 +102,7 @@ def _row(p: PairComparison) -> Row:
                e.median_ci[1], e.verdict, exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason)
 
 
-def compute(results) -> ActivationResult:
+def compute(results: Analysis) -> ActivationResult:
     """Rows for every pair (by group and family), the pooled paired estimate, within-study comparisons."""
     pairs = sorted(results.pairs, key=lambda p: ((p.dataset, p.arch), c.label_key(p.label)))
     out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation)
@@ -100,7 +111,7 @@ def compute(results) -> ActivationResult:
     return out
 
 
-def draw(title: str, rows: list[Row], pool: Pooled | None):
+def draw(title: str, rows: list[Row], pool: Pooled | None) -> Figure:
     """Forest plot: one row per rule (paired: filled, unpaired: open), the pooled estimate as a diamond, zero dashed."""
     from ..plots import new_figure, styled
 
@@ -144,7 +155,7 @@ def _fmt(rows: list[Row]) -> pd.DataFrame:
         + (" *(smaller than the seed spread)*" if r.below_spread else "")} for r in rows])
 
 
-def render(computed: ActivationResult, out, figures: str) -> list[Block]:
+def render(computed: ActivationResult, out: Output, figures: str) -> list[Block]:
     """The pooled answer, the forest plot, the per-rule table; per-pair figures on --figures all."""
     rows = computed.rows
     blocks: list[Block] = []

@@ -8,6 +8,8 @@ marked exploratory (among 6 configurations the top 5 always overlap in at least 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -16,6 +18,15 @@ from ..evidence import evidence
 from ..report import Block, Paragraph, Table
 from ..stability import BudgetTrust
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "budget"
 TITLE = "Budget trust: can short runs be trusted?"
@@ -29,7 +40,7 @@ class Budget:
     groups: dict[tuple[str, str], list[tuple[str, str, BudgetTrust]]] = field(default_factory=dict)
 
 
-def compute(results) -> Budget:
+def compute(results: Analysis) -> Budget:
     """Each analysed study's budget trust."""
     out = Budget()
     for group, members in c.groups(results).items():
@@ -39,11 +50,19 @@ def compute(results) -> Budget:
     return out
 
 
+def _mark(n: int) -> str:
+    """The exploratory mark of a verdict resting on n curves: ρ needs 10, a top-5 overlap 20."""
+    for kind in ("trust", "top_overlap"):
+        if not evidence(kind, n).ok:
+            return evidence(kind, n).mark()
+    return ""
+
+
 def _curves(t: BudgetTrust) -> int:
     return int(t.n_curves.max()) if t.n_curves.size else 0
 
 
-def render(computed: Budget, out, figures: str) -> list[Block]:
+def render(computed: Budget, out: Output, figures: str) -> list[Block]:
     """A table of verdicts with their evidence; the figure when any study has enough curves (else on --figures all)."""
     from .. import plots
     from ..palette import series_style
@@ -52,7 +71,7 @@ def render(computed: Budget, out, figures: str) -> list[Block]:
     for group, rows in computed.groups.items():
         firm = [name for name, _, t in rows if evidence("trust", _curves(t)).ok]
         frame = pd.DataFrame([{"dataset": group[0], "arch": group[1], "study": name, "curves": _curves(t),
-                               "verdict": t.verdict() + evidence("trust", _curves(t)).mark()} for name, _, t in rows])
+                               "verdict": t.verdict() + _mark(_curves(t))} for name, _, t in rows])
         if not firm:
             blocks.append(Paragraph(f"**{c.title(group)}**: no study has {evidence('trust', 0).needed} learning curves; "
                                     "every verdict below is exploratory."))

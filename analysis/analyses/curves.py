@@ -6,6 +6,8 @@ median curve far above the best one says most configurations did not train.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -16,6 +18,15 @@ from bioscale.contract import complete_trials, search_trials
 from ..report import Block, Paragraph
 from ..stability import learning_curves
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "curves"
 TITLE = "Training curves"
@@ -44,7 +55,7 @@ class Curves:
     chance: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
-def best_and_median(trials) -> tuple | None:
+def best_and_median(trials: Sequence[FrozenTrial]) -> tuple | None:
     """(best trial, median trial) of complete trials by value (the lower median); None when none."""
     ranked = sorted(complete_trials(search_trials(trials)), key=lambda t: (t.value, t.number))
     if not ranked:
@@ -52,7 +63,7 @@ def best_and_median(trials) -> tuple | None:
     return ranked[0], ranked[(len(ranked) - 1) // 2]
 
 
-def compute(results) -> Curves:
+def compute(results: Analysis) -> Curves:
     """The best and median configuration's validation curve of every study with complete trials."""
     out = Curves()
     for group, members in c.groups(results).items():
@@ -70,7 +81,7 @@ def compute(results) -> Curves:
     return out
 
 
-def draw(title: str, studies: list[StudyCurves], chance: float):
+def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
     """One panel per rule label: best (solid) and median (dashed) curves, tanh dark and ReLU light, chance dotted."""
     from ..palette import series_style
     from ..plots import new_figure, styled
@@ -110,7 +121,7 @@ def draw(title: str, studies: list[StudyCurves], chance: float):
     return fig
 
 
-def render(computed: Curves, out, figures: str) -> list[Block]:
+def render(computed: Curves, out: Output, figures: str) -> list[Block]:
     """One figure of curves per dataset and architecture (nothing with --figures none)."""
     if not out.wants("key"):
         return []

@@ -7,6 +7,8 @@ the left and rising early is a rule that is both good and easy to tune.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +16,15 @@ import numpy as np
 from ..outcomes import counted_error, search_finished
 from ..report import Block, Paragraph
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "ecdf"
 TITLE = "Error distributions over configurations"
@@ -39,7 +50,7 @@ class Ecdf:
     chance: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
-def compute(results) -> Ecdf:
+def compute(results: Analysis) -> Ecdf:
     """Every finished configuration's counted error per study, sorted."""
     out = Ecdf()
     for group, members in c.groups(results).items():
@@ -56,7 +67,7 @@ def compute(results) -> Ecdf:
     return out
 
 
-def draw(title: str, series: list[Series], chance: float):
+def draw(title: str, series: list[Series], chance: float) -> Figure:
     """ECDF panels (one per fixed activation, else one), a line per study, the chance level dashed."""
     from ..palette import series_style
     from ..plots import new_figure, styled
@@ -90,7 +101,7 @@ def draw(title: str, series: list[Series], chance: float):
     return fig
 
 
-def render(computed: Ecdf, out, figures: str) -> list[Block]:
+def render(computed: Ecdf, out: Output, figures: str) -> list[Block]:
     """One ECDF figure per dataset and architecture (nothing with --figures none)."""
     if not out.wants("key"):
         return []

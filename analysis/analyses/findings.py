@@ -4,6 +4,8 @@ and the caveats that apply at this budget. Every sentence names the evidence it 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -14,6 +16,15 @@ from bioscale.contract import search_trials
 from ..evidence import evidence
 from ..report import Block, Bullets, Paragraph
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "findings"
 TITLE = "Findings"
@@ -71,7 +82,7 @@ def _ties(rows: list[Ranked]) -> list[Ranked]:
     return [r for r in rows if r.low <= best.high]
 
 
-def compute(results) -> Findings:
+def compute(results: Analysis) -> Findings:
     """Ranking per group, the findings sentences and the caveats."""
     out = Findings()
     for group, members in c.groups(results).items():
@@ -119,8 +130,10 @@ def compute(results) -> Findings:
     act = results.computed.get("activation")
     if act is not None and act.pooled is not None:
         p = act.pooled
+        paper = {"tanh better": " The paper's choice of tanh holds here.",
+                 "ReLU better": " The paper's choice of tanh does not hold here."}.get(p.verdict, "")
         out.items.append(f"**tanh vs ReLU** (paired, {p.n_pairs} rules, {p.n_configs} configurations): {p.line()}"
-                         + evidence("paired", p.n_configs).mark() + ".")
+                         + evidence("paired", p.n_configs).mark() + "." + paper)
     elif act is not None and act.rows:
         verdicts = [r.verdict for r in act.rows]
         out.items.append(f"**tanh vs ReLU** (unpaired, {len(act.rows)} rules): " + ", ".join(
@@ -136,7 +149,7 @@ def compute(results) -> Findings:
     return out
 
 
-def caveats(results) -> list[str]:
+def caveats(results: Analysis) -> list[str]:
     """What limits the findings at this budget: trials and epochs against the paper's, flags, detection, shared draws."""
     found = []
     budgets = sorted({(len(search_trials(a.record.finished)), a.record.epochs or 0) for a in results.studies if a.analysed})
@@ -180,7 +193,7 @@ def _span(values: list[int]) -> str:
     return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
 
 
-def draw(title: str, ranking: dict, chance: dict, bp: dict):
+def draw(title: str, ranking: dict, chance: dict, bp: dict) -> Figure:
     """One panel per (dataset, arch): studies ranked by error with their seed range; chance dotted, BP dashed."""
     from ..palette import series_style
     from ..plots import new_figure, styled
@@ -209,7 +222,7 @@ def draw(title: str, ranking: dict, chance: dict, bp: dict):
     return fig
 
 
-def render(computed: Findings, out, figures: str) -> list[Block]:
+def render(computed: Findings, out: Output, figures: str) -> list[Block]:
     """The findings as bullets, the ranking figure, and the caveats."""
     if not computed.ranking:
         return [Paragraph("No study has a complete configuration: nothing to report yet.")]

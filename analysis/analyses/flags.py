@@ -13,6 +13,8 @@ The split sizes (and so what one validation example is worth) are printed once p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +31,15 @@ from ..report import Block, Bullets, Paragraph, Table
 from ..stability import learning_curves
 from . import _common as c
 
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
+
 NAME = "flags"
 TITLE = "Flags per study"
 ORDER = 40
@@ -41,7 +52,7 @@ NOT_CONVERGED, AT_EDGE, HALVED, SEED_SPREAD = "not converged", "best at an edge"
 KINDS = (NOT_CONVERGED, AT_EDGE, HALVED, SEED_SPREAD)
 
 
-def still_improving(curve, tolerance: float, last: int = LAST_EPOCHS) -> bool:
+def still_improving(curve: Sequence[float], tolerance: float, last: int = LAST_EPOCHS) -> bool:
     """True when the lowest error of the last `last` epochs beats every earlier epoch by more than `tolerance`."""
     values = [v for v in curve if v is not None and math.isfinite(v)]
     if len(values) <= last:
@@ -49,7 +60,7 @@ def still_improving(curve, tolerance: float, last: int = LAST_EPOCHS) -> bool:
     return min(values[-last:]) < min(values[:-last]) - tolerance
 
 
-def edge_notes(best, trials) -> list[str]:
+def edge_notes(best: FrozenTrial, trials: Sequence[FrozenTrial]) -> list[str]:
     """For each numeric parameter: is the best value the largest or smallest drawn, or at the edge of its range?"""
     notes = []
     for name, dist in sorted(best.distributions.items()):
@@ -108,7 +119,7 @@ def _alternation_period(trial) -> object:
     return trial.params.get("alternation_period", 0)
 
 
-def study_flags(a) -> StudyFlags:
+def study_flags(a: StudyAnalysis) -> StudyFlags:
     """The flags of one analysed study."""
     record = a.record
     found = StudyFlags(study=record.name, name=a.name, dataset=record.dataset, arch=record.arch)
@@ -146,7 +157,7 @@ def study_flags(a) -> StudyFlags:
     return found
 
 
-def compute(results) -> Flags:
+def compute(results: Analysis) -> Flags:
     """Flags of every analysed study, split sizes, and shared configuration sets."""
     out = Flags()
     analysed = [a for a in c.ordered(results) if a.analysed]
@@ -171,7 +182,7 @@ def split_line(dataset: str, sizes: tuple[int, int, int] | None) -> str:
             f"{100 / val:.2f} pp, one test example = {100 / test:.2f} pp")
 
 
-def render(computed: Flags, out, figures: str) -> list[Block]:
+def render(computed: Flags, out: Output, figures: str) -> list[Block]:
     """Split sizes, then a table of every flagged study."""
     blocks: list[Block] = [Paragraph("**Split sizes** (the noise floor of every error below): " +
                                      "; ".join(split_line(d, s) for d, s in computed.splits.items()) + ".")]

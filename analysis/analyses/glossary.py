@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 from ..evidence import THRESHOLDS
 from ..report import Block, Bullets, Paragraph
 from ..stability import TOP_K
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "glossary"
 TITLE = "Glossary"
@@ -64,14 +75,13 @@ class Glossary:
     thresholds: dict
 
 
-def compute(results) -> Glossary:
+def compute(results: Analysis) -> Glossary:
     """The fixed glossary and the thresholds in force."""
     return Glossary(terms=TERMS, thresholds=dict(THRESHOLDS))
 
 
-def render(computed: Glossary, out, figures: str) -> list[Block]:
+def render(computed: Glossary, out: Output, figures: str) -> list[Block]:
     """The terms as a list, then the thresholds."""
     return [Bullets([f"**{term}**: {text}" for term, text in computed.terms]),
             Paragraph("**Minimum observations** before a statistic is stated firmly (else it is marked exploratory): " +
-                      "; ".join(f"{what.split(', ', 1)[-1]}: {n} {what.split(',')[0]}"
-                                for n, what in computed.thresholds.values()) + ".")]
+                      "; ".join(f"{statistic}: {n} {unit}" for n, unit, statistic in computed.thresholds.values()) + ".")]

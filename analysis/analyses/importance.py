@@ -8,6 +8,8 @@ PED-ANOVA: how differently the top quantile is spread over each parameter. Below
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -16,6 +18,15 @@ import pandas as pd
 from ..evidence import EXPLORATORY, Evidence, evidence
 from ..report import Block, Paragraph, Table
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "importance"
 TITLE = "Hyperparameter importance"
@@ -44,7 +55,7 @@ class StudyImportance:
         if not self.fanova:
             return self.fanova_status
         ranked = sorted(self.fanova.items(), key=lambda kv: -kv[1])[:k]
-        return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ranked) + self.evidence.mark()
+        return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ranked) + (f" *({EXPLORATORY})*" if not self.evidence.ok else "")
 
 
 @dataclass
@@ -55,7 +66,7 @@ class Importance:
     long: pd.DataFrame = field(default_factory=pd.DataFrame)  # every share, one row per study, method, branch, param
 
 
-def compute(results) -> Importance:
+def compute(results: Analysis) -> Importance:
     """Shares per analysed study with their evidence."""
     out = Importance(long=results.importance)
     for group, members in c.groups(results).items():
@@ -75,7 +86,7 @@ def compute(results) -> Importance:
     return out
 
 
-def draw(title: str, rows: list[StudyImportance]):
+def draw(title: str, rows: list[StudyImportance]) -> Figure:
     """Heat map, rules (by family) × parameters (by mean share), shares in %, one colour bar; PED-ANOVA beside it when any."""
     import seaborn as sns
 
@@ -113,7 +124,7 @@ def draw(title: str, rows: list[StudyImportance]):
     return fig
 
 
-def render(computed: Importance, out, figures: str) -> list[Block]:
+def render(computed: Importance, out: Output, figures: str) -> list[Block]:
     """A heat map per group (key), a table of the top shares with their evidence, importance.csv; per study on all."""
     from .. import plots
     from ..stability import MARGIN
@@ -135,7 +146,8 @@ def render(computed: Importance, out, figures: str) -> list[Block]:
         else:
             blocks += out.figure(draw, (f"{c.title(group)}: hyperparameter importance per study", rows), folder,
                                  f"{folder}-importance-heatmap", f"{c.title(group)}: studies (by family) × hyperparameters; "
-                                 "fANOVA share of variance (log parameters on log10 scale) and PED-ANOVA importance, in %",
+                                 "fANOVA share of variance (log parameters on log10 scale)"
+                                 + (" and PED-ANOVA importance" if any(r.ped for r in rows) else "") + ", in %",
                                  studies=[r.study for r in rows])
         for r in rows:
             f, p, frame, top, logs = r.detail
@@ -151,7 +163,8 @@ def render(computed: Importance, out, figures: str) -> list[Block]:
                             "fANOVA top 3": r.top(),
                             "PED-ANOVA top 3": (", ".join(f"{p} {100 * v:.0f}%" for p, v in
                                                           sorted(r.ped.items(), key=lambda kv: -kv[1])[:3])
-                                                + r.evidence.mark()) if r.ped else r.ped_status})
+                                                + (f" *({EXPLORATORY})*" if not r.evidence.ok else ""))
+                            if r.ped else r.ped_status})
     if records:
         blocks.append(Table(c.drop_constant(pd.DataFrame(records)), "The three largest shares per study (percent of the "
                                                                     "explained variance; importance.csv holds every share "

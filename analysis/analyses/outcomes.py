@@ -7,6 +7,8 @@ error are counted either way: a run that never learned is one whatever stopped i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -14,6 +16,15 @@ import pandas as pd
 from ..outcomes import counted_error, outcomes, search_finished
 from ..report import Block, Paragraph, Table
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "outcomes"
 TITLE = "How the runs ended"
@@ -63,7 +74,7 @@ def detection(patience: int | None) -> str:
     return f"on ({patience} epochs at chance)" if patience > 0 else "off"
 
 
-def compute(results) -> Outcomes:
+def compute(results: Analysis) -> Outcomes:
     """Counts per study, in report order."""
     out = Outcomes()
     for a in c.ordered(results):
@@ -79,7 +90,7 @@ def compute(results) -> Outcomes:
     return out
 
 
-def render(computed: Outcomes, out, figures: str) -> list[Block]:
+def render(computed: Outcomes, out: Output, figures: str) -> list[Block]:
     """A sentence with the totals and a table per study."""
     if not computed.studies:
         return [Paragraph("No study finished a configuration.")]

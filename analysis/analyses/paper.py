@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass
 
@@ -9,6 +11,15 @@ import pandas as pd
 
 from ..report import Block, Paragraph, Table
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "paper"
 TITLE = "Best results and the published ones"
@@ -23,7 +34,7 @@ class PaperTables:
     comparison: pd.DataFrame
 
 
-def compute(results) -> PaperTables:
+def compute(results: Analysis) -> PaperTables:
     """The tables computed with the studies (`Analysis.best`, `Analysis.comparison`)."""
     return PaperTables(best=results.best, comparison=results.comparison)
 
@@ -55,7 +66,7 @@ def _fmt_compare(table: pd.DataFrame) -> pd.DataFrame:
         "note": table.paper_note})
 
 
-def render(computed: PaperTables, out, figures: str) -> list[Block]:
+def render(computed: PaperTables, out: Output, figures: str) -> list[Block]:
     """best.csv, paper_comparison.csv, and both tables."""
     out.table(computed.best, "best")
     out.table(computed.comparison, "paper_comparison")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 import pandas as pd
@@ -9,6 +11,15 @@ import pandas as pd
 from ..protocol import fixed_text, protocol_problems
 from ..report import Block, Paragraph, Table
 from ..storage import StudyRecord
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "protocol"
 TITLE = "Studies, protocols and budgets"
@@ -24,12 +35,12 @@ class Protocols:
     table: pd.DataFrame
 
 
-def compute(results) -> Protocols:
+def compute(results: Analysis) -> Protocols:
     """The budget line and one protocol row per study."""
     return Protocols(budget=budget_line(results.records), table=_fmt_studies(results.records))
 
 
-def render(computed: Protocols, out, figures: str) -> list[Block]:
+def render(computed: Protocols, out: Output, figures: str) -> list[Block]:
     """The budget line and the protocol table."""
     return [Paragraph(computed.budget),
             Table(computed.table, "Every study covered: the protocol it ran, its sampler and budget, what it fixed and "

@@ -9,6 +9,8 @@ a study has fewer configurations than a share needs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -20,9 +22,19 @@ from ..report import Block, Bullets, Paragraph, Table
 from ..stability import MARGIN, MARGINS, Robustness
 from . import _common as c
 
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
+
 NAME = "robustness"
 TITLE = "Robustness and the paper's stability claims"
 ORDER = 50
+NEVER_LEARNED = 0.05  # a best error within 5 pp of chance: no learning-rate band is meaningful
 
 
 @dataclass
@@ -32,10 +44,11 @@ class RobustnessResult:
     groups: dict[tuple[str, str], list[tuple[str, str, Robustness]]] = field(default_factory=dict)  # (name, study, r)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     weakest: dict[tuple[str, str], int] = field(default_factory=dict)  # fewest finished configurations in the group
+    learned: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)  # best > 5 pp below chance, per study
     long: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def compute(results) -> RobustnessResult:
+def compute(results: Analysis) -> RobustnessResult:
     """Shares per study, the paper's claims per dataset and family."""
     out = RobustnessResult(long=results.stability)
     for group, members in c.groups(results).items():
@@ -44,6 +57,8 @@ def compute(results) -> RobustnessResult:
             out.groups[group] = rows
             out.weakest[group] = min(r.n_finished for _, _, r in rows)
             out.claims[group] = results.claims.get((group[0], _family(group[1])), [])
+            out.learned[group] = {a.name: a.robustness.best_error < a.chance - NEVER_LEARNED
+                                  for a in members if a.analysed and a.robustness is not None}
     return out
 
 
@@ -53,7 +68,7 @@ def _band(r: Robustness) -> str:
     return ", ".join(f"{n} {w:.1f}" for n, w in sorted(r.lr_bands.items())) + evidence("lr_band", r.n_within).mark()
 
 
-def render(computed: RobustnessResult, out, figures: str) -> list[Block]:
+def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]:
     """Per group: the claims (with their evidence), a table, and the robustness figure."""
     from .. import plots
     from ..palette import series_style
@@ -62,6 +77,7 @@ def render(computed: RobustnessResult, out, figures: str) -> list[Block]:
     if len(computed.long):
         out.table(computed.long, "stability")  # every column, whatever the data: a stable schema for scripts
     for group, rows in computed.groups.items():
+        learned = computed.learned.get(group, {})
         ev = evidence("stability", computed.weakest[group])
         if computed.claims.get(group):
             blocks.append(Paragraph(f"**{c.title(group)}: the paper's stability claims**, judged on the share of finished "
@@ -74,7 +90,8 @@ def render(computed: RobustnessResult, out, figures: str) -> list[Block]:
             "dataset": group[0], "arch": group[1], "study": name, "configurations": r.n_finished,
             **{f"within {100 * m:.0f} pp of own best (%)": c.pct(r.within_best.get(m, math.nan), 0) for m in MARGINS},
             **{f"within {100 * m:.0f} pp of reference (%)": c.pct(r.within_reference.get(m, math.nan), 0) for m in MARGINS},
-            "LR band within 5 pp (decades)": _band(r)} for name, _, r in rows])
+            "LR band within 5 pp (decades)": _band(r) if learned.get(name, True) else "– (never learned)"}
+            for name, _, r in rows])
         blocks.append(Table(c.drop_constant(frame), f"{c.title(group)}: reference "
                                                     f"{rows[0][2].reference_from or 'none'}."))
         styles = {name: series_style(name.split(" ")[0], "relu" if name.endswith("[relu]") else None) for name, _, _ in rows}

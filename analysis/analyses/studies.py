@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from bioscale.contract import complete_trials, search_trials
 
 from ..evidence import evidence
 from ..importance import FanovaResult, PedAnovaResult
@@ -13,6 +17,15 @@ from ..report import Block, Bullets, Heading, Paragraph, pct
 from ..stability import MARGINS, Robustness
 from ..tables import end_reasons
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "studies"
 TITLE = "Per-study details"
@@ -29,7 +42,7 @@ class StudyDetails:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def compute(results) -> StudyDetails:
+def compute(results: Analysis) -> StudyDetails:
     """The bullet items of every analysed study (the numbers, as text), in family order."""
     out = StudyDetails()
     best = results.best
@@ -46,7 +59,7 @@ def compute(results) -> StudyDetails:
     return out
 
 
-def render(computed: StudyDetails, out, figures: str) -> list[Block]:
+def render(computed: StudyDetails, out: Output, figures: str) -> list[Block]:
     """A sub-heading and bullets per study; within-study activation figures on --figures all."""
     from .. import plots
 
@@ -96,7 +109,9 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
     record = a.record
     items = []
     reasons = end_reasons(record)
-    items.append(f"**Trials**: {len(record.complete)} complete of {len(record.trials)}"
+    search = search_trials(record.trials)
+    default = " (besides the default configuration's trial)" if len(search) < len(record.trials) else ""
+    items.append(f"**Trials**: {len(complete_trials(search))} complete of {len(search)} configurations searched{default}"
                  + (f"; ended early or failed: {', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))}" if reasons else "")
                  + (f"; {record.epochs} epochs each" if record.epochs else ""))
     if a.outcomes is not None:
@@ -127,6 +142,8 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
         line = f"**Budget trust**: {a.trust.verdict()}"
         if a.trust.ok:
             line += f" (ρ at epoch 1: {a.trust.rho[0]:.2f})" if math.isfinite(a.trust.rho[0]) else ""
+            curves = int(a.trust.n_curves.max()) if a.trust.n_curves.size else 0
+            line += next((evidence(k, curves).mark() for k in ("trust", "top_overlap") if not evidence(k, curves).ok), "")
         items.append(line)
     return items
 

@@ -7,6 +7,8 @@ re-evaluated, the spread of its test error over seeds. A gain within that noise 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass, field
 
@@ -15,6 +17,15 @@ import pandas as pd
 
 from ..report import Block, Paragraph, Table
 from . import _common as c
+
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
+
+    from ..output import Output
+    from ..results import Analysis, StudyAnalysis
 
 NAME = "tunability"
 TITLE = "What tuning buys"
@@ -66,7 +77,7 @@ class Tunability:
         return float(np.median(values)) if values else math.nan
 
 
-def compute(results) -> Tunability:
+def compute(results: Analysis) -> Tunability:
     """Gains of every study with a default-configuration trial."""
     out = Tunability()
     for a in c.ordered(results):
@@ -80,7 +91,7 @@ def compute(results) -> Tunability:
     return out
 
 
-def render(computed: Tunability, out, figures: str) -> list[Block]:
+def render(computed: Tunability, out: Output, figures: str) -> list[Block]:
     """The median gain with its noise scale, and a table (tunability.csv in fractions)."""
     if not computed.gains:
         return [Paragraph("No study trained its rule's default configuration.")]
