@@ -62,8 +62,8 @@ class AblationPath:
 
     @property
     def improvement(self) -> float:
-        """Predicted error at the default minus at the end of the path."""
-        return self.start[0] - self.steps[-1].error if self.steps else 0.0
+        """Predicted error at the default minus the lowest along the path (later steps may raise it again)."""
+        return self.start[0] - min(s.error for s in self.steps) if self.steps else 0.0
 
     def most(self, share: float = MOST) -> tuple[list[str], float]:
         """The first one or two changes and the share of the predicted improvement they buy (the first ones reaching `share`)."""
@@ -71,10 +71,10 @@ class AblationPath:
         if not self.steps or total <= 0:
             return [], math.nan
         for k in (1, 2):
-            bought = (self.start[0] - self.steps[min(k, len(self.steps)) - 1].error) / total
-            if bought >= share or k == len(self.steps):
+            bought = min(1.0, (self.start[0] - self.steps[min(k, len(self.steps)) - 1].error) / total)
+            if bought >= share or k >= len(self.steps):
                 return [s.param for s in self.steps[:k]], bought
-        return [s.param for s in self.steps[:2]], (self.start[0] - self.steps[1].error) / total
+        return [s.param for s in self.steps[:2]], bought
 
     def line(self) -> str:
         """One line for the report: where the path starts, which changes buy most of the gain, the tie to tunability."""
@@ -96,6 +96,10 @@ class AblationPath:
                 text += f" (no one or two changes buy {100 * MOST:.0f}%: the gain is spread over {len(self.steps)} changes)"
         else:
             text += "the surrogate predicts no improvement along the path"
+        worse = [s for s in self.steps if s.gain < 0]
+        if worse:
+            text += "; " + ", ".join(f"{s.param} raises the predicted error by {-100 * s.gain:.2f} pp "
+                                     f"(spread {100 * s.spread:.2f} pp)" for s in worse)
         if math.isfinite(self.default_error) and math.isfinite(self.best_error):
             text += (f"; observed, tuning buys {100 * (self.default_error - self.best_error):+.2f} pp "
                      f"({100 * self.default_error:.2f}% → {100 * self.best_error:.2f}%)")

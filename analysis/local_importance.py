@@ -110,7 +110,7 @@ def figure(result: LocalImportance, title: str, k: int = 3):
     with styled():
         fig, axes = new_figure(4.0 + 3.2 * len(top), 0.35 * max(4, len(ranked)) + 2.2, 1, 1 + len(top))
         ax = axes[0, 0]
-        ax.barh(range(len(ranked)), [100 * m for _, m, _ in ranked], xerr=[100 * s for _, _, s in ranked],
+        ax.barh(range(len(ranked)), [100 * m for _, m, _ in ranked], xerr=[[100 * min(m, s) for _, m, s in ranked], [100 * s for _, _, s in ranked]],
                 color="#56B4E9", capsize=2)
         ax.set_yticks(range(len(ranked)), [param_label(p, result.log_params) for p, _, _ in ranked], fontsize=8)
         ax.invert_yaxis()

@@ -18,6 +18,7 @@ from .results import Analysis, StudyAnalysis, progress_bar
 from .sections import FIGURE_DIR_NAME, report_blocks
 from .stability import MARGIN
 from .storage import group_title, is_dashboard_readable
+from .surrogate_analyses import figures as surrogate_figures, long_table as surrogate_table  # issue 28 glue
 
 FORMATS = ("png", "pdf", "svg")
 
@@ -60,6 +61,8 @@ def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = (
     analysis.stability.to_csv(out / "stability.csv", index=False)
     analysis.activation_pairs.to_csv(out / "activation_pairs.csv", index=False)
     analysis.tunability.to_csv(out / "tunability.csv", index=False)
+    surrogate_table([(a.record.name, a.record.label, a.surrogate) for a in analysis.studies]).to_csv(
+        out / "ablation.csv", index=False)  # issue 28 glue
 
     writer = _FigureWriter(out, formats)
     styles = plots.styles_for({a.name: (a.record.label, None if "activation" in a.record.info.space
@@ -116,6 +119,8 @@ def _study_figures(a: StudyAnalysis, writer: _FigureWriter, folder: str) -> Writ
         fig = plots.sensitivity_figure(name, a.frame, a.top_params, a.log_params, MARGIN)
         written.append(writer.write(fig, folder, f"{stem}-sensitivity",
                                     f"{name}: validation error against the most important hyperparameters"))
+    written += [writer.write(fig, folder, f"{stem}-{kind}", caption)
+                for kind, fig, caption in surrogate_figures(a.surrogate, name)]  # issue 28 glue
     return written
 
 

@@ -20,6 +20,7 @@ from .pairs import PairComparison, across_rules, compare_pair, find_pairs
 from .paper import _family, compare
 from .stability import MARGIN, MARGINS, BudgetTrust, Robustness, budget_trust, learning_curves, paper_claims, robustness
 from .storage import StudyRecord, display_name, read_storage, select_studies
+from .surrogate_analyses import SurrogateAnalyses, compute_surrogate_analyses  # issue 28 glue
 from .tables import best_table_from, trials_frame
 from .tunability import Tunability, tunability
 
@@ -48,6 +49,7 @@ class StudyAnalysis:
     effect_all: ActivationEffect | None = None
     tunability: Tunability | None = None
     evaluated: Evaluated | None = None
+    surrogate: SurrogateAnalyses | None = None  # issue 28 glue: ablation path, local importance, interactions
 
     @property
     def analysed(self) -> bool:
@@ -183,6 +185,7 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS) -> 
     lrs = {n: [t.params.get(n, math.nan) for t in finished] for n in result.log_params if n.endswith("_lr")}
     result.robustness = robustness(errors, n_finished=len(finished), lrs=lrs, n_complete=len(complete))
     result.trust = budget_trust(learning_curves(complete))
+    result.surrogate = compute_surrogate_analyses(record.trials, record.rule, chance)  # issue 28 glue
     return result
 
 

@@ -15,6 +15,7 @@ from .report import Block, Bullets, FigureBlock, Heading, Paragraph, Table, pct
 from .stability import MARGIN, MARGINS, TOP_K, Robustness
 from .storage import StudyRecord, group_title
 from .tables import end_reasons
+from .surrogate_analyses import bullets as surrogate_bullets, methods as surrogate_methods  # issue 28 glue
 
 if TYPE_CHECKING:
     from .results import Analysis, StudyAnalysis
@@ -61,6 +62,7 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
     items.append(line)
     if a.tunability is not None and a.tunability.default_trial is not None:
         items.append(f"**Tunability**: {a.tunability.line()}")
+    items += surrogate_bullets(a.surrogate)  # issue 28 glue
     items += _importance_items(a.fanova, a.ped, "complete trials")
     if a.fanova_all is not None:
         items += _importance_items(a.fanova_all, a.ped_all,
@@ -293,6 +295,7 @@ def report_blocks(analysis: Analysis, study_figures: dict[str, list[FigureBlock]
             "**Tunability** (Probst, Boulesteix and Bischl, JMLR 2019): the validation error of the rule's default "
             "configuration (one extra trial per study) against the tuned best at the study's budget; the difference is "
             "what tuning buys.",
+            surrogate_methods(),  # issue 28 glue
             "**Compared with the published results**: our test error is the evaluated mean over seeds where the best "
             "configuration was re-evaluated, taken at each seed's best-validation epoch when the evaluation recorded "
             "it (the table says which), else the best trial's test error at its best-validation epoch. A row whose "

@@ -21,7 +21,12 @@ from optuna.trial import FrozenTrial
 from .importance import to_search_scale
 from .outcomes import DIVERGED, STALLED, valued_trials
 
+# Leaves of at least 3 trials as in SMAC's and DeepCAVE's forests (a lone diverged run does not own a region);
+# every parameter tried at each split (with few parameters, SMAC's 5/6 leaves trees blind to the main one:
+# on the planted test, LPI of x1 92 ± 22 % instead of 99.9 ± 0.1 %); bootstrap samples.
 N_TREES = 64
+MIN_SAMPLES_LEAF = 3
+MAX_FEATURES = 1.0
 SEED = 0
 # Below this many finished search trials no surrogate is fitted (a forest of a handful of points says nothing).
 MIN_TRIALS_FIT = 8
@@ -149,8 +154,9 @@ def fit_surrogate(trials: Sequence[FrozenTrial], chance: float, *, n_trees: int 
     X = np.array([[_encode(t.params[p], distributions[p]) for p in params] for t in scaled], dtype=float)
     from sklearn.ensemble import RandomForestRegressor
 
-    forest = RandomForestRegressor(n_estimators=n_trees, random_state=seed, min_samples_leaf=1, max_features=1.0,
-                                   bootstrap=True, n_jobs=1).fit(X, y)
+    forest = RandomForestRegressor(n_estimators=n_trees, random_state=seed, min_samples_leaf=MIN_SAMPLES_LEAF,
+                                   min_samples_split=max(2, MIN_SAMPLES_LEAF), max_features=MAX_FEATURES, bootstrap=True,
+                                   n_jobs=1).fit(X, y)
     n_diverged = sum(1 for t in valued if t.user_attrs.get("outcome") in (DIVERGED, STALLED))
     fit.surrogate = Surrogate(params=params, distributions={p: distributions[p] for p in params},
                               log_params=[p for p in log_params if p in params], forest=forest, X=X, y=y,
