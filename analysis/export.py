@@ -109,7 +109,7 @@ def trials_table(records: Sequence[StudyRecord]) -> pd.DataFrame:
                    "activation": trial.params.get("activation", record.info.fixed.get("activation", "")),
                    "trial": trial.number, "role": DEFAULT if contract.is_default_config(trial) else SEARCH,
                    "state": trial.state.name, "outcome": trial_state_outcome(trial),
-                   "end_reason": str(attrs.get(contract.END_REASON) or ""),
+                   contract.END_REASON: str(attrs.get(contract.END_REASON) or ""),
                    "value": float(trial.value) if trial.value is not None else math.nan,
                    "counted_error": counted_error(trial, chance) if finished else math.nan, "chance_error": chance,
                    "val_error": _number(attrs.get(contract.VAL_ERROR)),
@@ -238,7 +238,7 @@ def deepcave_frames(record: StudyRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
         seed = trial.user_attrs.get(contract.SEED)
         base = {"config_id": trial.number, **config}
         extra = {"trial": trial.number, "role": DEFAULT if contract.is_default_config(trial) else SEARCH,
-                 "outcome": outcome(trial), "end_reason": str(trial.user_attrs.get(contract.END_REASON) or ""),
+                 "outcome": outcome(trial), contract.END_REASON: str(trial.user_attrs.get(contract.END_REASON) or ""),
                  "test_error": _number(trial.user_attrs.get(contract.TEST_ERROR)), "inactive": ",".join(inactive)}
         kind = outcome(trial)
         val = [v for v in _curves(trial).get("val", [])]
@@ -264,7 +264,7 @@ def deepcave_frames(record: StudyRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
                          "end_time": start + (end - start) * epoch / n, "budget": epoch,
                          "seed": int(seed) if isinstance(seed, int) else -1, **extra})
     columns = ["config_id", *names, METRIC, "status", "start_time", "end_time", "budget", "seed",
-               "trial", "role", "outcome", "end_reason", "test_error", "inactive"]
+               "trial", "role", "outcome", contract.END_REASON, "test_error", "inactive"]
     return space, pd.DataFrame(rows, columns=columns)
 
 
