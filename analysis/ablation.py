@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial
 from bioscale import contract
 
 from .outcomes import COMPLETE, counted_error, outcome
-from .surrogate import Surrogate, SurrogateFit, fmt_value
+from .surrogate import Surrogate, SurrogateFit, caveat, fmt_value
 
 # Below this many finished search trials a path is shown as exploratory only.
 MIN_TRIALS = 20
@@ -53,6 +53,7 @@ class AblationPath:
     steps: list[AblationStep] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)  # parameters already at their best value in the default
     notes: list[str] = field(default_factory=list)
+    caveat: str = ""  # why the result is only exploratory
     status: str = "ok"  # ok, exploratory, empty, or why not computed
 
     @property
@@ -80,7 +81,7 @@ class AblationPath:
         """One line for the report: where the path starts, which changes buy most of the gain, the tie to tunability."""
         if not self.computed:
             return self.status
-        prefix = f"*exploratory* ({self.n_trials} trials, fewer than {MIN_TRIALS}): " if self.status == "exploratory" else ""
+        prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
         if self.status == "empty":
             return prefix + self.notes[0]
         names, share = self.most()
@@ -176,7 +177,8 @@ def ablation_path(surrogate: Surrogate, default: Mapping[str, object], best: Map
         path.steps.append(AblationStep(param=name, default=surrogate.decode_value(name, current[i]), best=best[name],
                                        error=float(means[row]), spread=float(spreads[row]), gain=before - float(means[row])))
         current[i] = target[i]
-    if surrogate.n_trials < MIN_TRIALS:
+    path.caveat = caveat(surrogate, MIN_TRIALS)
+    if path.caveat:
         path.status = "exploratory"
     return path
 

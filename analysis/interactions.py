@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .surrogate import Surrogate, SurrogateFit, fmt_value
+from .surrogate import Surrogate, SurrogateFit, caveat, fmt_value
 
 GRID = 8
 SAMPLE = 128
@@ -55,6 +55,7 @@ class Interactions:
     log_params: list[str] = field(default_factory=list)
     observed: np.ndarray | None = None  # the trials' search-scale values of the strongest pair, (n, 2)
     categorical: tuple[bool, bool] = (False, False)  # whether each of the strongest pair is categorical (grid = choice indices)
+    caveat: str = ""  # why the result is only exploratory
     status: str = "ok"  # ok, exploratory, or why not computed
 
     @property
@@ -71,7 +72,7 @@ class Interactions:
         """One line for the report: the strongest pair, and the next one for scale."""
         if not self.computed:
             return self.status
-        prefix = f"*exploratory* ({self.n_trials} trials, fewer than {MIN_TRIALS}): " if self.status == "exploratory" else ""
+        prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
         top = self.pairs[0]
         text = f"{prefix}{top.first} × {top.second} {100 * top.share:.1f} ± {100 * top.spread:.1f}% of the variance"
         if len(self.pairs) > 1:
@@ -117,7 +118,8 @@ def interactions(surrogate: Surrogate, best: Mapping[str, object] | None = None,
     result.labels_second = [fmt_value(surrogate.decode_value(b, x)) for x in grids[b]]
     result.observed = surrogate.X[:, [i, j]]
     result.categorical = (surrogate.is_categorical(a), surrogate.is_categorical(b))
-    if surrogate.n_trials < MIN_TRIALS:
+    result.caveat = caveat(surrogate, MIN_TRIALS)
+    if result.caveat:
         result.status = "exploratory"
     return result
 

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .surrogate import Surrogate, SurrogateFit
+from .surrogate import Surrogate, SurrogateFit, caveat
 
 GRID = 25
 # Below this many finished search trials local importances are shown as exploratory only.
@@ -47,6 +47,7 @@ class LocalImportance:
     spread: dict[str, float] = field(default_factory=dict)
     curves: dict[str, LocalCurve] = field(default_factory=dict)
     log_params: list[str] = field(default_factory=list)
+    caveat: str = ""  # why the result is only exploratory
     status: str = "ok"  # ok, exploratory, or why not computed
 
     @property
@@ -62,7 +63,7 @@ class LocalImportance:
         """One line for the report."""
         if not self.computed:
             return self.status
-        prefix = f"*exploratory* ({self.n_trials} trials, fewer than {MIN_TRIALS}): " if self.status == "exploratory" else ""
+        prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
         return prefix + ", ".join(f"{p} {100 * m:.1f} ± {100 * s:.1f}%" for p, m, s in self.ranked()[:k])
 
 
@@ -86,7 +87,8 @@ def local_importance(surrogate: Surrogate, best: Mapping[str, object], grid: int
     for i, name in enumerate(surrogate.params):
         result.share[name] = float(shares[:, i].mean())
         result.spread[name] = float(shares[:, i].std())
-    if surrogate.n_trials < MIN_TRIALS:
+    result.caveat = caveat(surrogate, MIN_TRIALS)
+    if result.caveat:
         result.status = "exploratory"
     return result
 

@@ -11,6 +11,7 @@ their choice. Only parameters present in every trial are used (conditional ones 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -30,6 +31,9 @@ MAX_FEATURES = 1.0
 SEED = 0
 # Below this many finished search trials no surrogate is fitted (a forest of a handful of points says nothing).
 MIN_TRIALS_FIT = 8
+# Below this out-of-bag R² the forest predicts unseen trials too poorly to read its paths and shares as findings
+# (e.g. when runs that diverge at random, not by configuration, dominate the variance): results are exploratory.
+MIN_OOB_R2 = 0.5
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Surrogate:
     X: np.ndarray
     y: np.ndarray
     n_diverged: int = 0  # training points that diverged or stalled (counted at chance level)
+    oob_r2: float = math.nan  # out-of-bag R² of the forest: how much of the trials' variance it predicts for unseen ones
 
     @property
     def n_trials(self) -> int:
@@ -156,12 +161,26 @@ def fit_surrogate(trials: Sequence[FrozenTrial], chance: float, *, n_trees: int 
 
     forest = RandomForestRegressor(n_estimators=n_trees, random_state=seed, min_samples_leaf=MIN_SAMPLES_LEAF,
                                    min_samples_split=max(2, MIN_SAMPLES_LEAF), max_features=MAX_FEATURES, bootstrap=True,
-                                   n_jobs=1).fit(X, y)
+                                   oob_score=True, n_jobs=1)
+    with warnings.catch_warnings():  # a few trials are in every bootstrap sample at small n: sklearn warns, OOB skips them
+        warnings.simplefilter("ignore")
+        forest.fit(X, y)
     n_diverged = sum(1 for t in valued if t.user_attrs.get("outcome") in (DIVERGED, STALLED))
     fit.surrogate = Surrogate(params=params, distributions={p: distributions[p] for p in params},
                               log_params=[p for p in log_params if p in params], forest=forest, X=X, y=y,
-                              n_diverged=n_diverged)
+                              n_diverged=n_diverged, oob_r2=float(forest.oob_score_))
     return fit
+
+
+def caveat(surrogate: Surrogate, min_trials: int) -> str:
+    """Why results on `surrogate` are only exploratory ("" when they are not): too few trials, or a poor out-of-bag fit."""
+    reasons = []
+    if surrogate.n_trials < min_trials:
+        reasons.append(f"{surrogate.n_trials} trials, fewer than {min_trials}")
+    if not surrogate.oob_r2 >= MIN_OOB_R2:
+        reasons.append(f"the surrogate predicts unseen trials with out-of-bag R² {surrogate.oob_r2:.2f}, "
+                       f"below {MIN_OOB_R2}")
+    return "; ".join(reasons)
 
 
 def _encode(value: object, dist: BaseDistribution) -> float:

@@ -15,7 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from . import ablation, interactions, local_importance
-from .surrogate import MIN_TRIALS_FIT, N_TREES, SurrogateFit, fit_surrogate, fmt_value
+from .surrogate import MIN_OOB_R2, MIN_TRIALS_FIT, N_TREES, SurrogateFit, fit_surrogate, fmt_value
 
 
 @dataclass
@@ -42,7 +42,8 @@ def bullets(s: SurrogateAnalyses | None) -> list[str]:
     if not s.fit.ok:
         return [f"**Ablation path, local importance, interactions** (surrogate): {s.fit.status}"]
     head = (f"(random forest of {N_TREES} trees on {s.fit.n_trials} finished trials"
-            + (f", {s.fit.surrogate.n_diverged} diverged at chance level" if s.fit.surrogate.n_diverged else "") + ")")
+            + (f", {s.fit.surrogate.n_diverged} diverged at chance level" if s.fit.surrogate.n_diverged else "")
+            + f"; out-of-bag R² {s.fit.surrogate.oob_r2:.2f})")
     items = [f"**Ablation path** {head}: {s.ablation.line()}",
              f"**Local importance** around the best (share of local variance, ± sd over trees): {s.local.line()}",
              f"**Strongest interaction** (share of the surrogate's variance, ± sd over trees): {s.interactions.line()}"]
@@ -82,7 +83,8 @@ def methods() -> str:
             "predicted error. *Interactions*: the variance of each pair's 2-D partial dependence beyond its two 1-D "
             f"ones, as a share of the predicted error's variance over the space. No surrogate below {MIN_TRIALS_FIT} "
             f"trials; path and local importance are marked exploratory below {ablation.MIN_TRIALS} trials, "
-            f"interactions below {interactions.MIN_TRIALS}.")
+            f"interactions below {interactions.MIN_TRIALS}, and all three when the forest's out-of-bag R² (how well it "
+            f"predicts trials it was not fitted to) is below {MIN_OOB_R2}.")
 
 
 def long_table(rows: Sequence[tuple[str, str, SurrogateAnalyses | None]]) -> pd.DataFrame:

@@ -170,3 +170,15 @@ def test_figures_are_written(planted_study, tmp_path):
                local_importance.render(local_importance.compute(record.trials, fit), tmp_path, "planted"),
                interactions.render(interactions.compute(record.trials, fit), tmp_path, "planted")]
     assert all(p is not None and p.stat().st_size > 10_000 for p in written)
+
+
+def test_a_surrogate_that_cannot_predict_unseen_trials_marks_its_results_exploratory(tmp_path, planted_study):
+    _, fit = planted_study
+    assert fit.surrogate.oob_r2 > 0.9  # the planted study is predictable
+    rng = np.random.default_rng(7)
+    record = study_record(tmp_path, lambda p: 0.1 + rng.normal(0, 0.02), n_trials=60, n_failed=6)
+    noise = fit_surrogate(record.trials, CHANCE)
+    assert noise.surrogate.oob_r2 < 0.5
+    for result in (ablation.compute(record.trials, noise, record.rule, CHANCE), local_importance.compute(record.trials, noise),
+                   interactions.compute(record.trials, noise)):
+        assert result.status == "exploratory" and "out-of-bag R²" in result.line()
