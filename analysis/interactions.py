@@ -164,7 +164,7 @@ def figure(result: Interactions, title: str):
         ax.set_ylabel(param_label(top.second, result.log_params))
         ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
         tag = " (exploratory)" if result.status == "exploratory" else ""
-        nxt = f"; next {result.pairs[1].first} × {result.pairs[1].second} {100 * result.pairs[1].share:.1f}%" \
+        nxt = f"\nnext: {result.pairs[1].first} × {result.pairs[1].second} {100 * result.pairs[1].share:.1f}%" \
             if len(result.pairs) > 1 else ""
         ax.set_title(f"{title}: strongest interaction{tag}\n{top.first} × {top.second}: {100 * top.share:.1f} ± "
                      f"{100 * top.spread:.1f}% of the variance{nxt}", fontsize=10)
