@@ -182,3 +182,37 @@ def test_a_surrogate_that_cannot_predict_unseen_trials_marks_its_results_explora
     for result in (ablation.compute(record.trials, noise, record.rule, CHANCE), local_importance.compute(record.trials, noise),
                    interactions.compute(record.trials, noise)):
         assert result.status == "exploratory" and "out-of-bag R²" in result.line()
+
+
+def test_without_a_default_trial_the_path_starts_at_the_rules_defaults(tmp_path):
+    rng = np.random.default_rng(8)
+    space = {"forward_lr": FloatDistribution(1e-5, 1e-2, log=True), "forward_beta2": CategoricalDistribution([0.99, 0.999]),
+             "sigma": FloatDistribution(0.0, 1.0)}  # bp has no sigma: it stays at its best value
+
+    def objective(p):
+        return 0.05 + 0.04 * (math.log10(p["forward_lr"]) + 4.5) ** 2 + rng.normal(0, 0.001)
+
+    record = study_record(tmp_path, objective, space=space, n_trials=80, default=None)
+    path = ablation.compute(record.trials, fit_surrogate(record.trials, CHANCE), "bp", CHANCE)
+    assert path.source.startswith("bp's default settings") and math.isnan(path.default_error)
+    assert path.default["forward_lr"] == pytest.approx(1e-3) and path.steps[0].param == "forward_lr"
+    assert "sigma has no default" in path.line() and "tuning buys" not in path.line()
+    assert "sigma" not in [s.param for s in path.steps]
+
+
+@pytest.mark.slow
+def test_analyze_writes_the_three_figures_the_table_and_the_report_lines(tmp_path):
+    from bioscale.analysis import analyze
+
+    rng = np.random.default_rng(9)
+    record = study_record(tmp_path, lambda p: planted(p, rng), n_trials=60)
+    report = analyze(f"journal:///{tmp_path / 'planted.log'}", None, tmp_path / "out", ("png",), progress=False)
+    text = report.read_text()
+    for line in ("**Ablation path** (random forest", "**Local importance** around the best",
+                 "**Strongest interaction**", "(Fawcett and Hoos 2016)"):
+        assert line in text
+    figures = tmp_path / "out" / "figures" / "digits-fc"
+    assert {"bp-ablation.png", "bp-local-importance.png", "bp-interaction.png"} <= {p.name for p in figures.iterdir()}
+    table = __import__("pandas").read_csv(tmp_path / "out" / "ablation.csv")
+    assert set(table.analysis) == {"ablation", "local importance", "interaction"} and set(table.study) == {record.name}
+    assert list(table[table.analysis == "ablation"].param) == ["(default)", "x1", "x2", "x3"]
