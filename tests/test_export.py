@@ -142,6 +142,25 @@ def test_the_deepcave_export_follows_the_converter_grammar(storage, tmp_path):
     assert (trials.loc[trials.role == "default", "outcome"] == "complete").all()
 
 
+def test_configspace_accepts_every_row_as_the_converter_builds_it(storage, tmp_path):
+    """Where ConfigSpace is installed: the space built as the converter builds it takes every exported configuration."""
+    ConfigSpace = pytest.importorskip("ConfigSpace")
+    export_deepcave(storage, ["tune:*"], tmp_path)
+    space, trials, _ = parse_deepcave_run(tmp_path / "tune_digits_fc_dtp-parallel")
+    cs = ConfigSpace.ConfigurationSpace()
+    for row in space.itertuples():
+        if row.type == "categorical":
+            items = [str(getattr(row, c)) for c in space.columns if c.startswith("item_") and pd.notna(getattr(row, c))]
+            cs.add(ConfigSpace.Categorical(row.name, items=items, default=row.default, ordered=False))
+        else:
+            kind, cast = (ConfigSpace.Float, float) if row.type == "float" else (ConfigSpace.Integer, int)
+            cs.add(kind(row.name, bounds=(cast(row.lower), cast(row.upper)), log=bool(row.log),
+                        default=cast(float(row.default)) if pd.notna(row.default) else None))
+    names = list(cs.keys())
+    for _, row in trials.iterrows():
+        ConfigSpace.Configuration(cs, values=dict(zip(names, row[names])))
+
+
 def test_a_conditional_parameter_is_written_at_its_default_and_named_inactive(tmp_path):
     storage = optuna.storages.InMemoryStorage()
     space = {"activation": PAPER_SPACE["activation"]}
