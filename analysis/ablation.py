@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .outcomes import COMPLETE, counted_error, outcome
+from .outcomes import COMPLETE, DIVERGED, PRUNED, STALLED, counted_error, outcome
 from .surrogate import Surrogate, SurrogateFit, caveat, fmt_value
 
 # Below this many finished search trials a path is shown as exploratory only.
@@ -117,9 +117,11 @@ def default_configuration(trials: Sequence[FrozenTrial], rule: str | None, chanc
     trial = contract.default_trial(trials)
     if trial is not None:
         kind = outcome(trial)
-        how = "" if kind == COMPLETE else f", {kind}, counted at chance level"
         error = counted_error(trial, chance)
-        return dict(trial.params), f"the default-configuration trial {trial.number} ({100 * error:.2f}%{how})", error
+        how = {COMPLETE: f"{100 * error:.2f}%", DIVERGED: f"{kind}, counted at chance level {100 * error:.0f}%",
+               STALLED: f"{kind}, counted at chance level {100 * error:.0f}%",
+               PRUNED: f"stopped by the pruner at {100 * error:.2f}%"}.get(kind, f"{kind}, no error recorded")
+        return dict(trial.params), f"the default-configuration trial {trial.number} ({how})", error
     if rule:
         try:
             from bioscale.spaces import rule_defaults  # loads the rule registry (and torch) only when no default trial exists

@@ -36,14 +36,14 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from bioscale import contract
+from bioscale import contract, defaults
 from bioscale.errors import UsageError
 
 from .importance import unify_distributions
 from .outcomes import COMPLETE, DIVERGED, FAILED, STALLED, chance_error, counted_error, outcome
 from .storage import StudyRecord, display_name, read_storage, select_studies
 
-FORMATS = ("csv", "deepcave")
+FORMATS = defaults.EXPORT_FORMATS
 METRIC = f"metric:{contract.VAL_ERROR} [0.0; 1.0] (minimize)"  # DeepCAVE's grammar: metric:NAME [LOWER; UPPER] (minimize)
 SEARCH, DEFAULT = "search", "default"  # the `role` column
 

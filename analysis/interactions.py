@@ -28,6 +28,8 @@ GRID = 8
 SAMPLE = 128
 # Below this many finished search trials interactions are shown as exploratory only (pairs need more data than main effects).
 MIN_TRIALS = 30
+# A strongest pair below this share of the variance is reported as no interaction (the effects add up).
+NEGLIGIBLE = 0.01
 
 
 @dataclass
@@ -75,6 +77,9 @@ class Interactions:
         prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
         top = self.pairs[0]
         text = f"{prefix}{top.first} × {top.second} {100 * top.share:.1f} ± {100 * top.spread:.1f}% of the variance"
+        if top.share < NEGLIGIBLE:
+            text = (f"{prefix}no pair interacts (the parameters' effects add up): the strongest, {top.first} × "
+                    f"{top.second}, explains {100 * top.share:.1f} ± {100 * top.spread:.1f}% of the variance")
         if len(self.pairs) > 1:
             nxt = self.pairs[1]
             text += f" (next: {nxt.first} × {nxt.second} {100 * nxt.share:.1f}%)"

@@ -357,7 +357,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                                    "under --out in DeepCAVE's DataFrame-converter layout (configspace.csv, trials.csv; "
                                    "the epoch as budget; diverged runs at chance level, as in the report).")
     p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
-    p.add_argument("--format", required=True, help="csv or deepcave")
+    p.add_argument("--format", required=True, help=" or ".join(defaults.EXPORT_FORMATS))
     p.add_argument("--out", required=True, help="csv: the file to write; deepcave: the folder for the run folders")
     p.add_argument("--study", action="append", default=None, metavar="PATTERN",
                    help="study-name glob, repeatable (default: every study)")
@@ -365,8 +365,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
-    if args.format.strip().lower() not in ("csv", "deepcave"):  # refused before pandas and Optuna load
-        raise UsageError(f"unknown export format {args.format!r}; choose one of: csv, deepcave")
+    if args.format.strip().lower() not in defaults.EXPORT_FORMATS:  # refused before pandas and Optuna load
+        raise UsageError(f"unknown export format {args.format!r}; choose one of: {', '.join(defaults.EXPORT_FORMATS)}")
     from .analysis.export import export
 
     print(export(args.storage, args.format, Path(args.out), args.study))

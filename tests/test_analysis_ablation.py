@@ -104,7 +104,7 @@ def test_a_planted_interaction_comes_out_as_the_strongest_pair(tmp_path):
 def test_the_additive_study_has_no_strong_interaction(planted_study):
     record, fit = planted_study
     result = interactions.compute(record.trials, fit)
-    assert result.strongest.share < 0.05
+    assert result.strongest.share < interactions.NEGLIGIBLE and result.line().startswith("no pair interacts")
 
 
 def test_a_default_that_is_already_the_best_gives_an_empty_path_that_says_so(tmp_path):
