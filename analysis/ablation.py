@@ -52,6 +52,7 @@ class AblationPath:
     best_error: float = math.nan  # observed, the best search trial
     start: tuple[float, float] = (math.nan, math.nan)  # predicted (mean, spread) at the default configuration
     steps: list[AblationStep] = field(default_factory=list)
+    improvement_spread: float = math.nan  # sd over trees of each tree's own improvement (paired, unlike the steps' spreads)
     unchanged: list[str] = field(default_factory=list)  # parameters already at their best value in the default
     notes: list[str] = field(default_factory=list)
     caveat: str = ""  # why the result is only exploratory
@@ -168,6 +169,7 @@ def ablation_path(surrogate: Surrogate, default: Mapping[str, object], best: Map
         path.status = "empty"
         path.notes.insert(0, "the default configuration already has the best trial's values: the path is empty")
         return path
+    rows = [current.copy()]  # the configuration at the start and after each step, for the paired spread
     while todo:
         candidates = np.repeat(current[None, :], len(todo), axis=0)
         for row, i in enumerate(todo):
@@ -180,6 +182,10 @@ def ablation_path(surrogate: Surrogate, default: Mapping[str, object], best: Map
         path.steps.append(AblationStep(param=name, default=surrogate.decode_value(name, current[i]), best=best[name],
                                        error=float(means[row]), spread=float(spreads[row]), gain=before - float(means[row])))
         current[i] = target[i]
+        rows.append(current.copy())
+    trees = surrogate.per_tree(np.vstack(rows))  # paired over trees: each tree's own improvement to the lowest step
+    lowest = 1 + int(np.argmin([s.error for s in path.steps]))
+    path.improvement_spread = float(np.std(trees[:, 0] - trees[:, lowest]))
     path.caveat = caveat(surrogate, "ablation")
     if path.caveat:
         path.status = "exploratory"

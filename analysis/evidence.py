@@ -38,7 +38,7 @@ THRESHOLDS: dict[str, tuple[int, str]] = {
     "surrogate": (8, "finished trials, a surrogate random forest"),
     "ablation": (20, "finished trials, an ablation path"),
     "local_importance": (20, "finished trials, local parameter importance"),
-    "interactions": (30, "finished trials, pairwise interactions"),
+    "interactions": (30, "finished trials, an interaction share"),
 }
 MIN_OOB_R2 = 0.5  # below this out-of-bag R², every result on a surrogate is exploratory
 EXPLORATORY = "exploratory"

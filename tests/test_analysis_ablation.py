@@ -63,6 +63,13 @@ def test_the_path_takes_x1_then_x2_and_x3_last(planted_study):
     default_trial = next(t for t in record.trials if contract.is_default_config(t))
     assert path.default_error == pytest.approx(default_trial.value)
     assert "x1 buys" in path.line() and "tuning buys" in path.line()
+    # The improvement's spread pairs each tree's prediction at the default with its own at the lowest step.
+    lowest = min(range(len(path.steps)), key=lambda k: path.steps[k].error)
+    reached = dict(DEFAULT, **{s.param: path.best[s.param] for s in path.steps[:lowest + 1]})
+    trees = [[tree.predict(fit.surrogate.encode(c)[None, :])[0] for c in (DEFAULT, reached)]
+             for tree in fit.surrogate.forest.estimators_]
+    assert path.improvement_spread == pytest.approx(np.std([a - b for a, b in trees]))
+    assert path.improvement > 10 * path.improvement_spread
 
 
 def test_local_importance_gives_x1_most_of_the_local_variance(planted_study):
@@ -220,6 +227,7 @@ def test_analyze_writes_the_three_figures_the_table_and_the_report_lines(tmp_pat
     for line in ("## Which changes buy the gain", "the ablation paths say which one or two changes buy most of it: bp",
                  "path: x1", "(Fawcett and Hoos 2016)", "| strongest pair |"):
         assert line in text
+    assert "within the trees' spread" not in text  # the planted x1 effect is far outside the forest's noise
     figures = tmp_path / "out" / "figures" / "digits-fc"
     assert {"bp-ablation.png", "bp-local-importance.png", "bp-interaction.png"} <= {p.name for p in figures.iterdir()}
     table = __import__("pandas").read_csv(tmp_path / "out" / "ablation.csv")

@@ -87,6 +87,11 @@ def compute(results) -> SurrogateResult:
     return out
 
 
+def _within_spread(path: ablation.AblationPath) -> bool:
+    """True when the predicted improvement is within one sd over trees of each tree's own improvement (paired)."""
+    return path.improvement <= path.improvement_spread
+
+
 def _buys(path: ablation.AblationPath) -> str:
     if path.status == "empty":
         return "none: the default is the best"
@@ -95,7 +100,9 @@ def _buys(path: ablation.AblationPath) -> str:
     names, share = path.most()
     if not names or not math.isfinite(share):
         return "no predicted gain"
-    return f"{' + '.join(names)} ({100 * share:.0f}% of {c.pct(path.improvement)} pp)"
+    return (f"{' + '.join(names)} ({100 * share:.0f}% of {c.pct(path.improvement)} ± "
+            f"{c.pct(path.improvement_spread)} pp)"
+            + (" within the trees' spread" if _within_spread(path) else ""))
 
 
 def _local(local: local_importance.LocalImportance, k: int = 2) -> str:
@@ -116,11 +123,13 @@ def _tie_in(computed: SurrogateResult) -> str:
     """The sentence tying the ablation paths to what tuning buys."""
     text = (f"Tuning buys a median {c.pp(computed.median_gain)} pp over the default configuration (*What tuning buys*); "
             if math.isfinite(computed.median_gain) else "")
-    named = [(s.name, *s.path.most()) for s in computed.fitted if s.path.computed and s.path.steps]
-    named = [(n, names, share) for n, names, share in named if names and math.isfinite(share)]
+    named = [(s, *s.path.most()) for s in computed.fitted if s.path.computed and s.path.steps]
+    named = [(s, names, share) for s, names, share in named if names and math.isfinite(share)]
     if named:
         text += "the ablation paths say which one or two changes buy most of it: " + "; ".join(
-            f"{n}: {' and '.join(names)} ({100 * share:.0f}%)" for n, names, share in named[:8])
+            f"{s.name}: {' and '.join(names)} ({100 * share:.0f}%)"
+            + (f" *({EXPLORATORY})*" if s.caveats else "") + (" *(within the trees' spread)*" if _within_spread(s.path) else "")
+            for s, names, share in named[:8])
         text += "." if len(named) <= 8 else f"; ... ({len(named)} studies in the table)."
     else:
         text += ("no study has the finished trials a surrogate needs to say which changes buy it "
