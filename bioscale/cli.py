@@ -83,10 +83,21 @@ def _options(*names: str, **given: Any) -> argparse.ArgumentParser:
             help=f"trials each worker trains at once as one batched model: same numbers, more trials per hour "
                  f"(default {d.get('population', defaults.POPULATION)})"),
         "json": lambda d: p.add_argument("--json", action="store_true", help=d.get("json", "end with one JSON line")),
+        "checkpoints": lambda d: _checkpoint_options(p, d),
     }
     for name in names:
         declared[name](given)
     return p
+
+
+def _checkpoint_options(p: argparse.ArgumentParser, given: dict[str, Any]) -> None:
+    p.add_argument("--checkpoint-every", type=int, default=defaults.CHECKPOINT_EVERY, metavar="N",
+                   help=f"each trial's population saves every N epochs (default {defaults.CHECKPOINT_EVERY}; 0: only when "
+                        "preempted); a re-run of a lost or preempted trial resumes from its checkpoint")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help=given.get("checkpoint_dir", "folder for the checkpoints (default: FILE.checkpoints beside a file "
+                                                    "storage, else ./bioscale-checkpoints)"))
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep finished trials' checkpoints (default: removed)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,29 +188,34 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
                             description="Create a study (or resume it: rerun the same command) and run trials until "
                                         "--trials have finished, over all workers and machines sharing the storage.",
                             parents=[_options("dataset", "storage", "devices", "workers", "population", "set", "data-root",
-                                              "chance-patience", "quiet", "json",
+                                              "chance-patience", "quiet", "json", "checkpoints",
                                               workers_help="local worker processes sharing the study (default 1)",
                                               json="end with one JSON line: the study's counts and best trial")])
-    p.add_argument("--stage", default=defaults.STAGE, help="architecture (search one family's architecture) or tune (default)")
-    p.add_argument("--rule", default=None, help="learning rule (tune: required; architecture: default dtp, alternating); "
-                                                "a label such as dtp-parallel also names the schedule")
-    p.add_argument("--schedule", default=None, help="target-propagation schedule: alternating or parallel (fixed per study)")
-    p.add_argument("--arch", default=defaults.ARCH, help="architecture stage: the family fc, lc or conv; tune stage: a preset (fc, lc, "
-                                                "conv), a spec such as '3*fc:128', or @STUDY for an architecture study's winner")
-    p.add_argument("--study-name", default=None, help="default: STAGE:DATASET:ARCH:LABEL, e.g. tune:digits:fc:fa")
-    p.add_argument("--trials", type=int, default=defaults.TRIALS, help=f"the study's global trial budget (default {defaults.TRIALS}, the paper's)")
-    p.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"epochs per trial (default {defaults.EPOCHS})")
-    p.add_argument("--sampler", default=defaults.SAMPLER, help="tpe (default, seeded, settings pinned) or random (the paper's search)")
-    p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, or best-after[:EPOCH] "
-                                                    "(the paper's ImageNet protocol: only the best goes on after EPOCH, default 10)")
-    p.add_argument("--seed", type=int, default=defaults.SEED, help="seeds the sampler and each trial (trial k: seed + k)")
-    p.add_argument("--protocol", default=defaults.PROTOCOL,
-                   help="what is searched: extended (default: every setting bioscale knows, activation and batch size "
-                        "included) or paper (the paper's Table 4 only; tanh, batch 128, whole-epoch alternation)")
-    p.add_argument("--activation", default=None, help="hold the activation (tanh or relu); the study's name ends in :ACTIVATION")
-    p.add_argument("--default-trial", action="store_true",
-                   help="also train the rule's default settings once, outside the budget (how much tuning buys)")
+    _study_arguments(p)
     p.set_defaults(func=_run_study_run)
+
+    p = commands.add_parser("launch", help="create a study and submit its workers as one job array (Slurm, or local processes)",
+                            description="Create the study once (as `study run` would), then submit --jobs workers as one job "
+                                        "array through submitit; each pulls trials until the global budget is met. Preempted "
+                                        "or timed-out jobs save, are requeued and resume their trials from the checkpoint.",
+                            parents=[_options("dataset", "storage", "population", "set", "data-root", "chance-patience",
+                                              "quiet", "checkpoints",
+                                              checkpoint_dir="folder for the checkpoints, reachable from every node "
+                                                             "(default LOG_DIR/checkpoints)")])
+    _study_arguments(p)
+    _launch_arguments(p)
+    p.set_defaults(func=_run_study_launch)
+
+    p = commands.add_parser("status", help="budget, trial counts, running trials and time left of the studies in a storage",
+                            description="Per study: the budget, COMPLETE / PRUNED / FAIL / RUNNING / WAITING counts, each running "
+                                        "trial's worker, epoch and heartbeat age, and an estimate of the time left.")
+    p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
+    p.add_argument("pattern", metavar="PATTERN", nargs="?", default=None, help="study-name glob (default: every study)")
+    p.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    p.add_argument("--interval", type=float, default=defaults.STATUS_INTERVAL,
+                   help=f"seconds between refreshes with --watch (default {defaults.STATUS_INTERVAL:g})")
+    p.add_argument("--json", action="store_true", help="one JSON list")
+    p.set_defaults(func=_run_study_status)
 
     p = commands.add_parser("list", help="the studies in a storage", description="List the studies in a storage.",
                             parents=[_options("storage", "json", json="one JSON list")])
@@ -227,6 +243,29 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_dashboard)
 
 
+def _study_arguments(p: argparse.ArgumentParser) -> None:
+    """What a study is (shared by `study run` and `study launch`)."""
+    p.add_argument("--stage", default=defaults.STAGE, help="architecture (search one family's architecture) or tune (default)")
+    p.add_argument("--rule", default=None, help="learning rule (tune: required; architecture: default dtp, alternating); "
+                                                "a label such as dtp-parallel also names the schedule")
+    p.add_argument("--schedule", default=None, help="target-propagation schedule: alternating or parallel (fixed per study)")
+    p.add_argument("--arch", default=defaults.ARCH, help="architecture stage: the family fc, lc or conv; tune stage: a preset (fc, lc, "
+                                                "conv), a spec such as '3*fc:128', or @STUDY for an architecture study's winner")
+    p.add_argument("--study-name", default=None, help="default: STAGE:DATASET:ARCH:LABEL, e.g. tune:digits:fc:fa")
+    p.add_argument("--trials", type=int, default=defaults.TRIALS, help=f"the study's global trial budget (default {defaults.TRIALS}, the paper's)")
+    p.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"epochs per trial (default {defaults.EPOCHS})")
+    p.add_argument("--sampler", default=defaults.SAMPLER, help="tpe (default, seeded, settings pinned) or random (the paper's search)")
+    p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, or best-after[:EPOCH] "
+                                                    "(the paper's ImageNet protocol: only the best goes on after EPOCH, default 10)")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help="seeds the sampler and each trial (trial k: seed + k)")
+    p.add_argument("--protocol", default=defaults.PROTOCOL,
+                   help="what is searched: extended (default: every setting bioscale knows, activation and batch size "
+                        "included) or paper (the paper's Table 4 only; tanh, batch 128, whole-epoch alternation)")
+    p.add_argument("--activation", default=None, help="hold the activation (tanh or relu); the study's name ends in :ACTIVATION")
+    p.add_argument("--default-trial", action="store_true",
+                   help="also train the rule's default settings once, outside the budget (how much tuning buys)")
+
+
 def study_spec(args: argparse.Namespace) -> StudySpec:
     """The checked study specification of `bioscale study run`'s arguments."""
     from .spec import StudySpec
@@ -235,8 +274,9 @@ def study_spec(args: argparse.Namespace) -> StudySpec:
                      trials=args.trials, epochs=args.epochs, protocol=args.protocol, activation=args.activation,
                      overrides=parse_overrides(args.set), sampler=args.sampler, pruner=args.pruner, seed=args.seed,
                      chance_patience=args.chance_patience, default_trial=args.default_trial, storage=args.storage,
-                     study_name=args.study_name, data_root=args.data_root, workers=args.workers,
-                     devices=args.devices, population=args.population).checked()
+                     study_name=args.study_name, data_root=args.data_root, workers=getattr(args, "workers", defaults.WORKERS),
+                     devices=getattr(args, "devices", defaults.DEVICES), population=args.population, checkpoint_every=args.checkpoint_every,
+                     checkpoint_dir=args.checkpoint_dir, keep_checkpoints=args.keep_checkpoints).checked()
 
 
 def _run_study_run(args: argparse.Namespace) -> None:
@@ -258,6 +298,73 @@ def _run_study_run(args: argparse.Namespace) -> None:
         print(f"best: trial {top['trial']}, validation error {100 * top['val_error']:.2f}% "
               f"(test {100 * top['test_error']:.2f}%, epoch {top['best_epoch']})"
               + (f"; winner {top['winner']}" if "winner" in top else ""))
+
+
+def _launch_arguments(p: argparse.ArgumentParser, campaign: bool = False) -> None:
+    """The executor and its resources (shared by `study launch` and `campaign`)."""
+    L = defaults.LAUNCH
+    if campaign:
+        p.add_argument("--executor", default=None, help="slurm or local: run every study's workers and evaluations as jobs "
+                                                        "(default: none, everything in this process)")
+        p.add_argument("--no-wait", action="store_true", help="with --executor: submit the tuning jobs and return; rerun the "
+                                                              "same command once they are done to evaluate and report")
+    else:
+        p.add_argument("--executor", default=L["executor"], help="slurm (default: one sbatch job array) or local (subprocesses here)")
+    p.add_argument("--jobs", type=int, default=L["jobs"], help=f"array tasks, one worker each (default {L['jobs']})")
+    p.add_argument("--partition", default=None, help="Slurm partition")
+    p.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per job (default 1 on Slurm, 0 locally)")
+    p.add_argument("--cpus-per-job", type=int, default=L["cpus_per_job"], help=f"CPUs per job (default {L['cpus_per_job']})")
+    p.add_argument("--mem-gb", type=float, default=None, help="memory per job in GB (default: the partition's)")
+    p.add_argument("--time", type=float, default=L["time"], help=f"wall time per job in minutes (default {L['time']}); a "
+                                                                 "timed-out job saves, is requeued and resumes")
+    p.add_argument("--account", default=None, help="Slurm account")
+    p.add_argument("--qos", default=None, help="Slurm quality of service")
+    p.add_argument("--max-parallel", type=int, default=None, help="array throttle: at most this many jobs at once")
+    p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, passed as --KEY=VALUE (repeatable), e.g. constraint=a100")
+    p.add_argument("--setup", action="append", default=[], metavar="LINE",
+                   help="a shell line run before each worker (repeatable): module loads, environment activation")
+    p.add_argument("--signal-delay", type=int, default=L["signal_delay_s"],
+                   help=f"seconds before the wall time at which a job is told to save (USR2; default {L['signal_delay_s']})")
+    p.add_argument("--max-timeouts", type=int, default=L["max_timeouts"],
+                   help=f"times a job that reached its wall time is requeued (default {L['max_timeouts']}; preemptions always are)")
+    p.add_argument("--log-dir", default=L["log_dir"], help=f"folder for the jobs' logs, on a file system every node mounts "
+                                                          f"(default ./{L['log_dir']})")
+    p.add_argument("--shared-path", action="append", default=[], metavar="DIR",
+                   help=f"a folder every node mounts (repeatable; also ${defaults.SHARED_PATHS_ENV}): a journal storage must lie in one")
+    p.add_argument("--dry-run", action="store_true", help="print the sbatch script and submit nothing (no study is created)")
+
+
+def launch_spec(args: argparse.Namespace) -> Any:
+    """The LaunchSpec of `study launch`'s (or `campaign`'s) arguments (checked against the storage later)."""
+    from .spec import LaunchSpec
+
+    return LaunchSpec(executor=args.executor, jobs=args.jobs, time=args.time, partition=args.partition,
+                      gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, account=args.account,
+                      qos=args.qos, max_parallel=args.max_parallel, slurm_options=tuple(args.slurm_option),
+                      setup=tuple(args.setup), log_dir=args.log_dir, signal_delay_s=args.signal_delay, max_timeouts=args.max_timeouts,
+                      shared_paths=tuple(args.shared_path), dry_run=args.dry_run)
+
+
+def _run_study_launch(args: argparse.Namespace) -> None:
+    spec = study_spec(args)
+    launch = launch_spec(args).checked(spec.storage)  # refused here, before torch, optuna or submitit load
+    from .study.launch import dry_run, launch_study
+
+    if launch.dry_run:
+        print(dry_run(spec, launch))
+        return
+    launched = launch_study(spec, launch, say=print)
+    if launch.executor == "local":
+        print("waiting for the local jobs (they stop with this command)...", flush=True)
+        ran = launched.wait()
+        print(f"done: the workers ran {sum(r or 0 for r in ran)} trial(s) ({', '.join('failed' if r is None else str(r) for r in ran)})")
+
+
+def _run_study_status(args: argparse.Namespace) -> None:
+    from .study.status import show_status
+
+    show_status(args.storage, args.pattern, watch=args.watch, interval=args.interval, as_json=args.json)
 
 
 def _run_study_list(args: argparse.Namespace) -> None:
@@ -417,6 +524,8 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, best-after[:EPOCH]")
     p.add_argument("--out", default=None, help="folder for figures and report (default campaign-DATASET-ARCH)")
     p.add_argument("--format", default=_joined(CAMPAIGN["formats"]), help=f"figure formats (default {_joined(CAMPAIGN['formats'])})")
+    _checkpoint_options(p, {})
+    _launch_arguments(p, campaign=True)
     p.set_defaults(func=_run_campaign)
 
 
@@ -439,11 +548,23 @@ def _run_campaign(args: argparse.Namespace) -> None:
     template = StudySpec(trials=args.trials, epochs=args.epochs, sampler=args.sampler, pruner=args.pruner,
                          protocol=args.protocol, overrides=parse_overrides(args.set), chance_patience=args.chance_patience,
                          storage=args.storage, data_root=args.data_root, workers=args.workers, devices=args.devices,
-                         population=args.population)
+                         population=args.population, checkpoint_every=args.checkpoint_every,
+                         checkpoint_dir=args.checkpoint_dir, keep_checkpoints=args.keep_checkpoints)
+    launch = None
+    if args.executor is not None:
+        launch = launch_spec(args).checked(args.storage)  # refused before torch loads
     campaign = campaign_spec(args.dataset, args.arch, template, rules=_names(args.rules),
                              activations=_names(args.activations), seeds=parse_seeds(args.seeds), out=args.out,
                              formats=args.format.split(",")).checked()
-    print(run(campaign, progress=not args.quiet).summary())
+    if launch is not None and launch.dry_run:
+        from .study.launch import dry_run
+
+        print(f"# {len(campaign.studies)} studies, each one job array like this:\n" + dry_run(campaign.studies[0], launch))
+        return
+    rerun = ["bioscale", *[a for a in sys.argv[1:] if a != "--no-wait"]] if launch is not None else None
+    outcome = run(campaign, progress=not args.quiet, launch=launch, wait=not getattr(args, "no_wait", False), rerun=rerun)
+    if outcome is not None:
+        print(outcome.summary())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,7 +50,15 @@ RESULT_ATTRS = (TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECO
 # it measures how much tuning buys (tunability) and stays out of the random-search statistics,
 # the budget and the choice of the best trial.
 ROLE, DEFAULT_CONFIG = "role", "default"
-TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, *RESULT_ATTRS)
+# `checkpoint` is where the trial's population saves as it trains (bioscale.resume); `resumed_from`
+# the epochs it had completed when it resumed from one (null: it trained from epoch 0).
+CHECKPOINT, RESUMED_FROM = "checkpoint", "resumed_from"
+# On storages without heartbeats of their own (journal files), a running trial's worker writes
+# `heartbeat`, the time (seconds since the epoch) of its latest beat, so that workers on other
+# machines can tell a lost worker's trial from a live one.
+HEARTBEAT = "heartbeat"
+TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, CHECKPOINT,
+               RESUMED_FROM, HEARTBEAT, *RESULT_ATTRS)
 # The curve's series, one value per epoch.
 CURVE_SERIES = ("train", "val", "test")
 
@@ -64,14 +72,16 @@ class EndReason(str, enum.Enum):
     OUT_OF_MEMORY = "out of memory"
     ERROR = "error"
     INTERRUPTED = "interrupted"
+    PREEMPTED = "preempted"  # the scheduler's pre-timeout or preemption signal: saved, re-queued, resumed
 
     def text(self, detail: str = "") -> str:
         """The `end_reason` attribute: the reason, then its detail after a colon."""
         return f"{self.value}: {detail}" if detail else self.value
 
 
-DIVERGED, STALLED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED = (
-    EndReason.DIVERGED, EndReason.STALLED, EndReason.PRUNED, EndReason.OUT_OF_MEMORY, EndReason.ERROR, EndReason.INTERRUPTED)
+DIVERGED, STALLED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED, PREEMPTED = (
+    EndReason.DIVERGED, EndReason.STALLED, EndReason.PRUNED, EndReason.OUT_OF_MEMORY, EndReason.ERROR, EndReason.INTERRUPTED,
+    EndReason.PREEMPTED)
 # Failures that used up their share of the budget; any other FAIL is a lost worker's trial, re-queued.
 COUNTED_FAILURES = (ERROR, OUT_OF_MEMORY)
 # Before the stalled reason had its own word, a stall was stored as "diverged: error stayed at chance ...".

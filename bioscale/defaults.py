@@ -34,6 +34,15 @@ POPULATION = 1
 WORKERS = 1
 DEVICES = "auto"
 EVALUATION_SEEDS = (0, 1, 2)
+CHECKPOINT_EVERY = 1  # a trial's population saves at the end of every epoch (bioscale.resume)
+CHECKPOINT_FOLDER = "bioscale-checkpoints"  # in the working folder, for a database storage (file storages: FILE.checkpoints)
+STATUS_INTERVAL = 10.0  # seconds between refreshes of `bioscale study status --watch`
+
+# `bioscale study launch` (bioscale.spec.LaunchSpec): one job array, one worker per job.
+EXECUTORS = ("slurm", "local")
+LAUNCH = {"executor": "slurm", "jobs": 1, "time": 240, "slurm_gpus_per_job": 1, "local_gpus_per_job": 0, "cpus_per_job": 4,
+          "signal_delay_s": 90, "max_timeouts": 3, "log_dir": "bioscale-jobs"}
+SHARED_PATHS_ENV = "BIOSCALE_SHARED_PATHS"  # folders every node mounts, os.pathsep-separated (a journal file must lie in one)
 
 # A campaign (`bioscale campaign`): the paper's random search over its Table 4, 30 epochs a trial.
 CAMPAIGN = {"trials": TRIALS, "epochs": 30, "sampler": "random", "protocol": "paper", "seeds": EVALUATION_SEEDS,

@@ -55,6 +55,9 @@ class StudySpec:
     workers: int = defaults.WORKERS
     devices: str | tuple[str, ...] = defaults.DEVICES
     population: int = defaults.POPULATION
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY  # save each population every N epochs (0: only when preempted)
+    checkpoint_dir: str | None = None  # None: beside a file storage (FILE.checkpoints), else ./bioscale-checkpoints
+    keep_checkpoints: bool = False  # keep finished trials' checkpoints
 
     @property
     def label(self) -> str:
@@ -88,6 +91,7 @@ class StudySpec:
         for name in ("epochs", "trials", "workers", "population"):
             _check_count(name, getattr(self, name), 1)
         _check_count("chance_patience", self.chance_patience, 0)
+        _check_count("checkpoint_every", self.checkpoint_every, 0)
         _check_count("seed", self.seed, None)
         if self.sampler not in defaults.SAMPLERS:
             raise UsageError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(defaults.SAMPLERS)}")
@@ -241,3 +245,98 @@ def check_pruner_name(spec: str) -> None:
 def _check_count(name: str, value: object, low: int | None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
         raise UsageError(f"{name} must be a whole number" + (f" >= {low}" if low is not None else "") + f" (got {value!r})")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How `bioscale study launch` runs a study's workers: one job array (Slurm, or local processes), one worker per job.
+
+    `time` is each job's wall time in minutes; `slurm_options` pass any other sbatch option
+    through (KEY=VALUE); `setup` lines run before the worker (module loads, environment
+    activation); `shared_paths` are folders every node mounts (a journal storage must lie in one;
+    `$BIOSCALE_SHARED_PATHS` adds more). `checked(storage)` refuses bad input in one line.
+    """
+
+    executor: str = defaults.LAUNCH["executor"]
+    jobs: int = defaults.LAUNCH["jobs"]
+    time: float = defaults.LAUNCH["time"]
+    partition: str | None = None
+    gpus_per_job: int | None = None  # None: 1 on Slurm, 0 locally
+    cpus_per_job: int = defaults.LAUNCH["cpus_per_job"]
+    mem_gb: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    max_parallel: int | None = None  # array throttle: at most this many jobs at once
+    slurm_options: tuple[str, ...] = ()  # KEY=VALUE, passed to sbatch as --KEY=VALUE
+    setup: tuple[str, ...] = ()
+    log_dir: str = defaults.LAUNCH["log_dir"]
+    signal_delay_s: int = defaults.LAUNCH["signal_delay_s"]
+    max_timeouts: int = defaults.LAUNCH["max_timeouts"]  # requeues after a timeout per job (preemptions are not counted)
+    shared_paths: tuple[str, ...] = ()
+    dry_run: bool = False
+
+    def checked(self, storage: str | None) -> LaunchSpec:
+        """This launch with every value checked against the study's `storage` (UsageError in one line otherwise)."""
+        if self.executor not in defaults.EXECUTORS:
+            raise UsageError(f"unknown executor {self.executor!r}; choose one of: {', '.join(defaults.EXECUTORS)}")
+        _check_count("jobs", self.jobs, 1)
+        if isinstance(self.time, bool) or not isinstance(self.time, (int, float)) or not self.time > 0:
+            raise UsageError(f"--time is each job's wall time in minutes and must be positive (got {self.time!r})")
+        if self.max_parallel is not None:
+            _check_count("max_parallel", self.max_parallel, 1)
+        if self.gpus_per_job is not None:
+            _check_count("gpus_per_job", self.gpus_per_job, 0)
+        _check_count("cpus_per_job", self.cpus_per_job, 1)
+        _check_count("signal_delay_s", self.signal_delay_s, 1)
+        _check_count("max_timeouts", self.max_timeouts, 0)
+        if self.mem_gb is not None and not self.mem_gb > 0:
+            raise UsageError(f"--mem-gb must be positive (got {self.mem_gb!r})")
+        self.sbatch_options()
+        kind, path = storage_kind(storage)
+        if self.executor == "slurm":
+            if kind == "sqlite":
+                raise UsageError("SQLite cannot be shared by the nodes of a cluster: give --storage postgresql://USER:PASSWORD@HOST/DB "
+                                 "(or a journal file on a shared file system with --shared-path)")
+            if kind == "journal" and not self.under_shared_path(path):
+                raise UsageError(f"journal file {path} is not under a shared path: mark the shared file system it lies on with "
+                                 f"--shared-path DIR (or ${defaults.SHARED_PATHS_ENV}), or use PostgreSQL")
+        return replace(self, slurm_options=tuple(self.slurm_options), setup=tuple(self.setup), shared_paths=tuple(self.shared_paths))
+
+    def sbatch_options(self) -> dict[str, str]:
+        """`slurm_options` as {key: value}; a malformed one is a UsageError."""
+        out = {}
+        for option in self.slurm_options:
+            key, sep, value = option.partition("=")
+            key = key.strip().lstrip("-")
+            if not sep or not key or not value.strip() or any(c.isspace() for c in key):
+                raise UsageError(f"malformed --slurm-option {option!r}: write KEY=VALUE, e.g. --slurm-option constraint=a100")
+            out[key] = value.strip()
+        return out
+
+    def gpus(self) -> int:
+        """GPUs per job: as given, else 1 on Slurm and 0 locally."""
+        if self.gpus_per_job is not None:
+            return self.gpus_per_job
+        return defaults.LAUNCH["slurm_gpus_per_job" if self.executor == "slurm" else "local_gpus_per_job"]
+
+    def under_shared_path(self, path: str) -> bool:
+        """Whether `path` lies in one of the shared folders (`shared_paths` and $BIOSCALE_SHARED_PATHS)."""
+        import os
+        from pathlib import Path
+
+        marked = [*self.shared_paths, *filter(None, os.environ.get(defaults.SHARED_PATHS_ENV, "").split(os.pathsep))]
+        target = Path(path).expanduser().resolve()
+        return any(target.is_relative_to(Path(p).expanduser().resolve()) for p in marked)
+
+
+def storage_kind(storage: str | None) -> tuple[str, str | None]:
+    """('sqlite' | 'journal' | 'rdb', the file for file storages) of a storage URL, without opening it (bioscale.storages reads it in full)."""
+    url = (storage or defaults.STORAGE).strip()
+    if url.startswith("journal:"):
+        rest = url[len("journal:"):]
+        return "journal", "/" + rest.lstrip("/") if rest.startswith("///") else rest.lstrip("/")
+    if "://" not in url:
+        return ("journal" if url.endswith(".log") else "sqlite"), url
+    if url.split(":", 1)[0].split("+", 1)[0] == "sqlite":
+        return "sqlite", url.split(":///", 1)[-1]
+    return "rdb", None

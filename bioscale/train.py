@@ -13,11 +13,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import defaults, rules
+from . import defaults, resume, rules
 from .data import Data, augment as augment_batch, load
 from .devices import AUTO, resolve_device
 from .errors import Diverged, UsageError
 from .nets import Net, build_net
+from .resume import Checkpointing
 
 
 # A member whose mean loss over an epoch exceeds LOSS_GROWTH_LIMIT times its start has diverged.
@@ -79,7 +80,8 @@ def error_rates(model: Net | rules.Rule, x: Tensor, y: Tensor, member_examples: 
 
 def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SEED,
         augment: bool = False, callback: Callable[[int, EpochResult], bool | None] | None = None,
-        progress: bool | None = None, chance_patience: int = defaults.CHANCE_PATIENCE, drop_stopped: bool = False) -> list[FitResult]:
+        progress: bool | None = None, chance_patience: int = defaults.CHANCE_PATIENCE, drop_stopped: bool = False,
+        checkpoint: Checkpointing | None = None) -> list[FitResult]:
     """Train every member of `rule.net` on `data` for `epochs`; returns one FitResult per member.
 
     Members share the minibatch order (drawn from `seed`). After each epoch `callback(member,
@@ -94,6 +96,12 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
     frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`), so it
     costs no more arithmetic. The progress bar shows only on a terminal, unless `progress` says
     otherwise.
+
+    With `checkpoint` (`bioscale.resume.Checkpointing`) the fit resumes from the checkpoint at its
+    path when there is a readable one for the same configuration, saves at the end of every
+    `checkpoint.every` epochs, and, once `bioscale.resume.request_stop()` was called, saves at the
+    end of the minibatch in progress and raises `Preempted`. A resumed fit ends bit for bit where
+    an uninterrupted one does (the same numbers, on the same device).
     """
     if epochs < 1 or batch_size < 1:
         raise UsageError(f"epochs ({epochs}) and batch size ({batch_size}) must be positive")
@@ -107,17 +115,47 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
     at_chance = [0] * rule.members
     first_loss: Tensor | None = None  # each member's loss on the first minibatch, before any update
     bound: list[float] = []  # each member's divergence bound, LOSS_GROWTH_LIMIT times its start
+    first_epoch, first_step, elapsed = 0, 0, 0.0
+    partial: dict[str, Any] | None = None  # the epoch in progress when a checkpoint was taken inside it
+    saved = resume.load(checkpoint.path, checkpoint.meta) if checkpoint is not None else None
+    if saved is not None:
+        if saved["slots"] != slots:
+            rule.keep(saved["slots"])
+        rule.load_state_dict(saved["rule"])
+        generator.set_state(saved["generator"])
+        slots, running, at_chance, bound = list(saved["slots"]), list(saved["running"]), list(saved["at_chance"]), list(saved["bound"])
+        first_loss = None if saved["first_loss"] is None else saved["first_loss"].to(data.device)
+        results = [_fit_result(r) for r in saved["results"]]
+        first_epoch, first_step, elapsed = saved["epoch"], saved["step"], saved["seconds"]
+        partial = saved["partial"]
+        checkpoint.resumed_from = first_epoch
+        if checkpoint.on_resume is not None:
+            checkpoint.on_resume(first_epoch, results)
+
+    def state(epoch: int, step: int, epoch_state: dict[str, Any] | None) -> dict[str, Any]:
+        return {"meta": checkpoint.meta, "epoch": epoch, "step": step, "partial": epoch_state,
+                "rule": resume.cpu_state(rule), "generator": generator.get_state(), "slots": slots, "running": running,
+                "at_chance": at_chance, "bound": bound, "first_loss": None if first_loss is None else first_loss.cpu(),
+                "results": [_result_record(r) for r in results], "seconds": elapsed + time.perf_counter() - start}
+
     show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=epochs * steps, disable=not show, unit="step", leave=False, dynamic_ncols=True)
+    bar = tqdm(total=epochs * steps, initial=first_epoch * steps + first_step, disable=not show, unit="step", leave=False,
+               dynamic_ncols=True)
     start = time.perf_counter()
     try:
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             rule.start_epoch(epoch)
-            forward_steps = rule.forward_steps
             net.train()
-            order = torch.randperm(n, generator=generator).to(data.device)
-            loss_sum = torch.zeros(rule.members, device=data.device, dtype=torch.float64)
-            for i in range(steps):
+            if partial is not None:  # resumed inside this epoch: its order and its losses so far
+                forward_steps, order = partial["forward_steps"], partial["order"].to(data.device)
+                loss_sum = partial["loss_sum"].to(data.device)
+                begin, partial = first_step, None
+            else:
+                forward_steps = rule.forward_steps
+                order = torch.randperm(n, generator=generator).to(data.device)
+                loss_sum = torch.zeros(rule.members, device=data.device, dtype=torch.float64)
+                begin = 0
+            for i in range(begin, steps):
                 idx = order[i * batch_size:(i + 1) * batch_size]
                 x = data.train_x[idx]
                 if augment:
@@ -127,6 +165,10 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
                     first_loss = loss.clone()
                 loss_sum += loss
                 bar.update()
+                if checkpoint is not None and resume.stop_requested() and i + 1 < steps:
+                    resume.save(checkpoint.path, state(epoch, i + 1, {"forward_steps": forward_steps, "order": order.cpu(),
+                                                                      "loss_sum": loss_sum.cpu()}))
+                    raise resume.Preempted(epoch, i + 1, checkpoint.path)
             if not bound:
                 floor = math.log(data.n_classes)
                 bound = [LOSS_GROWTH_LIMIT * max(start, floor) for start in first_loss.tolist()]
@@ -135,7 +177,7 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
             errors = [error_rates(rule, data.train_x, data.train_y),
                       error_rates(rule, data.val_x, data.val_y) if data.val_x is not None else [None] * rule.members,
                       error_rates(rule, data.test_x, data.test_y)]
-            seconds = time.perf_counter() - start
+            seconds = elapsed + time.perf_counter() - start
             stopped = []
             for position, member in enumerate(slots):
                 if member not in running:
@@ -174,9 +216,31 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
                 slots = list(running)
             elif stopped:
                 rule.stop([slots.index(m) for m in stopped])
+            if checkpoint is not None and epoch + 1 < epochs:
+                preempted = resume.stop_requested()
+                if preempted or checkpoint.due(epoch + 1):
+                    resume.save(checkpoint.path, state(epoch + 1, 0, None))
+                if preempted:
+                    raise resume.Preempted(epoch + 1, 0, checkpoint.path)
     finally:
         bar.close()
     return results
+
+
+def _result_record(result: FitResult) -> dict[str, Any]:
+    """A member's FitResult as plain values (what a checkpoint stores)."""
+    diverged = result.diverged
+    return {"history": [asdict(r) for r in result.history], "pruned_at": result.pruned_at,
+            "diverged": None if diverged is None else {"reason": diverged.reason, "epoch": diverged.epoch,
+                                                       "stalled": diverged.stalled}}
+
+
+def _fit_result(stored: dict[str, Any]) -> FitResult:
+    """The FitResult `_result_record` stored."""
+    diverged = stored["diverged"]
+    return FitResult(history=[EpochResult(**r) for r in stored["history"]], pruned_at=stored["pruned_at"],
+                     diverged=None if diverged is None else Diverged(diverged["reason"], diverged["epoch"],
+                                                                     stalled=diverged["stalled"]))
 
 
 @torch.no_grad()

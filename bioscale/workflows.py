@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import defaults
-from .spec import CampaignSpec, StudySpec, campaign_studies
+from .spec import CampaignSpec, LaunchSpec, StudySpec, campaign_studies
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,8 +123,13 @@ def campaign_spec(dataset: str, arch: str, template: StudySpec | None = None, *,
                         formats=tuple(formats))
 
 
-def run(campaign: CampaignSpec, *, progress: bool = True) -> CampaignOutcome:
-    """Tune every study of `campaign`, evaluate each best configuration, analyse: the end-to-end flow of demo and campaign."""
+def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | None = None, wait: bool = True,
+        rerun: list[str] | None = None) -> CampaignOutcome | None:
+    """Tune every study of `campaign`, evaluate each best configuration, analyse: the end-to-end flow of demo and campaign.
+
+    With `launch` the studies and evaluations run as jobs (`bioscale.study.campaign_jobs`); with
+    `wait=False` too, the jobs are only submitted and None is returned (rerun to finish).
+    """
     from .analysis import ARTIFACT_DIR_NAME, analyze, best_table
     from .study import dashboard_command
     from .study.campaign import run_campaign
@@ -132,7 +137,14 @@ def run(campaign: CampaignSpec, *, progress: bool = True) -> CampaignOutcome:
     campaign = campaign.checked()
     start = time.perf_counter()
     out = Path(campaign.out) if campaign.out is not None else Path(".")
-    names = run_campaign(campaign, progress=progress)
+    if launch is not None:
+        from .study.campaign_jobs import run_campaign_jobs
+
+        names = run_campaign_jobs(campaign, launch, wait=wait, say=print if progress else (lambda text: None), rerun=rerun)
+        if names is None:
+            return None
+    else:
+        names = run_campaign(campaign, progress=progress)
     report = analyze(campaign.storage, names, out, campaign.formats, progress=progress)
     first = campaign.studies[0]
     return CampaignOutcome(studies=names, table=best_table(campaign.storage, names), report=report,

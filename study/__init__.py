@@ -6,6 +6,10 @@
 - `evaluate_study(storage, study_name, seeds)`: re-train the best configuration with several
   seeds and record the test errors (at the best-validation epoch and at the last).
 - `best`, `list_studies`: read studies back. `serve_dashboard`, `dashboard_command`.
+- `launch.launch_study(spec, LaunchSpec(...))`: create a study and submit its workers as one
+  submitit job array (Slurm or local processes); `status.study_status(storage, pattern)`: where
+  studies stand; `checkpoints`: where trials save, so that a lost or preempted trial resumes;
+  `campaign_jobs`: a campaign's studies and evaluations as jobs.
 
 What is written where is fixed by `bioscale.contract` (docs/storage-contract.md).
 """

@@ -9,11 +9,13 @@ not depend on which population it trained in.
 from __future__ import annotations
 
 import functools
+import json
 import platform
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import optuna
@@ -23,12 +25,14 @@ from optuna.trial import TrialState
 import bioscale
 from bioscale import contract, defaults, rules, spaces
 
-from bioscale.contract import (ARCHITECTURE, BEST_EPOCH, CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME, END_REASON,
-                               POPULATION, RESULT_ATTRS, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR, VAL_ERROR, VERSIONS,
-                               WORKER, EndReason, worker_id)
-from bioscale.storages import supports_heartbeat
+from bioscale.contract import (ARCHITECTURE, BEST_EPOCH, CHECKPOINT, CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME,
+                               END_REASON, HEARTBEAT, POPULATION, RESULT_ATTRS, RESUMED_FROM, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR,
+                               VAL_ERROR, VERSIONS, WORKER, EndReason, is_finished, worker_id)
+from bioscale.resume import Checkpointing, Preempted
+from bioscale.storages import heartbeat_settings, supports_heartbeat
 from bioscale.train import EpochResult, FitResult
 
+from . import checkpoints
 from ._plan import Plan
 from ._recipe import fit_configuration
 
@@ -112,18 +116,27 @@ def train_trials(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], pa
 
 def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], params: list[dict[str, Any]],
                     device: str, progress: bool | None) -> None:
-    """`train_trials` inside its heartbeat: record each trial's identity, train, tell each its result."""
+    """`train_trials` inside its heartbeat: record each trial's identity, train (resuming from the population's
+    checkpoint when its trials are re-runs of a population that saved one), tell each its result.
+
+    Preempted: the trials are left RUNNING with their curves so far, the checkpoint kept, and
+    `Preempted` raised for the worker to fail and re-queue them under the budget lock.
+    """
+    roots = [checkpoints.root_number(t) for t in trials]
+    order = sorted(range(len(trials)), key=lambda i: roots[i])  # one member order for a population and its re-runs
+    trials, params, roots = [trials[i] for i in order], [params[i] for i in order], [roots[i] for i in order]
     configs = [configuration(plan, p) for p in params]
     seeds = [int(t.user_attrs.get(SEED, plan.seed + t.number)) for t in trials]  # a re-queued trial keeps its seed
     curves: list[dict[str, list[float]]] = [{"train": [], "val": [], "test": []} for _ in trials]
     numbers = [t.number for t in trials]
+    path = checkpoints.population_path(Path(plan.spec.checkpoint_dir), plan.study_name, roots)
     for trial, seed, config, curve in zip(trials, seeds, configs, curves):
         for key in RESULT_ATTRS:
             if key in trial.user_attrs:
                 trial.set_user_attr(key, None)
         for key, value in ((SEED, seed), (DATA_SEED, plan.seed), (POPULATION, numbers), (DEVICE, device),
                            (WORKER, f"{worker_id()}:{trial.number}"), (VERSIONS, versions()), (CONFIG, config),
-                           (CURVE, curve)):
+                           (CURVE, curve), (CHECKPOINT, str(path)), (RESUMED_FROM, None)):
             trial.set_user_attr(key, value)
         if device.startswith("cuda"):
             import torch
@@ -139,12 +152,26 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
         # after the last epoch there is nothing to save
         return not (record.epoch < plan.epochs and trial.should_prune())
 
+    def resumed(epoch: int, histories: list[FitResult]) -> None:
+        for trial, curve, history in zip(trials, curves, histories):
+            for record in history.history:
+                curve["train"].append(record.train_error)
+                curve["val"].append(record.val_error)
+                curve["test"].append(record.test_error)
+                trial.report(record.val_error, record.epoch)
+            trial.set_user_attr(RESUMED_FROM, epoch)
+        print(f"bioscale: trials {numbers} resume from their checkpoint after epoch {epoch}", file=sys.stderr, flush=True)
+
+    meta = json.loads(json.dumps({"study": plan.study_name, "roots": roots, "seeds": seeds, "data_seed": plan.seed,
+                                  "configs": configs}))
+    checkpoint = Checkpointing(path, every=plan.spec.checkpoint_every, meta=meta, on_resume=resumed)
     start = time.perf_counter()
     reasons: list[str | None] = [None] * len(trials)  # each trial's `end_reason`
     outcomes: list[tuple[TrialState, float | None]] = [(TrialState.FAIL, None)] * len(trials)
+    preempted = False
     try:
         try:
-            results = _train(plan, configs, seeds, device, report, progress)
+            results = _train(plan, configs, seeds, device, report, progress, checkpoint)
             for member, result in enumerate(results):
                 if result.diverged is not None:
                     kind = EndReason.STALLED if result.diverged.stalled else EndReason.DIVERGED
@@ -157,6 +184,10 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
                     outcomes[member] = (TrialState.COMPLETE, result.best.val_error)
         except KeyboardInterrupt:
             reasons = [EndReason.INTERRUPTED.text()] * len(trials)
+            raise
+        except Preempted as error:
+            preempted = True
+            reasons = [EndReason.PREEMPTED.text(str(error))] * len(trials)
             raise
         except Exception as error:
             out_of_memory = _out_of_memory(error)
@@ -180,41 +211,55 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
             trial.set_user_attr(SECONDS, seconds)
             if reason is not None:
                 trial.set_user_attr(END_REASON, reason)
-            study.tell(trial, value, state=state, skip_if_finished=True)
+            if not preempted:
+                study.tell(trial, value, state=state, skip_if_finished=True)
+        if not preempted and not plan.spec.keep_checkpoints and all(
+                is_finished(study._storage.get_trial(t._trial_id)) for t in trials):  # noqa: SLF001
+            checkpoints.remove(path)
 
 
 def _train(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], device: str,
-           report: Callable[[int, EpochResult], bool], progress: bool | None) -> list[FitResult]:
+           report: Callable[[int, EpochResult], bool], progress: bool | None,
+           checkpoint: Checkpointing | None = None) -> list[FitResult]:
     """Build and fit the population; its net and data live only in that call (freed when it returns or raises)."""
     _, settings = member_settings(plan, configs)
     return fit_configuration(configs[0], settings, seeds, device, data_seed=plan.seed, data_root=plan.data_root,
                              val_size=plan.val_size, callback=report, progress=progress,
-                             chance_patience=plan.chance_patience, drop_stopped=True)
+                             chance_patience=plan.chance_patience, drop_stopped=True, checkpoint=checkpoint)
 
 
 class _Heartbeat:
-    """Records a heartbeat for every running trial of a population while it trains (RDB storages with heartbeats)."""
+    """Records a heartbeat for every running trial of a population while it trains.
+
+    RDB storages: their own heartbeat table (Optuna's). Storages without one (journal files): the
+    trial's `heartbeat` attribute, the time of the latest beat, which workers on other machines read.
+    """
 
     def __init__(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
-        storage = study._storage  # noqa: SLF001 - Optuna keeps no public handle on a study's storage
-        self.storage = storage if supports_heartbeat(storage) else None
+        self.storage = study._storage  # noqa: SLF001 - Optuna keeps no public handle on a study's storage
+        self.native = supports_heartbeat(self.storage)
         self.ids = [t._trial_id for t in trials]  # noqa: SLF001
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> _Heartbeat:
-        if self.storage is not None:
-            self.beat()
-            self.thread = threading.Thread(target=self.run, daemon=True)
-            self.thread.start()
+        self.beat()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
         return self
 
     def beat(self) -> None:
         for trial_id in self.ids:
-            self.storage.record_heartbeat(trial_id)
+            if self.native:
+                self.storage.record_heartbeat(trial_id)
+            else:
+                try:
+                    self.storage.set_trial_user_attr(trial_id, HEARTBEAT, time.time())
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
 
     def run(self) -> None:
-        interval = self.storage.get_heartbeat_interval()
+        interval = self.storage.get_heartbeat_interval() if self.native else heartbeat_settings()[0]
         while not self.stop.wait(interval):
             self.beat()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -19,6 +20,7 @@ from bioscale.nets import arch_family, resolve_arch
 from bioscale.spaces.protocols import check_protocol
 from bioscale.storages import heartbeat_settings, open_storage, parse_storage
 
+from .checkpoints import directory as checkpoint_directory
 from ._plan import Plan, StudySpec, check_spec, search_space, study_name
 from ._samplers import sampler_settings
 
@@ -33,6 +35,7 @@ def prepare(spec: StudySpec) -> tuple[Plan, BaseStorage, list[str]]:
     if spec.workers > 1 or device_list[0] != "cpu":
         load.cache_clear()  # the workers load their own copy, on their own device
     storage = parse_storage(spec.storage)
+    spec = replace(spec, checkpoint_dir=str(checkpoint_directory(spec.checkpoint_dir, storage)))  # one folder every worker agrees on
     if storage.kind != "journal":
         heartbeat_settings()  # malformed heartbeat settings are user errors too
     storage_obj = open_storage(storage)

@@ -27,10 +27,12 @@ import warnings
 from typing import Callable
 
 import optuna
-from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryFailedTrialCallback, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from bioscale.contract import StudyInfo, counts_against_budget, trial_worker
+from bioscale import resume
+from bioscale.contract import HEARTBEAT, StudyInfo, counts_against_budget, trial_worker
+from bioscale.resume import Preempted
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
 
 from ._lock import BudgetLock
@@ -52,25 +54,36 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     storage = storage if storage is not None else open_storage(plan.storage)
     heartbeat = supports_heartbeat(storage)
-    interval, grace = heartbeat_settings() if heartbeat else (2, 0)
+    interval, grace = heartbeat_settings()
     study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner, plan.epochs))
     study.sampler = make_sampler(plan.sampler, plan.seed, stream=_stream(index, len(study.get_trials(deepcopy=False))))
     lock = BudgetLock(plan.storage, plan.study_name)
     orphan_patience = max(2 * grace, 60)
-    poll = max(1.0, min(float(interval), 5.0))
+    poll = max(1.0, min(float(interval), 5.0)) if heartbeat else 2.0
     ran = 0
     try:
         while True:
+            if resume.stop_requested():
+                raise Preempted(0, 0, None)
             lock.acquire()
             try:
-                recover_lost_trials(study, storage, heartbeat, orphan_patience)
+                recover_lost_trials(study, storage, heartbeat, orphan_patience, grace)
                 step, size = next_step(study, _budget(study, plan), plan.population)
                 if step == "run":
                     trials, params = ask_population(study, plan, size)
             finally:
                 lock.release()
             if step == "run":
-                train_trials(study, plan, trials, params, device, progress=progress)
+                try:
+                    train_trials(study, plan, trials, params, device, progress=progress)
+                except Preempted:
+                    lock.acquire()
+                    try:
+                        for trial in trials:
+                            requeue_preempted(study, storage, trial)
+                    finally:
+                        lock.release()
+                    raise
                 ran += len(trials)
             if on_change is not None:
                 on_change(study)
@@ -145,26 +158,33 @@ def _sample(trial: optuna.Trial, plan: Plan) -> dict:
     return {name: suggest(trial, name, dist) for name, dist in plan.space.items()}
 
 
-def recover_lost_trials(study: optuna.Study, storage: BaseStorage, heartbeat: bool, orphan_patience: float) -> None:
+def recover_lost_trials(study: optuna.Study, storage: BaseStorage, heartbeat: bool, orphan_patience: float,
+                        grace: float | None = None) -> None:
     """Fail and re-queue trials whose worker is gone: stale heartbeats, dead local processes, orphans."""
     if heartbeat:
         optuna.storages.fail_stale_trials(study)
     now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        alive = _worker_alive(trial, check_pid=not heartbeat)
+        alive = _worker_alive(trial, check_pid=not heartbeat, grace=grace)
         age = (now - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0
         if alive is False or (alive is None and age > orphan_patience):
             _fail_and_requeue(study, storage, trial)
 
 
-def _worker_alive(trial: FrozenTrial, check_pid: bool) -> bool | None:
-    """True/False when the trial names its worker (and the pid can be checked), None when it does not."""
+def _worker_alive(trial: FrozenTrial, check_pid: bool, grace: float | None = None) -> bool | None:
+    """True/False when the trial names its worker (and its pid, or on another machine its `heartbeat` attribute, can be
+    checked), None when it does not. `check_pid`: the storage has no heartbeats of its own (journal files)."""
     worker = trial_worker(trial)
     if worker is None:
         return None  # not started yet, or attributes inherited by a retry that has not started
     host, pid = worker
-    if not check_pid or host != socket.gethostname():
+    if not check_pid:
         return True
+    if host != socket.gethostname():
+        beat = trial.user_attrs.get(HEARTBEAT)
+        if grace is None or not isinstance(beat, (int, float)) or isinstance(beat, bool):
+            return True
+        return time.time() - beat <= grace
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -181,6 +201,19 @@ def _fail_and_requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTr
         return
     if changed:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial._trial_id))
+
+
+def requeue_preempted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
+    """Fail a preempted trial (its `end_reason` says so) and queue it again with the same parameters and seed, however often.
+
+    Call under the budget lock: the failed trial stops counting as the copy starts to.
+    """
+    try:
+        changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)  # noqa: SLF001
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    if changed:
+        RetryFailedTrialCallback(max_retry=None)(study, storage.get_trial(trial._trial_id))  # noqa: SLF001
 
 
 class Supervisor:

@@ -226,7 +226,11 @@ def _loaded_after(argv: list[str]) -> tuple[int, set[str]]:
                                   ["train", "--rule", "fa", "--activation", "sigmoid"],
                                   ["study", "evaluate", "--seeds", "a,b"],
                                   ["demo", "--rules", "nope"], ["demo", "--activations", "sigmoid"],
-                                  ["campaign", "--dataset", "digits", "--arch", "fc", "--rules", "nope"]],
+                                  ["campaign", "--dataset", "digits", "--arch", "fc", "--rules", "nope"],
+                                  ["study", "launch", "--help"], ["study", "status", "--help"],
+                                  ["study", "launch", "--rule", "fa", "--jobs", "0", "--storage", "postgresql://u@h/d"],
+                                  ["study", "launch", "--rule", "fa", "--executor", "pbs"],
+                                  ["study", "launch", "--rule", "fa", "--storage", "sqlite:///x.db"]],
                          ids=lambda a: " ".join(a))
 def test_help_and_refusals_import_no_heavy_library(argv):
     code, loaded = _loaded_after(argv)
