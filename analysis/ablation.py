@@ -226,9 +226,11 @@ def figure(path: AblationPath, title: str):
             ax.axhline(100 * path.best_error, color="#009E73", ls=":", lw=1.2, label="observed: best trial")
         ax.set_xticks(x, labels, fontsize=8)
         ax.set_ylabel("validation error (%)")
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
         tag = " (exploratory)" if path.status == "exploratory" else ""
-        ax.set_title(f"{title}: ablation path, default → best{tag}\n{path.n_trials} trials; greedy, one parameter per step",
+        gain = (f"; predicted improvement {100 * path.improvement:.2f} ± {100 * path.improvement_spread:.2f} pp (paired over trees)"
+                if math.isfinite(path.improvement_spread) else "")
+        ax.set_title(f"{title}: ablation path, default → best{tag}\n{path.n_trials} trials; greedy, one parameter per step{gain}",
                      fontsize=10)
     return fig
 
