@@ -14,6 +14,12 @@ rules of thumb, chosen so that a share or rank is not dominated by one or two po
   of 6 of 6 p = 0.03).
 - a stability share (within x pp of a reference) needs 20 configurations.
 - a budget-trust rank correlation needs 10 learning curves.
+- a surrogate random forest (ablation path, local importance, interactions) is not fitted below 8
+  finished trials: with 3 trials per leaf it would have two or three leaves; its ablation path and
+  local importances are exploratory below 20 trials, its pairwise interactions (which need more
+  data than main effects) below 30, and all three when the forest predicts the trials it was not
+  fitted to with out-of-bag R² below MIN_OOB_R2 (e.g. when runs that diverge at random, not by
+  configuration, dominate the variance).
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ THRESHOLDS: dict[str, tuple[int, str, str]] = {  # kind -> (observations needed,
     "stability": (20, "configurations", "a stability share"),
     "trust": (10, "learning curves", "a rank correlation across epochs"),
     "sensitivity": (20, "configurations per study", "a sensitivity ranking of rules"),
+    "surrogate": (8, "finished trials", "a surrogate random forest"),
+    "ablation": (20, "finished trials", "an ablation path"),
+    "local_importance": (20, "finished trials", "local parameter importance"),
+    "interactions": (30, "finished trials", "an interaction share"),
 }
+MIN_OOB_R2 = 0.5  # below this out-of-bag R², every result on a surrogate is exploratory
 EXPLORATORY = "exploratory"
 
 
@@ -62,7 +73,12 @@ class Evidence:
         return "" if self.ok else EXPLORATORY
 
 
+def needed(kind: str) -> int:
+    """The number of observations a statistic of `kind` (a key of THRESHOLDS) needs."""
+    return THRESHOLDS[kind][0]
+
+
 def evidence(kind: str, n: int) -> Evidence:
     """The evidence of a statistic of `kind` (a key of THRESHOLDS) resting on `n` observations."""
-    needed, unit, statistic = THRESHOLDS[kind]
-    return Evidence(kind=kind, n=int(n), needed=needed, unit=unit, statistic=statistic)
+    count, unit, statistic = THRESHOLDS[kind]
+    return Evidence(kind=kind, n=int(n), needed=count, unit=unit, statistic=statistic)

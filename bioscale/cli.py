@@ -460,6 +460,29 @@ def _run_analyze(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="every trial as one CSV table, or as DeepCAVE runs",
+                       description="Export every trial of the matching studies: --format csv writes one tidy table "
+                                   "(study, rule, dataset, architecture, activation, params, state, outcome, errors, "
+                                   "best epoch, curves) to the file --out; --format deepcave writes one folder per study "
+                                   "under --out in DeepCAVE's DataFrame-converter layout (configspace.csv, trials.csv; "
+                                   "the epoch as budget; diverged runs at chance level, as in the report).")
+    p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
+    p.add_argument("--format", required=True, help=" or ".join(defaults.EXPORT_FORMATS))
+    p.add_argument("--out", required=True, help="csv: the file to write; deepcave: the folder for the run folders")
+    p.add_argument("--study", action="append", default=None, metavar="PATTERN",
+                   help="study-name glob, repeatable (default: every study)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    if args.format.strip().lower() not in defaults.EXPORT_FORMATS:  # refused before pandas and Optuna load
+        raise UsageError(f"unknown export format {args.format!r}; choose one of: {', '.join(defaults.EXPORT_FORMATS)}")
+    from .analysis.export import export
+
+    print(export(args.storage, args.format, Path(args.out), args.study))
+
+
 def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
     DEMO = defaults.DEMO
     seeds = _joined(DEMO["seeds"])
@@ -554,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_study_commands(sub)
     _add_analyze(sub)
+    _add_export(sub)
     _add_demo_commands(sub)
     return parser
 

@@ -68,5 +68,6 @@ RULES: dict[str, tuple[str, ...]] = {
     "kp": (), "wm": (), "sign-symmetry-frsf": (), "sign-symmetry-brsf": (),
     "ddtp": ("parallel", "alternating"), "ldrl": ("parallel", "alternating"), "ep": (), "chl": ()}
 PROTOCOLS = ("paper", "extended")
+EXPORT_FORMATS = ("csv", "deepcave")  # `bioscale export --format` (bioscale.analysis.export)
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("none", "median", "halving", "hyperband", "best-after[:EPOCH]")  # EPOCH defaults to 10

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from dataclasses import dataclass
 
-from ..evidence import THRESHOLDS
+from ..evidence import MIN_OOB_R2, THRESHOLDS
 from ..report import Block, Bullets, Paragraph
 from ..stability import TOP_K
 
@@ -59,6 +59,15 @@ TERMS = (
     ("budget trust", f"whether short runs rank configurations as the full run does: Spearman ρ between the error at "
                      f"epoch e and at the last epoch, and the overlap of the top {TOP_K}."),
     ("tunability", "the default configuration's error minus the tuned best (Probst, Boulesteix and Bischl 2019)."),
+    ("ablation path", "on a study's surrogate random forest, the greedy path from the default configuration to the "
+                      "best, changing the one parameter per step that lowers the predicted error most (Fawcett and "
+                      "Hoos 2016); ± is the spread over the forest's trees."),
+    ("local importance", "each parameter's share of the predicted error's variance when varied alone around the best "
+                         "configuration (Biedenkapp et al. 2018)."),
+    ("interaction share", "the variance of a pair's 2-D partial dependence beyond its two 1-D ones, as a share of the "
+                          "predicted error's variance over the space."),
+    ("out-of-bag R²", "how much of the error's variance the surrogate predicts for trials left out of each tree; below "
+                      f"{MIN_OOB_R2} its paths and shares are exploratory."),
     ("stalled / diverged", "stalled: the error stayed at chance for `chance_patience` epochs (only detected when "
                            "that is above 0); diverged: the loss became NaN or exploded."),
     ("not converged", "the best configuration's validation error still fell over the last epochs."),

@@ -115,4 +115,6 @@ def render(computed: Tunability, out: Output, figures: str) -> list[Block]:
                           for g in computed.gains])
     blocks.append(Table(c.drop_constant(shown), "Validation error of the default configuration and of the tuned best "
                                                 "(percent; tunability.csv holds fractions)."))
+    blocks.append(Paragraph("Which one or two changes buy the gain is the ablation path's answer, per study, in the next "
+                            "section (*Which changes buy the gain*)."))
     return blocks

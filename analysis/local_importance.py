@@ -1,0 +1,149 @@
+"""Local parameter importance (Biedenkapp et al. 2018) around the best configuration, on the study's surrogate.
+
+Each parameter is varied alone over its range (every choice, or GRID points evenly spaced on the
+search scale) with the others held at the best trial's values. A parameter's importance is the
+variance of the predicted error along its line, as a share of the sum over parameters; it is
+computed per tree, and reported as the mean and standard deviation over trees. A large share
+means: around the best, this is the setting that must be got exactly right.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from optuna.trial import FrozenTrial
+
+from bioscale import contract
+
+from .evidence import needed
+from .surrogate import Surrogate, SurrogateFit, caveat
+
+GRID = 25
+# Below this many finished search trials results are exploratory (evidence.THRESHOLDS).
+MIN_TRIALS = needed("local_importance")
+
+
+@dataclass
+class LocalCurve:
+    """The predicted error along one parameter's line through the best configuration."""
+
+    values: list[object]  # raw values
+    x: np.ndarray  # search-scale values
+    mean: np.ndarray
+    spread: np.ndarray
+    categorical: bool = False
+
+
+@dataclass
+class LocalImportance:
+    """Variance shares of the predicted error around the best configuration, mean ± sd over trees."""
+
+    n_trials: int
+    best: dict[str, object] = field(default_factory=dict)
+    share: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, LocalCurve] = field(default_factory=dict)
+    log_params: list[str] = field(default_factory=list)
+    caveat: str = ""  # why the result is only exploratory
+    status: str = "ok"  # ok, exploratory, or why not computed
+
+    @property
+    def computed(self) -> bool:
+        """True when shares were computed."""
+        return self.status in ("ok", "exploratory")
+
+    def ranked(self) -> list[tuple[str, float, float]]:
+        """(param, share, sd over trees), largest share first."""
+        return sorted(((p, self.share[p], self.spread[p]) for p in self.share), key=lambda r: -r[1])
+
+    def line(self, k: int = 4) -> str:
+        """One line for the report."""
+        if not self.computed:
+            return self.status
+        prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
+        return prefix + ", ".join(f"{p} {100 * m:.1f} ± {100 * s:.1f}%" for p, m, s in self.ranked()[:k])
+
+
+def local_importance(surrogate: Surrogate, best: Mapping[str, object], grid: int = GRID) -> LocalImportance:
+    """LPI around `best`: each parameter's share of the local variance of the predicted error, per tree."""
+    result = LocalImportance(n_trials=surrogate.n_trials, best=dict(best), log_params=list(surrogate.log_params))
+    center = surrogate.encode(best)
+    variances = []
+    for i, name in enumerate(surrogate.params):
+        xs = surrogate.grid(name, grid)
+        rows = np.repeat(center[None, :], len(xs), axis=0)
+        rows[:, i] = xs
+        trees = surrogate.per_tree(rows)  # (trees, points)
+        variances.append(trees.var(axis=1))
+        result.curves[name] = LocalCurve(values=[surrogate.decode_value(name, x) for x in xs], x=xs,
+                                         mean=trees.mean(axis=0), spread=trees.std(axis=0),
+                                         categorical=surrogate.is_categorical(name))
+    V = np.array(variances).T  # (trees, params)
+    totals = V.sum(axis=1, keepdims=True)
+    shares = np.divide(V, totals, out=np.zeros_like(V), where=totals > 0)
+    for i, name in enumerate(surrogate.params):
+        result.share[name] = float(shares[:, i].mean())
+        result.spread[name] = float(shares[:, i].std())
+    result.caveat = caveat(surrogate, "local_importance")
+    if result.caveat:
+        result.status = "exploratory"
+    return result
+
+
+def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit) -> LocalImportance:
+    """The study's local parameter importance around its best search trial."""
+    if not fit.ok:
+        return LocalImportance(n_trials=fit.n_trials, status=f"local importance {fit.status}")
+    best = contract.best_trial(trials)
+    if best is None:
+        return LocalImportance(n_trials=fit.n_trials, status="local importance not computed: no complete search trial")
+    return local_importance(fit.surrogate, best.params)
+
+
+def figure(result: LocalImportance, title: str, k: int = 3):
+    """Shares around the best (mean ± sd over trees), and the predicted error along the top `k` parameters' lines."""
+    from .plots import new_figure, param_label, styled
+
+    ranked = result.ranked()
+    top = [p for p, _, _ in ranked[:k]]
+    with styled():
+        fig, axes = new_figure(4.0 + 3.2 * len(top), 0.35 * max(4, len(ranked)) + 2.2, 1, 1 + len(top))
+        ax = axes[0, 0]
+        ax.barh(range(len(ranked)), [100 * m for _, m, _ in ranked], xerr=[[100 * min(m, s) for _, m, s in ranked], [100 * s for _, _, s in ranked]],
+                color="#56B4E9", capsize=2)
+        ax.set_yticks(range(len(ranked)), [param_label(p, result.log_params) for p, _, _ in ranked], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("share of local variance (%)")
+        ax.set_title("around the best: share per parameter\nmean ± sd over trees", fontsize=10)
+        for ax, name in zip(axes[0, 1:], top):
+            curve = result.curves[name]
+            categorical = curve.categorical
+            x = np.arange(len(curve.values)) if categorical else curve.x
+            ax.plot(x, 100 * curve.mean, marker="o" if categorical else None, color="#0072B2")
+            ax.fill_between(x, 100 * (curve.mean - curve.spread), 100 * (curve.mean + curve.spread), alpha=0.25,
+                            color="#0072B2")
+            here = result.best[name]
+            if categorical:
+                ax.set_xticks(x, [str(v) for v in curve.values], fontsize=8)
+                ax.axvline(curve.values.index(here), color="#D55E00", ls="--", lw=1)
+            else:
+                ax.axvline(math.log10(here) if name in result.log_params else here, color="#D55E00", ls="--", lw=1)
+            ax.set_xlabel(param_label(name, result.log_params))
+            ax.set_ylabel("predicted validation error (%)")
+            ax.set_title(f"{name}: {100 * result.share[name]:.0f}% (others at the best)", fontsize=10)
+        tag = " (exploratory)" if result.status == "exploratory" else ""
+        fig.suptitle(f"{title}: local parameter importance{tag}, {result.n_trials} trials")
+    return fig
+
+
+def render(result: LocalImportance, out: Path, title: str, stem: str = "local-importance") -> Path | None:
+    """Write the figure as out/stem.png; None when nothing was computed."""
+    if not result.computed:
+        return None
+    from .plots import save
+
+    return save(figure(result, title), Path(out) / stem, ("png",))["png"]
