@@ -26,7 +26,8 @@ import torch
 from bioscale import rules
 from bioscale.nets import build_net
 
-SHAPES = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+# The paper's input shapes, and digits' 8x8 for quick checks (gpu_check's short CPU form).
+SHAPES = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10), "digits": ((1, 8, 8), 10)}
 
 
 def sync(device: str) -> None:

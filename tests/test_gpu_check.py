@@ -30,7 +30,7 @@ def table(stdout: str) -> dict[str, list[str]]:
 
 def test_short_cpu_form_runs_every_rule_on_every_family_and_a_two_worker_study(tmp_path):
     out = tmp_path / "check.md"
-    proc = check("--dataset", "digits", "--shapes", "mnist", "--rounds", "1", "--trials", "2", "--out", str(out))
+    proc = check("--dataset", "digits", "--shapes", "digits", "--rounds", "1", "--trials", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "device cpu (" in proc.stdout and "torch " in proc.stdout
     rows = table(proc.stdout)
@@ -39,7 +39,7 @@ def test_short_cpu_form_runs_every_rule_on_every_family_and_a_two_worker_study(t
         for label in labels:
             status, result, seconds = rows[f"train digits {family} {label}"]
             assert status == "PASS" and result.startswith("test error ") and float(seconds) >= 0
-        status, result, _ = rows[f"step ratio mnist {family}"]
+        status, result, _ = rows[f"step ratio digits {family}"]
         timed = {part.rsplit(" ", 1)[0] for part in result.split("; ", 1)[1].split(", ")}
         assert status == "PASS" and all(label in timed or f"{label}-K1" in timed for label in labels if label != "bp")
     status, result, _ = rows["study tune digits fc bp, 2 workers"]
