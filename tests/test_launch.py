@@ -129,11 +129,13 @@ EPOCHS = 60  # batch 8: ~0.4 s each on one core, more than the first job's 20 s 
 
 @pytest.mark.slow
 def test_a_job_timed_out_mid_trial_is_requeued_and_its_trial_resumes_equal_to_an_uninterrupted_run(tmp_path, one_torch_thread):
-    """A real wall time: the local executor sends USR2 10 s before 30 s; the worker saves, re-queues and submitit requeues."""
+    """A real wall time: the local executor sends USR2 10 s before 30 s; the worker saves, re-queues and submitit requeues.
+
+    A loaded machine spends more of each 30 s starting Python, so it may take several requeues: allow plenty."""
     url = f"journal:///{tmp_path / 's.log'}"
     spec = spec_for(url, "t", rule="dtp", trials=1, epochs=EPOCHS, overrides={"batch_size": "8"})
     launched = launch_study(spec, LaunchSpec(executor="local", jobs=1, cpus_per_job=1, time=0.5, signal_delay_s=10,
-                                             max_timeouts=5, log_dir=str(tmp_path / "logs")))
+                                             max_timeouts=20, log_dir=str(tmp_path / "logs")))
     launched.wait()
     trials = assert_exact_budget(url, "t", 1)
     preempted = [t for t in trials if t.state == TrialState.FAIL]
