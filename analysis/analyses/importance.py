@@ -112,10 +112,9 @@ def draw(title: str, rows: list[StudyImportance]) -> Figure:
             for i in range(1, len(rows)):
                 if families[i] != families[i - 1]:
                     ax.axhline(i, color="black", lw=1.5)
-            shares = fanova if table is fanova else ped
             for i, r in enumerate(rows):  # a blank row says why: its status, e.g. too few complete trials
                 status = r.fanova_status if table is fanova else r.ped_status
-                if shares.loc[r.name].isna().all() and status != "ok":
+                if table.loc[r.name].isna().all() and status != "ok":
                     ax.text(len(columns) / 2, i + 0.5, status, ha="center", va="center", fontsize=7, color="#555555")
             ax.set_title(name, fontsize=10)
             ax.set_xlabel("hyperparameter")

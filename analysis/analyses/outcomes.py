@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from ..outcomes import counted_error, outcomes, search_finished
+from ..outcomes import Outcomes as StudyCounts, counted_error, outcomes, search_finished
 from ..report import Block, Paragraph, Table
 from . import _common as c
 
@@ -32,20 +32,14 @@ ORDER = 45
 NEAR_CHANCE = 0.05  # within 5 percentage points of chance: did not learn
 
 
-@dataclass
-class StudyOutcome:
-    """The counts of one study's finished search configurations."""
+@dataclass(frozen=True)
+class StudyOutcome(StudyCounts):
+    """The counts of one study's finished search configurations (`analysis.outcomes.Outcomes`), named and placed."""
 
     study: str
     name: str
     dataset: str
     arch: str
-    n_finished: int
-    n_complete: int
-    n_diverged: int
-    n_stalled: int
-    n_pruned: int
-    n_failed: int
     near_chance: int  # finished configurations within NEAR_CHANCE of chance, however they ended
     stall_detection: str  # "on (N epochs)", "off", "not recorded"
 
@@ -80,13 +74,12 @@ def compute(results: Analysis) -> Outcomes:
     for a in c.ordered(results):
         if a.record.skipped:
             continue
-        o = outcomes(a.record.trials)
-        errors = [counted_error(t, a.chance if a.analysed else 0.9) for t in search_finished(a.record.trials)]
         chance = a.chance if a.analysed else 0.9
+        errors = [counted_error(t, chance) for t in search_finished(a.record.trials)]
         near = sum(1 for e in errors if e == e and e >= chance - NEAR_CHANCE)
-        out.studies.append(StudyOutcome(a.record.name, a.name, a.record.dataset, a.record.arch, o.n_finished, o.n_complete,
-                                        o.n_diverged, o.n_stalled, o.n_pruned, o.n_failed, near,
-                                        detection(a.record.info.chance_patience)))
+        out.studies.append(StudyOutcome(**asdict(outcomes(a.record.trials)), study=a.record.name, name=a.name,
+                                        dataset=a.record.dataset, arch=a.record.arch, near_chance=near,
+                                        stall_detection=detection(a.record.info.chance_patience)))
     return out
 
 
