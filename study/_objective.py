@@ -143,23 +143,23 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
 
             trial.set_user_attr(DEVICE_NAME, torch.cuda.get_device_name(torch.device(device)))
 
-    def report(member: int, record: EpochResult) -> bool:
-        trial, curve = trials[member], curves[member]
+    def record_epoch(member: int, record: EpochResult) -> None:
+        curve = curves[member]
         curve["train"].append(record.train_error)
         curve["val"].append(record.val_error)
         curve["test"].append(record.test_error)
-        trial.report(record.val_error, record.epoch)  # one write per epoch; the curve is written as the trial ends
+        trials[member].report(record.val_error, record.epoch)  # one write per epoch; the curve is written as the trial ends
+
+    def report(member: int, record: EpochResult) -> bool:
+        record_epoch(member, record)
         # after the last epoch there is nothing to save
-        return not (record.epoch < plan.epochs and trial.should_prune())
+        return not (record.epoch < plan.epochs and trials[member].should_prune())
 
     def resumed(epoch: int, histories: list[FitResult]) -> None:
-        for trial, curve, history in zip(trials, curves, histories):
+        for member, history in enumerate(histories):
             for record in history.history:
-                curve["train"].append(record.train_error)
-                curve["val"].append(record.val_error)
-                curve["test"].append(record.test_error)
-                trial.report(record.val_error, record.epoch)
-            trial.set_user_attr(RESUMED_FROM, epoch)
+                record_epoch(member, record)
+            trials[member].set_user_attr(RESUMED_FROM, epoch)
         print(f"bioscale: trials {numbers} resume from their checkpoint after epoch {epoch}", file=sys.stderr, flush=True)
 
     meta = json.loads(json.dumps({"study": plan.study_name, "roots": roots, "seeds": seeds, "data_seed": plan.seed,
