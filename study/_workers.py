@@ -194,13 +194,17 @@ def _worker_alive(trial: FrozenTrial, check_pid: bool, grace: float | None = Non
     return True
 
 
-def _fail_and_requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial) -> None:
+def _fail_and_requeue(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial | optuna.Trial,
+                      retry: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
+    """Fail a running trial and queue a copy with its parameters and seed, made by `retry` (an Optuna retry callback;
+    default: the stale-trial one, at most MAX_RETRY times). A trial already finished is left alone."""
     try:
-        changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)  # noqa: SLF001
     except optuna.exceptions.UpdateFinishedTrialError:
         return
     if changed:
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial._trial_id))
+        retry = retry or RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        retry(study, storage.get_trial(trial._trial_id))  # noqa: SLF001
 
 
 def requeue_preempted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
@@ -208,12 +212,7 @@ def requeue_preempted(study: optuna.Study, storage: BaseStorage, trial: optuna.T
 
     Call under the budget lock: the failed trial stops counting as the copy starts to.
     """
-    try:
-        changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)  # noqa: SLF001
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return
-    if changed:
-        RetryFailedTrialCallback(max_retry=None)(study, storage.get_trial(trial._trial_id))  # noqa: SLF001
+    _fail_and_requeue(study, storage, trial, RetryFailedTrialCallback(max_retry=None))
 
 
 class Supervisor:
