@@ -61,6 +61,7 @@ class EnergyRule(Rule):
 
     per_member = (*Rule.per_member, "init_scale")
     feedback_strength = 1.0  # γ of the top-down input; CHL's is a setting
+    free_phase_name = "free"  # the key of the free phase among `phases`
     cost = SQUARED_ERROR
 
     def __init__(self, net: Net, *, t_free: int = 20, t_nudge: int = 6, tolerance: float = 1e-4,
@@ -252,6 +253,15 @@ class EnergyRule(Rule):
 
     def update(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """(the update of every parameter, batch-averaged, in `net.parameters()` order; the free fixed point)."""
+        phases = self.phases(x, y)
+        return self.update_from(x, self.target_of(y, self.net.output.weight), phases), phases[self.free_phase_name]
+
+    def phases(self, x: Tensor, y: Tensor) -> dict[str, list[Tensor]]:
+        """The settled states of every phase the rule runs, by name (the free one under `free_phase_name`)."""
+        raise NotImplementedError
+
+    def update_from(self, x: Tensor, target: Tensor, phases: dict[str, list[Tensor]]) -> list[Tensor]:
+        """The update of every parameter from the phases' states (batch-averaged, in `net.parameters()` order)."""
         raise NotImplementedError
 
     def check_settings(self) -> None:
@@ -283,11 +293,6 @@ class EquilibriumPropagation(EnergyRule):
             out["minus"] = self.settle(x, free, self.t_nudge, target, -beta)[0]
         return out
 
-    def update(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        target = self.target_of(y, self.net.output.weight)
-        phases = self.phases(x, y)
-        return self.update_from(x, target, phases), phases["free"]
-
     def update_from(self, x: Tensor, target: Tensor, phases: dict[str, list[Tensor]]) -> list[Tensor]:
         """The EP update of every parameter from the phases' states (batch-averaged); zero for a member with β = 0."""
         beta = self.hyper.beta
@@ -306,6 +311,7 @@ class ContrastiveHebbian(EnergyRule):
     name = "chl"
     locality = "local"
     per_member = (*EnergyRule.per_member, "gamma")
+    free_phase_name = "minus"
 
     def __init__(self, net: Net, *, gamma: float = 0.1, **settings: Any) -> None:
         super().__init__(net, **settings)
@@ -327,11 +333,6 @@ class ContrastiveHebbian(EnergyRule):
         minus = self.free_phase(x, target)
         clamped = [*minus[:-1], target.expand_as(minus[-1])]
         return {"minus": minus, "plus": self.settle(x, clamped, self.t_nudge, target, clamp=True)[0]}
-
-    def update(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        target = self.target_of(y, self.net.output.weight)
-        phases = self.phases(x, y)
-        return self.update_from(x, target, phases), phases["minus"]
 
     def update_from(self, x: Tensor, target: Tensor, phases: dict[str, list[Tensor]]) -> list[Tensor]:
         """−γ^{n−L}(∂Φ/∂θ_n(s⁺) − ∂Φ/∂θ_n(s⁻)), batch-averaged, for every layer n of L."""
