@@ -72,8 +72,8 @@ def _contents(blocks: Sequence[Block], start: int) -> list[tuple[int, str]]:
 
 
 def pct(value: float | None, digits: int = 2) -> str:
-    """An error fraction as a percentage string, '–' when missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """An error fraction as a percentage without sign ('1.23'), '–' when missing or not finite."""
+    if value is None or not math.isfinite(value):
         return "–"
     return f"{100 * float(value):.{digits}f}"
 

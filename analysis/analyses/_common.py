@@ -9,6 +9,7 @@ from bioscale import datasets
 
 from ..palette import RULE_ORDER, LATER_RULES, split_label
 from ..output import slug
+from ..report import pct  # noqa: F401 (c.pct: the report's one percentage format)
 from ..storage import group_title
 
 if TYPE_CHECKING:
@@ -95,11 +96,6 @@ def pp(value: float, digits: int = 2, sign: bool = True) -> str:
     if value is None or not math.isfinite(value):
         return "–"
     return f"{100 * value:+.{digits}f}" if sign else f"{100 * value:.{digits}f}"
-
-
-def pct(value: float, digits: int = 2) -> str:
-    """A fraction as a percentage without sign ('1.23'), '–' when missing."""
-    return pp(value, digits, sign=False)
 
 
 def ci(low: float, high: float, digits: int = 2) -> str:
