@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import warnings
 from pathlib import Path
@@ -18,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .activation import ActivationEffect, best_of_n
 from .importance import FanovaResult, PedAnovaResult
-from .palette import SeriesStyle, series_style
+from .palette import SeriesStyle
 from .pairs import PairComparison
 from .stability import MARGIN, MARGIN_FLOOR, MARGINS, BudgetTrust, Robustness
 
@@ -67,19 +66,6 @@ def save(fig: Figure, stem: Path, formats: Sequence[str]) -> dict[str, Path]:
             paths[fmt] = path
             fig.set_layout_engine("none")  # keep the layout the first save computed; later saves skip it
     return paths
-
-
-def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
-    """The figure as PNG bytes (for embedding in the HTML report)."""
-    buffer = io.BytesIO()
-    with styled():
-        fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-def styles_for(labels: Mapping[str, tuple[str, str | None]]) -> dict[str, SeriesStyle]:
-    """{series name: its style} from {series name: (rule label, held activation)}, through `palette.series_style`."""
-    return {name: series_style(label, activation) for name, (label, activation) in labels.items()}
 
 
 def param_label(name: str, log_params: Sequence[str]) -> str:
@@ -139,34 +125,6 @@ def _n_params(fanova: FanovaResult, ped: PedAnovaResult) -> int:
     return len(names)
 
 
-def importance_heatmap(title: str, fanova: pd.DataFrame, ped: pd.DataFrame, note: str = "") -> Figure:
-    """Rules × hyperparameters heat maps of fANOVA and PED-ANOVA shares (%), blank where a rule lacks the parameter."""
-    columns = list(dict.fromkeys([*fanova.columns, *ped.columns]))
-    rows = list(dict.fromkeys([*fanova.index, *ped.index]))
-    fanova = fanova.reindex(index=rows, columns=columns)
-    ped = ped.reindex(index=rows, columns=columns)
-    with styled():
-        fig, axes = new_figure(max(8, 1.3 * len(columns) + 3), 0.9 * len(rows) + 2.4, 1, 2)
-        for ax, table, name in ((axes[0, 0], fanova, "fANOVA: share of global variance (%)"),
-                                (axes[0, 1], ped, "PED-ANOVA: what reaching the top needs (%)")):
-            if table.notna().to_numpy().any():
-                sns.heatmap(100 * table.astype(float), ax=ax, vmin=0, vmax=100, cmap="mako_r", annot=True, fmt=".0f",
-                            cbar=ax is axes[0, 1], linewidths=0.5, linecolor="white",
-                            cbar_kws={"label": "importance (%)"} if ax is axes[0, 1] else None)
-                ax.set_facecolor("#eeeeee")
-                ax.grid(False)
-                ax.set_xlabel("hyperparameter")
-                ax.set_ylabel("rule")
-                ax.tick_params(axis="x", rotation=40)
-                for text in ax.get_xticklabels():
-                    text.set_horizontalalignment("right")
-                ax.set_title(name, fontsize=10)
-            else:
-                _empty(ax, f"{name}: no study had enough trials")
-        fig.suptitle(title + (f"\n{note}" if note else ""))
-    return fig
-
-
 def activation_figure(title: str, frame: pd.DataFrame, effect: ActivationEffect,
                       incomplete: Mapping[str, int] | None = None) -> Figure:
     """Validation error under tanh and ReLU (distribution, and expected best after n random trials) of complete trials."""
@@ -190,68 +148,6 @@ def activation_figure(title: str, frame: pd.DataFrame, effect: ActivationEffect,
         left.set_title("error over configurations", fontsize=10)
         _best_of_n_panel(right, {a: best_of_n(data.loc[data["activation"] == a, "error"].to_numpy()) for a in order})
         fig.suptitle(f"{title}: {effect.verdict}")
-    return fig
-
-
-def activation_forest(title: str, effects: Mapping[str, ActivationEffect]) -> Figure:
-    """Per rule: tanh − ReLU differences (median and best-quartile mean) with bootstrap CIs; right of zero favours ReLU."""
-    labels = sorted(effects)
-    with styled():
-        fig, axes = new_figure(10, 0.55 * len(labels) + 2.2, 1, 2, sharey=True)
-        panels = ((axes[0, 0], "median", "median error"), (axes[0, 1], "best_quartile", "best-quartile mean error"))
-        for ax, which, name in panels:
-            for y, label in enumerate(labels):
-                effect = effects[label]
-                diff = getattr(effect, f"{which}_diff")
-                low, high = getattr(effect, f"{which}_ci")
-                if math.isfinite(diff):
-                    ax.errorbar(100 * diff, y, xerr=[[100 * (diff - low)], [100 * (high - diff)]], fmt="o", color="black",
-                                ecolor="#555555", capsize=4)
-                else:
-                    ax.text(0, y, "not enough trials", ha="center", va="center", fontsize=8, color="#777777")
-            ax.axvline(0, color="#D55E00", lw=1, ls="--")
-            ax.set_yticks(range(len(labels)), [f"{lab}\n{effects[lab].verdict}" for lab in labels])
-            ax.set_ylim(len(labels) - 0.5, -0.5)
-            ax.set_xlabel(f"tanh − ReLU, {name} (percentage points)\n← tanh better   ReLU better →")
-            ax.set_title(f"difference in {name}, {int(round(100 * effects[labels[0]].confidence))}% bootstrap CI",
-                         fontsize=10)
-        fig.suptitle(title)
-    return fig
-
-
-def accuracy_distribution(title: str, data: Mapping[str, tuple[np.ndarray, np.ndarray, int]],
-                          styles: Mapping[str, SeriesStyle] | None = None) -> Figure:
-    """As the paper's Figure 5: per rule, histograms of validation (and test) accuracy over configurations, one shared axis.
-
-    Every panel has the same bins, the same x axis and the same y axis (share of the rule's
-    finished configurations), so that rules with different counts read alike.
-    """
-    labels = sorted(data)
-    with styled():
-        fig, axes = new_figure(8, 1.5 * len(labels) + 1.3, len(labels), 1, sharex=True, sharey=True)
-        everything = np.concatenate([np.concatenate([v, t]) for v, t, _ in data.values()] or [np.array([0.0])])
-        everything = everything[np.isfinite(everything)]
-        low = float(everything.min()) if everything.size else 0.0
-        bins = np.linspace(min(low * 100, 99.0), 100, 31)
-        for ax, label in zip(axes[:, 0], labels):
-            val, test, not_complete = data[label]
-            n_all = int(np.isfinite(val).sum()) + not_complete
-            color = styles[label].color if styles and label in styles else VAL_TEST_COLORS["validation"]
-            hatch = styles[label].hatch if styles and label in styles else ""
-            for kind, values in (("validation", val), ("test", test)):
-                values = values[np.isfinite(values)]
-                if values.size:
-                    filled = kind == "validation"
-                    weights = np.full(values.size, 100.0 / max(n_all, 1))
-                    ax.hist(100 * values, bins=bins, weights=weights, histtype="stepfilled" if filled else "step",
-                            alpha=0.5 if filled else 1.0, color=color if filled else VAL_TEST_COLORS["test"],
-                            hatch=hatch if filled else None, lw=0 if filled else 2, label=f"{kind} (n={values.size})")
-            ax.set_ylabel("% of configs")
-            extra = f", {not_complete} not complete (not shown)" if not_complete else ""
-            ax.set_title(f"{label}{extra}", fontsize=10, loc="left")
-            ax.legend(loc="upper left", fontsize=8)
-        axes[-1, 0].set_xlabel("accuracy at the best validation epoch (%)")
-        fig.suptitle(title)
     return fig
 
 

@@ -25,13 +25,10 @@ from ..report import Block, Bullets, Paragraph, Table
 from . import _common as c
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
     from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
 
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis
 
 NAME = "activation"
 TITLE = "tanh vs ReLU"

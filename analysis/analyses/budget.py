@@ -20,13 +20,8 @@ from ..stability import BudgetTrust
 from . import _common as c
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
-    from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
-
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis
 
 NAME = "budget"
 TITLE = "Budget trust: can short runs be trusted?"

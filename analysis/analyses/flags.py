@@ -34,7 +34,6 @@ from . import _common as c
 if TYPE_CHECKING:
     from typing import Sequence
 
-    from matplotlib.figure import Figure
     from optuna.trial import FrozenTrial
 
     from ..output import Output

@@ -11,13 +11,8 @@ from ..report import Block, Bullets, Paragraph
 from ..stability import TOP_K
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
-    from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
-
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis
 
 NAME = "glossary"
 TITLE = "Glossary"

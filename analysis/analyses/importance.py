@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,13 +19,10 @@ from ..report import Block, Paragraph, Table
 from . import _common as c
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
     from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
 
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis
 
 NAME = "importance"
 TITLE = "Hyperparameter importance"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -13,13 +12,8 @@ from ..report import Block, Paragraph, Table
 from . import _common as c
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
-    from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
-
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis
 
 NAME = "paper"
 TITLE = "Best results and the published ones"

@@ -13,13 +13,8 @@ from ..report import Block, Paragraph, Table
 from ..storage import StudyRecord
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
-    from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
-
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis
 
 NAME = "protocol"
 TITLE = "Studies, protocols and budgets"

@@ -23,13 +23,8 @@ from ..stability import MARGIN, MARGINS, Robustness
 from . import _common as c
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
-    from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
-
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis
 
 NAME = "robustness"
 TITLE = "Robustness and the paper's stability claims"

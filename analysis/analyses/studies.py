@@ -19,11 +19,6 @@ from ..tables import end_reasons
 from . import _common as c
 
 if TYPE_CHECKING:
-    from typing import Sequence
-
-    from matplotlib.figure import Figure
-    from optuna.trial import FrozenTrial
-
     from ..output import Output
     from ..results import Analysis, StudyAnalysis
 
@@ -80,22 +75,6 @@ def render(computed: StudyDetails, out: Output, figures: str) -> list[Block]:
         blocks.append(Heading("Studies not analysed", 3))
         blocks.append(Bullets([f"`{name}`: {status}" for name, status in computed.skipped]))
     return blocks
-
-
-def _importance_line(fanova: FanovaResult | None, k: int = 3) -> str:
-    if fanova is None:
-        return "–"
-    if not fanova.overall.ok:
-        return fanova.overall.status
-    return ", ".join(f"{p} {100 * m:.0f}±{100 * s:.0f}%" for p, m, s in fanova.overall.ranked()[:k])
-
-
-def _ped_line(ped: PedAnovaResult | None, k: int = 3) -> str:
-    if ped is None:
-        return "–"
-    if not ped.ok:
-        return ped.status
-    return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ped.ranked()[:k])
 
 
 def _band_line(rob: Robustness | None) -> str:
