@@ -23,6 +23,7 @@ import torch
 from bioscale import rules as rule_registry
 from bioscale.data import load
 from bioscale.nets import build_net
+from bioscale.run_config import RunConfig
 from bioscale.train import fit
 
 
@@ -54,7 +55,7 @@ def main() -> None:
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # unsettled free phases are counted below instead
-            result, = fit(rule, data, epochs=args.epochs, seed=args.seed, progress=False, chance_patience=0)
+            result, = fit(rule, data, RunConfig(name, epochs=args.epochs, data_seed=args.seed, chance_patience=0), progress=False)
         seconds = time.perf_counter() - start
         unsettled = getattr(rule, "unsettled", None)
         note = f" ({unsettled} unsettled free phases)" if unsettled else ""

@@ -29,6 +29,7 @@ import torch
 from bioscale import rules as rule_registry
 from bioscale.data import load
 from bioscale.nets import build_net
+from bioscale.run_config import RunConfig
 from bioscale.train import fit
 
 NEW = ("kp", "wm", "sign-symmetry-frsf", "sign-symmetry-brsf")
@@ -40,8 +41,8 @@ def errors(rule: str, data, family: str, dataset: str, seeds: list[int], epochs:
     """(median test error at each seed's best-validation epoch, median last-epoch test error, seconds)."""
     net = build_net(family, dataset, data.input_shape, data.n_classes, "tanh", seeds=seeds)
     start = time.perf_counter()
-    results = fit(rule_registry.create(rule, net), data, epochs=epochs, batch_size=128, seed=0, progress=False,
-                  chance_patience=0)
+    results = fit(rule_registry.create(rule, net), data, RunConfig(rule, epochs=epochs, batch_size=128, data_seed=0,
+                                                                  chance_patience=0), progress=False)
     seconds = time.perf_counter() - start
     best = [r.best.test_error if r.history else float("nan") for r in results]
     last = [r.history[-1].test_error if r.history else float("nan") for r in results]

@@ -26,6 +26,7 @@ from bioscale import rules
 from bioscale.data import load
 from bioscale.devices import resolve_device
 from bioscale.nets import build_net
+from bioscale.run_config import RunConfig
 from bioscale.train import fit
 
 # Independent reference (issue 25: same net and budget, Adam lr 1e-3, last-epoch test error, median of seeds 0-2).
@@ -63,8 +64,8 @@ def main() -> None:
         settings = {"schedule": "parallel"} if "schedule" in rules.settings(name) else {}
         rule = rules.create(name, net, **settings)
         start = time.perf_counter()
-        results = fit(rule, data, epochs=args.epochs, batch_size=args.batch_size, seed=0, progress=False,
-                      chance_patience=0)
+        results = fit(rule, data, RunConfig(name, epochs=args.epochs, batch_size=args.batch_size, data_seed=0,
+                                            chance_patience=0), progress=False)
         seconds = time.perf_counter() - start
         best = [100 * r.best.test_error if r.history else float("nan") for r in results]
         last = [100 * r.history[-1].test_error if r.history else float("nan") for r in results]

@@ -8,7 +8,7 @@ For each dataset, preset family, rule (TP-family rules in the parallel schedule)
 configurations (forward_lr log-spaced over 1e-4..1e-2, member k seeded k) are trained two ways:
 
 - sequential: K trials one after another, each a population of one (`train.build` + `train.fit`);
-- population: one population of K (`train.build(seeds=[...], settings={"forward_lr": [...]})` + `train.fit`).
+- population: one population of K (`train.build(RunConfig(seeds=..., settings={"forward_lr": [...]}))` + `train.fit`).
 
 Both arms time the same thing: building the net and the rule, then `fit` for `--epochs` epochs,
 including fit's per-epoch evaluation (train, validation and test error). Data loading is not
@@ -57,6 +57,7 @@ from bioscale.data import Data, load
 from bioscale.devices import resolve_device
 from bioscale.errors import UsageError
 from bioscale.nets import PRESET_NAMES
+from bioscale.run_config import RunConfig
 from bioscale.train import build, fit
 
 LR_RANGE = (1e-4, 1e-2)
@@ -139,10 +140,11 @@ class Bench:
         args = self.args
         sync(self.device)
         start = time.perf_counter()
-        _, learner = build(rule=rule, dataset=self.dataset, arch=family, seeds=seeds, device=self.device,
-                           data_root=args.data_root, settings={**settings, "forward_lr": lrs})
-        results = fit(learner, data or self.data, epochs=args.epochs, batch_size=args.batch_size, seed=0,
-                      progress=False, chance_patience=0)
+        run = RunConfig(rule=rule, settings={**settings, "forward_lr": lrs}, dataset=self.dataset, arch=family,
+                        epochs=args.epochs, batch_size=args.batch_size, seeds=tuple(seeds), data_seed=0, device=self.device,
+                        data_root=args.data_root, chance_patience=0)
+        _, learner = build(run)
+        results = fit(learner, data or self.data, run, progress=False)
         sync(self.device)
         seconds = time.perf_counter() - start
         return seconds, [r.history[-1].test_error if r.history else math.nan for r in results]
@@ -227,9 +229,9 @@ def memory_probe(job: dict[str, Any]) -> dict[str, Any]:
             with open("/proc/self/clear_refs", "w") as file:
                 file.write("5")  # the peak resident size starts again from the current one
             base = _status("VmRSS")
-        _, learner = build(rule=job["rule"], dataset=job["dataset"], arch=job["family"], seeds=list(range(k)),
-                           device=device, data_root=job["data_root"],
-                           settings={**job["settings"], "forward_lr": learning_rates(k)})
+        _, learner = build(RunConfig(rule=job["rule"], settings={**job["settings"], "forward_lr": learning_rates(k)},
+                                     dataset=job["dataset"], arch=job["family"], seeds=tuple(range(k)), device=device,
+                                     data_root=job["data_root"]))
         for _ in range(MEMORY_STEPS):
             learner.step(x, y)
         if cuda:

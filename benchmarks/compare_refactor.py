@@ -11,7 +11,7 @@ code and on the new, then compare:
     python benchmarks/compare_refactor.py --out /tmp/after.json        # in the new tree
     python benchmarks/compare_refactor.py --compare /tmp/before.json /tmp/after.json
 
-It only uses what both sides offer: rules.create/get, build_net, data.load, fit,
+It only uses what both sides offer: rules.create/get, build_net, data.load, fit (with a RunConfig where there is one),
 rule.state_dict/load_state_dict, rule.optimizers and study.run_study (with a StudySpec where there is one).
 """
 
@@ -29,6 +29,7 @@ import torch
 
 from bioscale import rules
 from bioscale.data import load
+from bioscale.defaults import CHANCE_PATIENCE
 from bioscale.nets import build_net
 from bioscale.train import fit
 
@@ -68,6 +69,16 @@ def curves(results) -> list[dict]:
              "pruned_at": res.pruned_at} for res in results]
 
 
+def run_fit(rule: rules.Rule, data, *, epochs: int, seed: int, chance_patience: int = CHANCE_PATIENCE, **options):
+    """`fit` with a run configuration (issue 31) where there is one, else with the keywords before it."""
+    try:
+        from bioscale.run_config import RunConfig
+    except ImportError:
+        return fit(rule, data, epochs=epochs, batch_size=BATCH, seed=seed, chance_patience=chance_patience, **options)
+    config = RunConfig(rule=rule.name, epochs=epochs, batch_size=BATCH, data_seed=seed, chance_patience=chance_patience)
+    return fit(rule, data, config, **options)
+
+
 def make(data, name: str, family: str, settings: dict, seeds=SEEDS, dtype=torch.float32, **more) -> rules.Rule:
     net = build_net(family, "digits", data.input_shape, data.n_classes, seeds=seeds).to(dtype)
     return rules.create(name, net, **settings, **more)
@@ -78,7 +89,7 @@ def rule_cases(data) -> dict:
     for label, name, settings in variants():
         for family in FAMILIES:
             rule = make(data, name, family, settings, forward_lr=LRS)
-            results = fit(rule, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False)
+            results = run_fit(rule, data, epochs=EPOCHS, seed=FIT_SEED, progress=False)
             out[f"{label}/{family}"] = {"curves": curves(results), "digest": digest(rule)}
     return out
 
@@ -88,12 +99,12 @@ def checkpoint_cases(data) -> dict:
     out = {}
     for label, name, settings in variants():
         rule = make(data, name, "fc", settings, forward_lr=LRS)
-        fit(rule, data, epochs=1, batch_size=BATCH, seed=FIT_SEED, progress=False)
+        run_fit(rule, data, epochs=1, seed=FIT_SEED, progress=False)
         other = make(data, name, "fc", settings, seeds=(5, 6), forward_lr=LRS)
         other.load_state_dict(rule.state_dict())
         pair = []
         for r in (rule, other):
-            results = fit(r, data, epochs=1, batch_size=BATCH, seed=FIT_SEED + 1, progress=False)
+            results = run_fit(r, data, epochs=1, seed=FIT_SEED + 1, progress=False)
             pair.append({"curves": curves(results), "digest": digest(r)})
         out[f"{label}/fc"] = pair
     return out
@@ -104,7 +115,7 @@ def drop_cases(data) -> dict:
     out = {}
     for label, name, settings in variants():
         rule = make(data, name, "fc", settings, seeds=(0, 1, 2), forward_lr=[1e-3, 2e-3, 3e-3])
-        results = fit(rule, data, epochs=3, batch_size=BATCH, seed=FIT_SEED, progress=False, drop_stopped=True,
+        results = run_fit(rule, data, epochs=3, seed=FIT_SEED, progress=False, drop_stopped=True,
                       callback=lambda member, record: not (member == 1 and record.epoch == 1))
         out[f"{label}/fc"] = {"curves": curves(results), "digest": digest(rule)}
     return out
@@ -119,7 +130,7 @@ def divergence_cases(data) -> dict:
     out = {}
     for name in ("bp", "dtp"):
         rule = make(data64, name, "fc", {}, dtype=torch.float64, forward_lr=[1e-3, 1e38])
-        results = fit(rule, data64, epochs=3, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0)
+        results = run_fit(rule, data64, epochs=3, seed=FIT_SEED, progress=False, chance_patience=0)
         out[name] = {"curves": curves(results)}
     return out
 

@@ -34,6 +34,7 @@ from bioscale import contract
 from bioscale.contract import is_finished
 from bioscale.spec import StudySpec
 from bioscale.study import run_study
+from bioscale.run_config import RunConfig
 from bioscale.train import train
 
 STUDY_WORKERS = 2
@@ -67,9 +68,9 @@ def run_item(item: str, job: Callable[[], str]) -> Row:
 
 def train_one(rule: str, settings: dict, family: str, args: argparse.Namespace, device: str) -> str:
     """Train one rule on one preset family for `args.epochs` epochs; the last epoch's errors."""
-    result, _ = train(rule=rule, dataset=args.dataset, arch=family, epochs=args.epochs,
-                      batch_size=args.batch_size, seed=0, device=device, data_root=args.data_root,
-                      settings=settings, progress=False, chance_patience=0)
+    run = RunConfig(rule=rule, settings=settings, dataset=args.dataset, arch=family, epochs=args.epochs,
+                    batch_size=args.batch_size, seeds=(0,), device=device, data_root=args.data_root, chance_patience=0)
+    result, _ = train(run, progress=False)
     last = result.history[-1]
     return f"test error {100 * last.test_error:.2f}%, train error {100 * last.train_error:.2f}%, loss {last.loss:.3f}"
 

@@ -123,35 +123,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> None:
     import time
+    from dataclasses import replace
 
-    from .datasets import get as get_dataset
-    from .spec import check_rule_name
-    from .values import CHOICES, check_value
+    from .run_config import RunConfig
 
-    check_rule_name(args.rule)  # names and values that need no torch are refused before it loads
-    get_dataset(args.dataset)
-    if args.activation not in CHOICES["activation"]:
-        raise UsageError(f"unknown activation {args.activation!r}; choose one of: {', '.join(CHOICES['activation'])}")
-    try:
-        check_value("epochs", args.epochs)
-        check_value("batch_size", args.batch_size)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    overrides = parse_overrides(args.set)
+    settings: dict[str, Any] = parse_overrides(args.set)
+    if args.lr is not None:
+        settings["forward_lr"] = args.lr
+    run = RunConfig(rule=args.rule, settings=settings, dataset=args.dataset, arch=args.arch, activation=args.activation,
+                    epochs=args.epochs, batch_size=args.batch_size, seeds=(args.seed,), data_seed=args.data_seed,
+                    device=args.device, data_root=args.data_root, augment=args.augment).checked()  # before torch loads
 
     from .data import load
     from .devices import resolve_device
     from .nets import resolve_arch
     from .train import summary, train
 
-    settings: dict[str, Any] = overrides
-    if args.lr is not None:
-        settings["forward_lr"] = args.lr
-    device = resolve_device(args.device)
-    resolve_arch(args.arch, args.dataset)
-    load(args.dataset, root=args.data_root, device=device, download=args.download)
+    run = replace(run, device=resolve_device(run.device))
+    resolve_arch(run.arch, run.dataset)
+    load(run.dataset, root=run.data_root, device=run.device, download=args.download)
     if not args.json:
-        print(f"device: {device}", flush=True)
+        print(f"device: {run.device}", flush=True)
 
     def report(record) -> None:
         if not args.json:
@@ -160,19 +152,13 @@ def _run_train(args: argparse.Namespace) -> None:
                   flush=True)
 
     start = time.perf_counter()
-    result, rule = train(rule=args.rule, dataset=args.dataset, arch=args.arch, activation=args.activation,
-                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
-                         device=device,
-                         data_root=args.data_root, augment=args.augment, settings=settings, callback=report,
-                         progress=False if args.quiet else None)
-    out = summary(result, rule, seconds=time.perf_counter() - start, rule=args.rule, dataset=args.dataset, arch=args.arch,
-                  activation=args.activation, device=device, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                  data_seed=args.seed if args.data_seed is None else args.data_seed)
+    result, rule = train(run, callback=report, progress=False if args.quiet else None)
+    out = summary(result, rule, run, seconds=time.perf_counter() - start)
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.rule} on {args.dataset}/{args.arch}: test error {100 * out['test_error']:.2f}% "
-              f"after {args.epochs} epochs ({out['seconds']:.1f} s)")
+        print(f"{run.rule} on {run.dataset}/{run.arch}: test error {100 * out['test_error']:.2f}% "
+              f"after {run.epochs} epochs ({out['seconds']:.1f} s)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +388,10 @@ def _run_study_best(args: argparse.Namespace) -> None:
     e = Evaluation.read(top.get("evaluation"))
     if e is not None and e.test_error_mean is not None:
         print(f"evaluated: test error {100 * e.test_error_mean:.2f}% ± {100 * e.test_error_std:.2f}% over seeds {e.seeds}")
-    print(f"reproduce: {train_command(config, top['seed'], top['device'], top['data_seed'])}")
+    from .run_config import RunConfig
+
+    run = RunConfig.from_stored(config, seeds=(top["seed"],), data_seed=top["data_seed"], device=top["device"] or defaults.DEVICES)
+    print(f"reproduce: {train_command(run)}")
 
 
 def _run_study_evaluate(args: argparse.Namespace) -> None:

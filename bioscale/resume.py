@@ -19,11 +19,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import torch
+
+from .history import FitResult
 
 FORMAT = 1  # the layout of a checkpoint file; a file of another layout is refused
 _STOP = threading.Event()
@@ -54,6 +57,97 @@ def clear_stop() -> None:
 
 
 @dataclass
+class EpochInProgress:
+    """The epoch a fit is in: its minibatch order, each member's loss summed so far, the forward steps before it began."""
+
+    order: torch.Tensor
+    loss_sum: torch.Tensor
+    forward_steps: int
+
+
+@dataclass
+class FitState:
+    """Where a population fit stands: everything `fit` carries from one minibatch to the next, and what a checkpoint holds.
+
+    `slots[i]` is the member the rule's position i holds (members dropped from the rule leave it);
+    `running` the members still training; `at_chance` each member's epochs in a row at chance;
+    `bound` each member's divergence bound (set after the first epoch); `first_loss` each member's
+    loss on the first minibatch; `epoch` the epoch in progress (or the next), `step` the minibatches
+    done in it; `seconds` the training time spent before `clock` (this process's start).
+    """
+
+    generator: torch.Generator
+    results: list[FitResult]
+    slots: list[int]
+    running: list[int]
+    at_chance: list[int]
+    bound: list[float] = field(default_factory=list)
+    first_loss: torch.Tensor | None = None
+    epoch: int = 0
+    step: int = 0
+    current: EpochInProgress | None = None
+    seconds: float = 0.0
+    clock: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(cls, members: int, seed: int) -> FitState:
+        """A fit of `members` members at its start, its minibatch order drawn from `seed`."""
+        return cls(torch.Generator().manual_seed(seed), [FitResult() for _ in range(members)], list(range(members)),
+                   list(range(members)), [0] * members)
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, before and since a resume."""
+        return self.seconds + time.perf_counter() - self.clock
+
+    def open_epoch(self, forward_steps: int, examples: int, device: torch.device) -> EpochInProgress:
+        """The epoch to train: the one a checkpoint was taken inside, else a fresh minibatch order."""
+        if self.current is None:
+            order = torch.randperm(examples, generator=self.generator).to(device)
+            loss_sum = torch.zeros(len(self.slots), device=device, dtype=torch.float64)
+            self.current = EpochInProgress(order, loss_sum, forward_steps)
+        return self.current
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        """Count one minibatch's per-member loss."""
+        if self.first_loss is None:
+            self.first_loss = loss.clone()
+        self.current.loss_sum += loss
+        self.step += 1
+
+    def close_epoch(self, limit: float, floor: float) -> list[float]:
+        """End the epoch in progress: each position's mean loss; the first sets each member's bound, `limit` times its start (at least `floor`)."""
+        if not self.bound:
+            self.bound = [limit * max(start, floor) for start in self.first_loss.tolist()]
+        losses = (self.current.loss_sum / self.step).tolist()
+        self.epoch, self.step, self.current = self.epoch + 1, 0, None
+        return losses
+
+    def payload(self, rule: torch.nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+        """This state and the rule's as a checkpoint's plain values (format `FORMAT`)."""
+        current = self.current
+        partial = None if current is None else {"forward_steps": current.forward_steps, "order": current.order.cpu(),
+                                                "loss_sum": current.loss_sum.cpu()}
+        return {"meta": meta, "epoch": self.epoch, "step": self.step, "partial": partial, "rule": cpu_state(rule),
+                "generator": self.generator.get_state(), "slots": list(self.slots), "running": list(self.running),
+                "at_chance": list(self.at_chance), "bound": list(self.bound),
+                "first_loss": None if self.first_loss is None else self.first_loss.cpu(),
+                "results": [r.to_record() for r in self.results], "seconds": self.elapsed()}
+
+    @classmethod
+    def from_payload(cls, saved: dict[str, Any], device: torch.device) -> FitState:
+        """The state `payload` wrote, its tensors on `device`."""
+        generator = torch.Generator()
+        generator.set_state(saved["generator"])
+        partial = saved["partial"]
+        current = None if partial is None else EpochInProgress(partial["order"].to(device), partial["loss_sum"].to(device),
+                                                               partial["forward_steps"])
+        first_loss = None if saved["first_loss"] is None else saved["first_loss"].to(device)
+        return cls(generator, [FitResult.from_record(r) for r in saved["results"]], list(saved["slots"]),
+                   list(saved["running"]), list(saved["at_chance"]), list(saved["bound"]), first_loss, saved["epoch"],
+                   saved["step"], current, saved["seconds"])
+
+
+@dataclass
 class Checkpointing:
     """Where and how often a fit saves, and what a checkpoint must match to be resumed from.
 
@@ -76,6 +170,32 @@ class Checkpointing:
     def due(self, epochs_done: int) -> bool:
         """Whether the end of epoch `epochs_done` is a save point."""
         return bool(self.every) and epochs_done % self.every == 0
+
+    def restore(self, state: FitState, rule: torch.nn.Module, device: torch.device) -> FitState:
+        """The state of a readable checkpoint of this configuration, loaded into `rule`; else `state` unchanged."""
+        saved = load(self.path, self.meta)
+        if saved is None:
+            return state
+        restored = FitState.from_payload(saved, device)
+        if restored.slots != state.slots:
+            rule.keep(restored.slots)
+        rule.load_state_dict(saved["rule"])
+        self.resumed_from = restored.epoch
+        if self.on_resume is not None:
+            self.on_resume(restored.epoch, restored.results)
+        return restored
+
+    def preempt(self, state: FitState, rule: torch.nn.Module) -> NoReturn:
+        """Save where the fit stands and raise `Preempted`."""
+        save(self.path, state.payload(rule, self.meta))
+        raise Preempted(state.epoch, state.step, self.path)
+
+    def epoch_done(self, state: FitState, rule: torch.nn.Module) -> None:
+        """After an epoch that is not the last: save when due or asked to stop; raise `Preempted` when asked to stop."""
+        if stop_requested():
+            self.preempt(state, rule)
+        if self.due(state.epoch):
+            save(self.path, state.payload(rule, self.meta))
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:

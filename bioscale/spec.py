@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import defaults
 from .contract import ARCHITECTURE, STAGES, TUNE
 from .datasets import get as get_dataset
 from .errors import UsageError
 from .values import check_value
+
+if TYPE_CHECKING:
+    from .run_config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,17 @@ class StudySpec:
                 raise UsageError(str(error)) from None
         devices = self.devices if isinstance(self.devices, str) else tuple(self.devices)
         return replace(self, rule=rule, schedule=schedule, overrides=self.overrides, devices=devices)
+
+    def run_config(self, arch: str, values: Mapping[str, Any], seeds: Sequence[int], device: str) -> RunConfig:
+        """One trial's run: this study's rule, data, epochs, data seed and patience, with `arch` and the trial's `values`.
+
+        `values` are the trial's fixed and sampled training arguments and rule settings (other names are ignored).
+        """
+        from .run_config import RunConfig
+
+        return RunConfig.from_stored(values, rule=self.rule, dataset=self.dataset, arch=arch, epochs=self.epochs, seeds=tuple(seeds),
+                                     data_seed=self.seed, device=device, data_root=self.data_root, val_size=self.val_size,
+                                     chance_patience=self.chance_patience)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready values (`from_dict` reads it back)."""

@@ -1,24 +1,24 @@
-"""Training: `fit` runs epochs of one rule on one dataset; `train` builds everything from names."""
+"""Training: `fit` runs epochs of one rule on one dataset; `build` and `train` make everything from a `RunConfig`."""
 
 from __future__ import annotations
 
 import math
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import defaults, resume, rules
+from . import resume, rules
 from .data import Data, augment as augment_batch, load
-from .devices import AUTO, resolve_device
+from .devices import resolve_device
 from .errors import Diverged, UsageError
+from .history import EpochResult, FitResult
 from .nets import Net, build_net
-from .resume import Checkpointing
+from .resume import Checkpointing, FitState
+from .run_config import RunConfig
 
 
 # A member whose mean loss over an epoch exceeds LOSS_GROWTH_LIMIT times its start has diverged.
@@ -27,38 +27,6 @@ from .resume import Checkpointing
 # ordinary bump. 1e3 is far above anything a member that still learns shows (its loss falls from about
 # ln(classes)) and far below what a runaway learning rate gives in float64 (1e39 at forward_lr = 1e38).
 LOSS_GROWTH_LIMIT = 1e3
-
-
-@dataclass
-class EpochResult:
-    """Errors (fractions in [0, 1]) after one epoch; `val_error` is None without a validation split."""
-
-    epoch: int
-    loss: float
-    train_error: float
-    val_error: float | None
-    test_error: float
-    seconds: float
-
-
-@dataclass
-class FitResult:
-    """One member's epochs, and the epoch with the lowest validation error (the last without one).
-
-    `diverged` says why a member that diverged stopped; `pruned_at` is the epoch after which the
-    callback stopped it; both are None for a member that trained every epoch.
-    """
-
-    history: list[EpochResult] = field(default_factory=list)
-    diverged: Diverged | None = None
-    pruned_at: int | None = None
-
-    @property
-    def best(self) -> EpochResult:
-        """The epoch selected by validation error, never by test error."""
-        if self.history[-1].val_error is None:
-            return self.history[-1]
-        return min(self.history, key=lambda r: r.val_error)
 
 
 @torch.no_grad()
@@ -78,169 +46,113 @@ def error_rates(model: Net | rules.Rule, x: Tensor, y: Tensor, member_examples: 
     return (wrong.double() / len(x)).tolist()
 
 
-def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SEED,
-        augment: bool = False, callback: Callable[[int, EpochResult], bool | None] | None = None,
-        progress: bool | None = None, chance_patience: int = defaults.CHANCE_PATIENCE, drop_stopped: bool = False,
-        checkpoint: Checkpointing | None = None) -> list[FitResult]:
-    """Train every member of `rule.net` on `data` for `epochs`; returns one FitResult per member.
+def fit(rule: rules.Rule, data: Data, config: RunConfig, *, callback: Callable[[int, EpochResult], bool | None] | None = None,
+        progress: bool | None = None, drop_stopped: bool = False, checkpoint: Checkpointing | None = None) -> list[FitResult]:
+    """Train every member of `rule.net` on `data` for `config`'s epochs, batch size, data seed, augment and chance patience.
 
-    Members share the minibatch order (drawn from `seed`). After each epoch `callback(member,
-    record)` sees each running member's errors; returning False stops that member (a pruner's
-    decision). A member has diverged, and is stopped, when its epoch's loss is NaN or infinite,
-    its weights (the net's or the rule's own) are, its loss exceeds `LOSS_GROWTH_LIMIT` times its
-    start, or its validation error (the training error without a validation split) stays at
-    chance level for `chance_patience` epochs in a row (0 disables that check); the others go on
-    untouched. The epoch in which a member diverged by its loss or weights is not recorded.
-    Only epochs that trained the forward weights count towards chance (an alternating
-    schedule's inverse-only epochs change nothing the error could show). A stopped member is
-    frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`), so it
-    costs no more arithmetic. The progress bar shows only on a terminal, unless `progress` says
-    otherwise.
-
-    With `checkpoint` (`bioscale.resume.Checkpointing`) the fit resumes from the checkpoint at its
-    path when there is a readable one for the same configuration, saves at the end of every
-    `checkpoint.every` epochs, and, once `bioscale.resume.request_stop()` was called, saves at the
-    end of the minibatch in progress and raises `Preempted`. A resumed fit ends bit for bit where
-    an uninterrupted one does (the same numbers, on the same device).
+    Returns one FitResult per member. Members share the minibatch order. After each epoch
+    `callback(member, record)` sees each running member's numbers; returning False stops that
+    member (a pruner's decision); `stop_member` says when a member stops on its own. A stopped
+    member is frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`).
+    With `checkpoint` the fit resumes from a readable checkpoint of the same configuration and
+    saves as `bioscale.resume` describes; a resumed fit ends bit for bit where an uninterrupted one
+    does. The progress bar shows only on a terminal, unless `progress` says otherwise.
     """
-    if epochs < 1 or batch_size < 1:
-        raise UsageError(f"epochs ({epochs}) and batch size ({batch_size}) must be positive")
-    net, results = rule.net, [FitResult() for _ in range(rule.members)]
-    running = list(range(rule.members))
-    slots = list(running)  # the member each position of the rule holds
-    generator = torch.Generator().manual_seed(seed)
-    n = len(data.train_x)
-    steps = math.ceil(n / batch_size)
-    chance = 1 - 1 / data.n_classes
-    at_chance = [0] * rule.members
-    first_loss: Tensor | None = None  # each member's loss on the first minibatch, before any update
-    bound: list[float] = []  # each member's divergence bound, LOSS_GROWTH_LIMIT times its start
-    first_epoch, first_step, elapsed = 0, 0, 0.0
-    partial: dict[str, Any] | None = None  # the epoch in progress when a checkpoint was taken inside it
-    saved = resume.load(checkpoint.path, checkpoint.meta) if checkpoint is not None else None
-    if saved is not None:
-        if saved["slots"] != slots:
-            rule.keep(saved["slots"])
-        rule.load_state_dict(saved["rule"])
-        generator.set_state(saved["generator"])
-        slots, running, at_chance, bound = list(saved["slots"]), list(saved["running"]), list(saved["at_chance"]), list(saved["bound"])
-        first_loss = None if saved["first_loss"] is None else saved["first_loss"].to(data.device)
-        results = [_fit_result(r) for r in saved["results"]]
-        first_epoch, first_step, elapsed = saved["epoch"], saved["step"], saved["seconds"]
-        partial = saved["partial"]
-        checkpoint.resumed_from = first_epoch
-        if checkpoint.on_resume is not None:
-            checkpoint.on_resume(first_epoch, results)
-
-    def state(epoch: int, step: int, epoch_state: dict[str, Any] | None) -> dict[str, Any]:
-        return {"meta": checkpoint.meta, "epoch": epoch, "step": step, "partial": epoch_state,
-                "rule": resume.cpu_state(rule), "generator": generator.get_state(), "slots": slots, "running": running,
-                "at_chance": at_chance, "bound": bound, "first_loss": None if first_loss is None else first_loss.cpu(),
-                "results": [_result_record(r) for r in results], "seconds": elapsed + time.perf_counter() - start}
-
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=epochs * steps, initial=first_epoch * steps + first_step, disable=not show, unit="step", leave=False,
-               dynamic_ncols=True)
-    start = time.perf_counter()
+    if config.epochs < 1 or config.batch_size < 1:
+        raise UsageError(f"epochs ({config.epochs}) and batch size ({config.batch_size}) must be positive")
+    state = resume.FitState.start(rule.members, config.minibatch_seed)
+    if checkpoint is not None:
+        state = checkpoint.restore(state, rule, data.device)
+    examples, size = len(data.train_x), config.batch_size
+    steps = math.ceil(examples / size)
+    bar = tqdm(total=config.epochs * steps, initial=state.epoch * steps + state.step, unit="step", leave=False,
+               disable=not (sys.stderr.isatty() if progress is None else progress), dynamic_ncols=True)
     try:
-        for epoch in range(first_epoch, epochs):
+        for epoch in range(state.epoch, config.epochs):
             rule.start_epoch(epoch)
-            net.train()
-            if partial is not None:  # resumed inside this epoch: its order and its losses so far
-                forward_steps, order = partial["forward_steps"], partial["order"].to(data.device)
-                loss_sum = partial["loss_sum"].to(data.device)
-                begin, partial = first_step, None
-            else:
-                forward_steps = rule.forward_steps
-                order = torch.randperm(n, generator=generator).to(data.device)
-                loss_sum = torch.zeros(rule.members, device=data.device, dtype=torch.float64)
-                begin = 0
-            for i in range(begin, steps):
-                idx = order[i * batch_size:(i + 1) * batch_size]
-                x = data.train_x[idx]
-                if augment:
-                    x = augment_batch(x, generator)
-                loss = rule.step(x, data.train_y[idx])
-                if first_loss is None:
-                    first_loss = loss.clone()
-                loss_sum += loss
+            rule.net.train()
+            current = state.open_epoch(rule.forward_steps, examples, data.device)
+            for i in range(state.step, steps):
+                idx = current.order[i * size:(i + 1) * size]
+                x = augment_batch(data.train_x[idx], state.generator) if config.augment else data.train_x[idx]
+                state.add_loss(rule.step(x, data.train_y[idx]))
                 bar.update()
-                if checkpoint is not None and resume.stop_requested() and i + 1 < steps:
-                    resume.save(checkpoint.path, state(epoch, i + 1, {"forward_steps": forward_steps, "order": order.cpu(),
-                                                                      "loss_sum": loss_sum.cpu()}))
-                    raise resume.Preempted(epoch, i + 1, checkpoint.path)
-            if not bound:
-                floor = math.log(data.n_classes)
-                bound = [LOSS_GROWTH_LIMIT * max(start, floor) for start in first_loss.tolist()]
-            losses = (loss_sum / steps).tolist()
+                if checkpoint is not None and i + 1 < steps and resume.stop_requested():
+                    checkpoint.preempt(state, rule)
+            losses = state.close_epoch(LOSS_GROWTH_LIMIT, math.log(data.n_classes))
+            records = epoch_records(rule, data, losses, epoch + 1, state.elapsed)
+            watch = chance_level(data.n_classes) if rule.forward_steps > current.forward_steps else None
             finite = finite_weights(rule)
-            errors = [error_rates(rule, data.train_x, data.train_y),
-                      error_rates(rule, data.val_x, data.val_y) if data.val_x is not None else [None] * rule.members,
-                      error_rates(rule, data.test_x, data.test_y)]
-            seconds = elapsed + time.perf_counter() - start
-            stopped = []
-            for position, member in enumerate(slots):
-                if member not in running:
-                    continue
-                loss = losses[position]
-                reason = None
-                if not math.isfinite(loss):
-                    reason = f"loss became {loss} in epoch {epoch + 1}"
-                elif not finite[position]:
-                    reason = f"weights became NaN or infinite in epoch {epoch + 1}"
-                elif loss > bound[member]:
-                    reason = (f"loss became {loss:.3g} in epoch {epoch + 1}, over {LOSS_GROWTH_LIMIT:g} times "
-                              f"its start ({bound[member] / LOSS_GROWTH_LIMIT:.3g})")
-                if reason is not None:
-                    results[member].diverged = Diverged(reason, epoch + 1)
-                    stopped.append(member)
-                    continue
-                record = EpochResult(epoch + 1, loss, *(e[position] for e in errors), seconds)
-                results[member].history.append(record)
-                watched = record.val_error if record.val_error is not None else record.train_error
-                if rule.forward_steps > forward_steps:
-                    at_chance[member] = at_chance[member] + 1 if watched >= chance - 0.5 / data.n_classes else 0
-                if callback is not None and callback(member, record) is False:
-                    results[member].pruned_at = epoch + 1
-                    stopped.append(member)
-                elif chance_patience and at_chance[member] >= chance_patience:
-                    results[member].diverged = Diverged(
-                        f"error stayed at chance ({watched:.2f}) for {at_chance[member]} epochs", epoch + 1, stalled=True)
-                    stopped.append(member)
-            running = [m for m in running if m not in stopped]
-            bar.set_postfix(epoch=epoch + 1, **_postfix(results, running))
-            if not running:
+            stopped = [member for position, member in enumerate(state.slots) if member in state.running and stop_member(
+                state, member, records[position], finite[position], watch, config.chance_patience, callback)]
+            state.running = [m for m in state.running if m not in stopped]
+            bar.set_postfix(epoch=epoch + 1, **_postfix(state.results, state.running))
+            if not state.running:
                 break
-            if stopped and drop_stopped:
-                rule.keep([slots.index(m) for m in running])
-                slots = list(running)
-            elif stopped:
-                rule.stop([slots.index(m) for m in stopped])
-            if checkpoint is not None and epoch + 1 < epochs:
-                preempted = resume.stop_requested()
-                if preempted or checkpoint.due(epoch + 1):
-                    resume.save(checkpoint.path, state(epoch + 1, 0, None))
-                if preempted:
-                    raise resume.Preempted(epoch + 1, 0, checkpoint.path)
+            _set_aside(rule, state, stopped, drop_stopped)
+            if checkpoint is not None and epoch + 1 < config.epochs:
+                checkpoint.epoch_done(state, rule)
     finally:
         bar.close()
-    return results
+    return state.results
 
 
-def _result_record(result: FitResult) -> dict[str, Any]:
-    """A member's FitResult as plain values (what a checkpoint stores)."""
-    diverged = result.diverged
-    return {"history": [asdict(r) for r in result.history], "pruned_at": result.pruned_at,
-            "diverged": None if diverged is None else {"reason": diverged.reason, "epoch": diverged.epoch,
-                                                       "stalled": diverged.stalled}}
+def epoch_records(rule: rules.Rule, data: Data, losses: list[float], epoch: int,
+                  elapsed: Callable[[], float]) -> list[EpochResult]:
+    """Each position's numbers after `epoch`: its mean loss, its errors on every split, the `elapsed()` seconds after them."""
+    errors = [error_rates(rule, data.train_x, data.train_y),
+              error_rates(rule, data.val_x, data.val_y) if data.val_x is not None else [None] * rule.members,
+              error_rates(rule, data.test_x, data.test_y)]
+    seconds = elapsed()
+    return [EpochResult(epoch, loss, *(e[position] for e in errors), seconds) for position, loss in enumerate(losses)]
 
 
-def _fit_result(stored: dict[str, Any]) -> FitResult:
-    """The FitResult `_result_record` stored."""
-    diverged = stored["diverged"]
-    return FitResult(history=[EpochResult(**r) for r in stored["history"]], pruned_at=stored["pruned_at"],
-                     diverged=None if diverged is None else Diverged(diverged["reason"], diverged["epoch"],
-                                                                     stalled=diverged["stalled"]))
+def chance_level(classes: int) -> float:
+    """The error from which on a member counts as at chance: half a class short of a uniform guess's."""
+    chance = 1 - 1 / classes
+    return chance - 0.5 / classes
+
+
+def stop_member(state: FitState, member: int, record: EpochResult, finite: bool, chance: float | None,
+                chance_patience: int, callback: Callable[[int, EpochResult], bool | None] | None) -> bool:
+    """Whether `member` stops after this epoch: it diverged (not recorded), the callback pruned it, or it stalled at chance.
+
+    It diverged when its epoch's loss is NaN or infinite, its weights (the net's or the rule's own)
+    are not `finite`, or its loss exceeds its bound (`LOSS_GROWTH_LIMIT` times its start); it
+    stalled when its validation error (the training error without a validation split) stayed at
+    or above `chance` for `chance_patience` epochs in a row (0: never). Only epochs that trained
+    the forward weights count towards chance (`chance` None: this one did not).
+    """
+    result, loss, epoch = state.results[member], record.loss, record.epoch
+    bound = state.bound[member]
+    reason = (f"loss became {loss} in epoch {epoch}" if not math.isfinite(loss) else
+              f"weights became NaN or infinite in epoch {epoch}" if not finite else
+              f"loss became {loss:.3g} in epoch {epoch}, over {LOSS_GROWTH_LIMIT:g} times its start "
+              f"({bound / LOSS_GROWTH_LIMIT:.3g})" if loss > bound else None)
+    if reason is not None:
+        result.diverged = Diverged(reason, epoch)
+        return True
+    result.history.append(record)
+    watched = record.val_error if record.val_error is not None else record.train_error
+    if chance is not None:
+        state.at_chance[member] = state.at_chance[member] + 1 if watched >= chance else 0
+    if callback is not None and callback(member, record) is False:
+        result.pruned_at = epoch
+        return True
+    if chance_patience and state.at_chance[member] >= chance_patience:
+        result.diverged = Diverged(f"error stayed at chance ({watched:.2f}) for {state.at_chance[member]} epochs", epoch,
+                                   stalled=True)
+        return True
+    return False
+
+
+def _set_aside(rule: rules.Rule, state: FitState, stopped: list[int], drop: bool) -> None:
+    """Freeze the `stopped` members where they stand, or, with `drop`, remove them from the rule."""
+    if stopped and drop:
+        rule.keep([state.slots.index(m) for m in state.running])
+        state.slots = list(state.running)
+    elif stopped:
+        rule.stop([state.slots.index(m) for m in stopped])
 
 
 @torch.no_grad()
@@ -265,35 +177,28 @@ def _pct(error: float | None) -> str:
     return "-" if error is None else f"{100 * error:.2f}%"
 
 
-def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = defaults.ACTIVATION,
-          seeds: Sequence[int] = (0,), device: str = AUTO, data_root: str | None = None,
-          val_size: float | int | None = None, settings: dict[str, Any] | None = None) -> tuple[Data, rules.Rule]:
-    """The data and a rule training one member per seed, from names; a per-member setting may hold one value per member."""
-    device = resolve_device(device)
-    rule_class = rules.get(rule)
-    settings = rules.coerce_settings(rule, settings or {})
-    data = load(dataset, root=data_root, val_size=val_size, device=device)
-    net = build_net(arch, dataset, data.input_shape, data.n_classes, activation, seeds=seeds).to(device)
-    return data, rule_class(net, **settings)
+def build(config: RunConfig) -> tuple[Data, rules.Rule]:
+    """The data and a rule training one member per seed of `config`, on its device (a per-member setting may hold one value per member)."""
+    device = resolve_device(config.device)
+    rule_class = rules.get(config.rule)
+    settings = rules.coerce_settings(config.rule, dict(config.settings))
+    data = load(config.dataset, root=config.data_root, val_size=config.val_size, device=device)
+    net = build_net(config.arch, config.dataset, data.input_shape, data.n_classes, config.activation, seeds=config.seeds)
+    return data, rule_class(net.to(device), **settings)
 
 
-def train(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = defaults.ACTIVATION,
-          epochs: int = 10, batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SEED, data_seed: int | None = None, device: str = AUTO,
-          data_root: str | None = None, val_size: float | int | None = None, augment: bool = False,
-          settings: dict[str, Any] | None = None, callback: Callable[[EpochResult], None] | None = None,
-          progress: bool | None = None, chance_patience: int = defaults.CHANCE_PATIENCE) -> tuple[FitResult, rules.Rule]:
-    """Build data, network and rule from their names and fit one configuration (a population of one).
+def train(config: RunConfig, *, callback: Callable[[EpochResult], None] | None = None,
+          progress: bool | None = None) -> tuple[FitResult, rules.Rule]:
+    """Build data, network and rule from `config` and fit it as a population of one (its single seed).
 
-    `seed` draws the initial weights, the rule's state and noise; `data_seed` (default: `seed`)
-    the minibatch order. Seeded runs repeat exactly on the CPU. `device` is a torch device name, or `auto`: the first
-    GPU torch sees, else the CPU. Raises `Diverged` when the run diverged.
+    The seed draws the initial weights, the rule's state and noise; the data seed (default: the
+    seed) the minibatch order. Seeded runs repeat exactly on the CPU. Raises `Diverged` when the run diverged.
     """
-    data, learner = build(rule=rule, dataset=dataset, arch=arch, activation=activation, seeds=(seed,), device=device,
-                          data_root=data_root, val_size=val_size, settings=settings)
+    if len(config.seeds) != 1:
+        raise UsageError(f"train runs one seed (got {len(config.seeds)}); fit a population with build and fit")
+    data, learner = build(config)
     report = None if callback is None else (lambda member, record: callback(record))
-    result, = fit(learner, data, epochs=epochs, batch_size=batch_size, seed=seed if data_seed is None else data_seed,
-                  augment=augment, callback=report,
-                  progress=progress, chance_patience=chance_patience)
+    result, = fit(learner, data, config, callback=report, progress=progress)
     if result.diverged is not None:
         raise result.diverged
     return result, learner
@@ -304,9 +209,11 @@ def as_dict(record: EpochResult) -> dict[str, Any]:
     return asdict(record)
 
 
-def summary(result: FitResult, learner: rules.Rule, /, *, seconds: float, **run: Any) -> dict[str, Any]:
-    """A run as one JSON-ready dict: what ran (`run`), the last epoch's errors, the best epoch, every setting, the history."""
+def summary(result: FitResult, learner: rules.Rule, config: RunConfig, *, seconds: float) -> dict[str, Any]:
+    """A run as one JSON-ready dict: what ran, the last epoch's errors, the best epoch, every setting, the history."""
     last = result.history[-1]
-    return {**run, "train_error": last.train_error, "val_error": last.val_error, "test_error": last.test_error,
-            "best_epoch": result.best.epoch, "settings": learner.get_params(), "seconds": round(seconds, 3),
-            "history": [as_dict(r) for r in result.history]}
+    return {"rule": config.rule, "dataset": config.dataset, "arch": config.arch, "activation": config.activation,
+            "device": config.device, "epochs": config.epochs, "batch_size": config.batch_size, "seed": config.seeds[0],
+            "data_seed": config.minibatch_seed, "train_error": last.train_error, "val_error": last.val_error,
+            "test_error": last.test_error, "best_epoch": result.best.epoch, "settings": learner.get_params(),
+            "seconds": round(seconds, 3), "history": [as_dict(r) for r in result.history]}

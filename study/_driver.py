@@ -50,7 +50,7 @@ def run_study(spec: StudySpec, *, progress: bool = True) -> optuna.Study:
         finally:
             bar.close()
         study = optuna.load_study(study_name=plan.study_name, storage=storage_obj)
-        if plan.stage == ARCHITECTURE:
+        if plan.spec.stage == ARCHITECTURE:
             record_winner(study)
         return study
     finally:

@@ -16,19 +16,20 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 import bioscale
-from bioscale import contract, defaults, rules, spaces
+from bioscale import contract, rules, spaces
 
 from bioscale.contract import (ARCHITECTURE, BEST_EPOCH, CHECKPOINT, CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME,
                                END_REASON, HEARTBEAT, POPULATION, RESULT_ATTRS, RESUMED_FROM, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR,
                                VAL_ERROR, VERSIONS, WORKER, EndReason, is_finished, worker_id)
 from bioscale.resume import Checkpointing, Preempted
+from bioscale.run_config import RunConfig
 from bioscale.storages import heartbeat_settings, supports_heartbeat
 from bioscale.train import EpochResult, FitResult
 
@@ -57,17 +58,15 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     raise TypeError(f"unsupported distribution for {name}: {dist!r}")
 
 
-def configuration(plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
-    """The full flat configuration a trial trains: what, where, training arguments, every rule setting."""
-    values = {**plan.trial_fixed(), **params}
-    if plan.stage == ARCHITECTURE:
-        arch_names = spaces.architecture_space(plan.family, plan.dataset)
-        arch = spaces.build_arch(plan.family, plan.dataset, {k: v for k, v in values.items() if k in arch_names})
+def trial_run(plan: Plan, params: dict[str, Any], seed: int, device: str) -> RunConfig:
+    """The run one trial trains: the study's fixed values and the trial's sampled `params` on its architecture, with its seed."""
+    spec, values = plan.spec, {**plan.trial_fixed(), **params}
+    if spec.stage == ARCHITECTURE:
+        arch_names = spaces.architecture_space(plan.family, spec.dataset)
+        arch = spaces.build_arch(plan.family, spec.dataset, {k: v for k, v in values.items() if k in arch_names})
     else:
         arch = plan.arch_spec
-    training, settings = spaces.split_config(plan.rule, values)
-    return {"rule": plan.rule, "schedule": plan.schedule, "dataset": plan.dataset, "arch": arch,
-            "epochs": plan.epochs, **defaults.TRAINING, **training, **rules.settings(plan.rule), **settings}
+    return spec.run_config(arch, values, seeds=(seed,), device=device)
 
 
 def summarise(curve: dict[str, list[float]]) -> dict[str, Any]:
@@ -81,24 +80,8 @@ def summarise(curve: dict[str, list[float]]) -> dict[str, Any]:
 
 def structural(plan: Plan) -> list[str]:
     """The sampled names every member of a population shares: all but the rule's per-member settings (`Rule.per_member`)."""
-    per_member = rules.get(plan.rule).per_member
+    per_member = rules.get(plan.spec.rule).per_member
     return [name for name in plan.space if name not in per_member]
-
-
-def member_settings(plan: Plan, configs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(training arguments, rule settings) of a population: a per-member setting as one value per member, the rest shared."""
-    training, settings = spaces.split_config(plan.rule, configs[0])
-    for config in configs[1:]:
-        other_training, _ = spaces.split_config(plan.rule, config)
-        if other_training != training or config["arch"] != configs[0]["arch"]:
-            raise ValueError("the members of a population must share their architecture and training arguments")
-    for name, value in settings.items():
-        values = [spaces.split_config(plan.rule, c)[1][name] for c in configs]
-        if name in rules.get(plan.rule).per_member:
-            settings[name] = values
-        elif any(v != value for v in values):
-            raise ValueError(f"the members of a population must share {name}")
-    return training, settings
 
 
 def train_trials(study: optuna.Study, plan: Plan, trials: list[optuna.Trial], params: list[dict[str, Any]],
@@ -125,8 +108,9 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     roots = [checkpoints.root_number(t) for t in trials]
     order = sorted(range(len(trials)), key=lambda i: roots[i])  # one member order for a population and its re-runs
     trials, params, roots = [trials[i] for i in order], [params[i] for i in order], [roots[i] for i in order]
-    configs = [configuration(plan, p) for p in params]
-    seeds = [int(t.user_attrs.get(SEED, plan.seed + t.number)) for t in trials]  # a re-queued trial keeps its seed
+    seeds = [int(t.user_attrs.get(SEED, plan.spec.seed + t.number)) for t in trials]  # a re-queued trial keeps its seed
+    runs = [trial_run(plan, p, seed, device) for p, seed in zip(params, seeds)]
+    configs = [run.to_stored() for run in runs]
     curves: list[dict[str, list[float]]] = [{"train": [], "val": [], "test": []} for _ in trials]
     numbers = [t.number for t in trials]
     path = checkpoints.population_path(Path(plan.spec.checkpoint_dir), plan.study_name, roots)
@@ -134,7 +118,7 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
         for key in RESULT_ATTRS:
             if key in trial.user_attrs:
                 trial.set_user_attr(key, None)
-        for key, value in ((SEED, seed), (DATA_SEED, plan.seed), (POPULATION, numbers), (DEVICE, device),
+        for key, value in ((SEED, seed), (DATA_SEED, plan.spec.seed), (POPULATION, numbers), (DEVICE, device),
                            (WORKER, f"{worker_id()}:{trial.number}"), (VERSIONS, versions()), (CONFIG, config),
                            (CURVE, curve), (CHECKPOINT, str(path)), (RESUMED_FROM, None)):
             trial.set_user_attr(key, value)
@@ -153,7 +137,7 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     def report(member: int, record: EpochResult) -> bool:
         record_epoch(member, record)
         # after the last epoch there is nothing to save
-        return not (record.epoch < plan.epochs and trials[member].should_prune())
+        return not (record.epoch < plan.spec.epochs and trials[member].should_prune())
 
     def resumed(epoch: int, histories: list[FitResult]) -> None:
         for member, history in enumerate(histories):
@@ -162,7 +146,7 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
             trials[member].set_user_attr(RESUMED_FROM, epoch)
         print(f"bioscale: trials {numbers} resume from their checkpoint after epoch {epoch}", file=sys.stderr, flush=True)
 
-    meta = json.loads(json.dumps({"study": plan.study_name, "roots": roots, "seeds": seeds, "data_seed": plan.seed,
+    meta = json.loads(json.dumps({"study": plan.study_name, "roots": roots, "seeds": seeds, "data_seed": plan.spec.seed,
                                   "configs": configs}))
     checkpoint = Checkpointing(path, every=plan.spec.checkpoint_every, meta=meta, on_resume=resumed)
     start = time.perf_counter()
@@ -171,7 +155,8 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     preempted = False
     try:
         try:
-            results = _train(plan, configs, seeds, device, report, progress, checkpoint)
+            results = fit_configuration(RunConfig.population(runs), callback=report, progress=progress, drop_stopped=True,
+                                        checkpoint=checkpoint)
             for member, result in enumerate(results):
                 if result.diverged is not None:
                     kind = EndReason.STALLED if result.diverged.stalled else EndReason.DIVERGED
@@ -216,16 +201,6 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
         if not preempted and not plan.spec.keep_checkpoints and all(
                 is_finished(study._storage.get_trial(t._trial_id)) for t in trials):  # noqa: SLF001
             checkpoints.remove(path)
-
-
-def _train(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], device: str,
-           report: Callable[[int, EpochResult], bool], progress: bool | None,
-           checkpoint: Checkpointing | None = None) -> list[FitResult]:
-    """Build and fit the population; its net and data live only in that call (freed when it returns or raises)."""
-    _, settings = member_settings(plan, configs)
-    return fit_configuration(configs[0], settings, seeds, device, data_seed=plan.seed, data_root=plan.data_root,
-                             val_size=plan.val_size, callback=report, progress=progress,
-                             chance_patience=plan.chance_patience, drop_stopped=True, checkpoint=checkpoint)
 
 
 class _Heartbeat:

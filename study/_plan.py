@@ -37,36 +37,18 @@ class Plan:
     storage: StorageSpec
     study_name: str
 
-    # The specification's fields a worker reads, by their names.
-    stage = property(lambda self: self.spec.stage, doc="architecture or tune")
-    rule = property(lambda self: self.spec.rule, doc="the learning rule")
-    schedule = property(lambda self: self.spec.schedule, doc="the target-propagation schedule, else None")
-    dataset = property(lambda self: self.spec.dataset, doc="the dataset")
-    epochs = property(lambda self: self.spec.epochs, doc="epochs per trial")
-    trials = property(lambda self: self.spec.trials, doc="the trial budget this run asks for")
-    sampler = property(lambda self: self.spec.sampler, doc="tpe or random")
-    pruner = property(lambda self: self.spec.pruner, doc="the pruner's name")
-    seed = property(lambda self: self.spec.seed, doc="seeds the sampler, the minibatch order and each trial")
-    chance_patience = property(lambda self: self.spec.chance_patience, doc="epochs at chance before a trial stalls")
-    data_root = property(lambda self: self.spec.data_root, doc="the dataset folder")
-    val_size = property(lambda self: self.spec.val_size, doc="the validation split")
-    population = property(lambda self: self.spec.population, doc="trials a worker trains at once")
-
-    @property
-    def label(self) -> str:
-        """The study's label (rule, plus schedule for target propagation)."""
-        return label(self.rule, self.schedule)
-
     def trial_fixed(self) -> dict[str, Any]:
         """What every trial holds fixed: the --set values and the study's schedule."""
-        return {**self.fixed, **({"schedule": self.schedule} if self.schedule else {})}
+        schedule = self.spec.schedule
+        return {**self.fixed, **({"schedule": schedule} if schedule else {})}
 
     def info(self, sampler_settings: dict[str, Any] | None = None) -> StudyInfo:
         """The study's user attributes (bioscale.contract)."""
-        return StudyInfo(stage=self.stage, protocol=self.protocol, dataset=self.dataset, arch=self.arch, arch_spec=self.arch_spec,
-                         arch_from=self.arch_from, family=self.family, rule=self.rule, schedule=self.schedule,
-                         label=self.label, epochs=self.epochs, trials=self.trials, sampler=self.sampler,
-                         pruner=self.pruner, seed=self.seed, chance_patience=self.chance_patience,
+        spec = self.spec
+        return StudyInfo(stage=spec.stage, protocol=self.protocol, dataset=spec.dataset, arch=self.arch, arch_spec=self.arch_spec,
+                         arch_from=self.arch_from, family=self.family, rule=spec.rule, schedule=spec.schedule,
+                         label=spec.label, epochs=spec.epochs, trials=spec.trials, sampler=spec.sampler,
+                         pruner=spec.pruner, seed=spec.seed, chance_patience=spec.chance_patience,
                          fixed=dict(self.fixed), space=spaces.space_to_json(self.space),
                          bioscale_version=bioscale.__version__, sampler_settings=sampler_settings)
 

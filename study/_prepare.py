@@ -17,6 +17,7 @@ from bioscale.data import load
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
 from bioscale.nets import arch_family, resolve_arch
+from bioscale.run_config import RunConfig
 from bioscale.spaces.protocols import check_protocol
 from bioscale.storages import heartbeat_settings, open_storage, parse_storage
 
@@ -71,14 +72,14 @@ def winner_of(storage: BaseStorage, name: str) -> str:
 
 def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
     """Create the study (queueing the default configuration's trial when asked), or resume it when its settings match."""
-    attrs = _jsonable(plan.info(sampler_settings(plan.sampler, plan.seed)).to_attrs())
+    attrs = _jsonable(plan.info(sampler_settings(plan.spec.sampler, plan.spec.seed)).to_attrs())
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True)
     existing = study.user_attrs
     if STAGE not in existing:
         if study.get_trials(deepcopy=False) or len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MINIMIZE:
             raise UsageError(f"study {plan.study_name!r} exists but bioscale did not create it; choose another --study-name")
         name_objective(study)
-        if plan.spec.default_trial and plan.stage == TUNE:
+        if plan.spec.default_trial and plan.spec.stage == TUNE:
             enqueue_default(study, plan)
         for key, value in attrs.items():  # `stage` last: a worker that sees it knows every other attribute is there
             study.set_user_attr(key, value)
@@ -88,14 +89,14 @@ def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
             shown = "its search space" if key == "space" else f"{key}={json.dumps(existing.get(key))}"
             raise UsageError(f"study {plan.study_name!r} exists with {shown}, which this run changes; "
                              f"rerun with the same settings to resume it, or give another --study-name")
-    if existing.get(TRIALS) != plan.trials:
-        study.set_user_attr(TRIALS, plan.trials)
+    if existing.get(TRIALS) != plan.spec.trials:
+        study.set_user_attr(TRIALS, plan.spec.trials)
     return study
 
 
 def enqueue_default(study: optuna.Study, plan: Plan) -> bool:
     """Queue one trial of the rule's default settings (`role` "default": how much tuning buys); False when a default lies outside the space."""
-    defaults = {**spaces.rule_defaults(plan.rule), **plan.trial_fixed()}
+    defaults = {**spaces.rule_defaults(plan.spec.rule), **plan.trial_fixed()}
     params = {name: defaults.get(name) for name in plan.space}
     if not all(_inside(dist, params[name]) for name, dist in plan.space.items()):
         return False
@@ -118,7 +119,7 @@ def record_winner(study: optuna.Study) -> str | None:
     best = best_trial(study.get_trials(deepcopy=False))
     if best is None:
         return None
-    winner = best.user_attrs[CONFIG]["arch"]
+    winner = RunConfig.from_stored(best.user_attrs[CONFIG]).arch
     info = StudyInfo.from_attrs(study.user_attrs)
     if info.winner != winner or info.winner_trial != best.number:
         study.set_user_attr(WINNER, winner)

@@ -21,7 +21,7 @@ class StudyProgress:
         if show:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=plan.trials, desc=plan.study_name, unit="trial", dynamic_ncols=True, position=0)
+            self._bar = tqdm(total=plan.spec.trials, desc=plan.study_name, unit="trial", dynamic_ncols=True, position=0)
 
     def refresh(self, study: optuna.Study) -> None:
         """Update from the study's trials."""
@@ -30,7 +30,7 @@ class StudyProgress:
         trials = study.get_trials(deepcopy=False)
         best = best_trial(trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        self._bar.total = max(self._bar.total, StudyInfo.from_attrs(study.user_attrs).trials or self.plan.trials)
+        self._bar.total = max(self._bar.total, StudyInfo.from_attrs(study.user_attrs).trials or self.plan.spec.trials)
         self._bar.n = sum(map(is_finished, trials))
         self._bar.set_postfix(best=f"{100 * best.value:.2f}%" if best else "-", running=running, refresh=False)
         self._bar.refresh()

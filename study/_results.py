@@ -5,17 +5,19 @@ from __future__ import annotations
 import shlex
 import statistics
 import sys
+from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from bioscale import contract, defaults, spaces
+from bioscale import contract, defaults
 from bioscale.contract import (BEST_EPOCH, CONFIG, DATA_SEED, DEVICE, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR, Evaluation,
                                StudyInfo)
 from bioscale.devices import AUTO, resolve_device
 from bioscale.errors import UsageError
+from bioscale.run_config import RunConfig
 from bioscale.storages import open_existing
 
 from ._recipe import fit_configuration
@@ -87,16 +89,17 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
     return out
 
 
-def train_command(config: dict[str, Any], seed: int, device: str | None = None, data_seed: int | None = None) -> str:
-    """A `bioscale train` command line that trains `config` exactly as its trial did: the validation split, seeds, `device`."""
+def train_command(run: RunConfig) -> str:
+    """A `bioscale train` command line that trains `run` exactly as its trial did: the validation split, its seed, data seed, device."""
     from bioscale import rules
 
-    parts = ["bioscale train", f"--rule {config['rule']}", f"--dataset {config['dataset']}", f"--arch {shlex.quote(config['arch'])}",
-             f"--epochs {config['epochs']}", f"--activation {config['activation']}", f"--batch-size {config['batch_size']}",
-             f"--seed {seed}"] + ([f"--data-seed {data_seed}"] if data_seed not in (None, seed) else []) + (
-                 [f"--device {device}"] if device else [])
-    rule_defaults = rules.settings(config["rule"])
-    parts += [f"--set {k}={config[k]}" for k in rule_defaults if k in config and config[k] != rule_defaults[k]]
+    seed = run.seeds[0]
+    parts = ["bioscale train", f"--rule {run.rule}", f"--dataset {run.dataset}", f"--arch {shlex.quote(run.arch)}",
+             f"--epochs {run.epochs}", f"--activation {run.activation}", f"--batch-size {run.batch_size}",
+             f"--seed {seed}"] + ([f"--data-seed {run.data_seed}"] if run.data_seed not in (None, seed) else []) + (
+                 [f"--device {run.device}"] if run.device != AUTO else [])
+    rule_defaults = rules.settings(run.rule)
+    parts += [f"--set {k}={v}" for k, v in run.settings.items() if k in rule_defaults and v != rule_defaults[k]]
     return " ".join(parts)
 
 
@@ -123,13 +126,11 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
     study = optuna.load_study(study_name=name, storage=storage_obj)
     trial = best_trial(study)
     info = StudyInfo.from_attrs(study.user_attrs)
-    config = dict(trial.user_attrs[CONFIG])
-    epochs = epochs or int(info.epochs or config["epochs"])
-    config["epochs"] = epochs
-    _, settings = spaces.split_config(config["rule"], config)
     data_seed = int(info.seed or 0)
-    results = fit_configuration(config, settings, seeds, device, data_seed=data_seed, data_root=data_root,
-                                progress=progress, chance_patience=0)
+    run = RunConfig.from_stored(trial.user_attrs[CONFIG], seeds=tuple(seeds), data_seed=data_seed, device=device,
+                                data_root=data_root, chance_patience=0)
+    run = replace(run, epochs=epochs or int(info.epochs or run.epochs))
+    results = fit_configuration(run, progress=progress)
     test_errors, train_errors, at_best, best_epochs, diverged = [], [], [], [], []
     for seed, result in zip(seeds, results):
         if result.diverged is not None:
@@ -147,7 +148,7 @@ def evaluate_study(storage: str | None, study_name: str | None = None, seeds: Se
                             test_error_mean=_mean(test_errors), test_error_std=_std(test_errors),
                             test_errors_at_best_val=at_best, best_val_epochs=best_epochs,
                             test_error_at_best_val_mean=_mean(at_best), test_error_at_best_val_std=_std(at_best),
-                            epochs=epochs, config=config, trial=trial.number, device=device, data_seed=data_seed,
+                            epochs=run.epochs, config=run.to_stored(), trial=trial.number, device=device, data_seed=data_seed,
                             diverged=diverged)
     record = evaluation.to_attr()
     study.set_user_attr(contract.EVALUATION, record)

@@ -1,6 +1,6 @@
 """Workers: each takes trials under the budget lock until the study's budget is spent; a supervisor replaces dead ones.
 
-A worker asks up to `plan.population` trials at once and trains them as one population
+A worker asks up to `plan.spec.population` trials at once and trains them as one population
 (`_objective.train_trials`): fresh trials share the first one's structural values (architecture,
 activation, batch size, schedule period, ...), drawn by the study's sampler with those values
 fixed; queued trials (re-queued ones, the default configuration) go first, in queue order, as
@@ -55,8 +55,8 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
     storage = storage if storage is not None else open_storage(plan.storage)
     heartbeat = supports_heartbeat(storage)
     interval, grace = heartbeat_settings()
-    study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner, plan.epochs))
-    study.sampler = make_sampler(plan.sampler, plan.seed, stream=_stream(index, len(study.get_trials(deepcopy=False))))
+    study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.spec.pruner, plan.spec.epochs))
+    study.sampler = make_sampler(plan.spec.sampler, plan.spec.seed, stream=_stream(index, len(study.get_trials(deepcopy=False))))
     lock = BudgetLock(plan.storage, plan.study_name)
     orphan_patience = max(2 * grace, 60)
     poll = max(1.0, min(float(interval), 5.0)) if heartbeat else 2.0
@@ -68,7 +68,7 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
             lock.acquire()
             try:
                 recover_lost_trials(study, storage, heartbeat, orphan_patience, grace)
-                step, size = next_step(study, _budget(study, plan), plan.population)
+                step, size = next_step(study, _budget(study, plan), plan.spec.population)
                 if step == "run":
                     trials, params = ask_population(study, plan, size)
             finally:
@@ -102,7 +102,7 @@ def _stream(index: int, trials_before: int) -> int:
 
 def _budget(study: optuna.Study, plan: Plan) -> int:
     """The global budget: the latest `trials` any run of this study asked for."""
-    return StudyInfo.from_attrs(study.user_attrs).trials or plan.trials
+    return StudyInfo.from_attrs(study.user_attrs).trials or plan.spec.trials
 
 
 def next_step(study: optuna.Study, budget: int, population: int = 1) -> tuple[str, int]:

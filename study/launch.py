@@ -88,7 +88,7 @@ class Worker(submitit.helpers.Checkpointable):
         device = resolve_devices("auto")[0]
         try:
             ran = work(self.plan, index, device, self.threads if device == "cpu" else None, progress=False)
-            if self.plan.stage == ARCHITECTURE:  # as `study run` does at its end: any job that sees the budget met records it
+            if self.plan.spec.stage == ARCHITECTURE:  # as `study run` does at its end: any job that sees the budget met records it
                 import optuna
 
                 from bioscale.storages import open_storage

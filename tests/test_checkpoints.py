@@ -12,8 +12,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from bioscale import spaces
 from bioscale.contract import CHECKPOINT, CONFIG, CURVE, DATA_SEED, RESUMED_FROM, SEED
+from bioscale.run_config import RunConfig
 from bioscale.spec import StudySpec
 from bioscale.storages import parse_storage
 from bioscale.study import checkpoints, run_study
@@ -27,10 +27,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def uninterrupted_curve(trial) -> dict[str, list[float]]:
     """The curve of the trial's configuration fitted in one go in this process (an independent computation)."""
-    config = trial.user_attrs[CONFIG]
-    _, settings = spaces.split_config(config["rule"], config)
-    (result,) = fit_configuration(config, settings, [trial.user_attrs[SEED]], "cpu", data_seed=trial.user_attrs[DATA_SEED],
-                                  chance_patience=0, drop_stopped=True)
+    run = RunConfig.from_stored(trial.user_attrs[CONFIG], seeds=(trial.user_attrs[SEED],), data_seed=trial.user_attrs[DATA_SEED],
+                                device="cpu", chance_patience=0)
+    (result,) = fit_configuration(run, drop_stopped=True)
     return {"train": [r.train_error for r in result.history], "val": [r.val_error for r in result.history],
             "test": [r.test_error for r in result.history]}
 

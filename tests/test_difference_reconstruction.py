@@ -14,6 +14,7 @@ from bioscale import rules
 from bioscale.errors import UsageError
 from bioscale.layers import Activation
 from bioscale.nets import Net
+from bioscale.run_config import RunConfig
 from bioscale.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -286,5 +287,5 @@ def test_ldrl_per_layer_settings_reach_each_feedback_layer():
 @pytest.mark.parametrize("arch", ["lc", "conv"])
 @pytest.mark.parametrize("name", NEW_RULES)
 def test_learns_digits_on_spatial_nets(name, arch):
-    result, _ = train(rule=name, dataset="digits", arch=arch, epochs=10, progress=False)
+    result, _ = train(RunConfig(rule=name, arch=arch, epochs=10), progress=False)
     assert result.history[-1].test_error < 0.2, result.history[-1].test_error

@@ -307,13 +307,14 @@ def test_bad_settings_are_refused_in_one_line():
 @pytest.mark.parametrize("name, ceiling", [("ep", 0.15), ("chl", 0.20)])
 def test_digits_fc_at_defaults_reaches_the_issues_error(name, ceiling):
     """Median test error of seeds 0-2 on digits fc, 10 epochs at defaults (measured: EP 5.01 %, CHL 6.41 %, BP 2.79 %)."""
+    from bioscale.run_config import RunConfig
     from bioscale.train import train
 
     errors = []
     for seed in (0, 1, 2):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result, _ = train(rule=name, dataset="digits", arch="fc", epochs=10, seed=seed, progress=False)
+            result, _ = train(RunConfig(rule=name, epochs=10, seeds=(seed,)), progress=False)
         errors.append(result.best.test_error)
     assert sorted(errors)[1] < ceiling, errors
 

@@ -25,6 +25,7 @@ from bioscale.data import Data, load
 from bioscale.errors import UsageError
 from bioscale.nets import Net
 from bioscale.optim import Adam
+from bioscale.run_config import RunConfig
 from bioscale.train import EpochResult, FitResult, build, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,6 +38,7 @@ ARCHS = {
 SEEDS = (11, 22, 33, 44)  # one member per seed: K = 4
 FIT_SEED = 7  # the minibatch order, shared by every member and every run
 EPOCHS, BATCH = 3, 64  # 240 training examples: 4 steps an epoch, the last one short
+FIT = RunConfig(rule="bp", epochs=EPOCHS, batch_size=BATCH, data_seed=FIT_SEED, chance_patience=0)  # what fit reads
 # Every per-member setting of every rule, one value per member. A rule with a per-member setting
 # missing here fails `member_settings`: add the setting, so that it too is shown to stay per member.
 VARY = {
@@ -151,14 +153,14 @@ def test_every_member_of_a_population_trains_as_it_would_alone(name, schedule, e
     data = small_digits(torch.float64)
     varied = member_settings(name)
     population = make(name, arch, SEEDS, torch.float64, **varied, **extra)
-    results = fit(population, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0)
+    results = fit(population, data, FIT, progress=False)
     assert len(results) == len(SEEDS)
     together = member_tensors(population)
     assert all(t.shape[0] == len(SEEDS) for t in together.values())
     finals = []
     for k, seed in enumerate(SEEDS):
         alone = make(name, arch, [seed], torch.float64, **{key: values[k] for key, values in varied.items()}, **extra)
-        result, = fit(alone, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0)
+        result, = fit(alone, data, FIT, progress=False)
         assert results[k].diverged is None and results[k].pruned_at is None and result.diverged is None
         assert len(results[k].history) == EPOCHS
         # the per-epoch numbers: the same errors, the same mean loss
@@ -202,7 +204,7 @@ def test_a_diverging_member_changes_no_other_member_by_a_bit(name, setting, arch
     runs = []
     for values in (sane, [DIVERGING_LR if k == bad else v for k, v in enumerate(sane)]):
         rule = make(name, arch, SEEDS, **{setting: values}, **extra)
-        results = fit(rule, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0)
+        results = fit(rule, data, FIT, progress=False)
         runs.append((rule, results))
     (calm, calm_results), (wild, wild_results) = runs
     assert calm_results[bad].diverged is None
@@ -237,8 +239,7 @@ def test_a_pruned_member_keeps_its_weights_and_the_others_are_untouched(name, ex
         return True
 
     baseline = make(name, arch, SEEDS, **lrs, **extra)
-    base_results = fit(baseline, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False,
-                       callback=keep_all, chance_patience=0)
+    base_results = fit(baseline, data, FIT, progress=False, callback=keep_all)
 
     rule = make(name, arch, SEEDS, **lrs, **extra)
     at_pruning: dict[str, torch.Tensor] = {}
@@ -250,8 +251,7 @@ def test_a_pruned_member_keeps_its_weights_and_the_others_are_untouched(name, ex
             return False
         return None
 
-    results = fit(rule, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, callback=prune,
-                  chance_patience=0)
+    results = fit(rule, data, FIT, progress=False, callback=prune)
     assert all(r.pruned_at is None for r in base_results)
     assert results[pruned].pruned_at == 1 and results[pruned].diverged is None
     assert len(results[pruned].history) == 1 and epochs_of(results[pruned]) == epochs_of(base_results[pruned])[:1]
@@ -276,9 +276,9 @@ def test_dropping_a_pruned_member_leaves_the_others_as_they_were(name, extra, ar
     data, pruned = small_digits(torch.float64), 2
     lrs = {"forward_lr": [1e-3, 2e-3, 5e-3, 3e-3]}
     baseline = make(name, arch, SEEDS, torch.float64, **lrs, **extra)
-    base_results = fit(baseline, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0)
+    base_results = fit(baseline, data, FIT, progress=False)
     rule = make(name, arch, SEEDS, torch.float64, **lrs, **extra)
-    results = fit(rule, data, epochs=EPOCHS, batch_size=BATCH, seed=FIT_SEED, progress=False, chance_patience=0,
+    results = fit(rule, data, FIT, progress=False,
                   callback=lambda member, record: not (member == pruned and record.epoch == 1), drop_stopped=True)
     kept = [k for k in range(len(SEEDS)) if k != pruned]
     assert rule.members == len(kept) and rule.net.seeds == tuple(SEEDS[k] for k in kept)
@@ -417,8 +417,8 @@ def test_every_value_of_a_per_member_setting_is_checked():
 
 
 def test_build_takes_per_member_settings_as_strings():
-    _, rule = build(rule="dtp", dataset="digits", arch="2*fc:8", seeds=(3, 4), device="cpu",
-                    settings={"forward_lr": ["1e-3", "2e-3"], "alpha": "0.2"})
+    _, rule = build(RunConfig(rule="dtp", arch="2*fc:8", seeds=(3, 4), device="cpu",
+                              settings={"forward_lr": ["1e-3", "2e-3"], "alpha": "0.2"}))
     assert rule.members == 2 and rule.net.seeds == (3, 4)
     assert rule.hyper.forward_lr.tolist() == pytest.approx([1e-3, 2e-3])
     assert rule.hyper.alpha.tolist() == pytest.approx([0.2, 0.2])

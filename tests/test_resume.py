@@ -14,6 +14,7 @@ import torch
 
 from bioscale import resume, rules
 from bioscale.resume import Checkpointing, Preempted
+from bioscale.run_config import RunConfig
 from bioscale.train import build, fit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,7 +51,12 @@ class Killed(Exception):
 
 
 def make(name: str, settings: dict, seeds=(0,)):
-    return build(rule=name, dataset="digits", arch=ARCH, seeds=seeds, device="cpu", settings=settings)
+    return build(RunConfig(rule=name, settings=settings, arch=ARCH, seeds=seeds, device="cpu"))
+
+
+def config(epochs: int) -> RunConfig:
+    """What `fit` reads: the epochs, the batch size, the data seed, no chance patience."""
+    return RunConfig(rule="bp", epochs=epochs, batch_size=BATCH, data_seed=DATA_SEED, chance_patience=0)
 
 
 def curve(results):
@@ -91,23 +97,23 @@ def test_a_fit_preempted_inside_an_epoch_resumes_bit_for_bit(name, schedule, tmp
     settings = settings_of(name, schedule)
     data, rule = make(name, settings)
     steps = -(-len(data.train_x) // BATCH)
-    reference = fit(rule, data, epochs=EPOCHS, batch_size=BATCH, seed=DATA_SEED, chance_patience=0)
+    reference = fit(rule, data, config(EPOCHS))
 
     ckpt = Checkpointing(tmp_path / "c.pt", every=1, meta={"rule": name})
     data, first = make(name, settings)
     StopAfter(first, steps + steps // 2)  # inside epoch 2: the forward phase of whole-epoch alternation
     with pytest.raises(Preempted) as stopped:
-        fit(first, data, epochs=EPOCHS, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=ckpt)
+        fit(first, data, config(EPOCHS), checkpoint=ckpt)
     assert (stopped.value.epoch, stopped.value.step) == (1, steps // 2)
     resume.clear_stop()
     seen = []
     again = Checkpointing(tmp_path / "c.pt", every=1, meta={"rule": name}, on_resume=lambda e, h: seen.append((e, curve(h))))
     data, second = make(name, settings)
-    resumed = fit(second, data, epochs=EPOCHS, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=again)
+    resumed = fit(second, data, config(EPOCHS), checkpoint=again)
     assert again.resumed_from == 1 and seen == [(1, [curve(reference)[0][:1]])]
     assert curve(resumed) == curve(reference)
     _, alone = make(name, settings)
-    fit(alone, data, epochs=EPOCHS, batch_size=BATCH, seed=DATA_SEED, chance_patience=0)
+    fit(alone, data, config(EPOCHS))
     assert_same_state(second, alone)
 
 
@@ -115,15 +121,15 @@ def test_a_fit_preempted_inside_an_epoch_resumes_bit_for_bit(name, schedule, tmp
 def test_alternation_by_steps_stopped_mid_phase_resumes_bit_for_bit(name, tmp_path):
     settings = settings_of(name, "alternating", period=4)
     data, rule = make(name, settings)
-    reference = fit(rule, data, epochs=3, batch_size=BATCH, seed=DATA_SEED, chance_patience=0)
+    reference = fit(rule, data, config(3))
     data, first = make(name, settings)
     StopAfter(first, 25)  # steps 24..27 are one phase: stopped after its second step
     with pytest.raises(Preempted):
-        fit(first, data, epochs=3, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=Checkpointing(tmp_path / "c.pt"))
+        fit(first, data, config(3), checkpoint=Checkpointing(tmp_path / "c.pt"))
     assert first.steps == 25 and first.phase == "inverse"  # turn 6 is steps 24..27: stopped inside it
     resume.clear_stop()
     data, second = make(name, settings)
-    resumed = fit(second, data, epochs=3, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=Checkpointing(tmp_path / "c.pt"))
+    resumed = fit(second, data, config(3), checkpoint=Checkpointing(tmp_path / "c.pt"))
     assert curve(resumed) == curve(reference)
 
 
@@ -134,7 +140,7 @@ def test_a_population_killed_after_an_epoch_checkpoint_resumes_bit_for_bit(name,
     settings = {**settings_of(name, schedule), "forward_lr": [1e-3, 3e-3, 5e-4]}
     prune = lambda member, record: not (member == 1 and record.epoch == 1)  # noqa: E731
     data, rule = make(name, settings, seeds)
-    reference = fit(rule, data, epochs=5, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, callback=prune, drop_stopped=True)
+    reference = fit(rule, data, config(5), callback=prune, drop_stopped=True)
     assert reference[1].pruned_at == 1 and len(reference[0].history) == 5
 
     def killed_in_epoch_4(member, record):
@@ -145,11 +151,11 @@ def test_a_population_killed_after_an_epoch_checkpoint_resumes_bit_for_bit(name,
     ckpt = Checkpointing(tmp_path / "p.pt", every=1, meta={"seeds": list(seeds)})
     data, first = make(name, settings, seeds)
     with pytest.raises(Killed):
-        fit(first, data, epochs=5, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, callback=killed_in_epoch_4,
+        fit(first, data, config(5), callback=killed_in_epoch_4,
             drop_stopped=True, checkpoint=ckpt)
     data, second = make(name, settings, seeds)
     ckpt = Checkpointing(tmp_path / "p.pt", every=1, meta={"seeds": list(seeds)})
-    resumed = fit(second, data, epochs=5, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, callback=prune,
+    resumed = fit(second, data, config(5), callback=prune,
                   drop_stopped=True, checkpoint=ckpt)
     assert ckpt.resumed_from == 3 and second.members == 2
     assert curve(resumed) == curve(reference) and resumed[1].pruned_at == 1
@@ -165,14 +171,14 @@ def test_every_n_epochs_and_a_checkpoint_of_another_configuration(tmp_path, caps
             raise Killed
 
     with pytest.raises(Killed):
-        fit(rule, data, epochs=5, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, callback=kill, checkpoint=ckpt)
+        fit(rule, data, config(5), callback=kill, checkpoint=ckpt)
     data, rule = make("fa", {})
     other = Checkpointing(tmp_path / "c.pt", meta={"a": 2})
-    fit(rule, data, epochs=1, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=other)
+    fit(rule, data, config(1), checkpoint=other)
     assert other.resumed_from is None and "belongs to another configuration" in capsys.readouterr().err
     data, rule = make("fa", {})
     same = Checkpointing(tmp_path / "c.pt", every=2, meta={"a": 1})
-    fit(rule, data, epochs=5, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=same)
+    fit(rule, data, config(5), checkpoint=same)
     assert same.resumed_from == 2  # saved at 2 (and not at 3): every 2 epochs
 
 
@@ -181,18 +187,18 @@ def test_a_corrupt_checkpoint_is_refused_in_one_line_and_the_fit_starts_afresh(d
     data, rule = make("bp", {})
     path = tmp_path / "c.pt"
     with pytest.raises(Killed):
-        fit(rule, data, epochs=3, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=Checkpointing(path),
+        fit(rule, data, config(3), checkpoint=Checkpointing(path),
             callback=lambda m, r: (_ for _ in ()).throw(Killed) if r.epoch == 2 else None)
     whole = path.read_bytes()
     path.write_bytes({"truncated": whole[: len(whole) // 2], "garbage": b"\x00not a checkpoint" * 10, "empty": b""}[damage])
     data, rule = make("bp", {})
     ckpt = Checkpointing(path)
-    results = fit(rule, data, epochs=3, batch_size=BATCH, seed=DATA_SEED, chance_patience=0, checkpoint=ckpt)
+    results = fit(rule, data, config(3), checkpoint=ckpt)
     err = capsys.readouterr().err.strip().splitlines()
     assert ckpt.resumed_from is None and len(results[0].history) == 3
     assert len(err) == 1 and "is unreadable" in err[0] and "starts afresh" in err[0]
     data, rule = make("bp", {})
-    assert curve(results) == curve(fit(rule, data, epochs=3, batch_size=BATCH, seed=DATA_SEED, chance_patience=0))
+    assert curve(results) == curve(fit(rule, data, config(3)))
 
 
 def test_a_save_is_atomic_and_leaves_no_temporary_file(tmp_path):

@@ -13,6 +13,7 @@ from bioscale.rules.feedback_alignment import FeedbackAlignment
 from bioscale.data import load
 from bioscale.errors import UsageError
 from bioscale.nets import build_net
+from bioscale.run_config import RunConfig
 from bioscale.train import error_rates, fit
 
 ALL_RULES = rules.names()
@@ -75,7 +76,7 @@ def net_for(arch: str, seed: int = 0):
 def test_rule_learns_digits(name):
     data, net = net_for("fc")
     before, = error_rates(net, data.val_x, data.val_y)
-    result, = fit(rules.create(name, net), data, epochs=8, progress=False, chance_patience=0)
+    result, = fit(rules.create(name, net), data, RunConfig(name, epochs=8, chance_patience=0), progress=False)
     assert before > 0.7 and result.diverged is None and len(result.history) == 8
     # "Learns" means clearly below chance (0.9): vanilla TP on digits needs more than 8 epochs to go far.
     assert result.best.val_error < 0.7, f"{name} did not learn: {result.best.val_error}"
@@ -87,7 +88,7 @@ def test_rule_is_seeded_reproducible(name):
     for _ in range(2):
         data, net = net_for("lc", seed=3)
         rule = rules.create(name, net)
-        result, = fit(rule, data, epochs=1, seed=5, progress=False, chance_patience=0)
+        result, = fit(rule, data, RunConfig(name, epochs=1, data_seed=5, chance_patience=0), progress=False)
         errors.append((result.history[-1].loss, [p.detach().clone() for p in net.parameters()]))
     assert errors[0][0] == errors[1][0]
     for a, b in zip(errors[0][1], errors[1][1]):

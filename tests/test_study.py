@@ -385,18 +385,19 @@ def test_the_paper_protocol_samples_table_4_only_and_holds_the_rest(tmp_path):
 
 
 def test_evaluate_reports_the_test_error_at_the_best_validation_epoch_and_at_the_last(tmp_path):
+    from bioscale.run_config import RunConfig
     from bioscale.train import train
 
     url = f"sqlite:///{tmp_path / 'e.db'}"
     run_study(StudySpec(rule="bp", trials=1, epochs=4, storage=url, devices="cpu", overrides={"forward_lr": "0.02",
                         "batch_size": "64"}), progress=False)
     evaluation = evaluate_study(url, "tune:digits:fc:bp", seeds=(3, 4), device="cpu", progress=False)
-    training, settings = spaces.split_config("bp", evaluation["config"])
     for i, seed in enumerate((3, 4)):
         # Each seed alone, with the minibatch order the evaluation's population shared (the study's seed).
-        result, _ = train(rule="bp", dataset="digits", arch=evaluation["config"]["arch"], epochs=4, seed=seed,
-                          data_seed=evaluation["data_seed"], device="cpu", settings=settings, progress=False,
-                          chance_patience=0, **training)
+        run = RunConfig.from_stored(evaluation["config"], seeds=(seed,), data_seed=evaluation["data_seed"], device="cpu",
+                                    chance_patience=0)
+        assert (run.epochs, run.batch_size, run.settings["forward_lr"]) == (4, 64, 0.02)
+        result, _ = train(run, progress=False)
         best = min(result.history, key=lambda r: r.val_error)
         assert evaluation["best_val_epochs"][i] == best.epoch
         assert evaluation["test_errors_at_best_val"][i] == best.test_error

@@ -17,6 +17,7 @@ from bioscale.errors import UsageError
 from bioscale.inverses import ConvInverse, LinearInverse, LocallyConnectedInverse, inverse_of
 from bioscale.layers import Activation, Conv2d, LocallyConnected2d, lc2d
 from bioscale.nets import Net
+from bioscale.run_config import RunConfig
 from bioscale.train import fit, train
 
 TP_RULES = ("tp", "dtp", "sdtp", "ao-sdtp")
@@ -401,7 +402,7 @@ def test_ao_sdtp_auxiliary_weights_never_change():
     assert "weight" in dict(rule.state.auxiliary.named_buffers()) and not r.requires_grad
     assert all(r is not p for p in rule.inverse_optimizer.params + rule.forward_optimizer.params)
     r_before, g_before = r.clone(), rule.state.output_inverse.weight.detach().clone()
-    fit(rule, data, epochs=2, progress=False)
+    fit(rule, data, RunConfig("ao-sdtp", epochs=2), progress=False)
     assert torch.equal(rule.state.auxiliary.weight, r_before)
     assert not torch.equal(rule.state.output_inverse.weight, g_before)  # while g_L, which reads z, trained
 
@@ -483,19 +484,19 @@ def test_parallel_trains_both_every_step_and_step_returns_the_task_loss_before_i
 @pytest.mark.parametrize("name", TP_RULES)
 def test_every_tp_rule_learns_digits(name, arch):
     # vanilla TP (no difference correction) learns, but slowly: the paper's reason for DTP
-    result, _ = train(rule=name, dataset="digits", arch=arch, epochs=12 if name == "tp" else 10, progress=False)
+    result, _ = train(RunConfig(rule=name, arch=arch, epochs=12 if name == "tp" else 10), progress=False)
     error = result.history[-1].test_error
     assert error < (0.6 if name == "tp" else 0.2), error  # chance is 0.9
 
 
 @pytest.mark.parametrize("name", ["dtp", "sdtp"])
 def test_alternating_schedule_learns_digits(name):
-    result, _ = train(rule=name, dataset="digits", arch="fc", epochs=12, progress=False,
-                      settings={"schedule": "alternating", "alternation_period": 3})
+    result, _ = train(RunConfig(rule=name, epochs=12, settings={"schedule": "alternating", "alternation_period": 3}),
+                      progress=False)
     assert result.history[-1].test_error < 0.3
 
 
 def test_seeded_runs_repeat_exactly():
-    runs = [train(rule="sdtp", dataset="digits", arch="lc", epochs=2, progress=False)[0] for _ in range(2)]
+    runs = [train(RunConfig(rule="sdtp", arch="lc", epochs=2), progress=False)[0] for _ in range(2)]
     assert [r.test_error for r in runs[0].history] == [r.test_error for r in runs[1].history]
     assert [r.loss for r in runs[0].history] == [r.loss for r in runs[1].history]

@@ -13,6 +13,7 @@ from bioscale.cli import main
 from bioscale.data import load
 from bioscale.errors import Diverged
 from bioscale.nets import build_net
+from bioscale.run_config import RunConfig
 from bioscale.train import LOSS_GROWTH_LIMIT, finite_weights, fit, train
 
 
@@ -31,7 +32,7 @@ def noisy_labels(data):
 def test_fit_reports_every_epoch_to_the_callback_and_selects_by_validation():
     data, rule = digits_rule()
     seen = []
-    result, = fit(rule, data, epochs=3, progress=False, callback=lambda member, record: seen.append((member, record)))
+    result, = fit(rule, data, RunConfig(rule.name, epochs=3), progress=False, callback=lambda member, record: seen.append((member, record)))
     assert [m for m, _ in seen] == [0, 0, 0]
     seen = [r for _, r in seen]
     assert [r.epoch for r in seen] == [1, 2, 3] and seen == result.history
@@ -46,7 +47,7 @@ def test_nan_loss_stops_the_member_as_diverged():
     data, rule = digits_rule()
     poisoned = dataclasses.replace(data, train_x=data.train_x.clone())
     poisoned.train_x[::7] = float("nan")
-    result, = fit(rule, poisoned, epochs=3, progress=False)
+    result, = fit(rule, poisoned, RunConfig(rule.name, epochs=3), progress=False)
     assert isinstance(result.diverged, Diverged) and result.diverged.epoch == 1
     assert "loss became nan in epoch 1" in str(result.diverged)
     assert result.history == [] and result.pruned_at is None
@@ -65,7 +66,7 @@ def test_train_raises_diverged_on_a_nan_loss(monkeypatch):
 
     monkeypatch.setattr(train_module, "load", poisoned)
     with pytest.raises(Diverged, match="loss became nan in epoch 1") as info:
-        train(rule="bp", epochs=3, progress=False)
+        train(RunConfig(rule="bp", epochs=3), progress=False)
     assert info.value.epoch == 1
 
 
@@ -84,7 +85,7 @@ def test_a_runaway_member_is_diverged_in_every_dtype_and_a_healthy_one_trains_as
     def run(seeds, lrs):
         net = build_net("fc", "digits", data.input_shape, data.n_classes, seeds=seeds).to(dtype)
         rule = rules.create("bp", net, forward_lr=lrs)
-        return rule, fit(rule, data, epochs=3, batch_size=64, seed=5, progress=False, chance_patience=0)
+        return rule, fit(rule, data, RunConfig(rule.name, epochs=3, batch_size=64, data_seed=5, chance_patience=0), progress=False)
 
     rule, (healthy, runaway) = run((0, 1), [1e-3, 1e38])
     assert runaway.diverged is not None and runaway.diverged.epoch == 1 and runaway.history == []
@@ -114,18 +115,18 @@ def test_a_member_whose_weights_are_not_finite_is_stopped_as_diverged(monkeypatc
 
     data, rule = digits_rule(seeds=(0, 1))
     monkeypatch.setattr(train_module, "finite_weights", lambda rule: [True] * (rule.members - 1) + [False])
-    first, second = fit(rule, data, epochs=2, progress=False)
+    first, second = fit(rule, data, RunConfig(rule.name, epochs=2), progress=False)
     assert second.diverged is not None and "weights became NaN or infinite in epoch 1" in second.diverged.reason
     assert second.history == [] and first.diverged is None and len(first.history) == 2
 
 
 def test_error_stuck_at_chance_stops_the_member_as_diverged():
     data, rule = digits_rule()
-    result, = fit(rule, noisy_labels(data), epochs=6, progress=False, chance_patience=2)
+    result, = fit(rule, noisy_labels(data), RunConfig(rule.name, epochs=6, chance_patience=2), progress=False)
     assert result.diverged is not None and "at chance" in str(result.diverged)
     assert result.diverged.epoch == 2 and len(result.history) == 2
     _, rule = digits_rule()
-    result, = fit(rule, data, epochs=3, progress=False, chance_patience=2)  # a run that learns is left alone
+    result, = fit(rule, data, RunConfig(rule.name, epochs=3, chance_patience=2), progress=False)  # a run that learns is left alone
     assert result.diverged is None and len(result.history) == 3
 
 
@@ -136,7 +137,7 @@ def test_the_chance_stop_counts_only_epochs_that_trained_the_forward_weights():
     for schedule in ("parallel", "alternating"):
         net = build_net("fc", "digits", data.input_shape, data.n_classes)
         rule = rules.create("dtp", net, schedule=schedule)
-        result, = fit(rule, noise, epochs=12, progress=False, chance_patience=3)
+        result, = fit(rule, noise, RunConfig(rule.name, epochs=12, chance_patience=3), progress=False)
         assert result.diverged is not None and "at chance" in str(result.diverged)
         stopped[schedule] = (result.diverged.epoch, rule.forward_steps)
     # Whole-epoch alternation trains the inverses first: forward epochs are 2, 4, 6, so it stops at
@@ -156,7 +157,7 @@ def test_callback_can_stop_a_run():
             raise Stop
 
     with pytest.raises(Stop):  # an exception still ends the whole fit
-        fit(rule, data, epochs=5, progress=False, callback=stop_after_two)
+        fit(rule, data, RunConfig(rule.name, epochs=5), progress=False, callback=stop_after_two)
 
 
 def test_callback_returning_false_prunes_that_member_only():
@@ -169,7 +170,7 @@ def test_callback_returning_false_prunes_that_member_only():
             return False
         return None
 
-    results = fit(rule, data, epochs=4, progress=False, callback=prune_member_1_after_two)
+    results = fit(rule, data, RunConfig(rule.name, epochs=4), progress=False, callback=prune_member_1_after_two)
     assert results[1].pruned_at == 2 and [r.epoch for r in results[1].history] == [1, 2]
     assert results[1].diverged is None
     assert results[0].pruned_at is None and [r.epoch for r in results[0].history] == [1, 2, 3, 4]
@@ -178,9 +179,9 @@ def test_callback_returning_false_prunes_that_member_only():
 
 
 def test_train_builds_everything_from_names_and_repeats_exactly():
-    a, _ = train(rule="dfa", arch="conv", epochs=2, seed=4, progress=False)
-    b, _ = train(rule="dfa", arch="conv", epochs=2, seed=4, progress=False)
-    c, _ = train(rule="dfa", arch="conv", epochs=2, seed=5, progress=False)
+    a, _ = train(RunConfig(rule="dfa", arch="conv", epochs=2, seeds=(4,)), progress=False)
+    b, _ = train(RunConfig(rule="dfa", arch="conv", epochs=2, seeds=(4,)), progress=False)
+    c, _ = train(RunConfig(rule="dfa", arch="conv", epochs=2, seeds=(5,)), progress=False)
     assert a.history == [dataclasses.replace(r, seconds=x.seconds) for r, x in zip(b.history, a.history)]
     assert a.history[-1].loss != c.history[-1].loss
 
