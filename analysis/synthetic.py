@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import optuna
@@ -45,29 +46,38 @@ def sample(space: Mapping[str, BaseDistribution], rng: np.random.Generator) -> d
     return params
 
 
-def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution], value: float | None, *,
-                   epochs: int = 10, state: TrialState = TrialState.COMPLETE, end_reason: str | None = None,
-                   rng: np.random.Generator | None = None, curve_noise: float = 0.0,
-                   epochs_done: int | None = None, role: str | None = None, flat: bool = False) -> FrozenTrial:
-    """A trial carrying the contract's user attributes; its learning curve decays to `value` at the last epoch.
+@dataclass(frozen=True)
+class Curve:
+    """How a synthetic trial's learning curve runs: over `epochs`, cut after `epochs_done` (a trial that diverged or was
+    pruned), with relative log-normal `noise` on each epoch's error, and, when `flat`, reaching its value at the third
+    epoch and staying there (a converged run)."""
 
-    `curve_noise` is the relative (log-normal) noise on each epoch's error, so the trial's value
-    (the lowest validation error) may fall below `value`. `epochs_done` cuts the curve short, as
-    for a trial that diverged or was pruned. `flat` makes the curve reach `value` at the third epoch and stay there
-    (a converged run).
+    epochs: int = 10
+    epochs_done: int | None = None
+    noise: float = 0.0
+    flat: bool = False
+
+
+def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution], value: float | None, *,
+                   curve: Curve = Curve(), state: TrialState = TrialState.COMPLETE, end_reason: str | None = None,
+                   rng: np.random.Generator | None = None, role: str | None = None) -> FrozenTrial:
+    """A trial carrying the contract's user attributes; its learning `curve` decays to `value` at the last epoch.
+
+    With noise on the curve the trial's value (the lowest validation error) may fall below `value`.
     """
     rng = rng or np.random.default_rng(0)
+    epochs = curve.epochs
     attrs: dict[str, object] = {"seconds": 1.0, DEVICE: "cpu", SEED: int(rng.integers(1 << 30)),
                                 VERSIONS: {"bioscale": "synthetic"}, CONFIG: dict(params)}
     intermediate: dict[int, float] = {}
     if value is not None:
         start = min(0.9, value + 0.5)
         val = [value + (start - value) * math.exp(-3 * e / epochs) * (1 - e / epochs) for e in range(1, epochs + 1)]
-        if flat:
+        if curve.flat:
             val = [value + (start - value) * max(0.0, 1 - e / 3) for e in range(1, epochs + 1)]
-        val = [min(0.95, v * math.exp(curve_noise * rng.normal())) for v in val]
+        val = [min(0.95, v * math.exp(curve.noise * rng.normal())) for v in val]
         val[-1] = value
-        val = val[:epochs_done or epochs]
+        val = val[:curve.epochs_done or epochs]
         best_epoch = int(np.argmin(val)) + 1
         train = [max(0.0, v - 0.02) for v in val]
         test = [min(1.0, v + 0.005) for v in val]
@@ -85,16 +95,9 @@ def contract_trial(params: Params, distributions: Mapping[str, BaseDistribution]
                                      intermediate_values=intermediate)
 
 
-def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], *, label: str, rule: str | None = None,
-              schedule: str | None = None, dataset: str = "digits", arch: str = "fc",
-              space: Mapping[str, BaseDistribution] | None = None,
-              conditional: Callable[[Params], Mapping[str, BaseDistribution]] | None = None,
-              n_trials: int = 60, n_failed: int = 0, epochs: int = 10, seed: int = 0, curve_noise: float = 0.0,
-              evaluation: Mapping[str, object] | None = None, stage: str = "tune", fixed: Mapping[str, object] | None = None,
-              suffix: str | None = None, protocol: str | None = None, sampler: str = "random",
-              diverges: Callable[[Params], bool] | None = None, default: Params | None = None,
-              n_pruned: int = 0, flat: bool = False, chance_patience: int | None = None) -> optuna.Study:
-    """Create `{stage}:{dataset}:{arch}:{label}[:{suffix}]` with random-search trials of `objective` (an error in [0, 1]).
+@dataclass(frozen=True)
+class SyntheticStudy:
+    """What a synthetic study is: its names as the study driver records them, its space, and how many trials end how.
 
     `conditional(params)` may return extra distributions to sample for a configuration (e.g.
     `alpha` only with some schedule); `n_failed` adds diverged trials, which the study driver
@@ -105,42 +108,79 @@ def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], 
     trial (user attribute role="default") trained with those settings. `flat` gives converged curves
     (flat from the third epoch); `chance_patience` is recorded as the study driver records it.
     """
-    space = dict(space or PAPER_SPACE)
-    rng = np.random.default_rng(seed)
-    name = f"{stage}:{dataset}:{arch}:{label}" + (f":{suffix}" if suffix else "")
+
+    label: str
+    rule: str | None = None
+    schedule: str | None = None
+    dataset: str = "digits"
+    arch: str = "fc"
+    space: Mapping[str, BaseDistribution] | None = None
+    conditional: Callable[[Params], Mapping[str, BaseDistribution]] | None = None
+    n_trials: int = 60
+    n_failed: int = 0
+    epochs: int = 10
+    seed: int = 0
+    curve_noise: float = 0.0
+    evaluation: Mapping[str, object] | None = None
+    stage: str = "tune"
+    fixed: Mapping[str, object] | None = None
+    suffix: str | None = None
+    protocol: str | None = None
+    sampler: str = "random"
+    diverges: Callable[[Params], bool] | None = None
+    default: Params | None = None
+    n_pruned: int = 0
+    flat: bool = False
+    chance_patience: int | None = None
+
+
+def add_study(storage: str | BaseStorage, objective: Callable[[Params], float], **shape: Any) -> optuna.Study:
+    """Create `{stage}:{dataset}:{arch}:{label}[:{suffix}]` with random-search trials of `objective` (an error in [0, 1]).
+
+    `shape` holds the fields of `SyntheticStudy` (`label` at least), which says what each means.
+    """
+    return _create(storage, objective, SyntheticStudy(**shape))
+
+
+def _create(storage: str | BaseStorage, objective: Callable[[Params], float], shape: SyntheticStudy) -> optuna.Study:
+    space = dict(shape.space or PAPER_SPACE)
+    rng = np.random.default_rng(shape.seed)
+    name = f"{shape.stage}:{shape.dataset}:{shape.arch}:{shape.label}" + (f":{shape.suffix}" if shape.suffix else "")
     with quiet_optuna():
         study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
-    info = StudyInfo(stage=stage, protocol=protocol, dataset=dataset, arch=arch, rule=rule or label.split("-")[0],
-                     schedule=schedule, label=label, epochs=epochs, trials=n_trials + n_failed + n_pruned,
-                     sampler=sampler, pruner="none" if not n_pruned else "median", fixed=dict(fixed or {}),
+    searched, failed = shape.n_trials, shape.n_trials + shape.n_failed  # trial indices below each end
+    info = StudyInfo(stage=shape.stage, protocol=shape.protocol, dataset=shape.dataset, arch=shape.arch,
+                     rule=shape.rule or shape.label.split("-")[0], schedule=shape.schedule, label=shape.label,
+                     epochs=shape.epochs, trials=failed + shape.n_pruned, sampler=shape.sampler,
+                     pruner="none" if not shape.n_pruned else "median", fixed=dict(shape.fixed or {}),
                      space={n: distribution_to_json(d) for n, d in space.items()}, bioscale_version="synthetic",
-                     evaluation=contract.Evaluation.read(evaluation), chance_patience=chance_patience)
+                     evaluation=contract.Evaluation.read(shape.evaluation), chance_patience=shape.chance_patience)
     name_objective(study)
     for key, value in info.to_attrs().items():
         study.set_user_attr(key, value)
-    trials = []
-    for index in range(n_trials + n_failed + n_pruned):
+    trials, epochs = [], shape.epochs
+    for index in range(failed + shape.n_pruned):
         params = sample(space, rng)
         distributions = dict(space)
-        if conditional is not None:
-            extra = dict(conditional(params))
+        if shape.conditional is not None:
+            extra = dict(shape.conditional(params))
             params.update(sample(extra, rng))
             distributions.update(extra)
-        if index >= n_trials + n_failed:
+        if index >= failed:
             error = float(np.clip(objective(params), 0.0, 1.0))
-            trials.append(contract_trial(params, distributions, error, epochs=epochs, state=TrialState.PRUNED,
-                                         end_reason="pruned", rng=rng, epochs_done=3))
-        elif index < n_trials and not (diverges is not None and diverges(params)):
+            trials.append(contract_trial(params, distributions, error, curve=Curve(epochs, epochs_done=3),
+                                         state=TrialState.PRUNED, end_reason="pruned", rng=rng))
+        elif index < searched and not (shape.diverges is not None and shape.diverges(params)):
             error = float(np.clip(objective(params), 0.0, 1.0))
-            trials.append(contract_trial(params, distributions, error, epochs=epochs, rng=rng, curve_noise=curve_noise,
-                                         flat=flat))
+            trials.append(contract_trial(params, distributions, error, rng=rng,
+                                         curve=Curve(epochs, noise=shape.curve_noise, flat=shape.flat)))
         else:
-            trials.append(contract_trial(params, distributions, 0.9, epochs=epochs, state=TrialState.PRUNED,
-                                         end_reason="diverged: loss became nan", rng=rng, epochs_done=2))
-    if default is not None:
-        params = {k: v for k, v in default.items() if k in space}
-        error = float(np.clip(objective(default), 0.0, 1.0))
-        trials.append(contract_trial(params, {k: space[k] for k in params}, error, epochs=epochs, rng=rng,
+            trials.append(contract_trial(params, distributions, 0.9, curve=Curve(epochs, epochs_done=2),
+                                         state=TrialState.PRUNED, end_reason="diverged: loss became nan", rng=rng))
+    if shape.default is not None:
+        params = {k: v for k, v in shape.default.items() if k in space}
+        error = float(np.clip(objective(shape.default), 0.0, 1.0))
+        trials.append(contract_trial(params, {k: space[k] for k in params}, error, curve=Curve(epochs), rng=rng,
                                      role=DEFAULT_CONFIG))
     with quiet_optuna():
         study.add_trials(trials)

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 
 from bioscale.analysis.importance import FANOVA_SEEDS, FANOVA_TREES, fanova_importance, fast_fanova_available, quiet_optuna
-from bioscale.analysis.synthetic import PAPER_SPACE, contract_trial, sample
+from bioscale.analysis.synthetic import PAPER_SPACE, Curve, contract_trial, sample
 
 
 def make_trials(n: int, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
@@ -28,7 +28,8 @@ def make_trials(n: int, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
     for _ in range(n):
         params = sample(PAPER_SPACE, rng)
         error = 0.05 + 0.02 * (math.log10(params["forward_lr"]) + 3.5) ** 2 + 0.03 * (params["activation"] == "relu")
-        trials.append(contract_trial(params, PAPER_SPACE, min(1.0, error + 0.005 * rng.normal() ** 2), epochs=2, rng=rng))
+        trials.append(contract_trial(params, PAPER_SPACE, min(1.0, error + 0.005 * rng.normal() ** 2), curve=Curve(epochs=2),
+                                     rng=rng))
     return trials
 
 

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from bioscale import resume, rules
-from bioscale.resume import Checkpointing, Preempted
+from bioscale.errors import Diverged
+from bioscale.history import EpochResult
+from bioscale.resume import Checkpointing, FitState, Preempted
 from bioscale.run_config import RunConfig
 from bioscale.train import build, fit
 
@@ -207,3 +209,24 @@ def test_a_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
     assert torch.equal(resume.load(tmp_path / "x.pt", {})["value"], torch.arange(3))
     resume.remove(tmp_path / "x.pt")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_fit_state_reads_back_whole_from_its_checkpoint(tmp_path):
+    data, rule = make("dtp", settings_of("dtp", "alternating"), seeds=(0, 1))
+    state = FitState.start(rule.members, seed=DATA_SEED)
+    current = state.open_epoch(rule.forward_steps, len(data.train_x), data.device)
+    for i in range(3):
+        state.add_loss(rule.step(data.train_x[current.order[i * BATCH:(i + 1) * BATCH]],
+                                 data.train_y[current.order[i * BATCH:(i + 1) * BATCH]]))
+    state.results[1].history.append(EpochResult(1, 0.5, 0.1, 0.2, 0.3, 1.0))
+    state.results[0].diverged = Diverged("loss became nan in epoch 1", 1)
+    state.running, state.bound = [1], [10.0, 20.0]
+    resume.save(tmp_path / "s.pt", state.payload(rule, {"a": 1}))
+    back = FitState.from_payload(resume.load(tmp_path / "s.pt", {"a": 1}), data.device)
+    assert (back.epoch, back.step, back.slots, back.running, back.bound, back.at_chance) == (0, 3, [0, 1], [1], [10.0, 20.0], [0, 0])
+    assert [r.to_record() for r in back.results] == [r.to_record() for r in state.results]
+    assert torch.equal(back.first_loss, state.first_loss)
+    assert torch.equal(back.current.order, current.order) and torch.equal(back.current.loss_sum, current.loss_sum)
+    assert back.current.forward_steps == current.forward_steps and back.seconds > 0
+    assert torch.equal(torch.randperm(9, generator=back.generator), torch.randperm(9, generator=state.generator))
+    assert back.close_epoch(1e3, 2.3) == state.close_epoch(1e3, 2.3) and back.epoch == 1 and back.current is None
