@@ -1,13 +1,15 @@
-"""Checkpoints of a population fit: everything `bioscale.train.fit` needs to continue bit for bit.
+"""A population fit's state (`FitState`) and its checkpoints: everything `bioscale.train.fit` needs to continue bit for bit.
 
-A checkpoint holds the rule's whole `state_dict` (the net, the rule's own state, the per-member
-settings, every Adam optimizer's moments and step count, the rule's counters and every member's
-noise stream: `Rule` is an `nn.Module` and carries these as its extra state), the minibatch
-generator's state, the epoch and the position inside it (the epoch's minibatch order and the loss
-summed so far), which members still train, and every member's curve so far. It is written
+`fit` carries one `FitState` from minibatch to minibatch; a checkpoint is that state with the
+rule's whole `state_dict` (the net, the rule's own state, the per-member settings, every Adam
+optimizer's moments and step count, the rule's counters and every member's noise stream: `Rule`
+is an `nn.Module` and carries these as its extra state): the minibatch generator's state, the
+epoch and the position inside it (the epoch's minibatch order and the loss summed so far),
+which members still train, and every member's curve so far. It is written
 atomically (a temporary file, then `os.replace`), so a reader sees the previous checkpoint or
 the new one, never half of one. A checkpoint that cannot be read, or that belongs to another
-configuration, is refused with one line on stderr and the fit starts afresh.
+configuration, is refused with one line on stderr and the fit starts afresh. `Checkpointing`
+says where and how often a fit saves (at the end of every `every` epochs).
 
 Preemption: a signal handler calls `request_stop()`; `fit` then saves at the end of the minibatch
 in progress and raises `Preempted`, which is no ordinary error (a trial that raises it is
