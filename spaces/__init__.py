@@ -33,7 +33,7 @@ ARCH_FAMILIES = architecture.FAMILIES
 
 __all__ = ["ARCH_FAMILIES", "CATALOGUE", "FAMILY_MODULES", "LIMITS", "PROTOCOLS", "TRAINING", "TRAINING_DEFAULTS",
            "apply_overrides", "architecture_space", "build_arch", "declared_space", "family_module", "held",
-           "rule_defaults", "space_from_json", "space_to_json", "split_config", "tuning_space"]
+           "rule_defaults", "space_from_json", "space_to_json", "tuning_space"]
 
 
 def family_module(rule: str) -> ModuleType | None:
@@ -91,13 +91,6 @@ def build_arch(family: str, dataset: str, params: Mapping[str, Any]) -> str:
 def rule_defaults(rule: str) -> dict[str, Any]:
     """Every name `--set` may fix for `rule` with its default: the training arguments and the rule's settings."""
     return {**TRAINING_DEFAULTS, **rules.settings(rule)}
-
-
-def split_config(rule: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(training arguments, rule settings) from a flat configuration; other keys are ignored."""
-    known = rules.settings(rule)
-    training = {k: v for k, v in config.items() if k in TRAINING_DEFAULTS}
-    return training, {k: v for k, v in config.items() if k in known}
 
 
 def space_to_json(space: Mapping[str, BaseDistribution]) -> dict[str, str]:
