@@ -179,6 +179,23 @@ def test_status_shows_each_running_trial_with_its_epoch_heartbeat_and_the_time_l
     assert done.returncode == 0 and done.stdout.strip() == "no studies match"
 
 
+@pytest.mark.postgres
+def test_status_on_postgresql_ages_a_running_trials_heartbeat(postgres_url):
+    """PostgreSQL hands back its clock with a time zone and its stored heartbeats without one: status compares them."""
+    from bioscale.storages import open_storage
+
+    name = f"status-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(postgres_url)
+    study = optuna.create_study(study_name=name, storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    done = cli("study", "status", postgres_url, name)
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^  trial {trial.number}: epoch 0/None on None, heartbeat \d+ s ago$", done.stdout, flags=re.M), done.stdout
+    (row,) = study_status(postgres_url, name)
+    assert 0 <= row["running"][0]["heartbeat_age_s"] < 60
+
+
 @pytest.mark.slow
 def test_a_campaign_runs_its_studies_and_evaluations_as_local_jobs(tmp_path):
     url = f"journal:///{tmp_path / 'c.log'}"
