@@ -3,6 +3,7 @@ local executor (worker subprocesses, a real wall time and USR2 signal) against a
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -52,6 +53,32 @@ def test_a_journal_under_a_marked_shared_path_is_accepted(tmp_path, monkeypatch)
     monkeypatch.setenv("BIOSCALE_SHARED_PATHS", f"/nowhere:{tmp_path}")
     assert LaunchSpec().checked(journal).executor == "slurm"
     assert LaunchSpec(executor="local").checked("sqlite:///x.db").executor == "local"  # one machine: any storage
+
+
+HOLD_LOCK = """
+import sys, time
+from bioscale.storages import parse_storage
+from bioscale.study._lock import BudgetLock
+lock = BudgetLock(parse_storage(sys.argv[1]), "s")
+lock.acquire()
+start = time.time()
+time.sleep(1.5)
+print(start, time.time(), flush=True)
+lock.close()
+"""
+
+
+def test_the_budget_lock_of_a_journal_file_holds_for_workers_with_different_temporary_folders(tmp_path):
+    """Cluster jobs often get a TMPDIR of their own: the lock must live beside the storage, not there."""
+    url = f"journal:///{tmp_path / 's.log'}"
+    holders = []
+    for n in range(2):
+        (tmp_path / f"tmp{n}").mkdir()
+        holders.append(subprocess.Popen([sys.executable, "-c", HOLD_LOCK, url], stdout=subprocess.PIPE, text=True,
+                                        env={**os.environ, "TMPDIR": str(tmp_path / f"tmp{n}")}))
+    first, second = sorted(tuple(map(float, h.communicate(timeout=120)[0].split())) for h in holders)
+    assert second[0] >= first[1], "both workers held the budget lock at once"
+    assert [p.name for p in tmp_path.glob(".s.log.budget-*.lock")] and not list((tmp_path / "tmp0").iterdir())
 
 
 def sbatch_flags(script: str) -> dict[str, str]:
