@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from bioscale.contract import CONFIG, CURVE, END_REASON, PREEMPTED, RESUMED_FROM, read_end_reason
 from bioscale.spec import LaunchSpec, StudySpec
-from bioscale.study.launch import launch_study
+from bioscale.study.launch import Worker, launch_study
 from bioscale.study.status import format_status, study_status
 
 from conftest import bioscale_process
@@ -104,6 +104,14 @@ def test_the_dry_run_prints_the_sbatch_script_asked_for_and_submits_nothing(tmp_
     assert "-m submitit.core._submit" in script and script.startswith("#!/bin/bash")
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert not (tmp_path / "logs").exists()
+
+
+def test_only_a_signal_near_the_end_of_the_wall_time_counts_as_a_timeout():
+    """submitit calls a signal in a job's last 20 % (or last 10 minutes) a timeout; a preemption there must not use one up."""
+    worker = Worker(None, LaunchSpec(time=240, signal_delay_s=90, max_timeouts=0))
+    assert not worker.is_timeout(60) and not worker.is_timeout(3.5 * 3600)
+    assert worker.is_timeout(240 * 60 - 90 - 30) and worker.is_timeout(240 * 60)
+    assert Worker(None, LaunchSpec(time=2, signal_delay_s=30)).is_timeout(45) is True
 
 
 def spec_for(storage: str, name: str, **given) -> StudySpec:
