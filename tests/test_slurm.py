@@ -35,6 +35,7 @@ from test_worker_death import storage_of, worker_pid
 pytestmark = pytest.mark.slow
 
 EPOCHS = 20  # DTP, batch 8 on digits: ~0.4-1 s an epoch on one core, long enough to be stopped mid-trial
+WALL_EPOCHS = 100  # 40 s or more: still running when a one-minute job's wall-time signal comes
 
 
 def slurm_missing() -> str | None:
@@ -171,12 +172,15 @@ def test_a_job_preempted_by_a_higher_priority_partition_is_requeued_and_resumes_
 
 
 def test_a_job_at_its_wall_time_is_requeued_and_its_trial_resumes(slurm, tmp_path):
-    """A one-minute job with USR2 20 s before its end: the signal comes mid-trial, the job is requeued as a timeout."""
+    """A one-minute job with USR2 20 s before its end: the signal comes mid-trial and the job is requeued as a timeout.
+
+    Once requeued, the job gets 10 minutes (as root; otherwise it takes more one-minute rounds) to finish the trial."""
     url = f"journal:///{tmp_path / 's.log'}"
-    launched = launch(url, "w", tmp_path, epochs=80, time=1, signal_delay_s=20, max_timeouts=6)
+    launched = launch(url, "w", tmp_path, epochs=WALL_EPOCHS, time=1, signal_delay_s=20, max_timeouts=30)
+    wait_until(lambda: "wall time reached; requeued" in logs(tmp_path), 300, "a wall-time requeue")
+    subprocess.run(["scontrol", "update", f"JobId={array_id(launched)}", "TimeLimit=10"], capture_output=True)
     wait_for_jobs(launched, timeout=600)
-    assert_resumed_bit_for_bit(url, "w", 1, epochs=80, compare=False)  # 80 epochs: the USR2 tests compare with an uninterrupted run
-    assert "wall time reached; requeued" in logs(tmp_path)
+    assert_resumed_bit_for_bit(url, "w", 1, epochs=WALL_EPOCHS, compare=False)  # the USR2 tests compare with a fresh run
 
 
 def test_a_sigkilled_array_task_s_trial_is_rerun_from_its_checkpoint_by_the_surviving_task(slurm, tmp_path, one_torch_thread):
