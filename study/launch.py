@@ -7,7 +7,10 @@ met (`_workers.work`), so jobs may start late, die, or be added by another launc
 still ends with exactly its budget. Each job is a `submitit.helpers.Checkpointable`: on Slurm's
 pre-timeout or preemption signal (USR2) the worker saves its population at the end of the
 minibatch in progress, fails and re-queues its trials, and submitit requeues the job; the
-restarted job (or any other) resumes those trials from their checkpoint.
+restarted job (or any other) resumes those trials from their checkpoint. The worker, not
+submitit, decides whether a signal was the wall time's (counted against `--max-timeouts`) or a
+preemption (never counted). Before anything is created, Slurm checks the job array
+(`sbatch --test-only`), so a request it would refuse is one line.
 """
 
 from __future__ import annotations
