@@ -80,6 +80,7 @@ def test_verdict_reads_the_interval_of_the_change(easy, hard, expected):
     assert verdict(*easy, *hard)[0] == expected
 
 
+@pytest.mark.slow
 def test_analyze_reads_repeated_storages_and_opens_with_the_scaling_view(storages, tmp_path):
     out = tmp_path / "report"
     command = [sys.executable, "-m", "bioscale.cli", "analyze", "--storage", storages[0], "--storage", storages[1],

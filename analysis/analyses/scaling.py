@@ -121,7 +121,7 @@ def order_tasks(cells: dict[tuple[str, str], dict[str, Cell]]) -> list[tuple[str
 
 def verdict(easy_gap: float, easy_se: float, hard_gap: float, hard_se: float) -> tuple[str, float, float, float]:
     """(verdict, change in gap, interval low, high) from the gaps to BP on the easiest and the hardest task."""
-    change = hard_gap - easy_gap
+    change = round(hard_gap - easy_gap, 12) + 0.0  # no "-0.00" from float noise
     half = Z * math.hypot(easy_se, hard_se)
     low, high = change - half, change + half
     hold = max(HOLD, HOLD_SHARE * abs(easy_gap))
@@ -220,7 +220,7 @@ def draw(table: pd.DataFrame, tasks: list[tuple[str, str]]) -> Figure:
         width = 0.6 / max(1, table.label.nunique())
         for i, (label, rows) in enumerate(sorted(table.groupby("label"), key=lambda item: c.label_key(item[0]))):
             style = series_style(label)
-            x = rows.task_rank.to_numpy() + (i - table.label.nunique() / 2) * width
+            x = rows.task_rank.to_numpy() + (i - (table.label.nunique() - 1) / 2) * width
             left.errorbar(x, 100 * rows.test_error, yerr=100 * Z * rows.test_error_se, fmt="o-", color=style.color,
                           ms=4, lw=1, capsize=2, label=label)
             left.plot(x, 100 * rows.paper_test_error, "o", mfc="none", color=style.color, ms=7)
