@@ -27,7 +27,7 @@ from bioscale.contract import search_trials
 from ..paper import _family, paper_dataset, published
 from ..report import Block, Paragraph, Table
 from . import _common as c
-from .findings import PAPER_BUDGET
+from .findings import PAPER_BUDGET, _span
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -201,11 +201,7 @@ def _budget(results: Analysis) -> str:
     """'2–60 configurations x 4–30 epochs per study against the paper's 60 x 500'."""
     budgets = {(len(search_trials(a.record.finished)), a.record.epochs or 0) for a in results.studies if a.analysed}
     trials, epochs = sorted({b[0] for b in budgets}), sorted({b[1] for b in budgets})
-
-    def span(values: list[int]) -> str:
-        return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
-
-    return (f"ours {span(trials)} configurations × {span(epochs)} epochs per study, the paper's "
+    return (f"ours {_span(trials)} configurations × {_span(epochs)} epochs per study, the paper's "
             f"{PAPER_BUDGET[0]} × {PAPER_BUDGET[1]}")
 
 
