@@ -52,3 +52,11 @@ def test_a_folder_of_other_files_is_not_replaced(tmp_path):
     done = run("--tiny", "--out", str(tmp_path), "--work", str(tmp_path / "work"))
     assert done.returncode == 2 and "not a result of this script" in done.stderr
     assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+def test_missing_dataset_files_are_refused_in_one_line_with_no_storage_left(tmp_path):
+    done = run("--tiny", "--dataset", "mnist", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"),
+               "--work", str(tmp_path / "work"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("mnist-result: error: cannot read mnist")
+    assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()

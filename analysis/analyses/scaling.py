@@ -98,7 +98,7 @@ def _chosen(results: Analysis) -> dict[tuple[str, str], dict[str, Cell]]:
     at_best = {row.study: row.test_error_at_best for row in results.best.itertuples()} if len(results.best) else {}
     found: dict[tuple[str, str], dict[str, tuple[bool, Cell]]] = {}
     for a in results.studies:
-        if not a.analysed:
+        if not a.analysed or not a.record.dataset:  # a study bioscale did not write is no task
             continue
         cell = cell_of(a, at_best.get(a.record.name, math.nan))
         if cell is None:
