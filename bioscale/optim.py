@@ -49,19 +49,26 @@ class Adam(nn.Module):
     def step(self) -> None:
         """One Adam update of every active member's parameters from their gradients."""
         self.steps += 1
-        bias_correction1 = 1 - self.beta1 ** self.steps
-        step_size = self.lr / bias_correction1
+        # The members' factors, (K,) each, once per step; each parameter then takes in-place passes over one
+        # weight-sized temporary (g², then the denominator, then the update) in torch.optim.Adam's order of rounding
+        # steps (exp_avg / denom · step_size), so that it gives what the allocating form gave, bit for bit.
+        one_minus_beta1, one_minus_beta2 = 1 - self.beta1, 1 - self.beta2
+        step_size = self.lr / (1 - self.beta1 ** self.steps)
         bias_correction2_sqrt = (1 - self.beta2 ** self.steps).sqrt()
+        stopped = None if self._all_active else ~self.active
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            grad, exp_avg, exp_avg_sq = p.grad, self._buffers[f"exp_avg_{i}"], self._buffers[f"exp_avg_sq_{i}"]
-            exp_avg.lerp_(grad, per_member(1 - self.beta1, grad))
-            exp_avg_sq.mul_(per_member(self.beta2, grad)).add_(grad * grad * per_member(1 - self.beta2, grad))
-            denom = (exp_avg_sq.sqrt() / per_member(bias_correction2_sqrt, grad)).add_(per_member(self.eps, grad))
-            update = exp_avg / denom * per_member(step_size, grad)
-            if not self._all_active:
-                update = torch.where(per_member(self.active, grad), update, 0)
+            exp_avg, exp_avg_sq = self._buffers[f"exp_avg_{i}"], self._buffers[f"exp_avg_sq_{i}"]
+            exp_avg.lerp_(grad, per_member(one_minus_beta1, grad))
+            scratch = torch.mul(grad, grad).mul_(per_member(one_minus_beta2, grad))
+            exp_avg_sq.mul_(per_member(self.beta2, grad)).add_(scratch)
+            denom = torch.sqrt(exp_avg_sq, out=scratch).div_(per_member(bias_correction2_sqrt, grad))
+            denom.add_(per_member(self.eps, grad))
+            update = torch.div(exp_avg, denom, out=denom).mul_(per_member(step_size, grad))
+            if stopped is not None:
+                update.masked_fill_(per_member(stopped, grad), 0)
             p.sub_(update)
 
     def get_extra_state(self) -> dict[str, int]:
