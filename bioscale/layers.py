@@ -317,6 +317,27 @@ def apply_with_feedback(layer: MemberLayer, x: Tensor, feedback: Tensor) -> Tens
     return _WithFeedback.apply(x, layer.weight, layer.bias, feedback, layer)
 
 
+class Scratch:
+    """Working tensors kept from one step to the next, by key, instead of a fresh weight-sized allocation per step.
+
+    On the CPU every fresh large tensor costs page faults, and on a GPU the caching allocator's
+    bookkeeping; a rule whose step needs the same working shape each time (sign(W_l), a magnitude
+    draw, a gradient's first term) asks for it here. A tensor that no longer matches (members
+    dropped by `keep`, a move by `to`) is replaced by a new one. Its contents are only what the
+    last user wrote: it is not state, so it is not in any `state_dict`.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[object, Tensor] = {}
+
+    def __call__(self, key: object, like: Tensor) -> Tensor:
+        """An uninitialised contiguous tensor of `like`'s shape, dtype and device, the same one each call while they last."""
+        held = self._held.get(key)
+        if held is None or held.shape != like.shape or held.dtype != like.dtype or held.device != like.device:
+            held = self._held[key] = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+        return held
+
+
 def glorot_bound(fan_in: int, fan_out: int) -> float:
     """b of Glorot (Xavier) uniform initialisation, U(-b, b)."""
     return math.sqrt(6.0 / (fan_in + fan_out))

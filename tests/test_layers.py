@@ -10,6 +10,7 @@ from bioscale.layers import (
     Conv2d,
     Linear,
     LocallyConnected2d,
+    Scratch,
     _WithFeedback,
     apply_with_feedback,
     lc2d_input_grad,
@@ -169,3 +170,15 @@ def test_lc_peak_memory_is_one_unfolded_input():
         lc(x)
     unfolded = 16 * 4 * 9 * 100
     assert sum(saved) < unfolded  # only x and the weight are kept
+
+
+def test_scratch_hands_back_the_same_tensor_until_the_shape_dtype_or_device_changes():
+    scratch, weight = Scratch(), torch.zeros(3, 4, 5)
+    held = scratch("sign", weight)
+    assert held.shape == weight.shape and held.is_contiguous()
+    held.fill_(7.0)
+    assert scratch("sign", weight) is held and scratch("sign", torch.ones(3, 4, 5)) is held  # contents are the caller's
+    assert scratch("other", weight) is not held
+    fewer = scratch("sign", weight[[0, 2]])  # members dropped: a new tensor of the new shape
+    assert fewer is not held and fewer.shape == (2, 4, 5)
+    assert scratch("sign", weight[[0, 2]].double()).dtype == torch.float64

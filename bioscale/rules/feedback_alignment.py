@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from ..layers import MemberLayer, apply_with_feedback, glorot_, glorot_bound
+from ..layers import MemberLayer, Scratch, apply_with_feedback, glorot_, glorot_bound
 from .base import GradientRule, cross_entropy
 
 
@@ -83,8 +83,12 @@ class SignSymmetry(FeedbackAlignment):
     def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         return nn.Module()  # nothing fixed to hold
 
+    def build(self) -> None:
+        super().build()
+        self.scratch = Scratch()  # sign(W_l) (and brSF's magnitudes) written into the same tensors at every step
+
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
-        return layer.weight.detach().sign()
+        return torch.sign(layer.weight.detach(), out=self.scratch(("sign", index), layer.weight))
 
 
 class SignSymmetryFixedMagnitudes(SignSymmetry):
@@ -96,7 +100,7 @@ class SignSymmetryFixedMagnitudes(SignSymmetry):
         return FixedMatrices(m.abs() for m in random_feedback(self.net.layers(), generators))
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
-        return self.state[index] * super().feedback_weight(index, layer)
+        return super().feedback_weight(index, layer).mul_(self.state[index])
 
 
 class SignSymmetryBatchMagnitudes(SignSymmetry):
@@ -105,11 +109,11 @@ class SignSymmetryBatchMagnitudes(SignSymmetry):
     name = "sign-symmetry-brsf"
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
-        weight = layer.weight.detach()
+        magnitudes = self.scratch(("magnitudes", index), layer.weight)
+        for member, generator in zip(magnitudes, self.noise_generators, strict=True):
+            torch.rand(member.shape, generator=generator, out=member)
         bound = glorot_bound(*layer.fans())  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
-        magnitudes = torch.stack([torch.rand(weight.shape[1:], generator=g, device=weight.device, dtype=weight.dtype)
-                                  for g in self.noise_generators])
-        return magnitudes.mul_(bound) * weight.sign()
+        return magnitudes.mul_(bound).mul_(super().feedback_weight(index, layer))
 
 
 class DirectFeedbackAlignment(GradientRule):

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from ..layers import Conv2d, MemberLayer
+from ..layers import Conv2d, MemberLayer, Scratch
 from ..optim import Adam
 from ..population import per_member
 from .feedback_alignment import FeedbackAlignment, random_feedback
@@ -84,11 +84,13 @@ class KolenPollack(LearnedFeedback):
             factor = 1 - self.hyper.forward_lr * self.hyper.decay
             factor = torch.where(self.forward_optimizer.active, factor, 1)  # a stopped member keeps its weights
             for layer, feedback in self.feedback_pairs():
-                feedback.grad = layer.weight.grad.clone()  # its own tensor: module-wide ops (keep, to) touch each grad once
+                feedback.grad = layer.weight.grad  # W_l's gradient itself, not a copy: Adam only reads it
                 layer.weight.mul_(per_member(factor, layer.weight))
                 feedback.mul_(per_member(factor, feedback))
         self.forward_optimizer.step()
         self.feedback_optimizer.step()
+        # No gradient shared by two parameters outlives the step: module-wide ops (keep, to) rewrite each grad once.
+        self.feedback_optimizer.zero_grad()
         self.forward_steps += 1
         return loss.detach()
 
@@ -117,6 +119,7 @@ class WeightMirrors(LearnedFeedback):
             hs = self.net.activities(probe)
         flatten = [block.flatten for block in self.net.blocks] + [self.net.flatten_output_input]
         self.input_shapes = [tuple(h.flatten(2).shape[2:] if flat else h.shape[2:]) for h, flat in zip(hs, flatten)]
+        self.scratch = Scratch()  # each layer's decay term, written into the same tensor at every mirror step
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """`mirror_steps` mirror steps on noise of the minibatch's size, then FA's forward step."""
@@ -133,12 +136,14 @@ class WeightMirrors(LearnedFeedback):
         """
         like = next(self.net.parameters())
         templates = [like.new_empty(self.members, examples, *shape) for shape in self.input_shapes]
-        noise = [z * per_member(self.hyper.mirror_sigma, z) for z in self.noise_like(templates)]
+        noise = [z.mul_(per_member(self.hyper.mirror_sigma, z)) for z in self.noise_like(templates)]
+        twice_decay = 2 * self.hyper.mirror_decay
         with torch.no_grad():
-            for (layer, feedback), x in zip(self.feedback_pairs(), noise, strict=True):
+            for i, ((layer, feedback), x) in enumerate(zip(self.feedback_pairs(), noise, strict=True)):
                 response = layer.map(x, layer.weight, None)
                 # a convolution's filter is applied at every output location: average over those too
                 uses = examples * (response[0, 0, 0].numel() if isinstance(layer, Conv2d) else 1)
-                feedback.grad = (2 * per_member(self.hyper.mirror_decay, feedback) * feedback
-                                 - layer.weight_grad(response, x) / uses)
+                decay_term = torch.mul(per_member(twice_decay, feedback), feedback, out=self.scratch(i, feedback))
+                correlation = layer.weight_grad(response, x).div_(uses)
+                feedback.grad = torch.sub(decay_term, correlation, out=correlation)
         self.feedback_optimizer.step()
