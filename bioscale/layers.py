@@ -53,7 +53,7 @@ def linear_weight_grad(grad_out: Tensor, x: Tensor) -> Tensor:
 
 # -- locally connected ---------------------------------------------------------------------------
 
-def _patches(x: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
+def lc2d_patches(x: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
     """The input's patches as one (K·locations, B, in·k·k) tensor: the only unfolded copy made."""
     x = F.pad(x, (padding,) * 4)
     p = x.unfold(3, kernel_size, stride).unfold(4, kernel_size, stride)  # (K, B, C, oh, ow, k, k), a view
@@ -67,7 +67,7 @@ def lc2d(x: Tensor, weight: Tensor, bias: Tensor | None, kernel_size: int, strid
     oh = conv_output_size(x.shape[3], kernel_size, stride, padding)
     ow = conv_output_size(x.shape[4], kernel_size, stride, padding)
     out_channels = weight.shape[2]
-    patches, w_t = _patches(x, kernel_size, stride, padding), weight.flatten(0, 1).transpose(1, 2)
+    patches, w_t = lc2d_patches(x, kernel_size, stride, padding), weight.flatten(0, 1).transpose(1, 2)
     if bias is None:
         out = torch.bmm(patches, w_t)  # (K·L, B, out)
     else:
@@ -94,7 +94,7 @@ def lc2d_weight_grad(grad_out: Tensor, x: Tensor, kernel_size: int, stride: int,
     """Gradient of `lc2d` with respect to its weight, summed over the batch."""
     members, batch, out_channels = grad_out.shape[:3]
     g = grad_out.reshape(members, batch, out_channels, -1).permute(0, 3, 2, 1).reshape(-1, out_channels, batch)
-    patches = _patches(x, kernel_size, stride, padding)
+    patches = lc2d_patches(x, kernel_size, stride, padding)
     return torch.bmm(g, patches).view(members, -1, out_channels, patches.shape[-1])
 
 
