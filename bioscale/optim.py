@@ -50,8 +50,9 @@ class Adam(nn.Module):
         """One Adam update of every active member's parameters from their gradients."""
         self.steps += 1
         # The members' factors, (K,) each, once per step; each parameter then takes in-place passes over one
-        # weight-sized temporary (g², then the denominator, then the update) in torch.optim.Adam's order of rounding
-        # steps (exp_avg / denom · step_size), so that it gives what the allocating form gave, bit for bit.
+        # weight-sized temporary (g², then the denominator, then the update), rounding at each step where the
+        # allocating form did, so that it gives the same bits. (addcmul_ would save two more passes, but it
+        # rounds a·b + c once where that form rounded twice; addcdiv's c + a / b cannot fuse, so it is used.)
         one_minus_beta1, one_minus_beta2 = 1 - self.beta1, 1 - self.beta2
         step_size = self.lr / (1 - self.beta1 ** self.steps)
         bias_correction2_sqrt = (1 - self.beta2 ** self.steps).sqrt()
@@ -64,8 +65,8 @@ class Adam(nn.Module):
             exp_avg.lerp_(grad, per_member(one_minus_beta1, grad))
             scratch = torch.mul(grad, grad).mul_(per_member(one_minus_beta2, grad))
             exp_avg_sq.mul_(per_member(self.beta2, grad)).add_(scratch)
-            denom = torch.sqrt(exp_avg_sq, out=scratch).div_(per_member(bias_correction2_sqrt, grad))
-            denom.add_(per_member(self.eps, grad))
+            root = torch.sqrt(exp_avg_sq, out=scratch)
+            denom = torch.addcdiv(per_member(self.eps, grad), root, per_member(bias_correction2_sqrt, grad), out=root)
             update = torch.div(exp_avg, denom, out=denom).mul_(per_member(step_size, grad))
             if stopped is not None:
                 update.masked_fill_(per_member(stopped, grad), 0)
