@@ -6,9 +6,9 @@
 Plain PyTorch is an `nn.Sequential` of `nn.Linear` / `nn.Conv2d` and `nn.Tanh` with
 `torch.optim.Adam` (its defaults), started from bioscale's initial weights; a locally connected
 layer, which PyTorch does not have, is the `nn.Conv2d` of the same geometry there. Each round
-times one step of each, in alternating order, on the same minibatch; the table gives the median
-step times and the median of the rounds' ratios (bioscale / PyTorch), since these machines are
-noisy. Before timing, one step of each from the same weights must give the same loss (fc and
+times one step of each, in alternating order, on the same minibatch (on the CPU as the thread's
+CPU time, `bench_rules.step_seconds`); the table gives the median step times and the median of
+the rounds' ratios (bioscale / PyTorch), since these machines are noisy. Before timing, one step of each from the same weights must give the same loss (fc and
 conv), so both time the same maths.
 """
 
@@ -18,7 +18,6 @@ import argparse
 import datetime
 import platform
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,7 @@ from torch import nn
 from bioscale import rules
 from bioscale.layers import Linear, LocallyConnected2d
 from bioscale.nets import Net, build_net
-from bench_rules import SHAPES, sync
+from bench_rules import SHAPES, step_seconds
 
 CASES = ("mnist/fc", "mnist/conv", "cifar10/lc")
 
@@ -82,11 +81,7 @@ def floor_case(dataset: str, family: str, batch_size: int, rounds: int, device: 
     steps = {"bioscale": lambda: bp.step(x, y), "torch": lambda: plain_step(model, optimizer, x, y)}
     for r in range(rounds):
         for name in (("bioscale", "torch") if r % 2 == 0 else ("torch", "bioscale")):
-            sync(device)
-            start = time.perf_counter()
-            steps[name]()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(step_seconds(steps[name], device))
     ratios = [a / b for a, b in zip(times["bioscale"], times["torch"])]
     return {"bioscale": statistics.median(times["bioscale"]), "torch": statistics.median(times["torch"]),
             "ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios)}

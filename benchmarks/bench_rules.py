@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import torch
 
@@ -34,6 +34,17 @@ SHAPES = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10), "digits": ((
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def step_seconds(step: Callable[[], object], device: str) -> float:
+    """Seconds one call of `step` takes: on the CPU the calling thread's CPU time (torch's one thread runs there,
+    and time the shared cores give to other processes is not counted), on a GPU the wall clock between syncs."""
+    clock = time.perf_counter if device.startswith("cuda") else time.thread_time
+    sync(device)
+    start = clock()
+    step()
+    sync(device)
+    return clock() - start
 
 
 # Feedback steps per minibatch at which a rule with `inverse_iterations` (L-DRL) is timed: its cost grows with K.
@@ -76,13 +87,8 @@ def against_bp(dataset: str, family: str, batch_size: int, rounds: int, device: 
         learner.step(x, y)
         own, ratios = [], []
         for r in range(rounds):
-            seconds = {}
-            for which, rule in ((label, learner), ("bp", reference))[:: 1 if r % 2 == 0 else -1]:
-                sync(device)
-                start = time.perf_counter()
-                rule.step(x, y)
-                sync(device)
-                seconds[which] = time.perf_counter() - start
+            seconds = {which: step_seconds(lambda: rule.step(x, y), device)
+                       for which, rule in ((label, learner), ("bp", reference))[:: 1 if r % 2 == 0 else -1]}
             own.append(seconds[label])
             ratios.append(seconds[label] / seconds["bp"])
         out[label] = (statistics.median(own), statistics.median(ratios))
