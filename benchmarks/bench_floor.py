@@ -8,8 +8,9 @@ Plain PyTorch is an `nn.Sequential` of `nn.Linear` / `nn.Conv2d` and `nn.Tanh` w
 layer, which PyTorch does not have, is the `nn.Conv2d` of the same geometry there. Each round
 times one step of each, in alternating order, on the same minibatch (on the CPU as the thread's
 CPU time, `bench_rules.step_seconds`); the table gives the median step times and the median of
-the rounds' ratios (bioscale / PyTorch), since these machines are noisy. Before timing, one step of each from the same weights must give the same loss (fc and
-conv), so both time the same maths.
+the rounds' ratios (bioscale / PyTorch), since these machines are noisy. Before timing, one
+step of each from the same weights must give the same loss (fc and conv), so both time the
+same maths.
 """
 
 from __future__ import annotations

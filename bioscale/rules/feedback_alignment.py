@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from ..layers import MemberLayer, Scratch, apply_with_feedback, glorot_, glorot_bound
+from ..layers import MemberLayer, apply_with_feedback, glorot_, glorot_bound
 from .base import GradientRule, cross_entropy
 
 
@@ -82,10 +82,6 @@ class SignSymmetry(FeedbackAlignment):
 
     def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         return nn.Module()  # nothing fixed to hold
-
-    def build(self) -> None:
-        super().build()
-        self.scratch = Scratch()  # sign(W_l) (and brSF's magnitudes) written into the same tensors at every step
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         return torch.sign(layer.weight.detach(), out=self.scratch(("sign", index), layer.weight))

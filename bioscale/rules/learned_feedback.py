@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from ..layers import Conv2d, MemberLayer, Scratch
+from ..layers import Conv2d, MemberLayer
 from ..optim import Adam
 from ..population import per_member
 from .feedback_alignment import FeedbackAlignment, random_feedback
@@ -119,7 +119,6 @@ class WeightMirrors(LearnedFeedback):
             hs = self.net.activities(probe)
         flatten = [block.flatten for block in self.net.blocks] + [self.net.flatten_output_input]
         self.input_shapes = [tuple(h.flatten(2).shape[2:] if flat else h.shape[2:]) for h, flat in zip(hs, flatten)]
-        self.scratch = Scratch()  # each layer's decay term, written into the same tensor at every mirror step
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """`mirror_steps` mirror steps on noise of the minibatch's size, then FA's forward step."""
@@ -143,7 +142,8 @@ class WeightMirrors(LearnedFeedback):
                 response = layer.map(x, layer.weight, None)
                 # a convolution's filter is applied at every output location: average over those too
                 uses = examples * (response[0, 0, 0].numel() if isinstance(layer, Conv2d) else 1)
-                decay_term = torch.mul(per_member(twice_decay, feedback), feedback, out=self.scratch(i, feedback))
+                decay_term = torch.mul(per_member(twice_decay, feedback), feedback,
+                                       out=self.scratch(("mirror decay", i), feedback))
                 correlation = layer.weight_grad(response, x).div_(uses)
                 feedback.grad = torch.sub(decay_term, correlation, out=correlation)
         self.feedback_optimizer.step()
