@@ -43,15 +43,11 @@ class _LcTranspose(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(h: Tensor, weight: Tensor, output_shape: tuple[int, ...], kernel_size: int, stride: int,
+    def forward(ctx, h: Tensor, weight: Tensor, output_shape: tuple[int, ...], kernel_size: int, stride: int,
                 padding: int) -> Tensor:
-        return lc2d_input_grad(h, weight, output_shape, kernel_size, stride, padding)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        h, weight, _, *geometry = inputs
         ctx.save_for_backward(h, weight)
-        ctx.geometry = geometry
+        ctx.geometry = (kernel_size, stride, padding)
+        return lc2d_input_grad(h, weight, output_shape, kernel_size, stride, padding)
 
     @staticmethod
     def backward(ctx, grad: Tensor):

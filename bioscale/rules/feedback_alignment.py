@@ -151,12 +151,8 @@ class _ReportedLoss(torch.autograd.Function):
     """Backpropagates through `surrogate` but reports the task loss's value."""
 
     @staticmethod
-    def forward(surrogate: Tensor, loss: Tensor) -> Tensor:
+    def forward(ctx, surrogate: Tensor, loss: Tensor) -> Tensor:  # ctx here: see layers._WithFeedback
         return loss.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        pass
 
     @staticmethod
     def backward(ctx, grad: Tensor):
