@@ -53,23 +53,25 @@ class Adam(nn.Module):
         # weight-sized temporary (g², then the denominator, then the update), rounding at each step where the
         # allocating form did, so that it gives the same bits. (addcmul_ would save two more passes, but it
         # rounds a·b + c once where that form rounded twice; addcdiv's c + a / b cannot fuse, so it is used.)
-        one_minus_beta1, one_minus_beta2 = 1 - self.beta1, 1 - self.beta2
-        step_size = self.lr / (1 - self.beta1 ** self.steps)
-        bias_correction2_sqrt = (1 - self.beta2 ** self.steps).sqrt()
-        stopped = None if self._all_active else ~self.active
+        factors = (1 - self.beta1, 1 - self.beta2, self.beta2, (1 - self.beta2 ** self.steps).sqrt(), self.eps,
+                   self.lr / (1 - self.beta1 ** self.steps), ~self.active)
+        shaped: dict[int, tuple[Tensor, ...]] = {}  # the factors as (K, 1, ..., 1) views, once per parameter rank
         for i, p in enumerate(self.params):
             grad = p.grad
             if grad is None:
                 continue
+            if grad.dim() not in shaped:
+                shaped[grad.dim()] = tuple(per_member(factor, grad) for factor in factors)
+            one_minus_beta1, one_minus_beta2, beta2, bias_correction2_sqrt, eps, step_size, stopped = shaped[grad.dim()]
             exp_avg, exp_avg_sq = self._buffers[f"exp_avg_{i}"], self._buffers[f"exp_avg_sq_{i}"]
-            exp_avg.lerp_(grad, per_member(one_minus_beta1, grad))
-            scratch = torch.mul(grad, grad).mul_(per_member(one_minus_beta2, grad))
-            exp_avg_sq.mul_(per_member(self.beta2, grad)).add_(scratch)
+            exp_avg.lerp_(grad, one_minus_beta1)
+            scratch = torch.mul(grad, grad).mul_(one_minus_beta2)
+            exp_avg_sq.mul_(beta2).add_(scratch)
             root = torch.sqrt(exp_avg_sq, out=scratch)
-            denom = torch.addcdiv(per_member(self.eps, grad), root, per_member(bias_correction2_sqrt, grad), out=root)
-            update = torch.div(exp_avg, denom, out=denom).mul_(per_member(step_size, grad))
-            if stopped is not None:
-                update.masked_fill_(per_member(stopped, grad), 0)
+            denom = torch.addcdiv(eps, root, bias_correction2_sqrt, out=root)
+            update = torch.div(exp_avg, denom, out=denom).mul_(step_size)
+            if not self._all_active:
+                update.masked_fill_(stopped, 0)
             p.sub_(update)
 
     def get_extra_state(self) -> dict[str, int]:
