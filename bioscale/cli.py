@@ -49,6 +49,20 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _positional_storage(args: argparse.Namespace, max_rest: int) -> tuple[str | None, list[str]]:
+    """(the storage, the other positionals) of a command that also takes its storage positionally (`study status`, `export`).
+
+    With --storage every positional is one of the others; without it the first positional is the storage.
+    None means bioscale's default storage, as for every command's --storage.
+    """
+    given = list(args.positional)
+    storage = args.storage if args.storage is not None else (given.pop(0) if given else None)
+    if len(given) > max_rest:
+        raise UsageError(f"unexpected argument {given[max_rest]!r}: give the storage once, as --storage URL or as the "
+                         "first argument")
+    return storage, given
+
+
 # ---------------------------------------------------------------------------------------------
 # Options shared by several commands, declared once.
 
@@ -208,9 +222,10 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("status", help="budget, trial counts, running trials and time left of the studies in a storage",
                             description="Per study: the budget, COMPLETE / PRUNED / FAIL / RUNNING / WAITING counts, each running "
-                                        "trial's worker, epoch and heartbeat age, and an estimate of the time left.")
-    p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
-    p.add_argument("pattern", metavar="PATTERN", nargs="?", default=None, help="study-name glob (default: every study)")
+                                        "trial's worker, epoch and heartbeat age, and an estimate of the time left.",
+                            parents=[_options("storage")])
+    p.add_argument("positional", nargs="*", metavar="[STORAGE] [PATTERN]",
+                   help="the storage (also --storage) and a study-name glob (default: every study)")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
     p.add_argument("--interval", type=float, default=defaults.STATUS_INTERVAL,
                    help=f"seconds between refreshes with --watch (default {defaults.STATUS_INTERVAL:g})")
@@ -364,7 +379,8 @@ def _run_study_launch(args: argparse.Namespace) -> None:
 def _run_study_status(args: argparse.Namespace) -> None:
     from .study.status import show_status
 
-    show_status(args.storage, args.pattern, watch=args.watch, interval=args.interval, as_json=args.json)
+    storage, rest = _positional_storage(args, max_rest=1)
+    show_status(storage, rest[0] if rest else None, watch=args.watch, interval=args.interval, as_json=args.json)
 
 
 def _run_study_list(args: argparse.Namespace) -> None:
@@ -461,13 +477,13 @@ def _run_analyze(args: argparse.Namespace) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="every trial as one CSV table, or as DeepCAVE runs",
+    p = sub.add_parser("export", help="every trial as one CSV table, or as DeepCAVE runs", parents=[_options("storage")],
                        description="Export every trial of the matching studies: --format csv writes one tidy table "
                                    "(study, rule, dataset, architecture, activation, params, state, outcome, errors, "
                                    "best epoch, curves) to the file --out; --format deepcave writes one folder per study "
                                    "under --out in DeepCAVE's DataFrame-converter layout (configspace.csv, trials.csv; "
                                    "the epoch as budget; diverged runs at chance level, as in the report).")
-    p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
+    p.add_argument("positional", nargs="*", metavar="STORAGE", help="the storage (also --storage)")
     p.add_argument("--format", required=True, help=" or ".join(defaults.EXPORT_FORMATS))
     p.add_argument("--out", required=True, help="csv: the file to write; deepcave: the folder for the run folders")
     p.add_argument("--study", action="append", default=None, metavar="PATTERN",
@@ -478,9 +494,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> None:
     if args.format.strip().lower() not in defaults.EXPORT_FORMATS:  # refused before pandas and Optuna load
         raise UsageError(f"unknown export format {args.format!r}; choose one of: {', '.join(defaults.EXPORT_FORMATS)}")
+    storage, _ = _positional_storage(args, max_rest=0)
     from .analysis.export import export
 
-    print(export(args.storage, args.format, Path(args.out), args.study))
+    print(export(storage, args.format, Path(args.out), args.study))
 
 
 def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
