@@ -91,11 +91,11 @@ def test_a_campaign_is_specs_for_every_rule_schedule_and_activation():
 
 
 def test_the_static_names_match_the_registries():
-    from bioscale import rules, spaces
+    from bioscale import catalogue, rules, spaces
     from bioscale.study import _samplers
 
-    assert defaults.RULES == {name: tuple(rules.get(name).schedules) for name in rules.names()}
-    assert all(not s or s[0] == rules.settings(n)["schedule"] for n, s in defaults.RULES.items())  # default first
+    assert sorted(catalogue.RULES) == rules.names()  # every catalogue line has its rule, and no rule lacks a line
+    assert all(not s or s[0] == rules.settings(n)["schedule"] for n, s in catalogue.schedules().items())  # default first
     assert defaults.PROTOCOLS == spaces.PROTOCOLS and defaults.SAMPLERS == _samplers.SAMPLERS
     for name in defaults.PRUNERS:
         _samplers.check_pruner(name.replace("[:EPOCH]", ""), 10)
@@ -103,16 +103,22 @@ def test_the_static_names_match_the_registries():
     assert rules.settings("fa")  # the registry and the table agree on a rule the table knows
 
 
-def test_a_rule_registered_at_run_time_is_known_to_the_spec(tmp_path):
+def test_a_rule_needs_its_catalogue_line_and_with_it_is_known_to_the_spec(monkeypatch):
+    from bioscale import catalogue
     from bioscale.rules.base import _REGISTRY, GradientRule
 
-    class Plugin(GradientRule):
-        name = "test-plugin"
-
+    with pytest.raises(TypeError, match="no line in bioscale/catalogue.py"):
+        type("Unlisted", (GradientRule,), {"name": "test-unlisted"})
+    assert "test-unlisted" not in _REGISTRY
+    monkeypatch.setitem(catalogue.RULES, "test-plugin", catalogue.RuleFacts("test-plugin", "a plug-in", "backprop", 99,
+                                                                            "Nobody", 2026))
+    monkeypatch.delitem(_REGISTRY, "test-plugin", raising=False)
+    plugin = type("Plugin", (GradientRule,), {"name": "test-plugin"})
     try:
+        assert (plugin.family, plugin.order, plugin.citation, plugin.year) == ("backprop", 99, "Nobody", 2026)
         assert StudySpec(rule="test-plugin").checked().rule == "test-plugin"
     finally:
-        _REGISTRY.pop(Plugin.name, None)
+        _REGISTRY.pop("test-plugin", None)
 
 
 def test_the_defaults_table_is_what_the_library_uses():
