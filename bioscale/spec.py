@@ -24,6 +24,7 @@ from . import catalogue, defaults
 from .contract import ARCHITECTURE, STAGES, TUNE
 from .datasets import get as get_dataset
 from .errors import UsageError
+from .storage_url import read_address
 from .values import check_value
 
 
@@ -322,13 +323,6 @@ class LaunchSpec:
 
 
 def storage_kind(storage: str | None) -> tuple[str, str | None]:
-    """('sqlite' | 'journal' | 'rdb', the file for file storages) of a storage URL, without opening it (bioscale.storages reads it in full)."""
-    url = (storage or defaults.STORAGE).strip()
-    if url.startswith("journal:"):
-        rest = url[len("journal:"):]
-        return "journal", "/" + rest.lstrip("/") if rest.startswith("///") else rest.lstrip("/")
-    if "://" not in url:
-        return ("journal" if url.endswith(".log") else "sqlite"), url
-    if url.split(":", 1)[0].split("+", 1)[0] == "sqlite":
-        return "sqlite", url.split(":///", 1)[-1]
-    return "rdb", None
+    """('sqlite' | 'journal' | 'rdb', the file for file storages) of a storage URL, without opening it (`bioscale.storage_url`)."""
+    address = read_address(storage)
+    return address.kind, address.path
