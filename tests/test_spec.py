@@ -145,9 +145,14 @@ ATTRIBUTE_NAMES = set(contract.TRIAL_ATTRS) | set(contract.STUDY_ATTRS) | {f.nam
 
 
 def _reads_attributes(node: ast.AST) -> bool:
-    """Whether an expression is a trial's or a study's user attributes (or a variable holding them)."""
+    """Whether an expression is a trial's or a study's attributes (or a variable holding them)."""
     text = ast.unparse(node)
-    return text.endswith("user_attrs") or text in ("attrs", "existing", "evaluation", "record")
+    return text.endswith(("user_attrs", "system_attrs")) or text in ("attrs", "existing", "evaluation", "record")
+
+
+def _is_storage_attributes(node: ast.AST) -> bool:
+    """Whether an expression is a trial's or a study's attribute mapping itself (user or Optuna's system attributes)."""
+    return ast.unparse(node).endswith(("user_attrs", "system_attrs"))
 
 
 def attribute_literals(tree: ast.AST) -> list[tuple[int, str]]:
@@ -158,21 +163,23 @@ def attribute_literals(tree: ast.AST) -> list[tuple[int, str]]:
         return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
     for node in ast.walk(tree):
-        keys: list[ast.AST | None] = []
+        keys: list[ast.AST | None] = []  # keys that name a contract attribute when they are one of its names
+        anything: list[ast.AST | None] = []  # keys of a storage's own attribute mappings: no literal at all
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr == "set_user_attr" and node.args:
-                keys.append(node.args[0])
+            if node.func.attr in ("set_user_attr", "set_system_attr") and node.args:
+                anything.append(node.args[0])
             if node.func.attr in ("get", "pop") and node.args and _reads_attributes(node.func.value):
-                keys.append(node.args[0])
+                (anything if _is_storage_attributes(node.func.value) else keys).append(node.args[0])
         if isinstance(node, ast.Call):
-            keys += [k for kw in node.keywords if kw.arg == "user_attrs" and isinstance(kw.value, ast.Dict)
-                     for k in kw.value.keys]
+            anything += [k for kw in node.keywords if kw.arg in ("user_attrs", "system_attrs")
+                         and isinstance(kw.value, ast.Dict) for k in kw.value.keys]
         if isinstance(node, ast.Subscript) and _reads_attributes(node.value):
-            keys.append(node.slice)
+            (anything if _is_storage_attributes(node.value) else keys).append(node.slice)
         if isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) \
                 and any(_reads_attributes(c) for c in node.comparators):
-            keys.append(node.left)
+            (anything if any(_is_storage_attributes(c) for c in node.comparators) else keys).append(node.left)
         found += [(k.lineno, literal(k)) for k in keys if literal(k) in ATTRIBUTE_NAMES]
+        found += [(k.lineno, literal(k)) for k in anything if literal(k) is not None]
         if literal(node) in DISTINCTIVE:
             found.append((node.lineno, literal(node)))
     return sorted(set(found))
@@ -180,8 +187,10 @@ def attribute_literals(tree: ast.AST) -> list[tuple[int, str]]:
 
 def test_the_checker_finds_attribute_literals():
     code = ('t.set_user_attr("seed", 1)\nx = trial.user_attrs.get("curve")\ny = study.user_attrs["winner"]\n'
-            'z = "role" in t.user_attrs\nw = "end_reason"\nok = config["arch"]\n')
-    assert [name for _, name in attribute_literals(ast.parse(code))] == ["seed", "curve", "winner", "role", "end_reason"]
+            'z = "role" in t.user_attrs\nw = "end_reason"\nok = config["arch"]\nv = t.system_attrs.get("fixed_params")\n'
+            'u = create_trial(user_attrs={"outcome": 1})\nfine = attrs.get("anything")\n')
+    assert [name for _, name in attribute_literals(ast.parse(code))] == [
+        "seed", "curve", "winner", "role", "end_reason", "fixed_params", "outcome"]
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=str(p.relative_to(REPO))) for p in SOURCES])
