@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from . import datasets
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 @dataclass
 class Data:
@@ -119,7 +119,7 @@ def _torchvision_reader(name: str):
         try:
             splits = [klass(str(root), train=train, download=download) for train in (True, False)]
         except Exception as error:  # torchvision raises RuntimeError, pickle/IO errors on corrupt files
-            why = "files not found" if "not found" in str(error) else f"{type(error).__name__}: {error}".splitlines()[0]
+            why = "files not found" if "not found" in str(error) else f"{type(error).__name__}: {first_line(error, '')}"
             raise _missing(name, root, why) from None
         return tuple((_images(s.data), torch.as_tensor(np.asarray(s.targets), dtype=torch.long)) for s in splits)
 

@@ -20,7 +20,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 
 from . import defaults
-from .errors import UsageError
+from .errors import UsageError, first_line
 from .storage_url import HINT, read_address
 
 DEFAULT_STORAGE = defaults.STORAGE
@@ -152,7 +152,7 @@ def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True, crea
             if _unreachable(error) or "upgrade" in str(error):
                 break
             time.sleep(0.5 + attempt)
-    reason = str(getattr(last, "orig", None) or last).strip().splitlines()[0] if last else "unknown error"
+    reason = first_line(getattr(last, "orig", None) or last) if last else "unknown error"
     if "upgrade" in str(last):
         raise UsageError(f"storage {spec.display()} was written by another Optuna version ({reason}); "
                          "run `optuna storage upgrade --storage URL` first")
