@@ -49,7 +49,7 @@ RULES: dict[str, RuleFacts] = {facts.name: facts for facts in (
               _TP, colour="#CA9161"),
     RuleFacts("ao-sdtp", "auxiliary-output SDTP", "target propagation", 11, "Bartunov et al.", 2018, _TP,
               colour="#FBAFE4"),
-    RuleFacts("ddtp", "direct difference target propagation (linear)", "target propagation", 12, "Meulemans et al.",
+    RuleFacts("ddtp", "direct difference target propagation, linear", "target propagation", 12, "Meulemans et al.",
               2020, _TP, "lam", colour="#001C7F"),
     RuleFacts("ldrl", "local difference reconstruction loss", "target propagation", 13, "Ernoult et al.", 2022, _TP,
               "beta", colour="#12711C"),
