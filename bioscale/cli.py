@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from . import defaults
 from .contract import Evaluation
 from .errors import UsageError
+from .formats import percent
 
 if TYPE_CHECKING:
     from .spec import StudySpec
@@ -310,8 +311,8 @@ def _run_study_run(args: argparse.Namespace) -> None:
     states = ", ".join(f"{n} {s}" for s, n in sorted(row["states"].items()))
     print(f"study {row['study']}: {row['finished']} of {row['budget']} trials finished ({states})")
     if top is not None:
-        print(f"best: trial {top['trial']}, validation error {100 * top['val_error']:.2f}% "
-              f"(test {100 * top['test_error']:.2f}%, epoch {top['best_epoch']})"
+        print(f"best: trial {top['trial']}, validation error {percent(top['val_error'])} "
+              f"(test {percent(top['test_error'])}, epoch {top['best_epoch']})"
               + (f"; winner {top['winner']}" if "winner" in top else ""))
 
 
@@ -393,8 +394,8 @@ def _run_study_list(args: argparse.Namespace) -> None:
     if not rows:
         print("no studies in this storage")
     for r in rows:
-        val = "-" if r["best_val_error"] is None else f"{100 * r['best_val_error']:.2f}%"
-        test = "" if r["test_error_mean"] is None else f"  evaluated test {100 * r['test_error_mean']:.2f}%"
+        val = percent(r["best_val_error"])
+        test = "" if r["test_error_mean"] is None else f"  evaluated test {percent(r['test_error_mean'])}"
         print(f"{r['study']}  {r['finished']}/{r['budget']} trials  best val {val}{test}")
 
 
@@ -406,8 +407,8 @@ def _run_study_best(args: argparse.Namespace) -> None:
         print(json.dumps(top))
         return
     print(f"study {top['study']}: best of {top['finished']} finished trials is trial {top['trial']}")
-    print(f"validation error {100 * top['val_error']:.2f}%  test error {100 * top['test_error']:.2f}%  "
-          f"train error {100 * top['train_error']:.2f}%  (epoch {top['best_epoch']})")
+    print(f"validation error {percent(top['val_error'])}  test error {percent(top['test_error'])}  "
+          f"train error {percent(top['train_error'])}  (epoch {top['best_epoch']})")
     config = top["config"]
     width = max(map(len, config), default=0)
     for key, value in config.items():
@@ -417,7 +418,7 @@ def _run_study_best(args: argparse.Namespace) -> None:
         print(f"winner architecture: {top['winner']}")
     e = Evaluation.read(top.get("evaluation"))
     if e is not None and e.test_error_mean is not None:
-        print(f"evaluated: test error {100 * e.test_error_mean:.2f}% ± {100 * e.test_error_std:.2f}% over seeds {e.seeds}")
+        print(f"evaluated: test error {percent(e.test_error_mean)} ± {percent(e.test_error_std)} over seeds {e.seeds}")
     print(f"reproduce: {train_command(config, top['seed'], top['device'], top['data_seed'])}")
 
 
@@ -434,9 +435,9 @@ def _run_study_evaluate(args: argparse.Namespace) -> None:
     if e.test_error_mean is None:
         print(f"every seed diverged: {e.diverged}")
         return
-    print(f"test error {100 * e.test_error_at_best_val_mean:.2f}% ± {100 * e.test_error_at_best_val_std:.2f}% "
+    print(f"test error {percent(e.test_error_at_best_val_mean)} ± {percent(e.test_error_at_best_val_std)} "
           f"at the epoch of best validation error (epochs {e.best_val_epochs}), "
-          f"{100 * e.test_error_mean:.2f}% ± {100 * e.test_error_std:.2f}% at epoch {e.epochs}, "
+          f"{percent(e.test_error_mean)} ± {percent(e.test_error_std)} at epoch {e.epochs}, "
           f"over seeds {e.seeds} (trial {e.trial})")
     for item in e.diverged:
         print(f"seed {item['seed']} diverged: {item['reason']}")
