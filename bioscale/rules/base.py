@@ -18,6 +18,8 @@ How a rule declares its settings and state (everything a subclass touches):
 - What is true of the rule itself (its family, display order, citation, year and the schedules it
   offers; `label(rule, schedule)` names a rule under one) is its line in `bioscale.catalogue`, which
   the class takes as class attributes when it is defined: a rule is its module plus that one line.
+- `self.scratch(key, like)` lends a working tensor shaped like `like` that every step reuses (sign(W_l),
+  say) instead of allocating a weight-sized one per step (`bioscale.layers.Scratch`); it is not state.
 - A rule is an `nn.Module` whose submodules are the net, `state`, `hyper` and its Adam optimizers,
   so `to`, `state_dict`/`load_state_dict` and dropping members (`keep`) are PyTorch's own; the
   counters and the members' noise streams travel as its extra state.
@@ -47,6 +49,7 @@ from torch import Tensor, nn
 
 from .. import catalogue, population
 from ..errors import UsageError
+from ..layers import Scratch
 from ..nets import Net
 from ..optim import Adam
 from ..spec import label  # noqa: F401 - a rule's label, defined where the command line reaches it without torch
@@ -143,6 +146,7 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
             self.hyper.register_buffer(name, like.new_tensor(value if _is_sequence(value) else [value] * self.members))
         self.state = self.make_state(population.generators(self.net.seeds, population.RULE_STATE)).to(like)
         self.noise_generators = population.generators(self.net.seeds, population.NOISE, like.device)
+        self.scratch = Scratch()  # weight-sized working tensors a step reuses (sign(W_l), ...), not state
         self.forward_optimizer = self.adam(self.forward_parameters(), "forward")
 
     def adam(self, params: Iterable[nn.Parameter], prefix: str) -> Adam:
