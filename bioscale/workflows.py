@@ -57,10 +57,11 @@ def campaign_folder(dataset: str, arch: str) -> Path:
 
 
 def demo_study() -> StudySpec:
-    """The study every demo study is: digits, the paper's protocol, random search at a small budget, one population each."""
+    """The study every demo study is: digits, the paper's search space, Sobol draws halved inside one population each."""
     demo = defaults.DEMO
     return StudySpec(dataset=demo["dataset"], trials=demo["trials"], epochs=demo["epochs"], sampler=demo["sampler"],
-                     protocol=demo["protocol"], chance_patience=demo["chance_patience"], population=demo["population"])
+                     pruner=demo["pruner"], protocol=demo["protocol"], chance_patience=demo["chance_patience"],
+                     population=demo["population"])
 
 
 def demo_campaign(template: StudySpec | None = None, *, out: str | Path = defaults.DEMO["out"],
