@@ -37,13 +37,14 @@ class CampaignOutcome:
     seeds: list[int]
     seconds: float
     reduced: str = ""  # studies run at a smaller budget than the rest (the demo's energy-based rules), in words
+    design: str = ""  # the first study's search design, in words
 
     def summary(self) -> str:
         """The lines `bioscale demo` and `bioscale campaign` print at the end."""
         columns = ["dataset", "arch", "label", "activation", "trials_complete", "best_val_error", "evaluated_test_mean"]
         return "\n".join([
-            f"\nbest errors ({self.trials} trials x {self.epochs} epochs per study, "
-            f"evaluated over seeds {','.join(map(str, self.seeds))}{'; ' + self.reduced if self.reduced else ''}):",
+            f"\nbest errors ({self.trials} configurations x {self.epochs} epochs per study"
+            f"{' (' + self.design + ')' if self.design else ''}, evaluated over seeds {','.join(map(str, self.seeds))}{'; ' + self.reduced if self.reduced else ''}):",
             self.table[columns].to_string(index=False, float_format=lambda v: f"{100 * v:.2f}%"),
             f"\nreport: {self.report.resolve()}",
             f"html:   {self.report.with_suffix('.html').resolve()}",
@@ -133,7 +134,8 @@ def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | N
     """
     from .analysis import ARTIFACT_DIR_NAME, analyze, best_table
     from .study import dashboard_command
-    from .study.campaign import run_campaign
+    from .study._design import Design
+    from .study.campaign import campaign_study_name, run_campaign
 
     campaign = campaign.checked()
     start = time.perf_counter()
@@ -151,4 +153,5 @@ def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | N
     return CampaignOutcome(studies=names, table=best_table(campaign.storage, names), report=report,
                            dashboard=dashboard_command(campaign.storage, str((out / ARTIFACT_DIR_NAME).resolve())),
                            trials=first.trials, epochs=first.epochs, seeds=list(campaign.seeds),
-                           seconds=time.perf_counter() - start, reduced=reduced_budget(campaign))
+                           seconds=time.perf_counter() - start, reduced=reduced_budget(campaign),
+                           design=Design.of(first, campaign_study_name(first)).words())

@@ -71,6 +71,14 @@ class Design:
         fidelity = None if self.scheme is None else {"scheme": self.scheme, "eta": self.eta, "rungs": list(self.rungs)}
         return {"sampler": self.sampler, "seed": self.seed, "draws": self.draws, "shared": self.shared, "fidelity": fidelity}
 
+    def words(self) -> str:
+        """The design in a few words, e.g. 'sobol draws, a tanh/ReLU pair shared; successive halving (eta 3) at epochs 1, 3, 10'."""
+        shared = {"pair": ", a tanh/ReLU pair shared", "rules": ", shared by every rule", "none": ""}[self.shared]
+        if self.scheme is None:
+            return f"{self.sampler} draws{shared}; every trial the full budget"
+        scheme = "successive halving" if self.scheme == "halving" else "Hyperband brackets"
+        return f"{self.sampler} draws{shared}; {scheme} (eta {self.eta}) at epochs {', '.join(map(str, self.rungs))}"
+
     def halving(self, bracket: int, default_members: Iterable[int] = ()) -> SuccessiveHalving | None:
         """The halving of population number `bracket` (its default-settings members exempt); None without one."""
         if self.scheme is None or len(self.rungs) < 2:

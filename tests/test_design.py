@@ -160,3 +160,15 @@ def test_shared_draws_across_two_rules_pass_the_campaign_check():
     assert len(CampaignSpec(studies=studies).checked().studies) == 2
     with pytest.raises(Exception, match="two or more rules"):
         CampaignSpec(studies=studies[:1]).checked()
+
+
+def test_the_demo_halves_at_least_24_sobol_configurations_per_study_and_the_paper_campaign_keeps_random_search():
+    from bioscale.defaults import DEMO_REDUCED
+    from bioscale.workflows import campaign_spec, demo_campaign
+
+    for spec in demo_campaign().studies:
+        assert spec.trials >= (12 if spec.rule in DEMO_REDUCED["rules"] else 24), spec.label
+        assert spec.sampler == "sobol" and spec.pruner == "halving" and spec.population >= spec.trials + 1
+    paper = campaign_spec("mnist", "fc").studies[0]
+    design = Design.of(paper, campaign_study_name(paper))
+    assert (design.sampler, design.scheme) == ("random", None) and design.words() == "random draws; every trial the full budget"
