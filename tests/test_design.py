@@ -14,7 +14,7 @@ from bioscale import contract
 from bioscale.cli import main
 from bioscale.spec import CampaignSpec, StudySpec, campaign_studies
 from bioscale.study import run_study
-from bioscale.study._design import Design, SuccessiveHalving, rungs
+from bioscale.study._design import Design, SuccessiveHalving, population_halving, rungs
 from bioscale.study.campaign import campaign_study_name
 
 
@@ -71,6 +71,11 @@ def test_rungs_follow_the_halving_factor():
     design = Design.of(replace(TEMPLATE, rule="bp", epochs=10, pruner="hyperband", population=10).checked(), "s")
     assert design.to_attr()["fidelity"] == {"scheme": "hyperband", "eta": 3, "rungs": [1, 3, 10]}
     assert [design.halving(b).rungs for b in range(4)] == [[1, 3, 10], [3, 10], [10], [1, 3, 10]]
+    spec = replace(TEMPLATE, rule="bp", epochs=10, pruner="hyperband", population=10).checked()
+    first = population_halving(spec, "s", list(range(10)), [True] + [False] * 9)  # the default and 9 configurations
+    second = population_halving(spec, "s", list(range(10, 20)), [False] * 10)
+    assert (first.rungs, first.exempt, second.rungs, second.exempt) == ([1, 3, 10], {0}, [3, 10], set())
+    assert population_halving(replace(spec, pruner="none"), "s", list(range(10)), [False] * 10) is None
 
 
 def test_successive_halving_keeps_the_best_third_and_never_stops_the_default():
