@@ -308,7 +308,8 @@ def _run_study_run(args: argparse.Namespace) -> None:
     states = ", ".join(f"{n} {s}" for s, n in sorted(row["states"].items()))
     print(f"study {row['study']}: {row['finished']} of {row['budget']} trials finished ({states})")
     if top is not None:
-        print(f"best: trial {top['trial']}, validation error {100 * top['val_error']:.2f}% "
+        incumbent = " (the rule's default settings)" if top["role"] == "default" else ""
+        print(f"best: trial {top['trial']}{incumbent}, validation error {100 * top['val_error']:.2f}% "
               f"(test {100 * top['test_error']:.2f}%, epoch {top['best_epoch']})"
               + (f"; winner {top['winner']}" if "winner" in top else ""))
 
@@ -402,7 +403,8 @@ def _run_study_best(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(top))
         return
-    print(f"study {top['study']}: best of {top['finished']} finished trials is trial {top['trial']}")
+    print(f"study {top['study']}: best of {top['finished']} finished trials is trial {top['trial']}"
+          + (" (the rule's default settings)" if top["role"] == "default" else ""))
     print(f"validation error {100 * top['val_error']:.2f}%  test error {100 * top['test_error']:.2f}%  "
           f"train error {100 * top['train_error']:.2f}%  (epoch {top['best_epoch']})")
     config = top["config"]

@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 from bioscale import contract
 from bioscale.cli import main
 from bioscale.spec import CampaignSpec, StudySpec, campaign_studies
-from bioscale.study import run_study
+from bioscale.study import best_of, run_study
 from bioscale.study._design import Design, SuccessiveHalving, population_halving, rungs
 from bioscale.study.campaign import campaign_study_name
 
@@ -110,6 +110,7 @@ def test_a_halving_study_trains_as_many_trials_at_each_rung_as_designed(tmp_path
     assert info.design["fidelity"] == {"scheme": "halving", "eta": 3, "rungs": [1, 3, 9]}
     best = contract.best_trial(trials)
     assert best.state == TrialState.COMPLETE and best.value <= default.value
+    assert best_of(study)["trial"] == best.number and best_of(study)["role"] == contract.incumbent_role(best)
 
 
 def test_a_planted_study_whose_default_is_best_reports_the_default_as_its_incumbent(tmp_path):
