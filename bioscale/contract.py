@@ -10,6 +10,7 @@ that the command line can name stages and end reasons without loading it.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import math
 import os
@@ -176,6 +177,11 @@ def best_trial(trials: Iterable[FrozenTrial], *, search_only: bool = False) -> F
 def incumbent_role(trial: FrozenTrial) -> str:
     """Which trial the incumbent is: "default" (the rule's default settings) or "search" (a sampled configuration)."""
     return DEFAULT_CONFIG if is_default_config(trial) else "search"
+
+
+def naive_time(moment: datetime.datetime) -> datetime.datetime:
+    """`moment` as Optuna stores times, without a time zone: PostgreSQL's clock comes with its session's zone, its stored heartbeats without."""
+    return moment.replace(tzinfo=None)
 
 
 def worker_id() -> str:
