@@ -52,6 +52,12 @@ RESULT_ATTRS = (TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECO
 # and counts as a candidate for the study's best trial (the incumbent). `outside_space` lists the
 # default's settings that a --set range excludes: it trains them anyway, as the rule's default.
 ROLE, DEFAULT_CONFIG, OUTSIDE_SPACE = "role", "default", "outside_space"
+# `queued_params` on the default trial: the values it was queued with, which its worker reads back before the
+# trial starts (Optuna keeps them in a private system attribute of its own).
+QUEUED_PARAMS = "queued_params"
+# `outcome` on the in-memory copies of finished trials that analysis fits its surrogate to (never in a storage):
+# complete, diverged, stalled, pruned or failed.
+OUTCOME = "outcome"
 # `checkpoint` is where the trial's population saves as it trains (bioscale.resume); `resumed_from`
 # the epochs it had completed when it resumed from one (null: it trained from epoch 0).
 CHECKPOINT, RESUMED_FROM = "checkpoint", "resumed_from"
@@ -60,7 +66,7 @@ CHECKPOINT, RESUMED_FROM = "checkpoint", "resumed_from"
 # machines can tell a lost worker's trial from a live one.
 HEARTBEAT = "heartbeat"
 TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, OUTSIDE_SPACE,
-               CHECKPOINT, RESUMED_FROM, HEARTBEAT, *RESULT_ATTRS)
+               QUEUED_PARAMS, CHECKPOINT, RESUMED_FROM, HEARTBEAT, *RESULT_ATTRS)
 # The curve's series, one value per epoch.
 CURVE_SERIES = ("train", "val", "test")
 

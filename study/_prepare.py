@@ -12,8 +12,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
 
 from bioscale import spaces
-from bioscale.contract import (ARCHITECTURE, CONFIG, DEFAULT_CONFIG, OUTSIDE_SPACE, ROLE, SAME_ON_RESUME, STAGE, TRIALS, TUNE,
-                               WINNER, WINNER_TRIAL, StudyInfo, best_trial, name_objective)
+from bioscale.contract import (ARCHITECTURE, CONFIG, DEFAULT_CONFIG, OUTSIDE_SPACE, QUEUED_PARAMS, ROLE, SAME_ON_RESUME, STAGE,
+                               TRIALS, TUNE, WINNER, WINNER_TRIAL, StudyInfo, best_trial, name_objective)
 from bioscale.data import load
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
@@ -106,7 +106,8 @@ def enqueue_default(study: optuna.Study, plan: Plan) -> list[str]:
         shown = ", ".join(f"{name}={params[name]}" for name in outside)
         print(f"bioscale: study {plan.study_name}: the default trial trains the rule's default {shown}, outside the "
               f"searched range", file=sys.stderr, flush=True)
-    study.enqueue_trial(params, user_attrs={ROLE: DEFAULT_CONFIG, OUTSIDE_SPACE: outside}, skip_if_exists=True)
+    study.enqueue_trial(params, user_attrs={ROLE: DEFAULT_CONFIG, OUTSIDE_SPACE: outside, QUEUED_PARAMS: params},
+                        skip_if_exists=True)
     return outside
 
 

@@ -21,6 +21,7 @@ import optuna
 from bioscale.contract import Evaluation, StudyInfo, best_trial, incumbent_role
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
+from bioscale.formats import percent
 from bioscale.spec import CampaignSpec, StudySpec, study_name
 from bioscale.storages import open_existing
 
@@ -48,7 +49,7 @@ def _tune(spec: StudySpec, single_thread: bool = False) -> tuple[str, str]:
     _one_thread(single_thread)
     result = run_study(spec, progress=False)
     best = best_trial(result.get_trials(deepcopy=False))
-    said = "-" if best is None else f"{_pct(best.value)} (trial {best.number}, {incumbent_role(best)})"
+    said = "-" if best is None else f"{percent(best.value)} (trial {best.number}, {incumbent_role(best)})"
     return campaign_study_name(spec), said
 
 
@@ -102,7 +103,7 @@ def run_campaign(campaign: CampaignSpec, *, progress: bool = True) -> list[str]:
         for name, evaluation in results:
             bar.update()
             if isinstance(evaluation, Evaluation):
-                say(f"evaluated {name}: test error {_pct(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}")
+                say(f"evaluated {name}: test error {percent(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}")
             else:
                 say(f"evaluated {name}: skipped ({evaluation})")
     return names
@@ -116,7 +117,3 @@ def _already_evaluated(storage: str | None, names: list[str], seeds: tuple[int, 
         if evaluation is not None and evaluation.seeds == list(seeds):
             done.add(name)
     return done
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
