@@ -136,7 +136,7 @@ def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | N
     from .analysis import ARTIFACT_DIR_NAME, analyze, best_table
     from .study import dashboard_command
     from .study._design import Design
-    from .study.campaign import campaign_study_name, run_campaign
+    from .study.campaign import run_campaign
 
     campaign = campaign.checked()
     start = time.perf_counter()
@@ -155,4 +155,4 @@ def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | N
                            dashboard=dashboard_command(campaign.storage, str((out / ARTIFACT_DIR_NAME).resolve())),
                            trials=first.trials, epochs=first.epochs, seeds=list(campaign.seeds),
                            seconds=time.perf_counter() - start, reduced=reduced_budget(campaign),
-                           design=Design.of(first, campaign_study_name(first)).words())
+                           design=Design.of(first.checked()).words())

@@ -1,7 +1,7 @@
 """A study's search design: whose draws it shares (its sampler seed) and the fidelity each trial trains at.
 
-Draws. Each study's sampler seed is a stable hash of its draw key: the study's name without its
-activation, plus the study's seed. A tanh/ReLU pair of one rule therefore samples identical
+Draws. Each study's sampler seed is a stable hash of its draw key: the study's default name
+without its activation (whatever name it is stored under), plus the study's seed. A tanh/ReLU pair of one rule therefore samples identical
 configurations (the paired experiment), two rules do not; with `shared_draws` the key leaves the
 rule out too, so every rule of a campaign samples the same configurations (common random numbers).
 
@@ -23,13 +23,13 @@ from typing import Any, Iterable, Mapping
 from bioscale.spec import StudySpec, fidelity_of, study_name
 
 
-def draw_key(spec: StudySpec, name: str) -> str:
-    """The key hashed into a study's sampler seed: equal keys sample identical configurations."""
-    if spec.shared_draws:
-        name = study_name(spec.stage, spec.dataset, spec.arch, "every-rule")
-    elif spec.activation and name.endswith(f":{spec.activation}"):
-        name = name[:-len(spec.activation) - 1]
-    return f"{name}|seed={spec.seed}"
+def draw_key(spec: StudySpec) -> str:
+    """The key hashed into a checked study's sampler seed: equal keys sample identical configurations.
+
+    The study's default name without its activation (whatever --study-name it is stored under), and its seed.
+    """
+    label = "every-rule" if spec.shared_draws else spec.label
+    return f"{study_name(spec.stage, spec.dataset, spec.arch, label)}|seed={spec.seed}"
 
 
 def draw_seed(key: str) -> int:
@@ -56,9 +56,9 @@ class Design:
     rungs: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, spec: StudySpec, name: str) -> Design:
-        """The design of the checked study `spec` stored under `name`."""
-        key = draw_key(spec, name)
+    def of(cls, spec: StudySpec) -> Design:
+        """The design of the checked study `spec`."""
+        key = draw_key(spec)
         shared = "rules" if spec.shared_draws else "pair" if spec.activation else "none"
         fidelity = fidelity_of(spec.pruner)
         if fidelity is None:
@@ -109,11 +109,11 @@ class SuccessiveHalving:
         return out
 
 
-def population_halving(spec: StudySpec, name: str, roots: list[int], defaults: list[bool]) -> SuccessiveHalving | None:
-    """The halving of one population of study `name`: its members' root trial numbers and which train the default settings.
+def population_halving(spec: StudySpec, roots: list[int], defaults: list[bool]) -> SuccessiveHalving | None:
+    """The halving of one population: its members' root trial numbers and which train the default settings.
 
     Population k of the study (counted by its first search member's number) takes Hyperband's bracket k.
     """
     searched = [r for r, default in zip(roots, defaults) if not default]
     bracket = min(searched) // spec.population if searched else 0
-    return Design.of(spec, name).halving(bracket, [i for i, default in enumerate(defaults) if default])
+    return Design.of(spec).halving(bracket, [i for i, default in enumerate(defaults) if default])

@@ -132,7 +132,7 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     curves: list[dict[str, list[float]]] = [{"train": [], "val": [], "test": []} for _ in trials]
     numbers = [t.number for t in trials]
     path = checkpoints.population_path(Path(plan.spec.checkpoint_dir), plan.study_name, roots)
-    halving = population_halving(plan.spec, plan.study_name, roots, [contract.is_default_config(t) for t in trials])
+    halving = population_halving(plan.spec, roots, [contract.is_default_config(t) for t in trials])
     for trial, seed, config, curve in zip(trials, seeds, configs, curves):
         for key in RESULT_ATTRS:
             if key in trial.user_attrs:

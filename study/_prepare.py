@@ -75,7 +75,7 @@ def winner_of(storage: BaseStorage, name: str) -> str:
 
 def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
     """Create the study (queueing the default configuration's trial when asked), or resume it when its settings match."""
-    design = Design.of(plan.spec, plan.study_name)
+    design = Design.of(plan.spec)
     attrs = _jsonable(replace(plan.info(sampler_settings(plan.sampler, design.seed)), design=design.to_attr()).to_attrs())
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True)
     existing = study.user_attrs

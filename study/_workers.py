@@ -57,7 +57,7 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
     heartbeat = supports_heartbeat(storage)
     interval, grace = heartbeat_settings()
     study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner, plan.epochs))
-    study.sampler = make_sampler(plan.sampler, Design.of(plan.spec, plan.study_name).seed,
+    study.sampler = make_sampler(plan.sampler, Design.of(plan.spec).seed,
                                  stream=_stream(index, len(study.get_trials(deepcopy=False))), space=plan.space)
     lock = BudgetLock(plan.storage, plan.study_name)
     orphan_patience = max(2 * grace, 60)

@@ -51,31 +51,31 @@ def test_shared_draws_give_every_rule_the_same_configurations(tmp_path):
     design = contract.StudyInfo.from_attrs(optuna.load_study(study_name="tune:digits:fc:fa:tanh", storage=url).user_attrs).design
     assert design["shared"] == "rules" and design["sampler"] == "sobol" and design["fidelity"] is None
     assert "fa" not in design["draws"] and design["seed"] == Design.of(replace(TEMPLATE, rule="bp", activation="relu",
-                                                                               shared_draws=True), "any").seed
+                                                                               shared_draws=True).checked()).seed
 
 
 def test_the_draw_key_pairs_activations_and_names_the_rule_and_seed():
     specs = {(s.rule, s.activation): s.checked() for s in campaign_studies(replace(TEMPLATE, sampler="random"), ("fc",),
                                                                          ["bp", "dtp"], ("tanh", "relu"))}
-    designs = {key: Design.of(s, campaign_study_name(s)) for key, s in specs.items()}
+    designs = {key: Design.of(s) for key, s in specs.items()}
     assert designs["bp", "tanh"].draws == "tune:digits:fc:bp|seed=0" and designs["bp", "tanh"].shared == "pair"
     assert designs["bp", "tanh"].seed == designs["bp", "relu"].seed != designs["dtp", "tanh"].seed
-    reseeded = Design.of(replace(specs["bp", "tanh"], seed=1), "tune:digits:fc:bp:tanh")
-    assert reseeded.seed != designs["bp", "tanh"].seed
-    assert Design.of(replace(specs["bp", "tanh"], activation=None), "tune:digits:fc:bp").shared == "none"
+    assert Design.of(replace(specs["bp", "tanh"], seed=1)).seed != designs["bp", "tanh"].seed
+    assert Design.of(replace(specs["bp", "tanh"], study_name="mine")).seed == designs["bp", "tanh"].seed
+    assert Design.of(replace(specs["bp", "tanh"], activation=None)).shared == "none"
 
 
 def test_rungs_follow_the_halving_factor():
     assert rungs(10, 3) == [1, 3, 10] and rungs(9, 3) == [1, 3, 9] and rungs(30, 3) == [1, 3, 10, 30]
     assert rungs(4, 3) == [1, 4] and rungs(1, 3) == [1] and rungs(8, 2) == [1, 2, 4, 8]
-    design = Design.of(replace(TEMPLATE, rule="bp", epochs=10, pruner="hyperband", population=10).checked(), "s")
+    design = Design.of(replace(TEMPLATE, rule="bp", epochs=10, pruner="hyperband", population=10).checked())
     assert design.to_attr()["fidelity"] == {"scheme": "hyperband", "eta": 3, "rungs": [1, 3, 10]}
     assert [design.halving(b).rungs for b in range(4)] == [[1, 3, 10], [3, 10], [10], [1, 3, 10]]
     spec = replace(TEMPLATE, rule="bp", epochs=10, pruner="hyperband", population=10).checked()
-    first = population_halving(spec, "s", list(range(10)), [True] + [False] * 9)  # the default and 9 configurations
-    second = population_halving(spec, "s", list(range(10, 20)), [False] * 10)
+    first = population_halving(spec, list(range(10)), [True] + [False] * 9)  # the default and 9 configurations
+    second = population_halving(spec, list(range(10, 20)), [False] * 10)
     assert (first.rungs, first.exempt, second.rungs, second.exempt) == ([1, 3, 10], {0}, [3, 10], set())
-    assert population_halving(replace(spec, pruner="none"), "s", list(range(10)), [False] * 10) is None
+    assert population_halving(replace(spec, pruner="none"), list(range(10)), [False] * 10) is None
 
 
 def test_successive_halving_keeps_the_best_third_and_never_stops_the_default():
@@ -176,5 +176,5 @@ def test_the_demo_halves_at_least_24_sobol_configurations_per_study_and_the_pape
         assert spec.trials >= (12 if spec.rule in DEMO_REDUCED["rules"] else 24), spec.label
         assert spec.sampler == "sobol" and spec.pruner == "halving" and spec.population >= spec.trials + 1
     paper = campaign_spec("mnist", "fc").studies[0]
-    design = Design.of(paper, campaign_study_name(paper))
+    design = Design.of(paper.checked())
     assert (design.sampler, design.scheme) == ("random", None) and design.words() == "random draws; every trial the full budget"
