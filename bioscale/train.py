@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -48,13 +48,16 @@ def error_rates(model: Net | rules.Rule, x: Tensor, y: Tensor, member_examples: 
 
 
 def fit(rule: rules.Rule, data: Data, config: RunConfig, *, callback: Callable[[int, EpochResult], bool | None] | None = None,
-        progress: bool | None = None, drop_stopped: bool = False, checkpoint: Checkpointing | None = None) -> list[FitResult]:
+        progress: bool | None = None, drop_stopped: bool = False, checkpoint: Checkpointing | None = None,
+        select: Callable[[int, dict[int, float]], Iterable[int]] | None = None) -> list[FitResult]:
     """Train every member of `rule.net` on `data` for `config`'s epochs, batch size, data seed, augment and chance patience.
 
     Returns one FitResult per member. Members share the minibatch order. After each epoch
     `callback(member, record)` sees each running member's numbers; returning False stops that
     member (a pruner's decision); `stop_member` says when a member stops on its own. A stopped
     member is frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`).
+    After the callbacks, `select(epoch, {member: best validation error so far})` sees every member
+    still running at once and names those to stop too (successive halving ranks them).
     With `checkpoint` the fit resumes from a readable checkpoint of the same configuration and
     saves as `bioscale.resume` describes; a resumed fit ends bit for bit where an uninterrupted one
     does. The progress bar shows only on a terminal, unless `progress` says otherwise.
@@ -87,6 +90,8 @@ def fit(rule: rules.Rule, data: Data, config: RunConfig, *, callback: Callable[[
             stopped = [member for position, member in enumerate(state.slots) if member in state.running and stop_member(
                 state, member, records[position], finite[position], watch, config.chance_patience, callback)]
             state.running = [m for m in state.running if m not in stopped]
+            if select is not None and state.running:
+                stopped += _select(state, select, epoch + 1)
             bar.set_postfix(epoch=epoch + 1, **_postfix(state.results, state.running))
             if not state.running:
                 break
@@ -145,6 +150,17 @@ def stop_member(state: FitState, member: int, record: EpochResult, finite: bool,
                                    stalled=True)
         return True
     return False
+
+
+def _select(state: FitState, select: Callable[[int, dict[int, float]], Iterable[int]], epoch: int) -> list[int]:
+    """The running members `select` names to stop after `epoch`, shown each one's best validation error so far; marked pruned."""
+    best = {m: state.results[m].best for m in state.running}  # without a validation split, the training error
+    chosen = set(select(epoch, {m: r.train_error if r.val_error is None else r.val_error for m, r in best.items()}))
+    named = [m for m in state.running if m in chosen]
+    for member in named:
+        state.results[member].pruned_at = epoch
+    state.running = [m for m in state.running if m not in chosen]
+    return named
 
 
 def _set_aside(rule: rules.Rule, state: FitState, stopped: list[int], drop: bool) -> None:

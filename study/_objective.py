@@ -35,6 +35,7 @@ from bioscale.storages import heartbeat_settings, supports_heartbeat
 from bioscale.train import EpochResult, FitResult
 
 from . import checkpoints
+from ._design import population_halving
 from ._plan import Plan
 from ._recipe import fit_configuration
 
@@ -115,6 +116,7 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     curves: list[dict[str, list[float]]] = [{"train": [], "val": [], "test": []} for _ in trials]
     numbers = [t.number for t in trials]
     path = checkpoints.population_path(Path(plan.spec.checkpoint_dir), plan.study_name, roots)
+    halving = population_halving(plan.spec, roots, [contract.is_default_config(t) for t in trials])
     for trial, seed, config, curve in zip(trials, seeds, configs, curves):
         for key in RESULT_ATTRS:
             if key in trial.user_attrs:
@@ -157,9 +159,12 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     try:
         try:
             results = fit_configuration(RunConfig.population(runs), callback=report, progress=progress, drop_stopped=True,
-                                        checkpoint=checkpoint)
+                                        checkpoint=checkpoint, select=halving)
             for member, result in enumerate(results):
-                if result.diverged is not None:
+                if result.pruned_at is not None and halving is not None:  # halving replaces the pruner
+                    reasons[member] = EndReason.HALVED.text(f"stopped by successive halving at epoch {result.pruned_at}")
+                    outcomes[member] = (TrialState.PRUNED, result.best.val_error)
+                elif result.diverged is not None:
                     kind = EndReason.STALLED if result.diverged.stalled else EndReason.DIVERGED
                     reasons[member] = kind.text(result.diverged.reason)
                     outcomes[member] = (TrialState.PRUNED, None)
@@ -197,7 +202,10 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
             trial.set_user_attr(SECONDS, seconds)
             if reason is not None:
                 trial.set_user_attr(END_REASON, reason)
-            if not preempted:
+            if not preempted and state == TrialState.PRUNED and value is not None:
+                # halved: Optuna's tell would take the last epoch's error; its value is the best so far
+                study._storage.set_trial_state_values(trial._trial_id, state, [value])  # noqa: SLF001
+            elif not preempted:
                 study.tell(trial, value, state=state, skip_if_finished=True)
         if not preempted and not plan.spec.keep_checkpoints and all(
                 is_finished(study._storage.get_trial(t._trial_id)) for t in trials):  # noqa: SLF001
