@@ -19,6 +19,7 @@ from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult,
 from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished, valued_trials
 from .pairs import PairComparison, across_rules, compare_pair, find_pairs
 from .paper import _family, compare
+from .protocol import REDUCED_MARK, reduced_budgets
 from .stability import MARGIN, MARGINS, BudgetTrust, Robustness, budget_trust, learning_curves, paper_claims, robustness
 from .storage import StudyRecord, display_name, read_storage, select_studies
 from .tables import best_table_from, trials_frame
@@ -265,7 +266,9 @@ def _incomplete_by_activation(record: StudyRecord) -> dict[str, dict[str, int]]:
 
 
 def display_names(records: Sequence[StudyRecord]) -> list[str]:
-    """Each study's name in the report: its label, plus its fixed activation or else its study name where a label repeats within a group."""
+    """Each study's name in the report: its label, plus its fixed activation or else its study name where a label repeats
+    within a group; a study run at a reduced budget carries the mark (†) wherever its name and numbers appear."""
+    reduced = reduced_budgets(records)
     seen: dict[tuple, int] = {}
     for record in records:
         seen[(record.group, record.label)] = seen.get((record.group, record.label), 0) + 1
@@ -279,6 +282,8 @@ def display_names(records: Sequence[StudyRecord]) -> list[str]:
             names.append(f"{r.label} [{activation}]")
         else:
             names.append(f"{r.label} ({r.name})")
+        if r.name in reduced:
+            names[-1] += f" {REDUCED_MARK}"
     return names
 
 

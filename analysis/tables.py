@@ -15,13 +15,13 @@ from bioscale.contract import best_trial, complete_trials, end_reason, finished_
 
 from .evaluation import evaluated
 from .outcomes import chance_error
-from .protocol import fixed_text, is_paper_protocol, protocol_problems
+from .protocol import fixed_text, is_paper_protocol, protocol_problems, protocol_verdict
 from .storage import StudyRecord, display_name, read_storage, select_studies
 
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
                 "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
                 "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
-                "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note"]
+                "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note", "protocol_verdict"]
 
 
 def _number(value: Any) -> float:
@@ -53,8 +53,8 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
         "evaluated_diverged": len(found.diverged) if found else 0,
         "activation": "sampled" if "activation" in info.space else info.fixed.get("activation", ""),
         "protocol": info.protocol or "", "sampler": info.sampler or "", "fixed": fixed_text(info),
-        "sampled": ", ".join(sorted(info.space)), "paper_protocol": is_paper_protocol(info),
-        "protocol_note": "; ".join(protocol_problems(info)),
+        "sampled": ", ".join(sorted(info.space)), "paper_protocol": is_paper_protocol(record),
+        "protocol_note": "; ".join(protocol_problems(record)), "protocol_verdict": protocol_verdict(record),
     }
 
 

@@ -109,34 +109,48 @@ def compute(results: Analysis) -> ActivationResult:
 
 
 def draw(title: str, rows: list[Row], pool: Pooled | None) -> Figure:
-    """Forest plot: one row per rule (paired: filled, unpaired: open), the pooled estimate as a diamond, zero dashed."""
+    """Forest plot: one row per rule (paired: filled, unpaired: open), the pooled estimate as a diamond spanning its 95 %
+    interval with the interval's whiskers and numbers, a neutral zero line; the key in a legend inside the figure."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Polygon
+
     from ..plots import new_figure, styled
 
+    colours = {"tanh better": "#0072B2", "ReLU better": "#E69F00", "no clear difference": "#555555"}
     with styled():
         n = len(rows) + (2 if pool else 0)
-        fig, axes = new_figure(8.5, 0.32 * n + 1.8)
+        fig, axes = new_figure(8.5, 0.32 * n + 2.6)
         ax = axes[0, 0]
+        ax.axvline(0, color="#333333", lw=1, zorder=1)
         names = []
         for y, r in enumerate(rows):
             names.append(f"{r.label} ({r.dataset}/{r.arch})")
             if not math.isfinite(r.diff):
                 continue
-            colour = {"tanh better": "#0072B2", "ReLU better": "#E69F00"}.get(r.verdict, "#555555")
+            colour = colours.get(r.verdict, "#555555")
             ax.errorbar(100 * r.diff, y, xerr=[[100 * (r.diff - r.low)], [100 * (r.high - r.diff)]]
                         if math.isfinite(r.low) else None, fmt="o" if r.design == PAIRED else "s",
-                        mfc=colour if r.design == PAIRED else "white", color=colour, ecolor=colour, capsize=3, ms=5)
+                        mfc=colour if r.design == PAIRED else "white", color=colour, ecolor=colour, capsize=3, ms=5,
+                        zorder=3)
         if pool:
             y = len(rows) + 0.8
             names += ["", f"pooled ({pool.n_configs} configurations)"]
             m, lo, hi = 100 * pool.mean, 100 * pool.ci[0], 100 * pool.ci[1]
-            ax.fill([lo, m, hi, m], [y, y - 0.35, y, y + 0.35], color="black")
-        ax.axvline(0, color="#D55E00", lw=1, ls="--")
+            ax.errorbar(m, y, xerr=[[m - lo], [hi - m]], fmt="none", ecolor="black", capsize=5, lw=1.2, zorder=3)
+            ax.add_patch(Polygon([(lo, y), (m, y - 0.35), (hi, y), (m, y + 0.35)], closed=True, color="black", zorder=4))
+            ax.annotate(f"{m:+.2f} pp ({lo:+.2f} to {hi:+.2f})", (hi, y), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+            low, high = ax.get_xlim()
+            ax.set_xlim(low, high + 0.25 * (high - low))  # room for the pooled numbers inside the axes
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_ylim(len(names) - 0.5, -0.7)
         ax.set_xlabel("tanh − ReLU validation error (percentage points)\n← tanh better      ReLU better →")
-        ax.set_title("blue: tanh better, orange: ReLU better, grey: no clear difference\nfilled: paired over the same "
-                     "configurations (t CI); open: unpaired medians (bootstrap CI); diamond: pooled (95% CI)",
-                     fontsize=9)
+        key = [Line2D([], [], color=colour, marker="o", ls="", label=verdict) for verdict, colour in colours.items()]
+        key += [Line2D([], [], color="#555555", marker="o", ls="", label="paired over the same configurations (t CI)"),
+                Line2D([], [], color="#555555", marker="s", mfc="white", ls="", label="unpaired medians (bootstrap CI)")]
+        if pool:
+            key.append(Line2D([], [], color="black", marker="D", ls="", label="pooled mean, 95% CI (diamond and whiskers)"))
+        fig.legend(handles=key, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
         fig.suptitle(title)
     return fig
 

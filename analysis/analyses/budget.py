@@ -75,6 +75,5 @@ def render(computed: Budget, out: Output, figures: str) -> list[Block]:
         folder = c.folder(group)
         blocks += out.figure(plots.budget_figure, (f"{c.title(group)}: budget trust", {n: t for n, _, t in rows}, styles),
                              folder, f"{folder}-budget-trust", f"{c.title(group)}: Spearman ρ and top-5 overlap between "
-                             "validation error at epoch e and at the last epoch", level="key" if firm else "all",
-                             studies=[s for _, s, _ in rows])
+                             "validation error at epoch e and at the last epoch", level="key" if firm else "all")
     return blocks

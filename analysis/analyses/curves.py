@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import math
 from dataclasses import dataclass, field
 
+import matplotlib as mpl
 import numpy as np
 
 from bioscale.contract import complete_trials, search_trials
@@ -121,8 +122,32 @@ def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
     return fig
 
 
+def draw_study(title: str, study: StudyCurves, chance: float) -> Figure:
+    """One study's own curves: its best (solid) and median (dashed) configuration's validation error per epoch."""
+    from ..palette import series_style
+    from ..plots import new_figure, styled
+
+    act = study.activation if study.activation in ("tanh", "relu") else None
+    color = series_style(study.label, act).color
+    with styled():
+        fig, axes = new_figure(5.0, 3.4)
+        ax = axes[0, 0]
+        for curve, ls, name, trial in ((study.best, "-", "best", study.best_trial),
+                                       (study.median, "--", "median", study.median_trial)):
+            ax.plot(np.arange(1, len(curve) + 1), 100 * np.asarray(curve), color=color, lw=2, ls=ls,
+                    label=f"{name} configuration (trial {trial})")
+        ax.axhline(100 * chance, color="#555555", ls=":", lw=1, label=f"chance ({100 * chance:.0f}%)")
+        ax.set_ylim(0, 100)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation error (%)")
+        ax.legend(fontsize=8)
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def render(computed: Curves, out: Output, figures: str) -> list[Block]:
-    """One figure of curves per dataset and architecture (nothing with --figures none)."""
+    """One figure of curves per dataset and architecture (nothing with --figures none); each study's own on --figures all."""
     if not out.wants("key"):
         return []
     if not computed.groups:
@@ -135,4 +160,8 @@ def render(computed: Curves, out: Output, figures: str) -> list[Block]:
         blocks += out.figure(draw, (f"{c.title(group)}: training curves, best and median configuration", studies,
                                     computed.chance[group]), folder, f"{folder}-training-curves",
                              f"{c.title(group)}: validation error per epoch, best and median configuration of each study")
+        for s in studies:
+            blocks += out.figure(draw_study, (f"{s.name}: training curves", s, computed.chance[group]), folder,
+                                 f"{s.name}-curves", f"{s.name}: validation error per epoch of its best and median "
+                                 "configuration", level="all", studies=[s.study])
     return blocks

@@ -14,6 +14,7 @@ import numpy as np
 from bioscale.contract import search_trials
 
 from ..evidence import evidence
+from ..protocol import PAPER_BUDGET, REDUCED_MARK, reduced_budgets
 from ..report import Block, Bullets, Paragraph
 from . import _common as c
 
@@ -28,7 +29,6 @@ TITLE = "Findings"
 ORDER = 0
 NEEDS = ("activation", "flags", "outcomes", "tunability")
 LEARNED = 0.05  # a best error at least 5 pp below chance: the rule learned something
-PAPER_BUDGET = (60, 500)  # configurations per rule, epochs per run
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Findings:
     bp: dict[tuple[str, str], float] = field(default_factory=dict)
     items: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    reduced: dict[str, str] = field(default_factory=dict)  # study name (marked †) -> why its budget is reduced
 
 
 def _ranked(a) -> Ranked | None:
@@ -82,6 +83,8 @@ def _ties(rows: list[Ranked]) -> list[Ranked]:
 def compute(results: Analysis) -> Findings:
     """Ranking per group, the findings sentences and the caveats."""
     out = Findings()
+    reduced = reduced_budgets(results.records)
+    out.reduced = {a.name: reduced[a.record.name] for a in results.studies if a.record.name in reduced}
     for group, members in c.groups(results).items():
         rows = [r for r in (_ranked(a) for a in members if a.analysed) if r is not None]
         if not rows:
@@ -127,8 +130,10 @@ def compute(results: Analysis) -> Findings:
     act = results.computed.get("activation")
     if act is not None and act.pooled is not None:
         p = act.pooled
-        paper = {"tanh better": " The paper's choice of tanh holds here.",
-                 "ReLU better": " The paper's choice of tanh does not hold here."}.get(p.verdict, "")
+        paper = {"tanh better": " tanh, the paper's choice, did better at this budget; ReLU ran in a search space and "
+                                "initialisation chosen for tanh, so this is not ReLU at its best.",
+                 "ReLU better": " ReLU did better than the paper's tanh at this budget, in a search space and "
+                                "initialisation chosen for tanh."}.get(p.verdict, "")
         out.items.append(f"**tanh vs ReLU** (paired, {p.n_pairs} rules, {p.n_configs} configurations): {p.line()}"
                          + evidence("paired", p.n_configs).mark() + "." + paper)
     elif act is not None and act.rows:
@@ -143,6 +148,12 @@ def compute(results: Analysis) -> Findings:
                          f"configuration ({len(tune.gains)} studies), against a noise scale of about "
                          f"{c.pct(tune.median_noise)} pp; {within} of {len(tune.gains)} gains are within the noise (ties).")
     out.caveats = caveats(results)
+    if out.reduced:
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in out.reduced.items():
+            by_reason.setdefault(reason, []).append(name)
+        out.caveats.insert(0, f"Reduced budget ({REDUCED_MARK}): " + "; ".join(
+            f"{c.names_line(names)} at {reason}" for reason, names in by_reason.items()) + ".")
     return out
 
 
@@ -191,30 +202,46 @@ def _span(values: list[int]) -> str:
 
 
 def draw(title: str, ranking: dict, chance: dict, bp: dict) -> Figure:
-    """One panel per (dataset, arch): studies ranked by error with their seed range; chance dotted, BP dashed."""
+    """One panel per (dataset, arch): studies ranked by error with their seed range on a log axis; chance dotted, BP dashed.
+
+    A log axis spreads the best rules (a few percent) that a linear 0–100 % axis crushes together;
+    BP's reference line is drawn beneath the seed bars, and its value is written above the panel.
+    """
+    import matplotlib as mpl
+
     from ..palette import series_style
     from ..plots import new_figure, styled
 
     groups = list(ranking)
     height = max(len(rows) for rows in ranking.values())
+    positive = [100 * v for rows in ranking.values() for r in rows for v in (r.low, r.error) if v > 0]
+    floor = 10 ** math.floor(math.log10(0.8 * min(positive))) if positive else 0.1
     with styled():
-        fig, axes = new_figure(5.2 * len(groups) + 0.6, 0.26 * height + 1.8, 1, len(groups), sharex=True)
+        fig, axes = new_figure(5.2 * len(groups) + 0.6, 0.26 * height + 2.0, 1, len(groups), sharex=True)
         for ax, group in zip(axes[0], groups):
             rows = ranking[group]
             for y, r in enumerate(rows):
                 colour = series_style(r.label, r.activation if r.activation in ("tanh", "relu") else None).color
-                ax.plot([100 * r.low, 100 * r.high], [y, y], color=colour, lw=3, alpha=0.6, solid_capstyle="butt")
-                ax.plot(100 * r.error, y, "o", color=colour, mec="black", mew=0.5, ms=6)
-            ax.axvline(100 * chance[group], color="#555555", ls=":", lw=1.2, label="chance")
+                low, high, error = (max(floor, 100 * v) for v in (r.low, r.high, r.error))  # 0 % sits at the floor
+                ax.plot([low, high], [y, y], color=colour, lw=4, alpha=0.7, solid_capstyle="butt", zorder=3)
+                ax.plot(error, y, "o", color=colour, mec="black", mew=0.5, ms=6, zorder=4)
+            ax.axvline(100 * chance[group], color="#555555", ls=":", lw=1.2, label="chance", zorder=1)
             if group in bp:
-                ax.axvline(100 * bp[group], color="#0173B2", ls="--", lw=1.2, label="BP (best)")
+                ax.axvline(100 * bp[group], color="#0173B2", ls="--", lw=1, alpha=0.6, label="BP (best)", zorder=1)
+                ax.annotate(f"BP {100 * bp[group]:.1f}%", (100 * bp[group], 1), xycoords=("data", "axes fraction"),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8,
+                            color="#0173B2")
             ax.set_yticks(range(len(rows)), [r.name + ("" if r.basis == "evaluated" else " (val.)") for r in rows],
                           fontsize=8)
             ax.set_ylim(len(rows) - 0.5, -0.5)
-            ax.set_xlim(0, 100)
-            ax.set_xlabel("test error (%), mean and range over seeds")
-            ax.set_title(c.title(group), fontsize=10)
-            ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+            ax.set_xscale("log")
+            ax.set_xlim(floor, 100)
+            ax.xaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+            ax.set_xlabel("test error (%, log scale), mean and range over seeds")
+            ax.set_title(c.title(group), fontsize=10, pad=14)
+            ax.legend(loc="lower left", fontsize=8, framealpha=0.9)  # the empty corner: best rules top left, worst bottom right
         fig.suptitle(title)
     return fig
 
@@ -226,8 +253,10 @@ def render(computed: Findings, out: Output, figures: str) -> list[Block]:
     blocks: list[Block] = [Bullets(computed.items)]
     blocks += out.figure(draw, ("Rules ranked by error (evaluated over seeds where re-evaluated)", computed.ranking,
                                 computed.chance, computed.bp), "summary", "ranking",
-                         "Rules ranked by test error of their best configuration, evaluated over seeds (bar: seed range; "
-                         "'(val.)': not re-evaluated, its best validation error); dotted: chance level; dashed: BP's best")
+                         "Rules ranked by test error of their best configuration, evaluated over seeds (log axis; bar: "
+                         "seed range; '(val.)': not re-evaluated, its best validation error); dotted: chance level; "
+                         "dashed: BP's best" + (f"; {REDUCED_MARK}: reduced budget (see the caveats)"
+                                                if computed.reduced else ""))
     blocks.append(Paragraph("**Caveats at this budget**:"))
     blocks.append(Bullets(computed.caveats))
     return blocks

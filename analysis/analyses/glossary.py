@@ -22,12 +22,16 @@ APPENDIX = True
 TERMS = (
     ("the paper", "Bartunov, Santoro, Richards, Marris, Hinton and Lillicrap (2018), *Assessing the scalability of "
                   "biologically-motivated deep learning algorithms and architectures*, NeurIPS: the study bioscale "
-                  "reproduces (random search over 60 configurations per rule, best within 500 epochs, tanh)."),
+                  "follows (random search over 60 configurations per rule, best within 500 epochs, tanh). The report "
+                  "says it reproduces the paper only when every study ran that search at that budget on the paper's "
+                  "data; otherwise it is *after* the paper."),
+    ("reduced budget (†)", "an EP or CHL study run at fewer configurations or epochs than the others on its dataset, "
+                           "as the demo runs them; the appendix's protocol section gives each one's budget and reason."),
     ("bp", "backpropagation."),
     ("fa / dfa", "feedback alignment / direct feedback alignment: fixed random feedback weights instead of the "
                  "transposed forward weights."),
     ("kp, wm, sign-symmetry", "Kolen-Pollack, weight mirrors and sign-symmetric feedback: rules that make the feedback "
-                              "weights learn or copy the forward weights' structure (published after the paper)."),
+                              "weights learn or copy the forward weights' structure."),
     ("tp, dtp, sdtp, ao-sdtp", "target propagation, difference target propagation, simplified DTP (no learned inverse "
                                "at the penultimate layer), and auxiliary-output SDTP (the paper's variant with an "
                                "extra output); ddtp and ldrl are later DTP variants."),

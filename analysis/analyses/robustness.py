@@ -94,5 +94,5 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
         blocks += out.figure(plots.robustness_figure, (f"{c.title(group)}: robustness", {n: r for n, _, r in rows}, styles),
                              folder, f"{folder}-robustness", f"{c.title(group)}: share of finished configurations within x "
                              "pp of the rule's best and of the common reference; learning-rate band within 5 pp",
-                             level="all", studies=[s for _, s, _ in rows])
+                             level="all")
     return blocks
