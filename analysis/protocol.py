@@ -19,7 +19,8 @@ PAPER_PROTOCOL = "random search, 60 configurations, best within 500 epochs, tanh
 NOT_THE_PAPERS_DATA = {"imagenet32": "downsampled 32x32 ImageNet (the paper: full-size images)"}
 # Why the demo gives some rules a smaller budget (bioscale.defaults.DEMO_REDUCED holds which, and how small).
 REDUCED_MARK = "†"  # beside a study's name wherever numbers of a reduced budget appear
-REDUCED_REASON = "their settling phases make a step cost 10–20× BP's, so the demo runs them at a reduced budget"
+SETTLING_COST = "EP and CHL settle the network at every step, a step costing about 4–15× BP's"  # defaults.DEMO_REDUCED
+REDUCED_REASON = f"{SETTLING_COST}, so the demo runs them at a reduced budget"
 
 
 def search_space_problems(info: StudyInfo) -> list[str]:
@@ -130,8 +131,8 @@ def missing_text(group: tuple[str, str], rules: Sequence[str]) -> str:
     others = [r for r in rules if r not in by_demo]
     parts = []
     if by_demo:
-        parts.append(f"{', '.join(by_demo)} not run on {group[1]}: {REDUCED_REASON}, on "
-                     f"{', '.join(demo['archs'])} only")
+        parts.append(f"{', '.join(by_demo)} not run on {group[1]}: the demo runs them on {', '.join(demo['archs'])} "
+                     f"only ({SETTLING_COST})")
     if others:
         parts.append(f"{', '.join(others)} not run on {group[1]} (no study in the storage)")
     return f"{group[0]} / {group[1]}: " + "; ".join(parts)

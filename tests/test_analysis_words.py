@@ -5,6 +5,7 @@ in every importance heat map, ECDFs as small multiples by family, and each study
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import optuna
@@ -13,8 +14,8 @@ import pytest
 from bioscale.analysis import analyze, compute
 from bioscale.analysis.analyses import ecdf
 from bioscale.analysis.analyses.importance import column_order
-from bioscale.analysis.protocol import (REDUCED_MARK, REDUCED_REASON, design_text, is_paper_protocol, missing_rules,
-                                        missing_text, protocol_verdict, reduced_budgets)
+from bioscale.analysis.protocol import (REDUCED_MARK, REDUCED_REASON, SETTLING_COST, design_text, is_paper_protocol,
+                                        missing_rules, missing_text, protocol_verdict, reduced_budgets)
 from bioscale.analysis.rendering import _relation
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
@@ -63,8 +64,9 @@ def demo_like(storage):
         for seed, label in enumerate(("bp", "fa")):
             add_study(storage, lambda p, s=seed: objective(p) + 0.05 * s, label=label, arch=arch, space=SPACE,
                       n_trials=8, seed=seed, protocol="paper", evaluation={"seeds": [0, 1], "test_errors": [0.1, 0.12]})
-    add_study(storage, lambda p: objective(p) + 0.3, label="ep", arch="fc", space=SPACE, n_trials=3, epochs=4, seed=5,
-              protocol="paper")
+    for activation, shift in (("tanh", 0.0), ("relu", 0.02)):  # a tanh/ReLU pair: the same draws
+        add_study(storage, lambda p, s=shift: objective(p) + 0.3 + s, label="ep", arch="fc", space=SPACE, n_trials=3,
+                  epochs=4, seed=5, protocol="paper", fixed={"activation": activation}, suffix=activation)
     add_study(storage, objective, label="dfa", arch="fc", space=SPACE, n_trials=4, seed=6, protocol="paper")
 
 
@@ -73,23 +75,28 @@ def test_reduced_budget_is_marked_with_its_reason_in_findings_ranking_and_tables
     demo_like(storage)
     records = select_studies(storage, None)
     reduced = reduced_budgets(records)
-    assert list(reduced) == ["tune:digits:fc:ep"]  # dfa's 4 trials are a smaller budget, not the demo's reduction
-    assert reduced["tune:digits:fc:ep"] == f"3 × 4 against 8 × 10: {REDUCED_REASON}"
+    # dfa's 4 trials are a smaller budget, not the demo's reduction
+    assert sorted(reduced) == ["tune:digits:fc:ep:relu", "tune:digits:fc:ep:tanh"]
+    assert reduced["tune:digits:fc:ep:tanh"] == f"3 × 4 against 8 × 10: {REDUCED_REASON}"
     assert missing_rules(records) == {("digits", "lc"): ["dfa", "ep"]}
-    assert missing_text(("digits", "lc"), ["dfa", "ep"]) == (f"digits / lc: ep not run on lc: {REDUCED_REASON}, on fc "
-                                                            "only; dfa not run on lc (no study in the storage)")
+    assert missing_text(("digits", "lc"), ["dfa", "ep"]) == (f"digits / lc: ep not run on lc: the demo runs them on fc "
+                                                            f"only ({SETTLING_COST}); dfa not run on lc (no study in "
+                                                            "the storage)")
 
     text = analyze(storage, None, tmp_path, progress=False, seeds=1, figures="none").read_text()
     findings = text[text.index("## Findings"):text.index("## ", text.index("## Findings") + 3)]
-    assert f"ep {REDUCED_MARK}" in findings and f"Reduced budget ({REDUCED_MARK}): ep {REDUCED_MARK} at 3 × 4 against 8 × 10" in findings
+    assert f"Worst: ep [relu] {REDUCED_MARK}" in findings
+    assert (f"Reduced budget ({REDUCED_MARK}): ep [tanh] {REDUCED_MARK}, ep [relu] {REDUCED_MARK} at 3 × 4 against 8 × 10"
+            in findings)
     rows = [line for line in text.splitlines() if line.startswith("| digits | fc | ep")]
-    assert len(rows) >= 3 and all(line.startswith(f"| digits | fc | ep {REDUCED_MARK} |") for line in rows)  # every table
+    assert len(rows) >= 6 and all(re.match(rf"\| digits \| fc \| ep( \[\w+\])? {REDUCED_MARK} \|", line) for line in rows)
+    assert any(line.startswith(f"| digits | fc | ep {REDUCED_MARK} | paired") for line in rows)  # the tanh-vs-ReLU table
     appendix = text[text.index("## Studies, protocols and budgets"):]
-    assert f"`tune:digits:fc:ep`: 3 × 4 against 8 × 10: {REDUCED_REASON}" in appendix
+    assert f"`tune:digits:fc:ep:relu`, `tune:digits:fc:ep:tanh`: 3 × 4 against 8 × 10: {REDUCED_REASON}" in appendix
     assert "**Rules absent from an architecture**: digits / lc: ep not run on lc" in appendix
     assert f"dfa {REDUCED_MARK}" not in text
     assert "the paper's search space at 8 × 10 (the paper: 60 × 500); digits, not the paper's data" in appendix
-    assert "**Search design**: not recorded (6 studies)" in appendix
+    assert "**Search design**: not recorded (7 studies)" in appendix
     assert "after Bartunov et al. 2018" in text and "reproducing" not in text
 
 

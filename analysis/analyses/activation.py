@@ -21,6 +21,7 @@ import pandas as pd
 from ..activation import TIE
 from ..evidence import evidence
 from ..pairs import PAIRED, PairComparison, Pooled, pooled
+from ..protocol import REDUCED_MARK, reduced_budgets
 from ..report import Block, Bullets, Paragraph, Table
 from . import _common as c
 
@@ -69,6 +70,7 @@ class ActivationResult:
     pooled: Pooled | None = None
     sampled: list[tuple[str, str, str, object]] = field(default_factory=list)  # (dataset, arch, name, ActivationEffect)
     within: pd.DataFrame = field(default_factory=pd.DataFrame)  # the within-study comparisons, one row per study
+    reduced: set[tuple[str, str, str]] = field(default_factory=set)  # (dataset, arch, label) of pairs at a reduced budget
 
     @property
     def n_paired(self) -> int:
@@ -105,10 +107,12 @@ def compute(results: Analysis) -> ActivationResult:
     out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation)
     out.pooled = pooled([p.paired for p in pairs if p.design == PAIRED])
     out.sampled = [(a.record.dataset, a.record.arch, a.name, a.effect) for a in c.ordered(results) if a.effect is not None]
+    reduced = reduced_budgets(results.records)
+    out.reduced = {(p.dataset, p.arch, p.label) for p in pairs if p.tanh.study in reduced or p.relu.study in reduced}
     return out
 
 
-def draw(title: str, rows: list[Row], pool: Pooled | None) -> Figure:
+def draw(title: str, rows: list[Row], pool: Pooled | None, reduced: set[tuple[str, str, str]] = frozenset()) -> Figure:
     """Forest plot: one row per rule (paired: filled, unpaired: open), the pooled estimate as a diamond spanning its 95 %
     interval with the interval's whiskers and numbers, a neutral zero line; the key in a legend inside the figure."""
     from matplotlib.lines import Line2D
@@ -124,7 +128,7 @@ def draw(title: str, rows: list[Row], pool: Pooled | None) -> Figure:
         ax.axvline(0, color="#333333", lw=1, zorder=1)
         names = []
         for y, r in enumerate(rows):
-            names.append(f"{r.label} ({r.dataset}/{r.arch})")
+            names.append(f"{_rule(r, reduced)} ({r.dataset}/{r.arch})")
             if not math.isfinite(r.diff):
                 continue
             colour = colours.get(r.verdict, "#555555")
@@ -155,9 +159,14 @@ def draw(title: str, rows: list[Row], pool: Pooled | None) -> Figure:
     return fig
 
 
-def _fmt(rows: list[Row]) -> pd.DataFrame:
+def _rule(r: Row, reduced: set[tuple[str, str, str]]) -> str:
+    """The row's rule label, marked † when its pair ran at a reduced budget."""
+    return r.label + (f" {REDUCED_MARK}" if (r.dataset, r.arch, r.label) in reduced else "")
+
+
+def _fmt(rows: list[Row], reduced: set[tuple[str, str, str]]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "dataset": r.dataset, "arch": r.arch, "rule": r.label, "design": r.design, "configurations": r.n,
+        "dataset": r.dataset, "arch": r.arch, "rule": _rule(r, reduced), "design": r.design, "configurations": r.n,
         "tanh − ReLU (pp)": c.pp(r.diff), "95% CI (pp)": c.ci(r.low, r.high),
         "tanh / ReLU better in": f"{r.tanh_wins} / {r.relu_wins}" if r.design == PAIRED else "–",
         "sign test p": f"{r.sign_p:.3g}" if math.isfinite(r.sign_p) else "–",
@@ -185,10 +194,10 @@ def render(computed: ActivationResult, out: Output, figures: str) -> list[Block]
                            "smaller_than_seed_spread": r.below_spread} for r in rows])
     if len(frame):
         out.table(frame, "activation_pairs")
-        blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled), "summary",
+        blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled, computed.reduced), "summary",
                              "tanh-vs-relu-forest", "tanh − ReLU validation error per rule (95% CI) and pooled over "
                              "every matched configuration; left of zero favours tanh")
-        blocks.append(Table(_fmt(rows), "tanh − ReLU per rule, errors as fractions shown in percentage points; negative "
+        blocks.append(Table(_fmt(rows, computed.reduced), "tanh − ReLU per rule, errors as fractions shown in percentage points; negative "
                                         "favours tanh. Paired: mean over the configurations both studies ran (diverged "
                                         "at chance), t-interval and sign test. Unpaired: median difference, bootstrap "
                                         "CI (activation_pairs.csv holds the fractions)."))

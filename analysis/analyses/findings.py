@@ -84,7 +84,7 @@ def compute(results: Analysis) -> Findings:
     """Ranking per group, the findings sentences and the caveats."""
     out = Findings()
     reduced = reduced_budgets(results.records)
-    out.reduced = {a.name: reduced[a.record.name] for a in results.studies if a.record.name in reduced}
+    out.reduced = {a.name: reduced[a.record.name] for a in c.ordered(results) if a.record.name in reduced}
     for group, members in c.groups(results).items():
         rows = [r for r in (_ranked(a) for a in members if a.analysed) if r is not None]
         if not rows:

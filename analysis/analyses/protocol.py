@@ -54,7 +54,10 @@ def render(computed: Protocols, out: Output, figures: str) -> list[Block]:
                                           for text, n in computed.designs.items()) + ".")]
     if computed.reduced:
         blocks.append(Paragraph("**Reduced budgets** (marked † wherever their numbers appear):"))
-        blocks.append(Bullets([f"`{name}`: {why}" for name, why in computed.reduced.items()]))
+        by_reason: dict[str, list[str]] = {}
+        for name, why in computed.reduced.items():
+            by_reason.setdefault(why, []).append(f"`{name}`")
+        blocks.append(Bullets([f"{', '.join(names)}: {why}" for why, names in by_reason.items()]))
     if computed.missing:
         blocks.append(Paragraph("**Rules absent from an architecture**: " + "; ".join(computed.missing) + "."))
     blocks.append(Table(computed.table, "Every study covered: the protocol it ran, its sampler and budget "
