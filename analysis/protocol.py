@@ -24,7 +24,7 @@ REDUCED_REASON = f"{SETTLING_COST}, so the demo runs them at a reduced budget"
 
 
 def search_space_problems(info: StudyInfo) -> list[str]:
-    """Why a study did not search the paper's space like for like (empty when it did): protocol, sampled or fixed values, sampler."""
+    """Why a study did not search the paper's space like for like (empty when it did): protocol, values, sampler."""
     problems = []
     if info.protocol != "paper":
         problems.append(f"protocol {info.protocol or 'not recorded'}")
@@ -77,7 +77,7 @@ def protocol_problems(record: StudyRecord) -> list[str]:
 
 
 def is_paper_protocol(record: StudyRecord) -> bool:
-    """Whether a study ran the paper's protocol: its search space like for like, at the paper's budget, on the paper's data."""
+    """Whether a study ran the paper's protocol: its search space, at the paper's budget, on the paper's data."""
     return not protocol_problems(record)
 
 
@@ -109,6 +109,14 @@ def reduced_budgets(records: Sequence[StudyRecord]) -> dict[str, str]:
         if r.rule in defaults.DEMO_REDUCED["rules"] and (trials < top[0] or epochs < top[1]):
             reduced[r.name] = f"{budget_text(r)} against {top[0]} × {top[1]}: {REDUCED_REASON}"
     return reduced
+
+
+def by_reason(reduced: Mapping[str, str]) -> dict[str, list[str]]:
+    """{why: study names} from reduced_budgets()-like {name: why}, in the names' order."""
+    found: dict[str, list[str]] = {}
+    for name, why in reduced.items():
+        found.setdefault(why, []).append(name)
+    return found
 
 
 def missing_rules(records: Sequence[StudyRecord]) -> dict[tuple[str, str], list[str]]:

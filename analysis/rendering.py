@@ -94,7 +94,7 @@ def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: 
 
 
 def _relation(records: Sequence[StudyRecord]) -> tuple[str, str]:
-    """('reproducing', '') when every study ran the paper's protocol at its budget on its data, else ('after', what differs)."""
+    """('reproducing', '') when every study ran the paper's protocol at its budget on its data, else ('after', why not)."""
     if records and all(is_paper_protocol(r) for r in records):
         return "reproducing", ""
     short = sorted({budget_text(r) for r in records if below_paper_budget(r)})

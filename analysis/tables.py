@@ -21,7 +21,8 @@ from .storage import StudyRecord, display_name, read_storage, select_studies
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
                 "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
                 "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
-                "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note", "protocol_verdict"]
+                "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note",
+                "protocol_verdict"]
 
 
 def _number(value: Any) -> float:

@@ -42,7 +42,8 @@ def test_only_the_papers_search_at_its_budget_on_its_data_is_a_reproduction():
     for dataset, n_trials, epochs, verdict in (
             ("mnist", 6, 10, "the paper's search space at 6 × 10 (the paper: 60 × 500)"),
             ("digits", 60, 500, "the paper's search space at 60 × 500 (the paper: 60 × 500); digits, not the paper's data"),
-            ("imagenet32", 60, 500, "the paper's search space at 60 × 500 (the paper: 60 × 500); downsampled 32x32 ImageNet")):
+            ("imagenet32", 60, 500,
+             "the paper's search space at 60 × 500 (the paper: 60 × 500); downsampled 32x32 ImageNet")):
         storage = optuna.storages.InMemoryStorage()
         paper_study(storage, dataset=dataset, n_trials=n_trials, epochs=epochs)
         (record,) = select_studies(storage, None)
@@ -124,7 +125,8 @@ def test_every_importance_heat_map_has_one_column_order_whatever_the_shares():
 
 
 def test_ecdf_panels_hold_one_family_each_and_split_a_large_family_by_schedule():
-    labels = ["bp", "fa", "dfa"] + [f"{r}-{s}" for r in ("tp", "dtp", "sdtp", "ao-sdtp") for s in ("alternating", "parallel")]
+    labels = ["bp", "fa", "dfa"] + [f"{r}-{s}" for r in ("tp", "dtp", "sdtp", "ao-sdtp")
+                                    for s in ("alternating", "parallel")]
     series = [ecdf.Series(label, label, act, np.array([0.1])) for label in labels for act in ("tanh", "relu")]
     panels = ecdf.panels(series)
     assert [title for title, _ in panels] == ["backprop", "feedback alignment", "target propagation, alternating",

@@ -197,8 +197,8 @@ def render(computed: ActivationResult, out: Output, figures: str) -> list[Block]
         blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled, computed.reduced), "summary",
                              "tanh-vs-relu-forest", "tanh − ReLU validation error per rule (95% CI) and pooled over "
                              "every matched configuration; left of zero favours tanh")
-        blocks.append(Table(_fmt(rows, computed.reduced), "tanh − ReLU per rule, errors as fractions shown in percentage points; negative "
-                                        "favours tanh. Paired: mean over the configurations both studies ran (diverged "
+        blocks.append(Table(_fmt(rows, computed.reduced), "tanh − ReLU per rule, errors as fractions shown in percentage "
+                                        "points; negative favours tanh. Paired: mean over the configurations both studies ran (diverged "
                                         "at chance), t-interval and sign test. Unpaired: median difference, bootstrap "
                                         "CI (activation_pairs.csv holds the fractions)."))
         if any(r.exploratory for r in rows):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import math
 from dataclasses import dataclass, field
 
-import matplotlib as mpl
 import numpy as np
 
 from bioscale.contract import complete_trials, search_trials
@@ -124,6 +123,8 @@ def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
 
 def draw_study(title: str, study: StudyCurves, chance: float) -> Figure:
     """One study's own curves: its best (solid) and median (dashed) configuration's validation error per epoch."""
+    import matplotlib as mpl
+
     from ..palette import series_style
     from ..plots import new_figure, styled
 

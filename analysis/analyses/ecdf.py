@@ -144,9 +144,10 @@ def render(computed: Ecdf, out: Output, figures: str) -> list[Block]:
     if not computed.groups:
         return [Paragraph("No study has finished configurations.")]
     blocks.append(Paragraph("One row of panels per rule family (BP in grey in each as the reference), one column per "
-                            "activation. Each curve is one study: the share of its finished configurations whose best validation error "
-                            "is at most x (diverged or stalled runs at the chance-level error, dotted). Left and steep is "
-                            "good and easy to tune; a curve that jumps at chance is a rule many configurations never train."))
+                            "activation. Each curve is one study: the share of its finished configurations whose best "
+                            "validation error is at most x (diverged or stalled runs at the chance-level error, dotted). "
+                            "Left and steep is good and easy to tune; a curve that jumps at chance is a rule many "
+                            "configurations never train."))
     for group, series in computed.groups.items():
         folder = c.folder(group)
         blocks += out.figure(draw, (f"{c.title(group)}: validation error over every finished configuration", series,

@@ -14,7 +14,7 @@ import numpy as np
 from bioscale.contract import search_trials
 
 from ..evidence import evidence
-from ..protocol import PAPER_BUDGET, REDUCED_MARK, reduced_budgets
+from ..protocol import PAPER_BUDGET, REDUCED_MARK, by_reason, reduced_budgets
 from ..report import Block, Bullets, Paragraph
 from . import _common as c
 
@@ -149,11 +149,8 @@ def compute(results: Analysis) -> Findings:
                          f"{c.pct(tune.median_noise)} pp; {within} of {len(tune.gains)} gains are within the noise (ties).")
     out.caveats = caveats(results)
     if out.reduced:
-        by_reason: dict[str, list[str]] = {}
-        for name, reason in out.reduced.items():
-            by_reason.setdefault(reason, []).append(name)
         out.caveats.insert(0, f"Reduced budget ({REDUCED_MARK}): " + "; ".join(
-            f"{c.names_line(names)} at {reason}" for reason, names in by_reason.items()) + ".")
+            f"{c.names_line(names)} at {reason}" for reason, names in by_reason(out.reduced).items()) + ".")
     return out
 
 
@@ -241,7 +238,7 @@ def draw(title: str, ranking: dict, chance: dict, bp: dict) -> Figure:
             ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
             ax.set_xlabel("test error (%, log scale), mean and range over seeds")
             ax.set_title(c.title(group), fontsize=10, pad=14)
-            ax.legend(loc="lower left", fontsize=8, framealpha=0.9)  # the empty corner: best rules top left, worst bottom right
+            ax.legend(loc="lower left", fontsize=8, framealpha=0.9)  # the empty corner: best top left, worst bottom right
         fig.suptitle(title)
     return fig
 

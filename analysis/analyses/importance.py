@@ -96,7 +96,7 @@ def compute(results: Analysis) -> Importance:
 
 
 def draw(title: str, rows: list[StudyImportance], columns: list[str]) -> Figure:
-    """Heat map, rules (by family) × parameters (in the given order), shares in %, one colour bar; PED-ANOVA beside it when any."""
+    """Heat map, rules (by family) × parameters (in the given order), shares in %, one colour bar; PED-ANOVA beside it."""
     import seaborn as sns
 
     from ..plots import new_figure, styled

@@ -38,7 +38,8 @@ def compute(results: Analysis) -> PaperTables:
 def _fmt_best(best: pd.DataFrame, reduced: Mapping[str, str]) -> pd.DataFrame:
     return pd.DataFrame({
         "dataset": best.dataset, "arch": best.arch,
-        "rule": [name + (f" {REDUCED_MARK}" if study in reduced else "") for name, study in zip(rule_names(best), best.study)],
+        "rule": [name + (f" {REDUCED_MARK}" if study in reduced else "")
+                 for name, study in zip(rule_names(best), best.study)],
         "complete trials": [f"{a} of {b}" for a, b in zip(best.trials_complete, best.trials_total)],
         "best val error (%)": best.best_val_error.map(c.pct), "test error at it (%)": best.test_error_at_best.map(c.pct),
         "evaluated test error (%)": [f"{c.pct(m)} ± {c.pct(s)} ({n} seeds)" if n else "–"
@@ -69,8 +70,8 @@ def render(computed: PaperTables, out: Output, figures: str) -> list[Block]:
     blocks: list[Block] = [Table(c.drop_constant(_fmt_best(computed.best, computed.reduced),
                                                  keep=("dataset", "arch", "rule", "complete trials")),
                                  "Best configuration per study (percent; best.csv holds fractions)."
-                                 + (f" {REDUCED_MARK}: a reduced budget, " + "; ".join(sorted(set(computed.reduced.values())))
-                                    + "." if computed.reduced else ""))]
+                                 + (f" {REDUCED_MARK}: a reduced budget, "
+                                    + "; ".join(sorted(set(computed.reduced.values()))) + "." if computed.reduced else ""))]
     comparison = computed.comparison
     matched = comparison[comparison.paper_test_error.notna()]
     if len(matched):

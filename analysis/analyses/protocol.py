@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..protocol import (PAPER_BUDGET, budget_text, design_text, fixed_text, missing_rules, missing_text, protocol_verdict,
-                        reduced_budgets)
+from ..protocol import (PAPER_BUDGET, budget_text, by_reason, design_text, fixed_text, missing_rules, missing_text,
+                        protocol_verdict, reduced_budgets)
 from ..report import Block, Bullets, Paragraph, Table
 from ..storage import StudyRecord
 
@@ -54,10 +54,8 @@ def render(computed: Protocols, out: Output, figures: str) -> list[Block]:
                                           for text, n in computed.designs.items()) + ".")]
     if computed.reduced:
         blocks.append(Paragraph("**Reduced budgets** (marked † wherever their numbers appear):"))
-        by_reason: dict[str, list[str]] = {}
-        for name, why in computed.reduced.items():
-            by_reason.setdefault(why, []).append(f"`{name}`")
-        blocks.append(Bullets([f"{', '.join(names)}: {why}" for why, names in by_reason.items()]))
+        blocks.append(Bullets([", ".join(f"`{name}`" for name in names) + f": {why}"
+                               for why, names in by_reason(computed.reduced).items()]))
     if computed.missing:
         blocks.append(Paragraph("**Rules absent from an architecture**: " + "; ".join(computed.missing) + "."))
     blocks.append(Table(computed.table, "Every study covered: the protocol it ran, its sampler and budget "
