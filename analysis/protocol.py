@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
 
 from bioscale import datasets, defaults
@@ -146,9 +147,14 @@ def missing_text(group: tuple[str, str], rules: Sequence[str]) -> str:
     return f"{group[0]} / {group[1]}: " + "; ".join(parts)
 
 
-def design_text(design: Mapping[str, Any] | None) -> str:
-    """A study's recorded search design in words ('not recorded' on storages written before designs were recorded)."""
-    if not design:
+def design_text(design: Mapping[str, Any] | str | None) -> str:
+    """A study's recorded search design (a mapping, or its JSON) in words; 'not recorded' on older storages."""
+    if isinstance(design, str):
+        try:
+            design = json.loads(design)
+        except ValueError:
+            return f"unreadable ({design!r})"
+    if not isinstance(design, Mapping) or not design:
         return "not recorded"
     sampler = {"sobol": "scrambled Sobol (quasi-random; random search with better coverage)",
                "random": "random search", "tpe": "TPE (model-based)"}.get(design.get("sampler"), str(design.get("sampler")))

@@ -109,6 +109,8 @@ def test_design_text_names_the_sampler_sharing_and_fidelity():
     halving = design_text({"sampler": "random", "seed": 1, "shared": "rules",
                            "fidelity": {"scheme": "halving", "eta": 3, "rungs": [1, 3, 10]}})
     assert "common random numbers" in halving and "halving (η = 3, rungs at 1, 3, 10 epochs)" in halving
+    assert design_text('{"sampler": "tpe", "seed": 2, "shared": "none", "fidelity": null}').startswith("TPE")
+    assert design_text("not json").startswith("unreadable")
 
 
 def test_every_importance_heat_map_has_one_column_order_whatever_the_shares():
