@@ -15,6 +15,7 @@ import numpy as np
 
 from bioscale.contract import complete_trials, search_trials
 
+from ..protocol import REDUCED_MARK
 from ..report import Block, Paragraph
 from ..stability import learning_curves
 from . import _common as c
@@ -83,6 +84,8 @@ def compute(results: Analysis) -> Curves:
 
 def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
     """One panel per rule label: best (solid) and median (dashed) curves, tanh dark and ReLU light, chance dotted."""
+    import matplotlib as mpl
+
     from ..palette import series_style
     from ..plots import new_figure, styled
 
@@ -106,12 +109,14 @@ def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
                 ax.plot(np.arange(1, len(s.median) + 1), 100 * np.asarray(s.median), color=color, lw=1.5, ls="--",
                         label=f"{name}: median" if act else "median")
             ax.axhline(100 * chance, color="#555555", ls=":", lw=1)
-            ax.set_title(label, fontsize=10)
+            reduced = any(s.name.endswith(REDUCED_MARK) for s in studies if s.label == label)
+            ax.set_title(label + (f" {REDUCED_MARK}" if reduced else ""), fontsize=10)
             ax.set_ylim(0, 100)
         for ax in flat[len(labels):]:
             ax.set_axis_off()
         for ax in flat[max(0, len(labels) - ncols):len(labels)]:  # the lowest panel of each column
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
             ax.xaxis.set_tick_params(labelbottom=True)
         for ax in axes[:, 0]:
             ax.set_ylabel("validation error (%)")
