@@ -10,6 +10,7 @@ that the command line can name stages and end reasons without loading it.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import math
 import os
@@ -161,6 +162,11 @@ def complete_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     """The complete search trial with the lowest validation error, the earliest on ties; None when none completed."""
     return min(complete_trials(search_trials(trials)), key=lambda t: (t.value, t.number), default=None)
+
+
+def naive_time(moment: datetime.datetime) -> datetime.datetime:
+    """`moment` as Optuna stores times, without a time zone: PostgreSQL's clock comes with its session's zone, its stored heartbeats without."""
+    return moment.replace(tzinfo=None)
 
 
 def worker_id() -> str:
