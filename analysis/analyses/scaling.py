@@ -25,9 +25,10 @@ import pandas as pd
 from bioscale.contract import search_trials
 
 from ..paper import _family, paper_dataset, published
+from ..protocol import PAPER_BUDGET
 from ..report import Block, Paragraph, Table
 from . import _common as c
-from .findings import PAPER_BUDGET, _span
+from .findings import _span
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
