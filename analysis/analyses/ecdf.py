@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bioscale import catalogue
+
 from ..outcomes import counted_error, search_finished
 from ..palette import split_label
 from ..protocol import REDUCED_MARK
@@ -72,7 +74,7 @@ def panels(series: list[Series]) -> list[tuple[str, list[str]]]:
     labels is split by schedule so that no panel holds more curves than its colours tell apart."""
     by_family: dict[str, list[str]] = {}
     for s in series:
-        labels = by_family.setdefault(c.family_of(split_label(s.label)[0]), [])
+        labels = by_family.setdefault(catalogue.family_of(split_label(s.label)[0]), [])
         if s.label not in labels:
             labels.append(s.label)
     found = []
