@@ -12,6 +12,7 @@ from bioscale.contract import Evaluation
 
 AT_BEST_VAL = "test error at the best-validation epoch"
 AT_LAST = "test error at the last epoch (the evaluation recorded no best-validation epoch)"
+Z95 = 1.959964  # two-sided 95% normal quantile
 
 
 @dataclass
@@ -24,6 +25,27 @@ class Evaluated:
     diverged: list[dict[str, Any]] = field(default_factory=list)
     chance: float = math.nan
     recorded: tuple[float, float] | None = None  # (mean, std) as the evaluation wrote them, when it did
+    n_test: int | None = None  # test examples each seed's error was measured on
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% interval of the mean test error (diverged seeds at chance): seed spread and the test set's size.
+
+        Standard error² = s²/k over the k seeds plus e(1 − e)/n, the binomial error of one error
+        rate e measured on n test examples (the same examples for every seed, so it does not
+        average out); a normal interval, clipped to [0, 1].
+        """
+        values = self.errors + [self.chance] * len(self.diverged)
+        if not values:
+            return math.nan, math.nan
+        mean = float(np.mean(values))
+        variance = float(np.var(values, ddof=1)) / len(values) if len(values) > 1 else 0.0
+        if self.n_test:
+            variance += mean * (1 - mean) / self.n_test
+        elif len(values) < 2:
+            return math.nan, math.nan
+        half = Z95 * math.sqrt(variance)
+        return max(0.0, mean - half), min(1.0, mean + half)
 
     @property
     def n(self) -> int:
@@ -52,7 +74,10 @@ class Evaluated:
 
     def line(self) -> str:
         """One line: mean ± sd over the seeds, which test error, and the seeds that diverged."""
-        text = (f"{100 * self.mean:.2f} ± {100 * self.std:.2f}% over {self.n} seeds ({self.basis})"
+        low, high = self.interval
+        spread = (f", 95% CI {100 * low:.2f}–{100 * high:.2f}% (seeds and {self.n_test or 'unknown'} test examples)"
+                  if math.isfinite(low) else "")
+        text = (f"{100 * self.mean:.2f} ± {100 * self.std:.2f}% over {self.n} seeds ({self.basis}){spread}"
                 if self.n else "no seed finished")
         if self.diverged:
             named = ", ".join(f"seed {d.get('seed')} ({d.get('reason', 'diverged')})" for d in self.diverged)
@@ -62,8 +87,11 @@ class Evaluated:
         return text
 
 
-def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float) -> Evaluated | None:
-    """The evaluation record read: test errors at the best-validation epoch when recorded, else at the last epoch."""
+def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float, dataset: str | None = None) -> Evaluated | None:
+    """The evaluation record read: test errors at the best-validation epoch when recorded, else at the last epoch.
+
+    `dataset` gives the test set's size, for the interval (`Evaluated.interval`).
+    """
     record = Evaluation.read(evaluation)
     if record is None:
         return None
@@ -82,5 +110,8 @@ def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float) 
         return None
     recorded = (float(mean), float(std) if isinstance(std, (int, float)) else math.nan) \
         if isinstance(mean, (int, float)) and math.isfinite(mean) else None
+    from .analyses._common import splits  # the one table of split sizes
+
+    sizes = splits(dataset) if dataset else None
     return Evaluated(seeds=seeds, errors=values, basis=basis, diverged=[dict(d) for d in diverged], chance=chance,
-                     recorded=recorded)
+                     recorded=recorded, n_test=sizes[2] if sizes else None)

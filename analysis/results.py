@@ -17,7 +17,7 @@ from .evidence import evidence
 from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
 from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished, valued_trials
-from .pairs import PairComparison, across_rules, compare_pair, find_pairs
+from .pairs import PairComparison, across_rules, compare_pairs, find_pairs
 from .paper import _family, compare
 from .stability import MARGIN, MARGINS, BudgetTrust, Robustness, budget_trust, learning_curves, paper_claims, robustness
 from .storage import StudyRecord, display_name, read_storage, select_studies
@@ -108,7 +108,7 @@ def compute(storage: str | BaseStorage | None, patterns: Sequence[str] | None = 
     studies = [analyse_study(r, n, seeds, forests.get(r.name)) for r, n in
                zip(progress_bar(records, progress, "analysing studies"), display_names(records))]
     claims = set_references(studies)
-    pairs = [compare_pair(tanh, relu) for tanh, relu in find_pairs(records)]
+    pairs = compare_pairs(find_pairs(records))
     best = best_table_from(records)
     importance, activation, stability = long_tables(studies)
     analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
@@ -203,7 +203,7 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
     result.chance = chance = chance_error(record.dataset)
     result.outcomes = outcomes(record.trials)
     result.tunability = tunability(record.trials, chance)
-    result.evaluated = evaluated(record.evaluation, chance)
+    result.evaluated = evaluated(record.evaluation, chance, record.dataset)
     merged, _ = unify_distributions(complete)
     result.log_params = sorted(n for n, d in merged.items() if is_log(d))
     forests = forests or _forests(record, seeds)

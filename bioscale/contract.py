@@ -47,8 +47,8 @@ TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECONDS = (
     "train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
 RESULT_ATTRS = (TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECONDS)
 # `role` is "default" on the one trial per tuning study that trains the rule's default settings:
-# it measures how much tuning buys (tunability) and stays out of the random-search statistics,
-# the budget and the choice of the best trial.
+# it measures how much tuning buys (tunability) and stays out of the random-search statistics and
+# the budget; it is trained on the study's budget, so it competes for the best trial (the incumbent).
 ROLE, DEFAULT_CONFIG = "role", "default"
 # `checkpoint` is where the trial's population saves as it trains (bioscale.resume); `resumed_from`
 # the epochs it had completed when it resumed from one (null: it trained from epoch 0).
@@ -73,15 +73,16 @@ class EndReason(str, enum.Enum):
     ERROR = "error"
     INTERRUPTED = "interrupted"
     PREEMPTED = "preempted"  # the scheduler's pre-timeout or preemption signal: saved, re-queued, resumed
+    HALVED = "halved"  # successive halving stopped it at a rung (its curve as far as it trained); never the best
 
     def text(self, detail: str = "") -> str:
         """The `end_reason` attribute: the reason, then its detail after a colon."""
         return f"{self.value}: {detail}" if detail else self.value
 
 
-DIVERGED, STALLED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED, PREEMPTED = (
+DIVERGED, STALLED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED, PREEMPTED, HALVED = (
     EndReason.DIVERGED, EndReason.STALLED, EndReason.PRUNED, EndReason.OUT_OF_MEMORY, EndReason.ERROR, EndReason.INTERRUPTED,
-    EndReason.PREEMPTED)
+    EndReason.PREEMPTED, EndReason.HALVED)
 # Failures that used up their share of the budget; any other FAIL is a lost worker's trial, re-queued.
 COUNTED_FAILURES = (ERROR, OUT_OF_MEMORY)
 # Before the stalled reason had its own word, a stall was stored as "diverged: error stayed at chance ...".
@@ -158,9 +159,15 @@ def complete_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
 
 
+def was_halved(trial: FrozenTrial) -> bool:
+    """A trial successive halving stopped at a lower rung: it did not train the study's full budget."""
+    return read_end_reason(trial.user_attrs.get(END_REASON)) == HALVED
+
+
 def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
-    """The complete search trial with the lowest validation error, the earliest on ties; None when none completed."""
-    return min(complete_trials(search_trials(trials)), key=lambda t: (t.value, t.number), default=None)
+    """The incumbent: the complete trial at the study's full budget with the lowest validation error, the default
+    configuration's included, the earliest on ties; None when none completed."""
+    return min((t for t in complete_trials(trials) if not was_halved(t)), key=lambda t: (t.value, t.number), default=None)
 
 
 def worker_id() -> str:
@@ -274,6 +281,7 @@ class StudyInfo:
     evaluation: Evaluation | None = None  # written by `bioscale study evaluate`
     winner: str | None = None  # architecture stage: the chosen spec
     winner_trial: int | None = None
+    design: dict[str, Any] | None = None  # the search design: sampler, seed, draws key, shared, fidelity (see DESIGN)
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> "StudyInfo":
@@ -283,7 +291,7 @@ class StudyInfo:
             value = attrs.get(f.name)
             if f.name in ("fixed", "space"):
                 value = dict(value) if isinstance(value, dict) else {}
-            elif f.name == "sampler_settings":
+            elif f.name in ("sampler_settings", "design"):
                 value = value if isinstance(value, dict) else None
             elif f.name == "evaluation":
                 value = Evaluation.read(value)
@@ -308,6 +316,10 @@ class StudyInfo:
 
 
 STUDY_ATTRS = tuple(f.name for f in fields(StudyInfo))
+# `design`: {"sampler": "sobol"|"random"|"tpe", "seed": int, "draws": key (studies with equal keys sampled identical
+# configurations), "shared": "pair"|"rules"|"none", "fidelity": null | {"scheme": "halving"|"hyperband", "eta": int,
+# "rungs": [epochs per rung, ascending, the last the study's epochs]}}. Older studies have none: full budget.
+DESIGN = "design"
 # The study attributes written after the study is created, and the two every run reads back.
 STAGE, TRIALS, EVALUATION, WINNER, WINNER_TRIAL, SAMPLER_SETTINGS = (
     "stage", "trials", "evaluation", "winner", "winner_trial", "sampler_settings")

@@ -31,12 +31,14 @@ def test_finished_counted_and_requeued_agree():
         False, True, True, True, False, True]
 
 
-def test_the_best_trial_is_the_lowest_complete_search_trial_earliest_on_ties():
+def test_the_best_trial_is_the_lowest_full_budget_trial_default_included_earliest_on_ties():
     trials = [trial(0, TrialState.COMPLETE, 0.3), trial(1, TrialState.COMPLETE, 0.1), trial(2, TrialState.COMPLETE, 0.1),
-              trial(3, TrialState.COMPLETE, 0.05, role="default"), trial(4, TrialState.PRUNED, end_reason="diverged: nan")]
-    assert contract.best_trial(trials).number == 1
+              trial(3, TrialState.COMPLETE, 0.05, role="default"), trial(4, TrialState.PRUNED, end_reason="diverged: nan"),
+              trial(5, TrialState.COMPLETE, 0.01, end_reason="halved: rung 1 of 3")]
+    assert contract.best_trial(trials).number == 3  # the default configuration is the incumbent here
+    assert contract.best_trial(contract.search_trials(trials)).number == 1
     assert contract.default_trial(trials).number == 3
-    assert contract.best_trial([trials[3], trials[4]]) is None
+    assert contract.best_trial([trials[4], trials[5]]) is None  # a halved trial never trained the full budget
 
 
 def test_study_info_round_trips_and_reads_any_study():

@@ -129,11 +129,13 @@ def compute(results: Analysis) -> Findings:
         p = act.pooled
         paper = {"tanh better": " The paper's choice of tanh holds here.",
                  "ReLU better": " The paper's choice of tanh does not hold here."}.get(p.verdict, "")
-        out.items.append(f"**tanh vs ReLU** (paired, {p.n_pairs} rules, {p.n_configs} configurations): {p.line()}"
+        out.items.append(f"**tanh vs ReLU** (paired, {p.n_pairs} rule × architecture pairs, {p.n_configs} "
+                         f"configurations): {p.line()}"
                          + evidence("paired", p.n_configs).mark() + "." + paper)
     elif act is not None and act.rows:
         verdicts = [r.verdict for r in act.rows]
-        out.items.append(f"**tanh vs ReLU** (unpaired, {len(act.rows)} rules): " + ", ".join(
+        out.items.append(f"**tanh vs ReLU** (unpaired, {len(act.rows)} rule × architecture pairs, Mann-Whitney, "
+                         "Holm-adjusted): " + ", ".join(
             f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts))) + "; no pair sampled the same configurations, so "
             "nothing is pooled.")
     tune = results.computed.get("tunability")

@@ -1,0 +1,119 @@
+"""The search design a study declares (`contract.DESIGN`), read for the statistics: shared draws and fidelity.
+
+Which studies sampled identical configurations decides how an interval resamples them: studies
+with equal draw keys share configuration i, so a pooled effect resamples configuration indices
+jointly (a cluster bootstrap), not within each study. Studies written before the design was
+recorded have no key: configurations that agree on every parameter the studies share are taken
+as one draw (the way the old single-seed design showed itself), and their budget as full.
+
+Which rung a statistic reads: sensitivity and importances compare configurations at the first
+rung, the budget every configuration reached; best errors are read at the full budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Hashable, Mapping, Sequence
+
+from optuna.trial import FrozenTrial
+
+from bioscale import contract
+
+from .outcomes import DIVERGED, STALLED, counted_error, outcome, search_finished
+from .storage import StudyRecord
+
+
+@dataclass(frozen=True)
+class Design:
+    """A study's declared search design; empty fields where it declares none (an older study)."""
+
+    sampler: str | None = None
+    seed: int | None = None
+    draws: str | None = None  # studies with equal keys sampled identical configurations
+    shared: str | None = None  # "pair", "rules" or "none"
+    scheme: str | None = None  # "halving", "hyperband", or None for a full-budget search
+    eta: int | None = None
+    rungs: tuple[int, ...] = ()  # epochs per rung, ascending; the last is the study's epochs
+
+    @property
+    def first_rung(self) -> int | None:
+        """The epochs every configuration trained (None: every configuration trained the full budget)."""
+        return self.rungs[0] if self.scheme and self.rungs else None
+
+    def line(self, epochs: int | None) -> str:
+        """One line naming the design: sampler, what shares draws, and the fidelity schedule."""
+        if self.draws is None:
+            return "no recorded design (an older study): shared draws inferred from the configurations, full budget"
+        text = f"{self.sampler or 'sampler not recorded'} draws (key {self.draws}, shared: {self.shared or 'none'})"
+        if self.first_rung is None:
+            return text + f", every configuration at the full budget ({epochs or '?'} epochs)"
+        return text + (f", {self.scheme} with η = {self.eta}, rungs of {', '.join(map(str, self.rungs))} epochs")
+
+
+def design(record: StudyRecord) -> Design:
+    """The design `record` declares; an empty Design when it declares none or a malformed one."""
+    found = record.info.design or {}
+    fidelity = found.get("fidelity") if isinstance(found.get("fidelity"), Mapping) else {}
+    rungs = fidelity.get("rungs") if isinstance(fidelity.get("rungs"), list) else []
+    draws = found.get("draws")
+    return Design(sampler=_text(found.get("sampler")), seed=found.get("seed") if isinstance(found.get("seed"), int) else None,
+                  draws=str(draws) if draws is not None else None, shared=_text(found.get("shared")),
+                  scheme=_text(fidelity.get("scheme")), eta=fidelity.get("eta") if isinstance(fidelity.get("eta"), int) else None,
+                  rungs=tuple(int(r) for r in rungs if isinstance(r, (int, float)) and r > 0))
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+def rung_error(trial: FrozenTrial, epochs: int | None, chance: float) -> float:
+    """The error a finished search trial counts with at `epochs` (None: its full run): its lowest validation error up
+    to then, chance level when it diverged or stalled by then; NaN when it has no error there."""
+    if epochs is None:
+        return counted_error(trial, chance)
+    seen = [v for step, v in trial.intermediate_values.items() if step <= epochs and v is not None and math.isfinite(v)]
+    if outcome(trial) in (DIVERGED, STALLED) and max(trial.intermediate_values, default=0) < epochs:
+        return chance
+    return float(min(seen)) if seen else math.nan
+
+
+def first_rung_errors(record: StudyRecord, chance: float) -> tuple[list[FrozenTrial], list[float]]:
+    """Every finished search trial and its error at the first rung (its counted error when the study has no rungs)."""
+    rung = design(record).first_rung
+    finished = search_finished(record.trials)
+    return finished, [rung_error(t, rung, chance) for t in finished]
+
+
+def full_budget(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The finished search trials that trained the study's full budget (successive halving stopped none of them)."""
+    return [t for t in search_finished(trials) if not contract.was_halved(t)]
+
+
+def draw_clusters(records: Sequence[StudyRecord]) -> dict[tuple[str, int], Hashable]:
+    """{(study, trial number): draw} for every finished search trial: trials with equal draws sampled one configuration.
+
+    Declared designs give (draw key, position in the study's sampling order); studies without one
+    are matched on the values of the parameters every one of them samples (activation aside).
+    """
+    clusters: dict[tuple[str, int], Hashable] = {}
+    undeclared = [r for r in records if design(r).draws is None]
+    common = set.intersection(*(set(r.info.space) or _sampled(r) for r in undeclared)) - {"activation"} \
+        if undeclared else set()
+    for record in records:
+        key = design(record).draws
+        for position, trial in enumerate(sorted(search_finished(record.trials), key=lambda t: t.number)):
+            if key is not None:
+                clusters[(record.name, trial.number)] = ("declared", key, position)
+                continue
+            values = tuple((n, round(v, 12) if isinstance(v, float) else v)
+                           for n, v in sorted(trial.params.items()) if n in common)
+            if any(isinstance(v, float) for _, v in values):
+                clusters[(record.name, trial.number)] = ("inferred",) + values
+            else:  # no continuous value in common, so equal values could be chance: every trial its own draw
+                clusters[(record.name, trial.number)] = ("own", record.name, trial.number)
+    return clusters
+
+
+def _sampled(record: StudyRecord) -> set[str]:
+    return {name for t in record.trials for name in t.params}
