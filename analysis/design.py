@@ -16,11 +16,12 @@ import math
 from dataclasses import dataclass
 from typing import Hashable, Mapping, Sequence
 
+import optuna
 from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .outcomes import DIVERGED, STALLED, counted_error, outcome, search_finished
+from .outcomes import DIVERGED, STALLED, counted_error, outcome, search_finished, valued_trials
 from .storage import StudyRecord
 
 
@@ -117,3 +118,48 @@ def draw_clusters(records: Sequence[StudyRecord]) -> dict[tuple[str, int], Hasha
 
 def _sampled(record: StudyRecord) -> set[str]:
     return {name for t in record.trials for name in t.params}
+
+
+def fidelity_trials(record: StudyRecord, chance: float) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """(configurations that trained, every finished configuration with an error) as importances read them.
+
+    A full-budget study gives its complete search trials and `outcomes.valued_trials`; a study
+    with rungs gives every configuration at the first rung, as a COMPLETE trial valued at its
+    error there (its curve kept), those that diverged by then only in the second list, at chance.
+    """
+    rung = design(record).first_rung
+    if rung is None:
+        return contract.complete_trials(contract.search_trials(record.trials)), valued_trials(record.trials, chance)
+    trained, everything = [], []
+    for trial in search_finished(record.trials):
+        value = rung_error(trial, rung, chance)
+        if not (math.isfinite(value) and trial.params):
+            continue
+        made = optuna.trial.create_trial(params=dict(trial.params), distributions=dict(trial.distributions), value=value,
+                                         user_attrs={"outcome": outcome(trial)},
+                                         intermediate_values={s: v for s, v in trial.intermediate_values.items()
+                                                              if s <= rung})
+        made.number = trial.number
+        everything.append(made)
+        if not (outcome(trial) in (DIVERGED, STALLED) and max(trial.intermediate_values, default=0) < rung):
+            trained.append(made)
+    return trained, everything
+
+
+def fidelity_line(record: StudyRecord) -> str:
+    """Which budget the configuration-level statistics of `record` read."""
+    rung = design(record).first_rung
+    if rung is None:
+        return f"every configuration at the full budget ({record.epochs or '?'} epochs)"
+    return f"the first rung ({rung} epoch{'s' if rung != 1 else ''}), which every configuration reached"
+
+
+def rungs_and_full(record: StudyRecord, chance: float) -> tuple[list[float], list[float], int, int] | None:
+    """(first-rung errors, full-budget errors, first rung, epochs) of the configurations that trained the full budget;
+    None for a study without rungs."""
+    rung = design(record).first_rung
+    if rung is None:
+        return None
+    survivors = full_budget(record.trials)
+    return ([rung_error(t, rung, chance) for t in survivors], [counted_error(t, chance) for t in survivors], rung,
+            record.epochs or design(record).rungs[-1])

@@ -9,17 +9,19 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 from optuna.storages import BaseStorage
 
-from bioscale.contract import complete_trials, end_reason, search_trials
+from bioscale.contract import complete_trials, end_reason
 
 from .activation import ActivationEffect, activation_effect, format_effect
 from .evaluation import Evaluated, evaluated
 from .evidence import evidence
 from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
-from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished, valued_trials
+from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished
 from .pairs import PairComparison, across_rules, compare_pairs, find_pairs
 from .paper import _family, compare
-from .stability import MARGIN, MARGINS, BudgetTrust, Robustness, budget_trust, learning_curves, paper_claims, robustness
+from .design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
+from .stability import (MARGIN, MARGINS, BudgetTrust, Robustness, RungTrust, budget_trust, learning_curves, paper_claims,
+                        robustness, rung_trust)
 from .storage import StudyRecord, display_name, read_storage, select_studies
 from .tables import best_table_from, trials_frame
 from .tunability import Tunability, tunability
@@ -49,6 +51,8 @@ class StudyAnalysis:
     effect_all: ActivationEffect | None = None
     tunability: Tunability | None = None
     evaluated: Evaluated | None = None
+    rung_trust: RungTrust | None = None  # first rung against the full budget, for a study with rungs
+    fidelity: str = ""  # which budget the configuration-level statistics read (`design.fidelity_line`)
 
     @property
     def analysed(self) -> bool:
@@ -151,12 +155,11 @@ def _forests(record: StudyRecord, seeds: int) -> tuple[FanovaResult, FanovaResul
     """fANOVA of one study on its complete trials and, when some did not complete, on every finished one."""
     if record.skipped:
         return None
-    complete = complete_trials(search_trials(record.trials))
+    complete, everything = fidelity_trials(record, chance_error(record.dataset))
     if not complete:
         return None
     firm = evidence("importance", len(complete)).ok
     options = dict(seeds=seeds) if firm else dict(seeds=min(seeds, EXPLORATORY_SEEDS), n_trees=EXPLORATORY_TREES)
-    everything = valued_trials(record.trials, chance_error(record.dataset))
     return (fanova_importance(complete, **options),
             fanova_importance(everything, **options) if len(everything) > len(complete) else None)
 
@@ -195,12 +198,12 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
     if record.skipped:
         result.status = f"skipped: {record.skipped}"
         return result
-    complete = complete_trials(search_trials(record.trials))
+    result.chance = chance = chance_error(record.dataset)
+    complete, everything = fidelity_trials(record, chance)  # at the first rung where the study has rungs
     if not complete:
         result.status = f"0 complete trials (of {len(record.trials)})"
         return result
     result.frame = trials_frame(record)
-    result.chance = chance = chance_error(record.dataset)
     result.outcomes = outcomes(record.trials)
     result.tunability = tunability(record.trials, chance)
     result.evaluated = evaluated(record.evaluation, chance, record.dataset)
@@ -209,7 +212,6 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
     forests = forests or _forests(record, seeds)
     result.fanova = forests[0]
     result.ped = ped_anova_importance(complete)
-    everything = valued_trials(record.trials, chance)
     if len(everything) > len(complete):  # some finished trials did not complete: importances on all of them too
         result.fanova_all = forests[1]
         result.ped_all = ped_anova_importance(everything)
@@ -231,11 +233,13 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
             result.effect_all = activation_effect(tanh, relu)
             result.activation_note += (f". On every finished trial (diverged at chance level "
                                        f"{100 * chance:.0f}%): {format_effect(result.effect_all)}")
-    finished = search_finished(record.trials)
-    errors = [counted_error(t, chance) for t in finished]
+    finished, errors = first_rung_errors(record, chance)  # sensitivity compares configurations where all reached
     lrs = {n: [t.params.get(n, math.nan) for t in finished] for n in result.log_params if n.endswith("_lr")}
     result.robustness = robustness(errors, n_finished=len(finished), lrs=lrs, n_complete=len(complete))
-    result.trust = budget_trust(learning_curves(complete))
+    result.trust = budget_trust(learning_curves(complete_trials(full_budget(record.trials))))
+    rungs = rungs_and_full(record, chance)
+    result.rung_trust = rung_trust(*rungs) if rungs else None
+    result.fidelity = fidelity_line(record)
     return result
 
 
