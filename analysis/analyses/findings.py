@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bioscale import contract
 from bioscale.contract import search_trials
 
-from ..evidence import evidence
+from ..design import design, fidelity_line
+from ..evidence import LEARNED_SHARE, evidence, learned, learned_threshold
+from ..stability import MARGIN
 from ..report import Block, Bullets, Paragraph
 from . import _common as c
 
@@ -27,7 +30,6 @@ NAME = "findings"
 TITLE = "Findings"
 ORDER = 0
 NEEDS = ("activation", "flags", "outcomes", "tunability")
-LEARNED = 0.05  # a best error at least 5 pp below chance: the rule learned something
 PAPER_BUDGET = (60, 500)  # configurations per rule, epochs per run
 
 
@@ -43,8 +45,16 @@ class Ranked:
     high: float
     n_seeds: int
     basis: str  # "evaluated" or "best validation"
-    within_5pp: float = math.nan  # share of finished configurations within 5 pp of its own best
+    within_5pp: float = math.nan  # share of finished configurations within 5 pp of the common reference (BP's best)
     n_finished: int = 0
+    seeds: list[float] = field(default_factory=list)  # each evaluated seed's error (diverged at chance), or the best
+    ci: tuple[float, float] = (math.nan, math.nan)  # 95% interval of the error (evaluated: seeds and test-set size)
+    trial: str = ""  # the incumbent, e.g. "trial 7" or "trial 6, the default configuration"
+
+    @property
+    def share_ci(self) -> tuple[float, float]:
+        """Wilson 95% interval of the share within 5 pp of the reference."""
+        return wilson(self.within_5pp, self.n_finished)
 
 
 @dataclass
@@ -58,18 +68,38 @@ class Findings:
     caveats: list[str] = field(default_factory=list)
 
 
+def wilson(share: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a share observed over n trials."""
+    if not n or not math.isfinite(share):
+        return math.nan, math.nan
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def incumbent(trials) -> str:
+    """The trial `contract.best_trial` picks, named: 'trial 7' or 'trial 6, the default configuration'."""
+    best = contract.best_trial(trials)
+    if best is None:
+        return ""
+    return f"trial {best.number}" + (", the default configuration" if contract.is_default_config(best) else "")
+
+
 def _ranked(a) -> Ranked | None:
     ev, name = a.evaluated, a.name
     r = a.robustness
-    share = r.fraction_within if r is not None else math.nan
+    share = r.within_reference.get(MARGIN, math.nan) if r is not None else math.nan
     n = r.n_finished if r is not None else 0
+    trial = incumbent(a.record.trials)
     if ev is not None and ev.n:
         errors = ev.errors + [ev.chance] * len(ev.diverged)
         return Ranked(name, a.record.label, c.activation(a), float(np.mean(errors)), min(errors), max(errors), len(errors),
-                      "evaluated", share, n)
-    if r is not None and math.isfinite(r.best_error):
-        return Ranked(name, a.record.label, c.activation(a), r.best_error, r.best_error, r.best_error, 0,
-                      "best validation", share, n)
+                      "evaluated", share, n, errors, ev.interval, trial)
+    best = contract.best_trial(a.record.trials)  # at the full budget, the default configuration included
+    if best is not None:
+        value = float(best.value)
+        return Ranked(name, a.record.label, c.activation(a), value, value, value, 0, "best validation", share, n, [value],
+                      trial=trial)
     return None
 
 
@@ -98,39 +128,30 @@ def compute(results: Analysis) -> Findings:
         basis = rows[0].basis
         spread = (f"seed range {c.pct(rows[0].low)}–{c.pct(rows[0].high)}%" if rows[0].n_seeds > 1 else
                   f"{rows[0].n_seeds or 'no'} evaluation seed{'s' if rows[0].n_seeds != 1 else ''}")
-        text = f"**{c.title(group)}, best**: {rows[0].name} at {c.pct(rows[0].error)}% ({basis} error, {spread})"
+        text = (f"**{c.title(group)}, best**: {rows[0].name} at {c.pct(rows[0].error)}% ({basis} error at the full "
+                f"budget, {rows[0].trial or 'trial not recorded'}; {spread}"
+                + (f"; 95% CI {c.pct(rows[0].ci[0])}–{c.pct(rows[0].ci[1])}%" if math.isfinite(rows[0].ci[0]) else "")
+                + ")")
         if len(ties) > 1:
             text += (f"; tied within seed spread with {len(ties) - 1} more: " +
                      c.names_line([f"{r.name} {c.pct(r.error)}%" for r in ties[1:]], 6))
-        learned = [r for r in rows if r.error < chance - LEARNED]
-        never = [r for r in rows if r.error >= chance - LEARNED]
-        text += (f". Worst: {rows[-1].name} at {c.pct(rows[-1].error)}%. {len(learned)} of {len(rows)} studies learned "
-                 f"(error more than {100 * LEARNED:.0f} pp below chance, {100 * chance:.0f}%)")
+        did = [r for r in rows if learned(r.seeds, chance)]
+        never = [r for r in rows if not learned(r.seeds, chance)]
+        text += (f". Worst: {rows[-1].name} at {c.pct(rows[-1].error)}%. {len(did)} of {len(rows)} studies learned "
+                 f"(every evaluated seed at most {c.pct(learned_threshold(chance), 0)}% error, i.e. "
+                 f"{100 * LEARNED_SHARE:.0f}% of chance, {c.pct(chance, 0)}%)")
         if never:
             text += ": not " + c.names_line([r.name for r in never], 6)
         out.items.append(text + ".")
-        sensitive = sorted((r for r in learned if math.isfinite(r.within_5pp)), key=lambda r: (r.within_5pp, r.name))
-        if len(sensitive) >= 2:
-            ev = evidence("sensitivity", min(r.n_finished for r in sensitive))
-            most, least = sensitive[:2], sensitive[-2:][::-1]
-            if sensitive[0].within_5pp == sensitive[-1].within_5pp:
-                out.items.append(f"**{c.title(group)}, sensitivity**: a tie: every study that learned has "
-                                 f"{c.pct(sensitive[0].within_5pp, 0)}% of its configurations within 5 pp of its own best"
-                                 + ev.mark() + ".")
-                continue
-            out.items.append(
-                f"**{c.title(group)}, sensitivity** (share of a study's configurations within 5 pp of its own best, among "
-                f"studies that learned): most sensitive " + ", ".join(f"{r.name} ({c.pct(r.within_5pp, 0)}% of "
-                                                                      f"{r.n_finished})" for r in most) +
-                "; least sensitive " + ", ".join(f"{r.name} ({c.pct(r.within_5pp, 0)}% of {r.n_finished})"
-                                                 for r in least) + ev.mark() + ".")
+        sentence = sensitivity(group, did, never)
+        if sentence:
+            out.items.append(sentence)
     act = results.computed.get("activation")
     if act is not None and act.pooled is not None:
         p = act.pooled
         paper = {"tanh better": " The paper's choice of tanh holds here.",
                  "ReLU better": " The paper's choice of tanh does not hold here."}.get(p.verdict, "")
-        out.items.append(f"**tanh vs ReLU** (paired, {p.n_pairs} rule × architecture pairs, {p.n_configs} "
-                         f"configurations): {p.line()}"
+        out.items.append(f"**tanh vs ReLU** (paired): {p.line()}"
                          + evidence("paired", p.n_configs).mark() + "." + paper)
     elif act is not None and act.rows:
         verdicts = [r.verdict for r in act.rows]
@@ -148,9 +169,42 @@ def compute(results: Analysis) -> Findings:
     return out
 
 
+def sensitivity(group: tuple[str, str], did: list[Ranked], never: list[Ranked]) -> str:
+    """The sensitivity sentence of one group: among studies that learned, the shares within 5 pp of BP's best, with
+    their n and Wilson interval; equal shares stay tied, and a study that never learned is not ranked."""
+    ranked = [r for r in did if math.isfinite(r.within_5pp)]
+    if len(ranked) < 2:
+        return ""
+    ev = evidence("sensitivity", min(r.n_finished for r in ranked))
+    low, high = min(r.within_5pp for r in ranked), max(r.within_5pp for r in ranked)
+    skipped = f"; not ranked (never learned): {c.names_line([r.name for r in never], 6)}" if never else ""
+    scale = (f"share of a study's configurations within {100 * MARGIN:.0f} pp of the common reference (BP's best on "
+             "the same data and architecture), among studies that learned")
+
+    def listed(rows: list[Ranked]) -> str:
+        return ", ".join(f"{r.name} ({c.pct(r.within_5pp, 0)}% of {r.n_finished}, 95% CI {c.pct(r.share_ci[0], 0)}–"
+                         f"{c.pct(r.share_ci[1], 0)}%)" for r in sorted(rows, key=lambda r: r.name))
+
+    if low == high:
+        return (f"**{c.title(group)}, sensitivity** ({scale}): a tie: all {len(ranked)} at {c.pct(low, 0)}%"
+                + skipped + ev.mark() + ".")
+    most = [r for r in ranked if r.within_5pp == low]
+    least = [r for r in ranked if r.within_5pp == high]
+    apart = max(r.share_ci[1] for r in most) < min(r.share_ci[0] for r in least)
+    return (f"**{c.title(group)}, sensitivity** ({scale}): most sensitive {listed(most)}; least sensitive "
+            f"{listed(least)}" + ("" if apart else "; their intervals overlap, so the order is not resolved at this n")
+            + skipped + ev.mark() + ".")
+
+
 def caveats(results: Analysis) -> list[str]:
     """What limits the findings at this budget: trials and epochs against the paper's, flags, detection, shared draws."""
     found = []
+    analysed = [a for a in results.studies if a.analysed]
+    designs = sorted({design(a.record).line(a.record.epochs) for a in analysed})
+    if designs:
+        readings = sorted({fidelity_line(a.record) for a in analysed})
+        found.append("Design: " + "; ".join(designs) + ". Sensitivity, importances and tanh − ReLU read "
+                     + " / ".join(readings) + "; best errors and the ranking read the full budget.")
     budgets = sorted({(len(search_trials(a.record.finished)), a.record.epochs or 0) for a in results.studies if a.analysed})
     if budgets:
         trials = sorted({b[0] for b in budgets})

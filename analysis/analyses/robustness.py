@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..evidence import evidence
+from bioscale import contract
+
+from ..evidence import evidence, learned
 from ..paper import _family
 from ..report import Block, Bullets, Paragraph, Table
 from ..stability import MARGIN, MARGINS, Robustness
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 NAME = "robustness"
 TITLE = "Robustness and the paper's stability claims"
 ORDER = 50
-NEVER_LEARNED = 0.05  # a best error within 5 pp of chance: no learning-rate band is meaningful
 
 
 @dataclass
@@ -39,7 +40,7 @@ class RobustnessResult:
     groups: dict[tuple[str, str], list[tuple[str, str, Robustness]]] = field(default_factory=dict)  # (name, study, r)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     weakest: dict[tuple[str, str], int] = field(default_factory=dict)  # fewest finished configurations in the group
-    learned: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)  # best > 5 pp below chance, per study
+    learned: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)  # `evidence.learned`, per study
     long: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -52,9 +53,14 @@ def compute(results: Analysis) -> RobustnessResult:
             out.groups[group] = rows
             out.weakest[group] = min(r.n_finished for _, _, r in rows)
             out.claims[group] = results.claims.get((group[0], _family(group[1])), [])
-            out.learned[group] = {a.name: a.robustness.best_error < a.chance - NEVER_LEARNED
+            out.learned[group] = {a.name: learned([_best(a)], a.chance)
                                   for a in members if a.analysed and a.robustness is not None}
     return out
+
+
+def _best(a) -> float:
+    best = contract.best_trial(a.record.trials)  # the incumbent at the full budget
+    return float(best.value) if best is not None else math.nan
 
 
 def _band(r: Robustness) -> str:
