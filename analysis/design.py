@@ -163,3 +163,8 @@ def rungs_and_full(record: StudyRecord, chance: float) -> tuple[list[float], lis
     survivors = full_budget(record.trials)
     return ([rung_error(t, rung, chance) for t in survivors], [counted_error(t, chance) for t in survivors], rung,
             record.epochs or design(record).rungs[-1])
+
+
+def fidelity_summary(records: Sequence[StudyRecord]) -> str:
+    """Which budget the configuration-level statistics of these studies read, each distinct reading once."""
+    return "; ".join(sorted({fidelity_line(r) for r in records if not r.skipped})) or "no study"

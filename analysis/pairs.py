@@ -293,15 +293,24 @@ class PairComparison:
         return "sign test" if self.design == PAIRED else "Mann-Whitney"
 
     @property
+    def deciding(self) -> "PairedEffect | ActivationEffect":
+        """The effect whose test decides the verdict: the paired one when the studies shared draws."""
+        return self.paired if self.design == PAIRED else self.on_all
+
+    @property
     def p_value(self) -> float:
         """The deciding test's p-value before the multiplicity correction."""
         return self.paired.sign_p if self.design == PAIRED else self.on_all.p_value
 
+    @property
+    def p_adjusted(self) -> float:
+        """The deciding test's p-value after Holm's correction over every pair."""
+        return self.deciding.p_adjusted
+
     def adjust(self, p_adjusted: float, n_tests: int) -> None:
         """Decide the verdict on the deciding test's p corrected over `n_tests` pairs."""
-        effect = self.paired if self.design == PAIRED else self.on_all
-        effect.adjust(p_adjusted, n_tests)
-        self.verdict = effect.verdict
+        self.deciding.adjust(p_adjusted, n_tests)
+        self.verdict = self.deciding.verdict
 
     @property
     def best_diff(self) -> float:

@@ -357,6 +357,8 @@ def pairs_table(pairs: Sequence[PairComparison]) -> pd.DataFrame:
                      "best_ci_low": p.best_ci[0], "best_ci_high": p.best_ci[1],
                      "evaluated_tanh": p.tanh.evaluated.mean if p.tanh.evaluated else math.nan,
                      "evaluated_relu": p.relu.evaluated.mean if p.relu.evaluated else math.nan,
+                     "test": p.test, "p": p.p_value,
+                     "p_holm": p.p_adjusted,
                      "verdict": p.verdict, "summary": p.summary()})
     return pd.DataFrame(rows)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..activation import TIE
+from ..design import fidelity_summary
 from ..evidence import evidence
 from ..pairs import PAIRED, PairComparison, Pooled, pooled
 from ..report import Block, Bullets, Paragraph, Table
@@ -72,6 +73,7 @@ class ActivationResult:
     pooled: Pooled | None = None
     sampled: list[tuple[str, str, str, object]] = field(default_factory=list)  # (dataset, arch, name, ActivationEffect)
     within: pd.DataFrame = field(default_factory=pd.DataFrame)  # the within-study comparisons, one row per study
+    fidelity: str = ""  # the budget the comparisons read (`design.fidelity_summary`)
 
     @property
     def n_paired(self) -> int:
@@ -106,7 +108,8 @@ def _row(p: PairComparison) -> Row:
 def compute(results: Analysis) -> ActivationResult:
     """Rows for every pair (by group and family), the pooled paired estimate, within-study comparisons."""
     pairs = sorted(results.pairs, key=lambda p: ((p.dataset, p.arch), c.label_key(p.label)))
-    out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation)
+    out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation,
+                           fidelity=fidelity_summary(results.records))
     paired = [p for p in pairs if p.design == PAIRED]
     out.pooled = pooled([p.paired for p in paired], [p.label for p in paired])
     out.sampled = [(a.record.dataset, a.record.arch, a.name, a.effect) for a in c.ordered(results) if a.effect is not None]
@@ -164,6 +167,7 @@ def render(computed: ActivationResult, out: Output, figures: str) -> list[Block]
     blocks: list[Block] = []
     if not rows and not computed.sampled:
         return [Paragraph("No study compares tanh with ReLU (run with `--activations tanh,relu`, or sample `activation`).")]
+    blocks.append(Paragraph(f"Configurations are compared at {computed.fidelity}."))
     if computed.pooled:
         blocks.append(Paragraph(f"**Across rules (paired)**: {computed.pooled.line()}."))
     unpaired = [r for r in rows if r.design != PAIRED]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..design import fidelity_summary
 from ..evidence import EXPLORATORY, Evidence, evidence
 from ..report import Block, Paragraph, Table
 from . import _common as c
@@ -60,11 +61,12 @@ class Importance:
 
     groups: dict[tuple[str, str], list[StudyImportance]] = field(default_factory=dict)
     long: pd.DataFrame = field(default_factory=pd.DataFrame)  # every share, one row per study, method, branch, param
+    fidelity: str = ""  # the budget the shares read (`design.fidelity_summary`)
 
 
 def compute(results: Analysis) -> Importance:
     """Shares per analysed study with their evidence."""
-    out = Importance(long=results.importance)
+    out = Importance(long=results.importance, fidelity=fidelity_summary(results.records))
     for group, members in c.groups(results).items():
         rows = []
         for a in members:
@@ -129,7 +131,7 @@ def render(computed: Importance, out: Output, figures: str) -> list[Block]:
     from .. import plots
     from ..stability import MARGIN
 
-    blocks: list[Block] = []
+    blocks: list[Block] = [Paragraph(f"Importances read each configuration's error at {computed.fidelity}.")]
     if len(computed.long):
         out.table(computed.long, "importance")  # every column, whatever the data: a stable schema for scripts
     records = []

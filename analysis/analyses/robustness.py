@@ -18,6 +18,7 @@ import pandas as pd
 
 from bioscale import contract
 
+from ..design import fidelity_summary
 from ..evidence import evidence, learned
 from ..paper import _family
 from ..report import Block, Bullets, Paragraph, Table
@@ -42,11 +43,12 @@ class RobustnessResult:
     weakest: dict[tuple[str, str], int] = field(default_factory=dict)  # fewest finished configurations in the group
     learned: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)  # `evidence.learned`, per study
     long: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fidelity: str = ""  # the budget the shares read (`design.fidelity_summary`)
 
 
 def compute(results: Analysis) -> RobustnessResult:
     """Shares per study, the paper's claims per dataset and family."""
-    out = RobustnessResult(long=results.stability)
+    out = RobustnessResult(long=results.stability, fidelity=fidelity_summary(results.records))
     for group, members in c.groups(results).items():
         rows = [(a.name, a.record.name, a.robustness) for a in members if a.analysed and a.robustness is not None]
         if rows:
@@ -74,7 +76,8 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
     from .. import plots
     from ..palette import series_style
 
-    blocks: list[Block] = []
+    blocks: list[Block] = [Paragraph(f"Shares count each configuration's error at {computed.fidelity}; the reference "
+                                     "is BP's best error at that budget.")]
     if len(computed.long):
         out.table(computed.long, "stability")  # every column, whatever the data: a stable schema for scripts
     for group, rows in computed.groups.items():
