@@ -150,7 +150,7 @@ def fidelity_line(record: StudyRecord) -> str:
     """Which budget the configuration-level statistics of `record` read."""
     rung = design(record).first_rung
     if rung is None:
-        return f"every configuration at the full budget ({record.epochs or '?'} epochs)"
+        return "the full budget, which every configuration trained"
     return f"the first rung ({rung} epoch{'s' if rung != 1 else ''}), which every configuration reached"
 
 

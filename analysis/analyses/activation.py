@@ -152,7 +152,7 @@ def draw(title: str, rows: list[Row], pool: Pooled | None) -> Figure:
 def _fmt(rows: list[Row]) -> pd.DataFrame:
     return pd.DataFrame([{
         "dataset": r.dataset, "arch": r.arch, "rule": r.label, "design": r.design, "configurations": r.n,
-        "tanh − ReLU (pp)": c.pp(r.diff), "95% CI (pp)": c.ci(r.low, r.high),
+        "tanh − ReLU (pp)": c.pp(r.diff), "95% CI (pp, unadjusted)": c.ci(r.low, r.high),
         "tanh / ReLU better in": f"{r.tanh_wins} / {r.relu_wins}" if r.design == PAIRED else "–",
         "test": r.test, "p": f"{r.p:.3g}" if math.isfinite(r.p) else "–",
         "Holm-adjusted p": f"{r.p_adjusted:.3g}" if math.isfinite(r.p_adjusted) else "–",

@@ -182,8 +182,13 @@ def sensitivity(group: tuple[str, str], did: list[Ranked], never: list[Ranked]) 
              "the same data and architecture), among studies that learned")
 
     def listed(rows: list[Ranked]) -> str:
-        return ", ".join(f"{r.name} ({c.pct(r.within_5pp, 0)}% of {r.n_finished}, 95% CI {c.pct(r.share_ci[0], 0)}–"
-                         f"{c.pct(r.share_ci[1], 0)}%)" for r in sorted(rows, key=lambda r: r.name))
+        by: dict[int, list[str]] = {}  # studies of one share and n print their interval once
+        for r in sorted(rows, key=lambda r: r.name):
+            by.setdefault(r.n_finished, []).append(r.name)
+        share = rows[0].within_5pp
+        return "; ".join(f"{c.names_line(names, 6)} ({c.pct(share, 0)}% of {n}{' each' if len(names) > 1 else ''}, "
+                         f"95% CI {c.pct(wilson(share, n)[0], 0)}–{c.pct(wilson(share, n)[1], 0)}%)"
+                         for n, names in sorted(by.items(), reverse=True))
 
     if low == high:
         return (f"**{c.title(group)}, sensitivity** ({scale}): a tie: all {len(ranked)} at {c.pct(low, 0)}%"
