@@ -155,7 +155,13 @@ def paired_effect(diffs: np.ndarray, n_configs: int = 0, clusters: Sequence | No
 
 def cluster_bootstrap(values: np.ndarray, clusters: Sequence, *, confidence: float = 0.95, n_resamples: int = 4000,
                       seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of the mean of `values` resampling whole clusters (values sharing a draw) with replacement."""
+    """Percentile CI of the mean of `values` resampling whole clusters (values sharing a draw) with replacement.
+
+    The mean is a ratio (resampled sums over resampled counts), so clusters of unequal size weigh
+    by their size as in the point estimate. Several seeds of one configuration sit inside its
+    cluster and move with it: resampling the top stage of a nested design carries the lower
+    stage's variation (Davison and Hinkley 1997, section 3.8).
+    """
     labels = {label: i for i, label in enumerate(dict.fromkeys(clusters))}
     index = np.array([labels[c] for c in clusters])
     sums = np.bincount(index, weights=values, minlength=len(labels))

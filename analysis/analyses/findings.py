@@ -241,7 +241,7 @@ def caveats(results: Analysis) -> list[str]:
     outcomes = results.computed.get("outcomes")
     if outcomes is not None and outcomes.studies:
         total = outcomes.total("n_finished")
-        found.append(f"Runs that never learned: {outcomes.total('near_chance')} of {total} configurations ended within 5 pp "
+        found.append(f"Runs near chance: {outcomes.total('near_chance')} of {total} configurations ended within 5 pp "
                      f"of chance ({outcomes.total('n_diverged')} diverged, {outcomes.total('n_stalled')} stalled; stall "
                      f"detection {outcomes.detection}).")
     return found
