@@ -190,6 +190,8 @@ def test_halving_studies_read_the_first_rung_and_say_how_well_it_ranks_the_full_
     assert not bad.high and "budget trust LOW" in bad.line()
     assert analysis.computed["budget"].low == ["fa"]
     assert analysis.study("bp").robustness.n_finished == 90  # sensitivity over every configuration, at the first rung
+    counts = analysis.study("bp").outcomes
+    assert (counts.n_halved, counts.n_complete, counts.n_pruned) == (80, 10, 0)  # halving is by design, not a pruner
     assert "first rung (1 epoch)" in analysis.study("bp").fidelity
 
 
