@@ -197,3 +197,15 @@ def test_halving_studies_read_the_first_rung_and_say_how_well_it_ranks_the_full_
 
 def test_rung_trust_needs_enough_configurations():
     assert math.isnan(rung_trust([0.1, 0.2], [0.1, 0.2], 1, 9).rho)
+
+
+def test_an_evaluation_of_another_trial_than_the_incumbent_is_said(tmp_path):
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    add_study(url, lambda p: 0.01 if p.get("sigma") == 0.1 else 0.2, label="bp", n_trials=6, seed=1, space=SPACE,
+              default={"forward_lr": 1e-3, "sigma": 0.1, "forward_beta2": 0.999, "forward_eps": 1e-8},
+              evaluation={"seeds": [0, 1], "test_errors": [0.2, 0.22], "trial": 3})
+    analysis = compute(url, None, progress=False, seeds=1)
+    best = next(i for i in analysis.computed["findings"].items if ", best**" in i)
+    assert "bp at 21.00% (evaluated error at the full budget, trial 3 re-evaluated, while the study's best is trial 6, " \
+           "the default configuration" in best
+    assert "95% CI" in best

@@ -93,6 +93,10 @@ def _ranked(a) -> Ranked | None:
     trial = incumbent(a.record.trials)
     if ev is not None and ev.n:
         errors = ev.errors + [ev.chance] * len(ev.diverged)
+        chosen = a.record.evaluation.trial if a.record.evaluation is not None else None
+        best = contract.best_trial(a.record.trials)
+        if chosen is not None and best is not None and chosen != best.number:  # evaluated before the default competed
+            trial = f"trial {chosen} re-evaluated, while the study's best is {trial}"
         return Ranked(name, a.record.label, c.activation(a), float(np.mean(errors)), min(errors), max(errors), len(errors),
                       "evaluated", share, n, errors, ev.interval, trial)
     best = contract.best_trial(a.record.trials)  # at the full budget, the default configuration included
