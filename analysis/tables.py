@@ -20,7 +20,7 @@ from .storage import StudyRecord, display_name, read_storage, select_studies
 
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
                 "best_trial", "best_is_default", "best_val_error", "train_error_at_best", "test_error_at_best",
-                "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
+                "evaluated_test_mean", "evaluated_test_std", "evaluated_ci_low", "evaluated_ci_high", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
                 "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note"]
 
 
@@ -37,7 +37,7 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
     search = search_trials(record.trials)  # the default configuration's trial is not part of the search
     complete = complete_trials(search)
     best = best_trial(record.trials)  # the incumbent: the default configuration's trial competes
-    found = evaluated(record.evaluation, chance_error(record.dataset))
+    found = evaluated(record.evaluation, chance_error(record.dataset), record.dataset)
     info = record.info
     return {
         "study": record.name, "dataset": record.dataset, "arch": record.arch, "label": record.label,
@@ -49,6 +49,8 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
         "test_error_at_best": _number(best.user_attrs.get(contract.TEST_ERROR)) if best else math.nan,
         "evaluated_test_mean": found.mean if found else math.nan,
         "evaluated_test_std": found.std if found else math.nan,
+        "evaluated_ci_low": found.interval[0] if found else math.nan,
+        "evaluated_ci_high": found.interval[1] if found else math.nan,
         "evaluated_seeds": found.n if found else 0,
         "evaluated_basis": found.basis if found else "",
         "evaluated_diverged": len(found.diverged) if found else 0,
