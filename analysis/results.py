@@ -9,11 +9,11 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 from optuna.storages import BaseStorage
 
-from bioscale.contract import complete_trials, end_reason
+from bioscale.contract import best_trial, complete_trials, end_reason
 
 from .activation import ActivationEffect, activation_effect, format_effect
 from .evaluation import Evaluated, evaluated
-from .evidence import evidence
+from .evidence import evidence, learned
 from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
 from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished
@@ -58,6 +58,21 @@ class StudyAnalysis:
     def analysed(self) -> bool:
         """False when the study was skipped or has no complete trial."""
         return self.fanova is not None
+
+    @property
+    def judged_errors(self) -> list[float]:
+        """The errors 'learned' is judged on: each evaluated seed's (a diverged one at chance), else the study's best
+        at the full budget (`contract.best_trial`, the default included); [] when there is neither."""
+        ev = self.evaluated
+        if ev is not None and ev.n:
+            return ev.errors + [ev.chance] * len(ev.diverged)
+        best = best_trial(self.record.trials)
+        return [float(best.value)] if best is not None else []
+
+    @property
+    def learned(self) -> bool:
+        """Whether the study learned (`evidence.learned`: every judged error at most half of chance)."""
+        return learned(self.judged_errors, self.chance)
 
 
 @dataclass
@@ -141,7 +156,8 @@ def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], li
         for a in members:
             a.robustness.set_reference(ref.robustness.best_error, source)
         shares: dict[tuple[str, str | None], float] = {}
-        for a in members:  # a rule with several studies (e.g. one per activation) counts with its steadiest
+        for a in (a for a in members if a.learned):  # a rule with several studies counts with its steadiest; a study
+            # that never learned is not 'sensitive', it failed (and is left out of the claims)
             key = (a.record.rule, a.record.schedule)
             shares[key] = max(shares.get(key, -1.0), a.robustness.within_reference.get(MARGIN, math.nan))
         claims[(dataset, family)] = paper_claims(shares)

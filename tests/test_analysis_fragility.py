@@ -150,6 +150,9 @@ def test_a_rule_that_never_learned_is_not_least_sensitive(planted):
     assert "least sensitive bp (" in line and "of 24, 95% CI" in line
     best = next(i for i in items if ", best**" in i)
     assert "3 of 4 studies learned" in best and "not tp" in best
+    assert not planted.study("tp").learned and planted.study("bp").learned
+    claims = planted.claims[("digits", "fc")]  # tp's failure is not the paper's 'TP rules most sensitive'
+    assert any(line.startswith("TP rules most sensitive: cannot tell") for line in claims)
 
 
 def test_equal_shares_stay_a_tie():

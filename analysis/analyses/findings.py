@@ -91,19 +91,17 @@ def _ranked(a) -> Ranked | None:
     share = r.within_reference.get(MARGIN, math.nan) if r is not None else math.nan
     n = r.n_finished if r is not None else 0
     trial = incumbent(a.record.trials)
+    errors = a.judged_errors
     if ev is not None and ev.n:
-        errors = ev.errors + [ev.chance] * len(ev.diverged)
         chosen = a.record.evaluation.trial if a.record.evaluation is not None else None
         best = contract.best_trial(a.record.trials)
         if chosen is not None and best is not None and chosen != best.number:  # evaluated before the default competed
             trial = f"trial {chosen} re-evaluated, while the study's best is {trial}"
         return Ranked(name, a.record.label, c.activation(a), float(np.mean(errors)), min(errors), max(errors), len(errors),
                       "evaluated", share, n, errors, ev.interval, trial)
-    best = contract.best_trial(a.record.trials)  # at the full budget, the default configuration included
-    if best is not None:
-        value = float(best.value)
-        return Ranked(name, a.record.label, c.activation(a), value, value, value, 0, "best validation", share, n, [value],
-                      trial=trial)
+    if errors:
+        return Ranked(name, a.record.label, c.activation(a), errors[0], errors[0], errors[0], 0, "best validation", share,
+                      n, errors, trial=trial)
     return None
 
 

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bioscale import contract
-
 from ..design import fidelity_summary
-from ..evidence import evidence, learned
+from ..evidence import evidence
 from ..paper import _family
 from ..report import Block, Bullets, Paragraph, Table
 from ..stability import MARGIN, MARGINS, Robustness
@@ -55,14 +53,8 @@ def compute(results: Analysis) -> RobustnessResult:
             out.groups[group] = rows
             out.weakest[group] = min(r.n_finished for _, _, r in rows)
             out.claims[group] = results.claims.get((group[0], _family(group[1])), [])
-            out.learned[group] = {a.name: learned([_best(a)], a.chance)
-                                  for a in members if a.analysed and a.robustness is not None}
+            out.learned[group] = {a.name: a.learned for a in members if a.analysed and a.robustness is not None}
     return out
-
-
-def _best(a) -> float:
-    best = contract.best_trial(a.record.trials)  # the incumbent at the full budget
-    return float(best.value) if best is not None else math.nan
 
 
 def _band(r: Robustness) -> str:
@@ -85,7 +77,8 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
         ev = evidence("stability", computed.weakest[group])
         if computed.claims.get(group):
             blocks.append(Paragraph(f"**{c.title(group)}: the paper's stability claims**, judged on the share of finished "
-                                    f"configurations within {100 * MARGIN:.0f} pp of the common reference"
+                                    f"configurations within {100 * MARGIN:.0f} pp of the common reference, among studies that "
+                                    "learned (a rule that never learned failed; it is not counted as sensitive)"
                                     + (f" *({ev.tag()}: the smallest study has {ev.n} configurations, a share needs "
                                        f"{ev.needed}; one configuration moves a share by {100 / max(ev.n, 1):.0f} pp)*"
                                        if not ev.ok else "") + ":"))
