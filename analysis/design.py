@@ -42,14 +42,14 @@ class Design:
         """The epochs every configuration trained (None: every configuration trained the full budget)."""
         return self.rungs[0] if self.scheme and self.rungs else None
 
-    def line(self, epochs: int | None) -> str:
-        """One line naming the design: sampler, what shares draws, and the fidelity schedule."""
+    def line(self) -> str:
+        """One line naming the design but not its draw key: sampler, what shares draws, and the fidelity schedule."""
         if self.draws is None:
-            return "no recorded design (an older study): shared draws inferred from the configurations, full budget"
-        text = f"{self.sampler or 'sampler not recorded'} draws (key {self.draws}, shared: {self.shared or 'none'})"
+            return "no recorded design (older studies): shared draws inferred from the configurations, full budget"
+        text = f"{self.sampler or 'sampler not recorded'} draws shared by {self.shared or 'none'}"
         if self.first_rung is None:
-            return text + f", every configuration at the full budget ({epochs or '?'} epochs)"
-        return text + (f", {self.scheme} with η = {self.eta}, rungs of {', '.join(map(str, self.rungs))} epochs")
+            return text + ", every configuration at the full budget"
+        return text + f", {self.scheme} with η = {self.eta}, rungs of {', '.join(map(str, self.rungs))} epochs"
 
 
 def design(record: StudyRecord) -> Design:
@@ -163,6 +163,17 @@ def rungs_and_full(record: StudyRecord, chance: float) -> tuple[list[float], lis
     survivors = full_budget(record.trials)
     return ([rung_error(t, rung, chance) for t in survivors], [counted_error(t, chance) for t in survivors], rung,
             record.epochs or design(record).rungs[-1])
+
+
+def design_summary(records: Sequence[StudyRecord]) -> str:
+    """The designs of these studies, each once with its number of studies and of distinct draw sets."""
+    found: dict[str, list[Design]] = {}
+    for record in records:
+        if not record.skipped:
+            found.setdefault(design(record).line(), []).append(design(record))
+    return "; ".join(f"{len(ds)} stud{'y' if len(ds) == 1 else 'ies'}: {line}" +
+                     (f" ({len({d.draws for d in ds})} distinct draw sets)" if ds[0].draws is not None else "")
+                     for line, ds in sorted(found.items()))
 
 
 def fidelity_summary(records: Sequence[StudyRecord]) -> str:

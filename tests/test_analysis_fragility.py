@@ -196,6 +196,10 @@ def test_halving_studies_read_the_first_rung_and_say_how_well_it_ranks_the_full_
     counts = analysis.study("bp").outcomes
     assert (counts.n_halved, counts.n_complete, counts.n_pruned) == (80, 10, 0)  # halving is by design, not a pruner
     assert "first rung (1 epoch)" in analysis.study("bp").fidelity
+    design_line = next(c for c in analysis.computed["findings"].caveats if c.startswith("Design:"))
+    assert design_line.startswith("Design: 2 studies: random draws shared by pair, halving with η = 3, rungs of 1, 3, 9 "
+                                  "epochs (2 distinct draw sets). Sensitivity, importances and tanh − ReLU read the first "
+                                  "rung (1 epoch), which every configuration reached")
 
 
 def test_rung_trust_needs_enough_configurations():

@@ -14,7 +14,7 @@ import numpy as np
 from bioscale import contract
 from bioscale.contract import search_trials
 
-from ..design import design, fidelity_line
+from ..design import design_summary, fidelity_summary
 from ..evidence import LEARNED_SHARE, evidence, learned, learned_threshold
 from ..stability import MARGIN
 from ..report import Block, Bullets, Paragraph
@@ -207,11 +207,10 @@ def caveats(results: Analysis) -> list[str]:
     """What limits the findings at this budget: trials and epochs against the paper's, flags, detection, shared draws."""
     found = []
     analysed = [a for a in results.studies if a.analysed]
-    designs = sorted({design(a.record).line(a.record.epochs) for a in analysed})
-    if designs:
-        readings = sorted({fidelity_line(a.record) for a in analysed})
-        found.append("Design: " + "; ".join(designs) + ". Sensitivity, importances and tanh − ReLU read "
-                     + " / ".join(readings) + "; best errors and the ranking read the full budget.")
+    if analysed:
+        records = [a.record for a in analysed]
+        found.append(f"Design: {design_summary(records)}. Sensitivity, importances and tanh − ReLU read "
+                     f"{fidelity_summary(records)}; best errors and the ranking read the full budget.")
     budgets = sorted({(len(search_trials(a.record.finished)), a.record.epochs or 0) for a in results.studies if a.analysed})
     if budgets:
         trials = sorted({b[0] for b in budgets})
