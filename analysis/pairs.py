@@ -112,7 +112,8 @@ class PairedEffect:
             return f"{NOT_ENOUGH} ({self.n} matched configurations)"
         tie = f" — {TIE}" if self.ties == self.n else ""
         return (f"{self.verdict}{tie}: tanh better in {self.tanh_wins} of {self.n} configurations, ReLU in "
-                f"{self.relu_wins}, tied {self.ties}; sign test p = {self.sign_p:.3g}, {_corrected(self.p_adjusted, self.n_tests)}; "
+                f"{self.relu_wins}, tied {self.ties}; sign test p = {self.sign_p:.3g}, "
+                f"{_corrected(self.p_adjusted, self.n_tests)}; "
                 f"median tanh − ReLU {100 * self.median:+.2f} pp (95% CI {100 * self.ci[0]:+.2f} to "
                 f"{100 * self.ci[1]:+.2f}), mean {100 * self.mean:+.2f} pp")
 
@@ -127,9 +128,7 @@ def sign_interval(diffs: np.ndarray, confidence: float = 0.95) -> tuple[float, f
     """The distribution-free CI of the median difference: the order statistics the sign test does not reject."""
     values = np.sort(np.asarray(diffs, dtype=float))
     n = values.size
-    k = int(stats.binom.ppf((1 - confidence) / 2, n, 0.5))  # P(Bin ≤ k-1) ≤ α/2 → lower index k (1-based)
-    while k > 0 and stats.binom.cdf(k - 1, n, 0.5) > (1 - confidence) / 2:
-        k -= 1
+    k = int(stats.binom.ppf((1 - confidence) / 2, n, 0.5))  # the largest k with P(Bin ≤ k - 1) < α/2 (1-based)
     if k < 1:  # too few differences for any interval at this confidence: the whole range
         return float(values[0]), float(values[-1])
     return float(values[k - 1]), float(values[n - k])
