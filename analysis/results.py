@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from bioscale.contract import best_trial, complete_trials, end_reason
 
@@ -16,7 +17,7 @@ from .evaluation import Evaluated, evaluated
 from .evidence import evidence, learned
 from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
-from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished
+from .outcomes import Outcomes, chance_error, outcomes, search_finished
 from .pairs import PairComparison, across_rules, compare_pairs, find_pairs
 from .paper import _family, compare
 from .design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
@@ -234,18 +235,14 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
     result.top_params = top_params(result.fanova, result.ped, [c for c in result.frame.columns if c in merged])
     if len(complete) < MIN_TRIALS:
         result.status = f"not enough trials ({len(complete)} complete; importances need at least {MIN_TRIALS})"
-    result.effect, result.activation_note = _activation(record, result.frame)
+    result.effect, result.activation_note = _activation(record, complete)
     if result.effect is not None:
-        result.incomplete = _incomplete_by_activation(record)
+        result.incomplete = _incomplete_by_activation(record, complete)
         if any(result.incomplete.values()):
             result.activation_note += "; did not complete: " + "; ".join(
                 f"{a} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))})"
                 for a, c in result.incomplete.items() if c)
-            values = {t.number: counted_error(t, chance) for t in search_finished(record.trials)}
-            tanh = [v for t in search_finished(record.trials) if t.params.get("activation") == "tanh"
-                    for v in [values[t.number]] if math.isfinite(v)]
-            relu = [v for t in search_finished(record.trials) if t.params.get("activation") == "relu"
-                    for v in [values[t.number]] if math.isfinite(v)]
+            tanh, relu = ([t.value for t in everything if t.params.get("activation") == a] for a in ("tanh", "relu"))
             result.effect_all = activation_effect(tanh, relu)
             result.activation_note += (f". On every finished trial (diverged at chance level "
                                        f"{100 * chance:.0f}%): {format_effect(result.effect_all)}")
@@ -259,25 +256,25 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
     return result
 
 
-def _activation(record: StudyRecord, frame: pd.DataFrame) -> tuple[ActivationEffect | None, str]:
-    if "activation" not in frame.columns:
+def _activation(record: StudyRecord, trials: Sequence[FrozenTrial]) -> tuple[ActivationEffect | None, str]:
+    """tanh against ReLU within a study that samples the activation, on `trials` (at the study's fidelity)."""
+    present = {t.params["activation"] for t in trials if "activation" in t.params}
+    if not present:
         value = record.info.fixed.get("activation")
         return None, f"activation not searched{f' (fixed to {value})' if value else ''}"
-    present = set(frame["activation"].dropna())
     if not {"tanh", "relu"} <= present:
         return None, f"activation took only {', '.join(sorted(map(str, present)))} in the complete trials: nothing to compare"
-    effect = activation_effect(frame.loc[frame["activation"] == "tanh", "value"],
-                               frame.loc[frame["activation"] == "relu", "value"])
+    effect = activation_effect(*([t.value for t in trials if t.params.get("activation") == a] for a in ("tanh", "relu")))
     return effect, "activation sampled as a hyperparameter within this study, complete trials: " + format_effect(effect)
 
 
-def _incomplete_by_activation(record: StudyRecord) -> dict[str, dict[str, int]]:
-    """Per activation, how its trials that did not complete ended (diverged ones end PRUNED in bioscale studies)."""
-    complete = {t.number for t in record.complete}
+def _incomplete_by_activation(record: StudyRecord, complete: Sequence[FrozenTrial]) -> dict[str, dict[str, int]]:
+    """Per activation, how its trials that did not complete (at the study's fidelity) ended (diverged ones end PRUNED)."""
+    numbers = {t.number for t in complete}
     counts: dict[str, dict[str, int]] = {"tanh": {}, "relu": {}}
     for trial in search_finished(record.trials):
         activation = trial.params.get("activation")
-        if trial.number in complete or activation not in counts:
+        if trial.number in numbers or activation not in counts:
             continue
         reason = end_reason(trial)
         counts[activation][reason] = counts[activation].get(reason, 0) + 1
