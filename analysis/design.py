@@ -57,11 +57,14 @@ def design(record: StudyRecord) -> Design:
     found = record.info.design or {}
     fidelity = found.get("fidelity") if isinstance(found.get("fidelity"), Mapping) else {}
     rungs = fidelity.get("rungs") if isinstance(fidelity.get("rungs"), list) else []
-    draws = found.get("draws")
-    return Design(sampler=_text(found.get("sampler")), seed=found.get("seed") if isinstance(found.get("seed"), int) else None,
-                  draws=str(draws) if draws is not None else None, shared=_text(found.get("shared")),
-                  scheme=_text(fidelity.get("scheme")), eta=fidelity.get("eta") if isinstance(fidelity.get("eta"), int) else None,
+    return Design(sampler=_text(found.get("sampler")), seed=_integer(found.get("seed")), draws=_text(found.get("draws")),
+                  shared=_text(found.get("shared")), scheme=_text(fidelity.get("scheme")),
+                  eta=_integer(fidelity.get("eta")),
                   rungs=tuple(int(r) for r in rungs if isinstance(r, (int, float)) and r > 0))
+
+
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _text(value: object) -> str | None:
