@@ -68,13 +68,14 @@ class Findings:
     caveats: list[str] = field(default_factory=list)
 
 
-def wilson(share: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a share observed over n trials."""
+def wilson(share: float, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of a share observed over n configurations (scipy's binomtest)."""
     if not n or not math.isfinite(share):
         return math.nan, math.nan
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from scipy import stats
+
+    ci = stats.binomtest(int(round(share * n)), n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def incumbent(trials) -> str:
