@@ -127,8 +127,8 @@ def test_learned_means_every_seed_well_below_chance_with_a_margin_that_scales_wi
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('fragility') / 'planted.db'}"
+def planted():
+    url = optuna.storages.InMemoryStorage()  # the SQLite path is covered below; writing 100 trials to it costs ~20 s here
     narrow = lambda p: 0.02 + 0.30 * (math.log10(p["forward_lr"]) + 3.5) ** 2  # few configurations near the best
     add_study(url, lambda p: 0.02 + 0.02 * abs(math.log10(p["forward_lr"]) + 3.5), label="bp", n_trials=24, seed=1,
               space=SPACE)
