@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -13,6 +13,17 @@ from bioscale.contract import Evaluation
 AT_BEST_VAL = "test error at the best-validation epoch"
 AT_LAST = "test error at the last epoch (the evaluation recorded no best-validation epoch)"
 Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def standard_error(errors: Sequence[float], n_test: int | None) -> float:
+    """Standard error of a mean test error over seeds: the seed spread (s²/k over k seeds) plus the binomial error of
+    an error rate e measured on n test examples, e(1 − e)/n (the same examples for every seed, so it does not average
+    out); NaN when the test set's size is unknown or there is no error."""
+    if not errors or not n_test:
+        return math.nan
+    mean = float(np.mean(errors))
+    spread = float(np.var(errors, ddof=1)) / len(errors) if len(errors) > 1 else 0.0
+    return math.sqrt(spread + mean * (1 - mean) / n_test)
 
 
 @dataclass
@@ -29,23 +40,13 @@ class Evaluated:
 
     @property
     def interval(self) -> tuple[float, float]:
-        """95% interval of the mean test error (diverged seeds at chance): seed spread and the test set's size.
-
-        Standard error² = s²/k over the k seeds plus e(1 − e)/n, the binomial error of one error
-        rate e measured on n test examples (the same examples for every seed, so it does not
-        average out); a normal interval, clipped to [0, 1].
-        """
+        """95% normal interval of the mean test error (diverged seeds at chance), clipped to [0, 1] (`standard_error`)."""
         values = self.errors + [self.chance] * len(self.diverged)
-        if not values:
+        se = standard_error(values, self.n_test)
+        if not math.isfinite(se):
             return math.nan, math.nan
         mean = float(np.mean(values))
-        variance = float(np.var(values, ddof=1)) / len(values) if len(values) > 1 else 0.0
-        if self.n_test:
-            variance += mean * (1 - mean) / self.n_test
-        elif len(values) < 2:
-            return math.nan, math.nan
-        half = Z95 * math.sqrt(variance)
-        return max(0.0, mean - half), min(1.0, mean + half)
+        return max(0.0, mean - Z95 * se), min(1.0, mean + Z95 * se)
 
     @property
     def n(self) -> int:

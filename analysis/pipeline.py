@@ -12,9 +12,9 @@ from .rendering import output_options, render
 from .results import compute
 
 
-def analyze(storage: str | BaseStorage | None, patterns: Sequence[str] | None, out: Path | str,
+def analyze(storage: str | BaseStorage | None | Sequence[str | BaseStorage], patterns: Sequence[str] | None, out: Path | str,
             formats: Sequence[str] | str = ("png",), progress: bool = True, *, seeds: int = FANOVA_SEEDS,
             figures: str = "key") -> Path:
-    """Analyse the matching studies and write CSV tables, figures (`figures`: none, key, all) and report.md/report.html under `out`; returns report.md."""
+    """Analyse the matching studies (of one storage or several) and write CSV tables, figures (`figures`: none, key, all) and report.md/report.html under `out`; returns report.md."""
     out, formats = output_options(out, formats, figures)  # bad options fail before the slow part
     return render(compute(storage, patterns, progress, seeds=seeds), out, formats, progress, figures)

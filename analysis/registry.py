@@ -4,7 +4,8 @@ Adding an analysis touches one module (and its test): create `analysis/analyses/
 
     NAME = "my-analysis"          # unique; other analyses refer to it by this name
     TITLE = "My analysis"         # its section heading ("" for no heading)
-    ORDER = 35                    # report position: findings 0, key sections 10-69, appendix 80+
+    ORDER = 35                    # report position: scaling -1 (shown with several tasks), findings 0,
+                                  # key sections 10-69, appendix 80+
     NEEDS = ("activation",)       # optional: analyses whose computed results compute() reads
     APPENDIX = False              # optional: True places the section in the appendix
 

@@ -23,7 +23,7 @@ from .paper import _family, compare
 from .design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
 from .stability import (MARGIN, MARGINS, BudgetTrust, Robustness, RungTrust, budget_trust, learning_curves, paper_claims,
                         robustness, rung_trust)
-from .storage import StudyRecord, display_name, read_storage, select_studies
+from .storage import StudyRecord, display_name, read_storage, select_across
 from .tables import best_table_from, trials_frame
 from .tunability import Tunability, tunability
 
@@ -117,13 +117,18 @@ class Analysis:
         raise KeyError(f"no study {name!r}; analysed: {', '.join(a.record.name for a in self.studies)}")
 
 
-def compute(storage: str | BaseStorage | None, patterns: Sequence[str] | None = None, progress: bool = True, *,
-            seeds: int = FANOVA_SEEDS) -> Analysis:
-    """Every number of the matching studies' analysis, as data; writes no file and draws no figure."""
+def compute(storage: str | BaseStorage | None | Sequence[str | BaseStorage], patterns: Sequence[str] | None = None,
+            progress: bool = True, *, seeds: int = FANOVA_SEEDS) -> Analysis:
+    """Every number of the matching studies' analysis, as data; writes no file and draws no figure.
+
+    `storage` is one storage or several (their studies are analysed together, e.g. one campaign per dataset).
+    """
     patterns = list(patterns) if patterns else None
-    url = display_name(storage)
-    opened = read_storage(storage)
-    records = select_studies(opened, patterns, url=url)
+    storages = [storage] if storage is None or isinstance(storage, (str, BaseStorage)) else list(storage)
+    urls = [display_name(s) for s in storages]
+    opened = [read_storage(s) for s in storages]
+    records = select_across(list(zip(urls, opened)), patterns)
+    url, opened = " + ".join(urls), opened[0]  # figures are attached through each study's own storage
     forests = fanova_batch(records, seeds)
     studies = [analyse_study(r, n, seeds, forests.get(r.name)) for r, n in
                zip(progress_bar(records, progress, "analysing studies"), display_names(records))]

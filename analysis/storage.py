@@ -144,6 +144,31 @@ def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: st
     return records
 
 
+def select_across(storages: Sequence[tuple[str, BaseStorage]], patterns: Sequence[str] | None) -> list[StudyRecord]:
+    """`select_studies` over several (url, storage) pairs; a storage none of whose studies match is passed over, a study name two storages hold is refused."""
+    if len(storages) == 1:
+        url, storage = storages[0]
+        return select_studies(storage, patterns, url=url)
+    records: list[StudyRecord] = []
+    misses: list[str] = []
+    where: dict[str, str] = {}
+    for url, storage in storages:
+        try:
+            found = select_studies(storage, patterns, url=url)
+        except UsageError as error:
+            misses.append(str(error))
+            continue
+        for record in found:
+            if record.name in where:
+                raise UsageError(f"study {record.name!r} is in both {where[record.name]} and {url}; "
+                                 f"pass --study patterns that pick it from one storage only")
+            where[record.name] = url
+        records += found
+    if not records:
+        raise UsageError("; ".join(misses))
+    return records
+
+
 def _short_list(names: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")

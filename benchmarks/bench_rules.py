@@ -3,8 +3,9 @@
     python benchmarks/bench_rules.py [--device cpu|cuda] [--batch-size 128] [--rounds 5]
         [--rules bp,fa,kp,...] [--no-layers]
 
-Every ratio is measured in one process, with the rules' steps interleaved round by round on
-copies of the same network and minibatch, since these machines are noisy.
+Every ratio is measured in one process: each rule's step alternates round by round with a BP
+step on a copy of the same network and minibatch, and the table gives the median of the rounds'
+ratios, since these machines are noisy. Only BP's network and the timed rule's are held at once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import torch
 
@@ -33,6 +34,17 @@ SHAPES = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10), "digits": ((
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def step_seconds(step: Callable[[], object], device: str) -> float:
+    """Seconds one call of `step` takes: on the CPU the calling thread's CPU time (torch's one thread runs there,
+    and time the shared cores give to other processes is not counted), on a GPU the wall clock between syncs."""
+    clock = time.perf_counter if device.startswith("cuda") else time.thread_time
+    sync(device)
+    start = clock()
+    step()
+    sync(device)
+    return clock() - start
 
 
 # Feedback steps per minibatch at which a rule with `inverse_iterations` (L-DRL) is timed: its cost grows with K.
@@ -55,25 +67,39 @@ def rule_variants(chosen: Collection[str] | None = None) -> list[tuple[str, str,
     return out
 
 
-def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str,
-               variants: list[tuple[str, str, dict]] | None = None) -> dict[str, float]:
-    """Median seconds per step for each rule variant (default: every one) on one preset network, interleaved."""
+def against_bp(dataset: str, family: str, batch_size: int, rounds: int, device: str,
+               variants: list[tuple[str, str, dict]] | None = None) -> dict[str, tuple[float, float]]:
+    """(median seconds per step, median of the rounds' ratios to BP's step) for each rule variant (default: every one).
+
+    One preset network and minibatch; a reference BP learner is held throughout and each variant's
+    learner only while it is timed (networks of CIFAR-10 size, one per variant, would not fit in
+    memory at once). Each round times one step of each, in alternating order, after a warm-up step.
+    """
     shape, classes = SHAPES[dataset]
     net = build_net(family, dataset, shape, classes).to(device)
     x = torch.randn(batch_size, *shape, device=device)
     y = torch.randint(0, classes, (batch_size,), device=device)
-    learners = {label: rules.create(name, copy.deepcopy(net), **settings)
-                for label, name, settings in variants or rule_variants()}
-    times: dict[str, list[float]] = {label: [] for label in learners}
-    for r in range(rounds + 1):
-        for label, learner in learners.items():
-            sync(device)
-            start = time.perf_counter()
-            learner.step(x, y)
-            sync(device)
-            if r:  # round 0 warms up
-                times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) for label, t in times.items()}
+    reference = rules.create("bp", copy.deepcopy(net))
+    reference.step(x, y)
+    out = {}
+    for label, name, settings in variants or rule_variants():
+        learner = rules.create(name, copy.deepcopy(net), **settings)
+        learner.step(x, y)
+        own, ratios = [], []
+        for r in range(rounds):
+            seconds = {which: step_seconds(lambda: rule.step(x, y), device)
+                       for which, rule in ((label, learner), ("bp", reference))[:: 1 if r % 2 == 0 else -1]}
+            own.append(seconds[label])
+            ratios.append(seconds[label] / seconds["bp"])
+        out[label] = (statistics.median(own), statistics.median(ratios))
+        del learner
+    return out
+
+
+def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str,
+               variants: list[tuple[str, str, dict]] | None = None) -> dict[str, float]:
+    """Median seconds per step for each rule variant (default: every one), each timed alternating with BP (`against_bp`)."""
+    return {label: seconds for label, (seconds, _) in against_bp(dataset, family, batch_size, rounds, device, variants).items()}
 
 
 GEOMETRY = [(3, 64, 5, 2, 32), (64, 128, 5, 2, 16), (128, 256, 3, 1, 8)]  # (in, out, kernel, stride, size)
@@ -152,7 +178,7 @@ def main() -> None:
     device = args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"# bioscale benchmark, {datetime.date.today()}, {device} ({name}), torch {torch.__version__}, batch {args.batch_size}\n")
-    print("## Step time as a ratio to BP (same network, same minibatch, medians of interleaved rounds)\n")
+    print("## Step time as a ratio to BP (same network, same minibatch, median of interleaved rounds' ratios)\n")
     chosen = None if args.rules is None else {"bp", *args.rules.split(",")}
     for name in chosen or ():
         rules.get(name)  # an unknown name: one line listing the rules
@@ -162,9 +188,9 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(labels))
     for dataset in args.datasets.split(","):
         for family in args.families.split(","):
-            t = step_times(dataset, family, args.batch_size, args.rounds, device, variants)
-            ratios = " | ".join(f"{t[label] / t['bp']:.2f}" for label in labels)
-            print(f"| {dataset} | {family} | {1000 * t['bp']:.1f} | {ratios} |", flush=True)
+            t = against_bp(dataset, family, args.batch_size, args.rounds, device, variants)
+            ratios = " | ".join(f"{t[label][1]:.2f}" for label in labels)
+            print(f"| {dataset} | {family} | {1000 * t['bp'][0]:.1f} | {ratios} |", flush=True)
     if args.no_layers:
         return
     print("\n## CIFAR-10 LC layers: LC vs conv of the same geometry, forward + backward\n")

@@ -439,7 +439,9 @@ def _run_dashboard(args: argparse.Namespace) -> None:
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="importances, tanh vs ReLU, stability and the paper's tables: plots and a report",
                        description="Analyse finished studies: write every figure and report.md / report.html under --out.",
-                       parents=[_options("storage", "quiet")])
+                       parents=[_options("quiet")])
+    p.add_argument("--storage", action="append", default=None,
+                   help=STORAGE_HELP + "; repeatable: the studies of several storages are analysed together")
     p.add_argument("--study", action="append", default=None, metavar="PATTERN",
                    help="study-name glob, repeatable (default: every tuning study)")
     p.add_argument("--out", required=True, help="folder for figures and report")
@@ -455,7 +457,7 @@ def _run_analyze(args: argparse.Namespace) -> None:
     from .analysis import analyze
     from .storages import DEFAULT_STORAGE
 
-    report = analyze(args.storage or DEFAULT_STORAGE, args.study, Path(args.out), tuple(args.format.split(",")),
+    report = analyze(args.storage or [DEFAULT_STORAGE], args.study, Path(args.out), tuple(args.format.split(",")),
                      progress=not args.quiet, figures=args.figures)
     print(f"report: {report}")
 

@@ -10,6 +10,7 @@ that the command line can name stages and end reasons without loading it.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import math
 import os
@@ -168,6 +169,11 @@ def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     """The incumbent: the complete trial at the study's full budget with the lowest validation error, the default
     configuration's included, the earliest on ties; None when none completed."""
     return min((t for t in complete_trials(trials) if not was_halved(t)), key=lambda t: (t.value, t.number), default=None)
+
+
+def naive_time(moment: datetime.datetime) -> datetime.datetime:
+    """`moment` as Optuna stores times, without a time zone: PostgreSQL's clock comes with its session's zone, its stored heartbeats without."""
+    return moment.replace(tzinfo=None)
 
 
 def worker_id() -> str:

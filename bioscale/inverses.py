@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import (Activation, Conv2d, Linear, LocallyConnected2d, MemberLayer, _grouped, _members, glorot_, linear,
-                     lc2d_input_grad)
+from .layers import (Activation, Conv2d, Linear, LocallyConnected2d, MemberLayer, _grouped, _members, glorot_, lc2d,
+                     lc2d_input_grad, lc2d_patches, linear)
 
 
 def linear_inverse(h: Tensor, weight: Tensor, bias: Tensor, output_shape: tuple[int, ...]) -> Tensor:
@@ -33,11 +33,40 @@ def linear_inverse(h: Tensor, weight: Tensor, bias: Tensor, output_shape: tuple[
     return linear(h.flatten(2), weight, bias).view(*h.shape[:2], *output_shape)
 
 
+class _LcTranspose(torch.autograd.Function):
+    """V h, the transpose map of a locally connected layer, with its vector-Jacobian products written out.
+
+    Autograd through the map's fold would build one zero tensor of the unfolded size per kernel
+    offset; the products are the forward maps instead: for h the LC map of the output gradient,
+    for V the batched matmul of h's columns with the output gradient's patches, taken with the
+    operands' layout autograd gives that matmul, so that the gradient is the same to the bit.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, output_shape: tuple[int, ...], kernel_size: int, stride: int,
+                padding: int) -> Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.geometry = (kernel_size, stride, padding)
+        return lc2d_input_grad(h, weight, output_shape, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        h, weight = ctx.saved_tensors
+        grad_h = lc2d(grad, weight, None, *ctx.geometry) if ctx.needs_input_grad[0] else None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            members, batch, out_channels = h.shape[:3]
+            columns = h.reshape(members, batch, out_channels, -1).permute(0, 3, 1, 2).reshape(-1, batch, out_channels)
+            patches = lc2d_patches(grad, *ctx.geometry)
+            grad_weight = torch.bmm(columns.transpose(1, 2), patches).view(weight.shape)
+        return grad_h, grad_weight, None, None, None, None
+
+
 def lc_inverse(h: Tensor, weight: Tensor, bias: Tensor, output_shape: tuple[int, int, int],
                kernel_size: int, stride: int, padding: int) -> Tensor:
     """V h + c for a locally connected layer: `weight` shaped like the forward one, used transposed."""
     shape = (*h.shape[:2], *output_shape)
-    return lc2d_input_grad(h, weight, shape, kernel_size, stride, padding) + bias.unsqueeze(1)
+    return _LcTranspose.apply(h, weight, shape, kernel_size, stride, padding) + bias.unsqueeze(1)
 
 
 def conv_inverse(h: Tensor, weight: Tensor, bias: Tensor, output_shape: tuple[int, int, int],

@@ -53,7 +53,7 @@ def linear_weight_grad(grad_out: Tensor, x: Tensor) -> Tensor:
 
 # -- locally connected ---------------------------------------------------------------------------
 
-def _patches(x: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
+def lc2d_patches(x: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
     """The input's patches as one (K·locations, B, in·k·k) tensor: the only unfolded copy made."""
     x = F.pad(x, (padding,) * 4)
     p = x.unfold(3, kernel_size, stride).unfold(4, kernel_size, stride)  # (K, B, C, oh, ow, k, k), a view
@@ -67,7 +67,7 @@ def lc2d(x: Tensor, weight: Tensor, bias: Tensor | None, kernel_size: int, strid
     oh = conv_output_size(x.shape[3], kernel_size, stride, padding)
     ow = conv_output_size(x.shape[4], kernel_size, stride, padding)
     out_channels = weight.shape[2]
-    patches, w_t = _patches(x, kernel_size, stride, padding), weight.flatten(0, 1).transpose(1, 2)
+    patches, w_t = lc2d_patches(x, kernel_size, stride, padding), weight.flatten(0, 1).transpose(1, 2)
     if bias is None:
         out = torch.bmm(patches, w_t)  # (K·L, B, out)
     else:
@@ -94,7 +94,7 @@ def lc2d_weight_grad(grad_out: Tensor, x: Tensor, kernel_size: int, stride: int,
     """Gradient of `lc2d` with respect to its weight, summed over the batch."""
     members, batch, out_channels = grad_out.shape[:3]
     g = grad_out.reshape(members, batch, out_channels, -1).permute(0, 3, 2, 1).reshape(-1, out_channels, batch)
-    patches = _patches(x, kernel_size, stride, padding)
+    patches = lc2d_patches(x, kernel_size, stride, padding)
     return torch.bmm(g, patches).view(members, -1, out_channels, patches.shape[-1])
 
 
@@ -134,6 +134,19 @@ def conv2d_weight_grad(grad_out: Tensor, x: Tensor, weight_shape: torch.Size, st
     return grad.view(weight_shape)
 
 
+def conv2d_grads(grad_out: Tensor, x: Tensor, weight: Tensor, stride: int, padding: int) -> tuple[Tensor, Tensor]:
+    """`conv2d`'s input gradient through `weight` and its weight gradient from one backward convolution call.
+
+    The weight gradient does not read the weight, so `weight` may be a feedback matrix; the two
+    are the same numbers as `conv2d_input_grad` and `conv2d_weight_grad` give, for less than their cost.
+    """
+    members = weight.shape[0]
+    grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+        _grouped(grad_out), _grouped(x), weight.flatten(0, 1), None, [stride] * 2, [padding] * 2, [1, 1], False, [0],
+        members, (True, True, False))
+    return _members(grad_x, members), grad_w.view(weight.shape)
+
+
 # -- modules -------------------------------------------------------------------------------------
 
 class MemberLayer(nn.Module):
@@ -162,6 +175,12 @@ class MemberLayer(nn.Module):
     def bias_grad(self, grad_out: Tensor) -> Tensor:
         """The bias gradient of `map`, summed over the batch (and shared locations)."""
         return grad_out.sum(1)
+
+    def grads(self, grad_out: Tensor, weight: Tensor, x: Tensor, input_needed: bool,
+              weight_needed: bool) -> tuple[Tensor | None, Tensor | None]:
+        """`input_grad` through `weight` and `weight_grad`, each only where needed (a family may do both at once)."""
+        return (self.input_grad(grad_out, weight, x.shape) if input_needed else None,
+                self.weight_grad(grad_out, x) if weight_needed else None)
 
     def fans(self) -> tuple[int, int]:
         """(fan_in, fan_out) for Glorot initialisation."""
@@ -230,6 +249,12 @@ class Conv2d(MemberLayer):
     def weight_grad(self, grad_out: Tensor, x: Tensor) -> Tensor:
         return conv2d_weight_grad(grad_out, x, self.weight.shape, self.stride, self.padding)
 
+    def grads(self, grad_out: Tensor, weight: Tensor, x: Tensor, input_needed: bool,
+              weight_needed: bool) -> tuple[Tensor | None, Tensor | None]:
+        if input_needed and weight_needed:
+            return conv2d_grads(grad_out, x, weight, self.stride, self.padding)
+        return super().grads(grad_out, weight, x, input_needed, weight_needed)
+
     def bias_grad(self, grad_out: Tensor) -> Tensor:
         return grad_out.sum((1, 3, 4))
 
@@ -289,23 +314,21 @@ class LocallyConnected2d(MemberLayer):
 class _WithFeedback(torch.autograd.Function):
     """A layer's map whose input gradient goes through `backward_weight`; keeps only the input, not its unfolded copy."""
 
+    # forward takes ctx rather than a separate setup_context: torch binds a setup_context Function's
+    # arguments through inspect.signature at every call (about 20 µs, paid by every layer of every step).
     @staticmethod
-    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, backward_weight: Tensor, layer: MemberLayer) -> Tensor:
-        return layer.map(x, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        x, weight, bias, backward_weight, layer = inputs
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, backward_weight: Tensor,
+                layer: MemberLayer) -> Tensor:
         ctx.save_for_backward(x, backward_weight)
         ctx.layer = layer
         ctx.has_bias = bias is not None
+        return layer.map(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         x, backward_weight = ctx.saved_tensors
         layer = ctx.layer
-        grad_x = layer.input_grad(grad_out, backward_weight, x.shape) if ctx.needs_input_grad[0] else None
-        grad_w = layer.weight_grad(grad_out, x) if ctx.needs_input_grad[1] else None
+        grad_x, grad_w = layer.grads(grad_out, backward_weight, x, *ctx.needs_input_grad[:2])
         grad_b = layer.bias_grad(grad_out) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None
 
@@ -315,6 +338,27 @@ def apply_with_feedback(layer: MemberLayer, x: Tensor, feedback: Tensor) -> Tens
     if not isinstance(layer, MemberLayer):
         raise TypeError(f"no feedback path for {type(layer).__name__}")
     return _WithFeedback.apply(x, layer.weight, layer.bias, feedback, layer)
+
+
+class Scratch:
+    """Working tensors kept from one step to the next, by key, instead of a fresh weight-sized allocation per step.
+
+    On the CPU every fresh large tensor costs page faults, and on a GPU the caching allocator's
+    bookkeeping; a rule whose step needs the same working shape each time (sign(W_l), a magnitude
+    draw, a gradient's first term) asks for it here. A tensor that no longer matches (members
+    dropped by `keep`, a move by `to`) is replaced by a new one. Its contents are only what the
+    last user wrote: it is not state, so it is not in any `state_dict`.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[object, Tensor] = {}
+
+    def __call__(self, key: object, like: Tensor) -> Tensor:
+        """An uninitialised contiguous tensor of `like`'s shape, dtype and device, the same one each call while they last."""
+        held = self._held.get(key)
+        if held is None or held.shape != like.shape or held.dtype != like.dtype or held.device != like.device:
+            held = self._held[key] = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+        return held
 
 
 def glorot_bound(fan_in: int, fan_out: int) -> float:

@@ -49,19 +49,29 @@ class Adam(nn.Module):
     def step(self) -> None:
         """One Adam update of every active member's parameters from their gradients."""
         self.steps += 1
-        bias_correction1 = 1 - self.beta1 ** self.steps
-        step_size = self.lr / bias_correction1
-        bias_correction2_sqrt = (1 - self.beta2 ** self.steps).sqrt()
+        # The members' factors, (K,) each, once per step; each parameter then takes in-place passes over one
+        # weight-sized temporary (g², then the denominator, then the update), rounding at each step where the
+        # allocating form did, so that it gives the same bits. (addcmul_ would save two more passes, but it
+        # rounds a·b + c once where that form rounded twice; addcdiv's c + a / b cannot fuse, so it is used.)
+        factors = (1 - self.beta1, 1 - self.beta2, self.beta2, (1 - self.beta2 ** self.steps).sqrt(), self.eps,
+                   self.lr / (1 - self.beta1 ** self.steps), ~self.active)
+        shaped: dict[int, tuple[Tensor, ...]] = {}  # the factors as (K, 1, ..., 1) views, once per parameter rank
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            grad, exp_avg, exp_avg_sq = p.grad, self._buffers[f"exp_avg_{i}"], self._buffers[f"exp_avg_sq_{i}"]
-            exp_avg.lerp_(grad, per_member(1 - self.beta1, grad))
-            exp_avg_sq.mul_(per_member(self.beta2, grad)).add_(grad * grad * per_member(1 - self.beta2, grad))
-            denom = (exp_avg_sq.sqrt() / per_member(bias_correction2_sqrt, grad)).add_(per_member(self.eps, grad))
-            update = exp_avg / denom * per_member(step_size, grad)
+            if grad.dim() not in shaped:
+                shaped[grad.dim()] = tuple(per_member(factor, grad) for factor in factors)
+            one_minus_beta1, one_minus_beta2, beta2, bias_correction2_sqrt, eps, step_size, stopped = shaped[grad.dim()]
+            exp_avg, exp_avg_sq = self._buffers[f"exp_avg_{i}"], self._buffers[f"exp_avg_sq_{i}"]
+            exp_avg.lerp_(grad, one_minus_beta1)
+            scratch = torch.mul(grad, grad).mul_(one_minus_beta2)
+            exp_avg_sq.mul_(beta2).add_(scratch)
+            root = torch.sqrt(exp_avg_sq, out=scratch)
+            denom = torch.addcdiv(eps, root, bias_correction2_sqrt, out=root)
+            update = torch.div(exp_avg, denom, out=denom).mul_(step_size)
             if not self._all_active:
-                update = torch.where(per_member(self.active, grad), update, 0)
+                update.masked_fill_(stopped, 0)
             p.sub_(update)
 
     def get_extra_state(self) -> dict[str, int]:

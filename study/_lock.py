@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tempfile
 from pathlib import Path
 
 from bioscale.storages import StorageSpec
+
+
+def lock_path(storage_file: str, key: int) -> Path:
+    """The budget lock file of one study in a file storage: beside the storage file, hidden."""
+    storage = Path(storage_file)
+    return storage.with_name(f".{storage.name}.budget-{key & 0xFFFFFFFFFFFF:x}.lock")
 
 
 class BudgetLock:
     """A lock shared by every worker of one study, held while a worker checks the budget and asks for a trial.
 
     PostgreSQL: a session advisory lock (released by the server when a worker dies). SQLite and
-    journal files: an flock on a file in the temporary folder (one machine). Other storages: no
-    lock (the budget may then be exceeded by up to one trial per racing worker).
+    journal files: an flock on a hidden file beside the storage file, so that every worker that
+    reaches the storage reaches its lock (never in a per-job or per-node temporary folder; on NFS,
+    Linux maps flock onto POSIX locks that hold across nodes). Other storages: no lock (the
+    budget may then be exceeded by up to one trial per racing worker).
     """
 
     def __init__(self, spec: StorageSpec, study_name: str) -> None:
@@ -36,12 +43,7 @@ class BudgetLock:
                 self._held = True
                 return
             if self._file is None:
-                folder = Path(tempfile.gettempdir()) / "bioscale-locks"
-                if not folder.is_dir():
-                    folder.mkdir(exist_ok=True)
-                    with contextlib.suppress(OSError):
-                        folder.chmod(0o1777)
-                path = folder / f"{self._key & 0xFFFFFFFFFFFF:x}.lock"
+                path = lock_path(self._spec.path, self._key)
                 self._file = open(path, "a+")
                 with contextlib.suppress(OSError):
                     path.chmod(0o666)  # another user's workers may share the study

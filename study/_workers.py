@@ -27,7 +27,7 @@ import warnings
 from typing import Callable
 
 import optuna
-from optuna.storages import BaseStorage, RetryFailedTrialCallback, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from bioscale import resume
@@ -212,7 +212,7 @@ def requeue_preempted(study: optuna.Study, storage: BaseStorage, trial: optuna.T
 
     Call under the budget lock: the failed trial stops counting as the copy starts to.
     """
-    _fail_and_requeue(study, storage, trial, RetryFailedTrialCallback(max_retry=None))
+    _fail_and_requeue(study, storage, trial, RetryHeartbeatStaleTrialCallback(max_retry=None))
 
 
 class Supervisor:

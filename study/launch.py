@@ -7,7 +7,10 @@ met (`_workers.work`), so jobs may start late, die, or be added by another launc
 still ends with exactly its budget. Each job is a `submitit.helpers.Checkpointable`: on Slurm's
 pre-timeout or preemption signal (USR2) the worker saves its population at the end of the
 minibatch in progress, fails and re-queues its trials, and submitit requeues the job; the
-restarted job (or any other) resumes those trials from their checkpoint.
+restarted job (or any other) resumes those trials from their checkpoint. The worker, not
+submitit, decides whether a signal was the wall time's (counted against `--max-timeouts`) or a
+preemption (never counted). Before anything is created, Slurm checks the job array
+(`sbatch --test-only`), so a request it would refuse is one line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import shlex
 import shutil
 import signal
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -65,11 +69,28 @@ class Launched:
         return ran
 
 
-class Worker(submitit.helpers.Checkpointable):
-    """One array task: a worker that pulls trials until the budget is met; requeued (and resumed) when preempted or timed out."""
+# Slurm may send a job's wall-time signal up to this long before the `--signal` delay asks.
+SIGNAL_SLACK_S = 60
+# submitit's own count of timeouts: never the one that stops a job. It calls every signal in a job shorter than
+# 10 minutes (or in a longer job's last 20 % or 10 minutes) a timeout, preemptions included; the worker counts its own.
+SUBMITIT_MAX_TIMEOUTS = 10_000
 
-    def __init__(self, plan: Plan, threads: int | None) -> None:
-        self.plan, self.threads = plan, threads
+
+class Worker(submitit.helpers.Checkpointable):
+    """One array task: a worker that pulls trials until the budget is met; requeued (and resumed) when preempted or timed out.
+
+    A preempted job is always requeued; one that reached its wall time at most `launch.max_timeouts`
+    times. A signal counts as the wall time's only when it comes within `signal_delay_s` (plus
+    SIGNAL_SLACK_S) of the job's end.
+    """
+
+    def __init__(self, plan: Plan, launch: LaunchSpec) -> None:
+        self.plan, self.launch = plan, launch
+        self.timeouts_left = launch.max_timeouts
+
+    def is_timeout(self, elapsed_s: float) -> bool:
+        """Whether a signal `elapsed_s` seconds into the job is its wall-time signal (else: a preemption)."""
+        return elapsed_s >= self.launch.time * 60 - self.launch.signal_delay_s - SIGNAL_SLACK_S
 
     def __call__(self, index: int) -> int:
         """Run the worker; on the scheduler's USR2, save, re-queue the trials, then hand over to submitit's requeue."""
@@ -78,16 +99,20 @@ class Worker(submitit.helpers.Checkpointable):
         from ._workers import work
 
         submitit_handler = signal.getsignal(signal.SIGUSR2)
+        started = time.monotonic()
+        signalled_at: list[float] = []
 
         def stop_soon(signum: int, frame: Any) -> None:
+            signalled_at.append(time.monotonic() - started)
             print(f"bioscale: signal {signal.Signals(signum).name}: saving at the next minibatch, then requeueing",
                   file=sys.stderr, flush=True)
             resume.request_stop()
 
         signal.signal(signal.SIGUSR2, stop_soon)
         device = resolve_devices("auto")[0]
+        threads = self.launch.cpus_per_job
         try:
-            ran = work(self.plan, index, device, self.threads if device == "cpu" else None, progress=False)
+            ran = work(self.plan, index, device, threads if device == "cpu" else None, progress=False)
             if self.plan.stage == ARCHITECTURE:  # as `study run` does at its end: any job that sees the budget met records it
                 import optuna
 
@@ -99,8 +124,18 @@ class Worker(submitit.helpers.Checkpointable):
             return ran
         except resume.Preempted as stopped:
             print(f"bioscale: {stopped}; its trials are re-queued", file=sys.stderr, flush=True)
+            if signalled_at and self.is_timeout(signalled_at[0]):
+                if self.timeouts_left <= 0:
+                    raise RuntimeError(f"the job reached its wall time ({self.launch.time} min) more often than --max-timeouts "
+                                       f"{self.launch.max_timeouts} allows: not requeued (its trials wait for the other jobs or "
+                                       "the next launch)") from None
+                self.timeouts_left -= 1
+                print(f"bioscale: wall time reached; requeued ({self.timeouts_left} more timeout(s) allowed)", file=sys.stderr,
+                      flush=True)
+            else:
+                print("bioscale: preempted (not counted as a timeout); requeued", file=sys.stderr, flush=True)
             signal.signal(signal.SIGUSR2, submitit_handler)
-            if callable(submitit_handler):  # submitit: checkpoint() -> requeue this job -> exit
+            if callable(submitit_handler):  # submitit: checkpoint() pickles this worker -> requeue this job -> exit
                 submitit_handler(signal.SIGUSR2, None)
             raise
 
@@ -147,20 +182,43 @@ def make_executor(launch: LaunchSpec) -> Any:
     log_dir = Path(launch.log_dir).expanduser().resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     if launch.executor == "slurm":
-        executor = submitit.SlurmExecutor(folder=log_dir / "%j", max_num_timeout=launch.max_timeouts)
+        executor = submitit.SlurmExecutor(folder=log_dir / "%j", max_num_timeout=SUBMITIT_MAX_TIMEOUTS)
         executor.update_parameters(**slurm_parameters(launch))
     else:
-        executor = submitit.LocalExecutor(folder=log_dir / "%j", max_num_timeout=launch.max_timeouts)
+        executor = submitit.LocalExecutor(folder=log_dir / "%j", max_num_timeout=SUBMITIT_MAX_TIMEOUTS)
         executor.update_parameters(timeout_min=launch.time, gpus_per_node=launch.gpus(), signal_delay_s=launch.signal_delay_s,
                                    setup=list(launch.setup))
     return executor
 
 
 def check_executor(launch: LaunchSpec) -> None:
-    """UsageError when the launch asks for Slurm where there is none."""
-    if launch.executor == "slurm" and shutil.which("sbatch") is None:
+    """UsageError when the launch asks for Slurm where there is none, or for jobs Slurm would refuse."""
+    if launch.executor != "slurm":
+        return
+    if shutil.which("sbatch") is None:
         raise UsageError("no Slurm here (sbatch is not on PATH): run the launch on the cluster's login node, "
                          "or --executor local, or --dry-run to see the script")
+    check_with_slurm(launch)
+
+
+def check_with_slurm(launch: LaunchSpec) -> None:
+    """UsageError when Slurm refuses this launch's job array (GPUs the partition lacks, an unknown account, ...).
+
+    `sbatch --test-only` validates the very script `launch` submits and submits nothing, so a
+    refusal comes before any study is created.
+    """
+    import subprocess
+
+    done = subprocess.run(["sbatch", "--test-only"], input=sbatch_script(launch), capture_output=True, text=True, timeout=60)
+    if done.returncode == 0:
+        return
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()] or [f"sbatch exited {done.returncode}"]
+    reason = lines[-1].split("error: ", 1)[-1].removeprefix("Batch job submission failed: ")
+    hint = ""
+    if "gres" in reason.lower() and launch.gpus():
+        hint = (f"; this launch asks for {launch.gpus()} GPU(s) per job and partition {launch.partition or '(the default)'} "
+                "has none to give: pass --gpus-per-job 0 on a CPU-only cluster, or a --partition with GPUs")
+    raise UsageError(f"Slurm refuses these jobs: {reason}{hint}")
 
 
 def launch_study(spec: StudySpec, launch: LaunchSpec, *, say: Callable[[str], None] | None = None) -> Launched:
@@ -186,7 +244,7 @@ def launch_study(spec: StudySpec, launch: LaunchSpec, *, say: Callable[[str], No
     finally:
         optuna.logging.set_verbosity(verbosity)
     executor = make_executor(launch)
-    worker = Worker(plan, launch.cpus_per_job)
+    worker = Worker(plan, launch)
     jobs = executor.map_array(worker, list(range(launch.jobs)))
     status = ["bioscale", "study", "status", hide_password(plan.storage.url), plan.study_name]
     launched = Launched(plan.study_name, [str(j.job_id) for j in jobs], log_dir, status, jobs)

@@ -20,8 +20,8 @@ import optuna
 from optuna.trial import TrialState
 
 from bioscale import defaults
-from bioscale.contract import (SECONDS, StudyInfo, counts_against_budget, is_default_config, is_finished, trial_worker,
-                               was_requeued, HEARTBEAT, WORKER)
+from bioscale.contract import (SECONDS, StudyInfo, counts_against_budget, is_default_config, is_finished, naive_time,
+                               trial_worker, was_requeued, HEARTBEAT, WORKER)
 from bioscale.storages import open_existing
 
 
@@ -78,7 +78,8 @@ def _eta(trials: list, budget: int | None, running: list[dict[str, Any]], epochs
 def _heartbeats(storage: Any) -> tuple[dict[int, datetime.datetime], datetime.datetime]:
     """({trial id: its latest heartbeat}, the database's clock now) of an RDB storage; empty for storages without heartbeats.
 
-    Heartbeats are stamped by the database's clock (as Optuna's own staleness check reads them), so they are aged by it too.
+    Heartbeats are stamped by the database's clock (as Optuna's own staleness check reads them), so they are aged by it too,
+    both without a time zone as Optuna compares them.
     """
     from optuna.storages import RDBStorage
 
@@ -90,8 +91,8 @@ def _heartbeats(storage: Any) -> tuple[dict[int, datetime.datetime], datetime.da
 
     session = storage.scoped_session()
     try:
-        now = session.execute(sqlalchemy.select(sqlalchemy.func.current_timestamp())).scalar()
-        return {row.trial_id: row.heartbeat for row in session.query(models.TrialHeartbeatModel).all()}, now
+        now = naive_time(session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar())
+        return {row.trial_id: naive_time(row.heartbeat) for row in session.query(models.TrialHeartbeatModel).all()}, now
     except Exception:  # an older schema: no heartbeat table
         return {}, now
     finally:

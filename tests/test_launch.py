@@ -3,6 +3,7 @@ local executor (worker subprocesses, a real wall time and USR2 signal) against a
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 
 from bioscale.contract import CONFIG, CURVE, END_REASON, PREEMPTED, RESUMED_FROM, read_end_reason
 from bioscale.spec import LaunchSpec, StudySpec
-from bioscale.study.launch import launch_study
+from bioscale.study.launch import Worker, launch_study
 from bioscale.study.status import format_status, study_status
 
 from conftest import bioscale_process
@@ -54,6 +55,32 @@ def test_a_journal_under_a_marked_shared_path_is_accepted(tmp_path, monkeypatch)
     assert LaunchSpec(executor="local").checked("sqlite:///x.db").executor == "local"  # one machine: any storage
 
 
+HOLD_LOCK = """
+import sys, time
+from bioscale.storages import parse_storage
+from bioscale.study._lock import BudgetLock
+lock = BudgetLock(parse_storage(sys.argv[1]), "s")
+lock.acquire()
+start = time.time()
+time.sleep(1.5)
+print(start, time.time(), flush=True)
+lock.close()
+"""
+
+
+def test_the_budget_lock_of_a_journal_file_holds_for_workers_with_different_temporary_folders(tmp_path):
+    """Cluster jobs often get a TMPDIR of their own: the lock must live beside the storage, not there."""
+    url = f"journal:///{tmp_path / 's.log'}"
+    holders = []
+    for n in range(2):
+        (tmp_path / f"tmp{n}").mkdir()
+        holders.append(subprocess.Popen([sys.executable, "-c", HOLD_LOCK, url], stdout=subprocess.PIPE, text=True,
+                                        env={**os.environ, "TMPDIR": str(tmp_path / f"tmp{n}")}))
+    first, second = sorted(tuple(map(float, h.communicate(timeout=120)[0].split())) for h in holders)
+    assert second[0] >= first[1], "both workers held the budget lock at once"
+    assert [p.name for p in tmp_path.glob(".s.log.budget-*.lock")] and not list((tmp_path / "tmp0").iterdir())
+
+
 def sbatch_flags(script: str) -> dict[str, str]:
     return dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(.*))?$", script, flags=re.M))
 
@@ -77,6 +104,14 @@ def test_the_dry_run_prints_the_sbatch_script_asked_for_and_submits_nothing(tmp_
     assert "-m submitit.core._submit" in script and script.startswith("#!/bin/bash")
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert not (tmp_path / "logs").exists()
+
+
+def test_only_a_signal_near_the_end_of_the_wall_time_counts_as_a_timeout():
+    """submitit calls a signal in a job's last 20 % (or last 10 minutes) a timeout; a preemption there must not use one up."""
+    worker = Worker(None, LaunchSpec(time=240, signal_delay_s=90, max_timeouts=0))
+    assert not worker.is_timeout(60) and not worker.is_timeout(3.5 * 3600)
+    assert worker.is_timeout(240 * 60 - 90 - 30) and worker.is_timeout(240 * 60)
+    assert Worker(None, LaunchSpec(time=2, signal_delay_s=30)).is_timeout(45) is True
 
 
 def spec_for(storage: str, name: str, **given) -> StudySpec:
@@ -177,6 +212,23 @@ def test_status_shows_each_running_trial_with_its_epoch_heartbeat_and_the_time_l
     assert f"  trial 2: epoch 2/4 on {worker_id()}, heartbeat " in text
     done = cli("study", "status", str(tmp_path / "s.db"), "nothing*")
     assert done.returncode == 0 and done.stdout.strip() == "no studies match"
+
+
+@pytest.mark.postgres
+def test_status_on_postgresql_ages_a_running_trials_heartbeat(postgres_url):
+    """PostgreSQL hands back its clock with a time zone and its stored heartbeats without one: status compares them."""
+    from bioscale.storages import open_storage
+
+    name = f"status-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(postgres_url)
+    study = optuna.create_study(study_name=name, storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    done = cli("study", "status", postgres_url, name)
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^  trial {trial.number}: epoch 0/None on None, heartbeat \d+ s ago$", done.stdout, flags=re.M), done.stdout
+    (row,) = study_status(postgres_url, name)
+    assert 0 <= row["running"][0]["heartbeat_age_s"] < 60
 
 
 @pytest.mark.slow

@@ -10,8 +10,12 @@ from bioscale.layers import (
     Conv2d,
     Linear,
     LocallyConnected2d,
+    Scratch,
     _WithFeedback,
     apply_with_feedback,
+    conv2d_grads,
+    conv2d_input_grad,
+    conv2d_weight_grad,
     lc2d_input_grad,
 )
 
@@ -169,3 +173,27 @@ def test_lc_peak_memory_is_one_unfolded_input():
         lc(x)
     unfolded = 16 * 4 * 9 * 100
     assert sum(saved) < unfolded  # only x and the weight are kept
+
+
+def test_scratch_hands_back_the_same_tensor_until_the_shape_dtype_or_device_changes():
+    scratch, weight = Scratch(), torch.zeros(3, 4, 5)
+    held = scratch("sign", weight)
+    assert held.shape == weight.shape and held.is_contiguous()
+    held.fill_(7.0)
+    assert scratch("sign", weight) is held and scratch("sign", torch.ones(3, 4, 5)) is held  # contents are the caller's
+    assert scratch("other", weight) is not held
+    fewer = scratch("sign", weight[[0, 2]])  # members dropped: a new tensor of the new shape
+    assert fewer is not held and fewer.shape == (2, 4, 5)
+    assert scratch("sign", weight[[0, 2]].double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_grads_in_one_call_are_the_two_separate_gradients_bit_for_bit(stride):
+    """Input gradient through a feedback matrix and weight gradient from one backward convolution, two members."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 3, 9, 9, generator=g)
+    feedback = torch.randn(2, 4, 3, 3, 3, generator=g)
+    grad_out = torch.randn(2, 5, 4, *Conv2d(3, 4, 3, stride=stride).output_size((9, 9)), generator=g)
+    grad_x, grad_w = conv2d_grads(grad_out, x, feedback, stride, 1)
+    assert torch.equal(grad_x, conv2d_input_grad(grad_out, feedback, x.shape, stride, 1))
+    assert torch.equal(grad_w, conv2d_weight_grad(grad_out, x, feedback.shape, stride, 1))

@@ -357,6 +357,26 @@ def test_member_adam_equals_torch_adam_run_separately_per_member():
     assert all((p[k] - p0[k]).abs().max() > 1e-6 for p, p0 in zip(params, start) for k in range(members))
 
 
+def test_member_adam_rounds_as_the_textbook_expression_in_float32():
+    """The in-place step takes torch.optim.Adam's rounding steps, each on its own: bit for bit the allocating form."""
+    g = torch.Generator().manual_seed(1)
+    lr, beta1, beta2, eps = (torch.tensor(v) for v in ([1e-3, 3e-2], [0.9, 0.8], [0.999, 0.95], [1e-8, 1e-4]))
+    param = torch.nn.Parameter(torch.randn(2, 6, 5, generator=g))
+    adam = Adam([param], lr=lr, beta1=beta1, beta2=beta2, eps=eps)
+    expected, m, v = param.detach().clone(), torch.zeros(2, 6, 5), torch.zeros(2, 6, 5)
+    member = lambda values: values.view(-1, 1, 1)  # noqa: E731
+    for step in range(1, 8):
+        grad = torch.randn(2, 6, 5, generator=g) * 10.0 ** -(step % 3)
+        param.grad = grad.clone()
+        adam.step()
+        m = m.lerp(grad, member(1 - beta1))
+        v = v * member(beta2) + grad * grad * member(1 - beta2)
+        denom = v.sqrt() / member((1 - beta2 ** step).sqrt()) + member(eps)
+        expected = expected - m / denom * member(lr / (1 - beta1 ** step))
+        assert torch.equal(param.detach(), expected), step
+        assert torch.equal(param.grad, grad)  # the gradient is read, never written
+
+
 def test_member_adam_refuses_parameters_without_the_member_axis():
     with pytest.raises(ValueError, match="member dimension"):
         Adam([torch.nn.Parameter(torch.zeros(2, 3))], lr=torch.ones(3), beta1=torch.ones(3), beta2=torch.ones(3),

@@ -14,8 +14,8 @@ from torch import nn
 from bioscale import population, rules
 from bioscale.data import load
 from bioscale.errors import UsageError
-from bioscale.inverses import ConvInverse, LinearInverse, LocallyConnectedInverse, inverse_of
-from bioscale.layers import Activation, Conv2d, LocallyConnected2d, lc2d
+from bioscale.inverses import ConvInverse, LinearInverse, LocallyConnectedInverse, inverse_of, lc_inverse
+from bioscale.layers import Activation, Conv2d, LocallyConnected2d, lc2d, lc2d_input_grad
 from bioscale.nets import Net
 from bioscale.train import fit, train
 
@@ -201,6 +201,28 @@ def test_lc_and_conv_inverses_are_the_transposed_maps_with_their_own_weights(str
         bias = inverse.bias[:, None] if layer is lc else inverse.bias[:, None, :, None, None]
         # adjoint identity <V h, x> = <h, V^T x> per member: the inverse has the sparsity of W^T
         torch.testing.assert_close(((back - bias) * x).flatten(1).sum(1), (h * fwd).flatten(1).sum(1))
+
+
+@pytest.mark.parametrize("stride,size", [(1, (7, 7)), (2, (8, 8)), (3, (10, 9))])
+def test_lc_inverse_gradients_are_autograds_through_the_fold_bit_for_bit(stride, size):
+    """The LC inverse's written-out vector-Jacobian products: gradcheck in float64, and in float32 the very bits
+    autograd gives when it differentiates the transpose map's matmul and fold itself."""
+    lc = LocallyConnected2d(2, 3, 3, size, stride=stride, members=2)
+    generators = population.generators((0, 1), population.RULE_STATE)
+    inverse = inverse_of(lc, (2, *size), Activation("tanh"), generators)
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(2, 5, 3, *lc.output_size, generator=g)
+    cotangent = torch.randn(2, 5, 2, *size, generator=g)
+    with torch.no_grad():
+        inverse.bias.normal_(generator=g)
+    ours = torch.autograd.grad(inverse.pre_activation(h), (inverse.weight, inverse.bias), cotangent)
+    reference = lc2d_input_grad(h, inverse.weight, (2, 5, 2, *size), *lc.geometry) + inverse.bias.unsqueeze(1)
+    theirs = torch.autograd.grad(reference, (inverse.weight, inverse.bias), cotangent)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    h64 = h[:, :2].double().requires_grad_()
+    weight64 = inverse.weight.detach().double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda h, w: lc_inverse(h, w, torch.zeros(2, 2, *size, dtype=torch.float64),
+                                                            (2, *size), *lc.geometry), (h64, weight64))
 
 
 def test_inverse_of_a_flattening_fc_layer_returns_the_spatial_shape():

@@ -16,6 +16,8 @@ How a rule declares its settings and state (everything a subclass touches):
   error `fit` reports reads it, so a rule whose answer is a settled state (EP, CHL) overrides it.
 - `counters` names the plain-number attributes a checkpoint must carry (a schedule's position);
   `schedules` the schedules a rule offers (`label(rule, schedule)` names a rule under one).
+- `self.scratch(key, like)` lends a working tensor shaped like `like` that every step reuses (sign(W_l),
+  say) instead of allocating a weight-sized one per step (`bioscale.layers.Scratch`); it is not state.
 - A rule is an `nn.Module` whose submodules are the net, `state`, `hyper` and its Adam optimizers,
   so `to`, `state_dict`/`load_state_dict` and dropping members (`keep`) are PyTorch's own; the
   counters and the members' noise streams travel as its extra state.
@@ -45,6 +47,7 @@ from torch import Tensor, nn
 
 from .. import population
 from ..errors import UsageError
+from ..layers import Scratch
 from ..nets import Net
 from ..optim import Adam
 from ..spec import label  # noqa: F401 - a rule's label, defined where the command line reaches it without torch
@@ -136,6 +139,7 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
             self.hyper.register_buffer(name, like.new_tensor(value if _is_sequence(value) else [value] * self.members))
         self.state = self.make_state(population.generators(self.net.seeds, population.RULE_STATE)).to(like)
         self.noise_generators = population.generators(self.net.seeds, population.NOISE, like.device)
+        self.scratch = Scratch()  # weight-sized working tensors a step reuses (sign(W_l), ...), not state
         self.forward_optimizer = self.adam(self.forward_parameters(), "forward")
 
     def adam(self, params: Iterable[nn.Parameter], prefix: str) -> Adam:

@@ -84,7 +84,7 @@ class SignSymmetry(FeedbackAlignment):
         return nn.Module()  # nothing fixed to hold
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
-        return layer.weight.detach().sign()
+        return torch.sign(layer.weight.detach(), out=self.scratch(("sign", index), layer.weight))
 
 
 class SignSymmetryFixedMagnitudes(SignSymmetry):
@@ -96,7 +96,7 @@ class SignSymmetryFixedMagnitudes(SignSymmetry):
         return FixedMatrices(m.abs() for m in random_feedback(self.net.layers(), generators))
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
-        return self.state[index] * super().feedback_weight(index, layer)
+        return super().feedback_weight(index, layer).mul_(self.state[index])
 
 
 class SignSymmetryBatchMagnitudes(SignSymmetry):
@@ -105,11 +105,11 @@ class SignSymmetryBatchMagnitudes(SignSymmetry):
     name = "sign-symmetry-brsf"
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
-        weight = layer.weight.detach()
+        magnitudes = self.scratch(("magnitudes", index), layer.weight)
+        for member, generator in zip(magnitudes, self.noise_generators, strict=True):
+            torch.rand(member.shape, generator=generator, out=member)
         bound = glorot_bound(*layer.fans())  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
-        magnitudes = torch.stack([torch.rand(weight.shape[1:], generator=g, device=weight.device, dtype=weight.dtype)
-                                  for g in self.noise_generators])
-        return magnitudes.mul_(bound) * weight.sign()
+        return magnitudes.mul_(bound).mul_(super().feedback_weight(index, layer))
 
 
 class DirectFeedbackAlignment(GradientRule):
@@ -151,12 +151,8 @@ class _ReportedLoss(torch.autograd.Function):
     """Backpropagates through `surrogate` but reports the task loss's value."""
 
     @staticmethod
-    def forward(surrogate: Tensor, loss: Tensor) -> Tensor:
+    def forward(ctx, surrogate: Tensor, loss: Tensor) -> Tensor:  # ctx here: see layers._WithFeedback
         return loss.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        pass
 
     @staticmethod
     def backward(ctx, grad: Tensor):

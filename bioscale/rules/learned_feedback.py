@@ -84,11 +84,13 @@ class KolenPollack(LearnedFeedback):
             factor = 1 - self.hyper.forward_lr * self.hyper.decay
             factor = torch.where(self.forward_optimizer.active, factor, 1)  # a stopped member keeps its weights
             for layer, feedback in self.feedback_pairs():
-                feedback.grad = layer.weight.grad.clone()  # its own tensor: module-wide ops (keep, to) touch each grad once
+                feedback.grad = layer.weight.grad  # W_l's gradient itself, not a copy: Adam only reads it
                 layer.weight.mul_(per_member(factor, layer.weight))
                 feedback.mul_(per_member(factor, feedback))
         self.forward_optimizer.step()
         self.feedback_optimizer.step()
+        # No gradient shared by two parameters outlives the step: module-wide ops (keep, to) rewrite each grad once.
+        self.feedback_optimizer.zero_grad()
         self.forward_steps += 1
         return loss.detach()
 
@@ -133,12 +135,15 @@ class WeightMirrors(LearnedFeedback):
         """
         like = next(self.net.parameters())
         templates = [like.new_empty(self.members, examples, *shape) for shape in self.input_shapes]
-        noise = [z * per_member(self.hyper.mirror_sigma, z) for z in self.noise_like(templates)]
+        noise = [z.mul_(per_member(self.hyper.mirror_sigma, z)) for z in self.noise_like(templates)]
+        twice_decay = 2 * self.hyper.mirror_decay
         with torch.no_grad():
-            for (layer, feedback), x in zip(self.feedback_pairs(), noise, strict=True):
+            for i, ((layer, feedback), x) in enumerate(zip(self.feedback_pairs(), noise, strict=True)):
                 response = layer.map(x, layer.weight, None)
                 # a convolution's filter is applied at every output location: average over those too
                 uses = examples * (response[0, 0, 0].numel() if isinstance(layer, Conv2d) else 1)
-                feedback.grad = (2 * per_member(self.hyper.mirror_decay, feedback) * feedback
-                                 - layer.weight_grad(response, x) / uses)
+                decay_term = torch.mul(per_member(twice_decay, feedback), feedback,
+                                       out=self.scratch(("mirror decay", i), feedback))
+                correlation = layer.weight_grad(response, x).div_(uses)
+                feedback.grad = torch.sub(decay_term, correlation, out=correlation)
         self.feedback_optimizer.step()
