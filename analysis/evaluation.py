@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from bioscale import datasets
 from bioscale.contract import Evaluation
 
 AT_BEST_VAL = "test error at the best-validation epoch"
@@ -111,8 +112,7 @@ def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float, 
         return None
     recorded = (float(mean), float(std) if isinstance(std, (int, float)) else math.nan) \
         if isinstance(mean, (int, float)) and math.isfinite(mean) else None
-    from .analyses._common import splits  # the one table of split sizes
-
-    sizes = splits(dataset) if dataset else None
+    entry = datasets.REGISTRY.get(dataset or "")
+    sizes = entry.splits() if entry is not None else None
     return Evaluated(seeds=seeds, errors=values, basis=basis, diverged=[dict(d) for d in diverged], chance=chance,
                      recorded=recorded, n_test=sizes[2] if sizes else None)

@@ -21,7 +21,8 @@ has no conditional parameters: a parameter a trial did not sample is written at 
 A categorical parameter whose choices are all numbers (batch_size, forward_eps, ...) is written
 as an integer or float parameter over [min, max] (log-scaled when its choices lie more evenly on
 a log scale, as batch sizes 32-256 and eps 1e-8-1e-3 do): the converter reads CSV cells back as numbers, which would never
-match the string choices of a categorical one.
+match the string choices of a categorical one. For the same reason a True/False choice (EP's `symmetric`) is
+written as yes/no: pandas would read True/False back as booleans, which ConfigSpace refuses as a string choice.
 """
 
 from __future__ import annotations
@@ -179,8 +180,8 @@ def configspace_row(name: str, dist: BaseDistribution, default: Any) -> dict[str
                            "distribution": "", "ordered": None}
     if isinstance(dist, CategoricalDistribution) and not _numeric_choices(dist):
         row.update(type="categorical", ordered=False)
-        row.update({f"item_{k}": str(c) for k, c in enumerate(dist.choices)})
-        row["default"] = str(default) if default is not None else str(dist.choices[0])
+        row.update({f"item_{k}": choice_cell(c) for k, c in enumerate(dist.choices)})
+        row["default"] = choice_cell(default if default is not None else dist.choices[0])
         return row
     if isinstance(dist, CategoricalDistribution):
         low, high = min(dist.choices), max(dist.choices)
@@ -193,6 +194,13 @@ def configspace_row(name: str, dist: BaseDistribution, default: Any) -> dict[str
     if default is None or not low <= default <= high:
         row["default"] = None
     return row
+
+
+def choice_cell(choice: Any) -> str:
+    """A categorical choice as a CSV cell that pandas reads back as the same string (booleans as yes/no)."""
+    if isinstance(choice, bool):
+        return "yes" if choice else "no"
+    return str(choice)
 
 
 def _fill(dist: BaseDistribution, default: Any) -> Any:
@@ -232,7 +240,7 @@ def deepcave_frames(record: StudyRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
                 value = _fill(merged[name], defaults.get(name))
                 inactive.append(name)
             dist = merged[name]
-            config[name] = str(value) if isinstance(dist, CategoricalDistribution) and not _numeric_choices(dist) else value
+            config[name] = choice_cell(value) if isinstance(dist, CategoricalDistribution) and not _numeric_choices(dist) else value
         start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
         end = trial.datetime_complete.timestamp() if trial.datetime_complete else start
         seed = trial.user_attrs.get(contract.SEED)

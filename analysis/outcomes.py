@@ -110,5 +110,5 @@ def valued_trials(trials: Sequence[FrozenTrial], chance: float) -> list[FrozenTr
         value = counted_error(trial, chance)
         if math.isfinite(value) and trial.params:
             out.append(optuna.trial.create_trial(params=dict(trial.params), distributions=dict(trial.distributions),
-                                                 value=value, user_attrs={"outcome": outcome(trial)}))
+                                                 value=value, user_attrs={contract.OUTCOME: outcome(trial)}))
     return out

@@ -1,4 +1,4 @@
-"""One look per series: a rule keeps one colour in every figure, its schedule told apart by line style and hatching.
+"""One look per series: a rule keeps one colour in every figure (its catalogue line's), its schedule told apart by line style and hatching.
 
 In a tanh-vs-ReLU experiment the ReLU study of a rule is drawn in a lighter shade of the rule's colour.
 """
@@ -7,15 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The Okabe-Ito / seaborn "colorblind" colours, one per rule in the paper's order; rules not listed take the rest.
-COLOURS = ("#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", "#FBAFE4", "#949494", "#ECE133", "#56B4E9")
-RULE_ORDER = ("bp", "fa", "dfa", "tp", "dtp", "sdtp", "ao-sdtp")
-# Rules published after the paper, one colour each from seaborn's "dark" palette (none of the above).
-LATER_RULES = {
-    "kp": "#B1400D", "wm": "#8C0800", "sign-symmetry-frsf": "#591E71", "sign-symmetry-brsf": "#A23582",
-    "ddtp": "#001C7F", "ldrl": "#12711C", "ep": "#3C3C3C", "chl": "#B8850A",
-}
-SCHEDULES = ("alternating", "parallel")
+from bioscale import catalogue
+
+# Colours for rules the catalogue gives none (Okabe-Ito / seaborn "colorblind"; the listed rules hold the others).
+FREE_COLOURS = ("#949494", "#ECE133", "#56B4E9")
+SCHEDULES = tuple(sorted({s for facts in catalogue.RULES.values() for s in facts.schedules}))  # alternating, parallel
 LINE_STYLES = {None: "-", "alternating": "-", "parallel": "--"}
 HATCHES = {None: "", "alternating": "", "parallel": "//"}
 MARKERS = {None: "o", "alternating": "o", "parallel": "s"}
@@ -50,13 +46,8 @@ def lighter(color: str, amount: float = 0.5) -> str:
 def series_style(label: str, activation: str | None = None) -> SeriesStyle:
     """The one mapping from a label (rule plus -schedule), and a held activation, to colour, line style, hatch and marker."""
     rule, schedule = split_label(label)
-    if rule in RULE_ORDER:
-        color = COLOURS[RULE_ORDER.index(rule)]
-    elif rule in LATER_RULES:
-        color = LATER_RULES[rule]
-    else:  # a stable colour from the ones the paper's rules leave free
-        free = COLOURS[len(RULE_ORDER):]
-        color = free[sum(map(ord, rule)) % len(free)]
+    facts = catalogue.facts(rule)
+    color = facts.colour if facts is not None and facts.colour else FREE_COLOURS[sum(map(ord, rule)) % len(FREE_COLOURS)]
     if activation == "relu":
         color = lighter(color)
     return SeriesStyle(rule=rule, schedule=schedule, color=color, linestyle=LINE_STYLES.get(schedule, ":"),

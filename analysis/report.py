@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import html
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
 
 import pandas as pd
+
+from bioscale.formats import percent
 
 
 @dataclass
@@ -72,10 +73,8 @@ def _contents(blocks: Sequence[Block], start: int) -> list[tuple[int, str]]:
 
 
 def pct(value: float | None, digits: int = 2) -> str:
-    """An error fraction as a percentage without sign ('1.23'), '–' when missing or not finite."""
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{100 * float(value):.{digits}f}"
+    """An error fraction as a percentage without its sign ('1.23'), '–' when missing or not finite (the report's cells)."""
+    return percent(value, digits, unit="", missing="–")
 
 
 def _md_cell(value: object) -> str:

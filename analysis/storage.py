@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 from bioscale.contract import Evaluation, StudyInfo
-from bioscale.errors import UsageError
+from bioscale.errors import UsageError, first_line
 from bioscale.storages import open_existing, parse_storage
 
 DEFAULT_STAGE = contract.TUNE
@@ -119,7 +119,7 @@ def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: st
     try:
         summaries = storage.get_all_studies()
     except Exception as error:
-        raise UsageError(f"cannot list the studies in {url}: {str(error).splitlines()[0] if str(error) else error}") from None
+        raise UsageError(f"cannot list the studies in {url}: {first_line(error)}") from None
     if not summaries:
         raise UsageError(f"{url} holds no studies; run `bioscale study` first or pass the storage the studies wrote")
     names = sorted(s.study_name for s in summaries)

@@ -19,6 +19,8 @@ import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
+from bioscale import contract
+
 from .evidence import MIN_OOB_R2, evidence, needed
 from .importance import to_search_scale
 from .outcomes import DIVERGED, STALLED, valued_trials
@@ -163,7 +165,7 @@ def fit_surrogate(trials: Sequence[FrozenTrial], chance: float, *, n_trees: int 
     with warnings.catch_warnings():  # a few trials are in every bootstrap sample at small n: sklearn warns, OOB skips them
         warnings.simplefilter("ignore")
         forest.fit(X, y)
-    n_diverged = sum(1 for t in valued if t.user_attrs.get("outcome") in (DIVERGED, STALLED))
+    n_diverged = sum(1 for t in valued if t.user_attrs.get(contract.OUTCOME) in (DIVERGED, STALLED))
     fit.surrogate = Surrogate(params=params, distributions={p: distributions[p] for p in params},
                               log_params=[p for p in log_params if p in params], forest=forest, X=X, y=y,
                               n_diverged=n_diverged, oob_r2=float(forest.oob_score_))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from . import defaults
 from .contract import Evaluation
 from .errors import UsageError
+from .formats import percent
 
 if TYPE_CHECKING:
     from .spec import StudySpec
@@ -47,6 +48,20 @@ def _joined(values: Sequence[object]) -> str:
 
 def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _positional_storage(args: argparse.Namespace, max_rest: int) -> tuple[str | None, list[str]]:
+    """(the storage, the other positionals) of a command that also takes its storage positionally (`study status`, `export`).
+
+    With --storage every positional is one of the others; without it the first positional is the storage.
+    None means bioscale's default storage, as for every command's --storage.
+    """
+    given = list(args.positional)
+    storage = args.storage if args.storage is not None else (given.pop(0) if given else None)
+    if len(given) > max_rest:
+        raise UsageError(f"unexpected argument {given[max_rest]!r}: give the storage once, as --storage URL or as the "
+                         "first argument")
+    return storage, given
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,9 +223,10 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("status", help="budget, trial counts, running trials and time left of the studies in a storage",
                             description="Per study: the budget, COMPLETE / PRUNED / FAIL / RUNNING / WAITING counts, each running "
-                                        "trial's worker, epoch and heartbeat age, and an estimate of the time left.")
-    p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
-    p.add_argument("pattern", metavar="PATTERN", nargs="?", default=None, help="study-name glob (default: every study)")
+                                        "trial's worker, epoch and heartbeat age, and an estimate of the time left.",
+                            parents=[_options("storage")])
+    p.add_argument("positional", nargs="*", metavar="[STORAGE] [PATTERN]",
+                   help="the storage (also --storage) and a study-name glob (default: every study)")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
     p.add_argument("--interval", type=float, default=defaults.STATUS_INTERVAL,
                    help=f"seconds between refreshes with --watch (default {defaults.STATUS_INTERVAL:g})")
@@ -295,8 +311,8 @@ def _run_study_run(args: argparse.Namespace) -> None:
     states = ", ".join(f"{n} {s}" for s, n in sorted(row["states"].items()))
     print(f"study {row['study']}: {row['finished']} of {row['budget']} trials finished ({states})")
     if top is not None:
-        print(f"best: trial {top['trial']}, validation error {100 * top['val_error']:.2f}% "
-              f"(test {100 * top['test_error']:.2f}%, epoch {top['best_epoch']})"
+        print(f"best: trial {top['trial']}, validation error {percent(top['val_error'])} "
+              f"(test {percent(top['test_error'])}, epoch {top['best_epoch']})"
               + (f"; winner {top['winner']}" if "winner" in top else ""))
 
 
@@ -364,7 +380,8 @@ def _run_study_launch(args: argparse.Namespace) -> None:
 def _run_study_status(args: argparse.Namespace) -> None:
     from .study.status import show_status
 
-    show_status(args.storage, args.pattern, watch=args.watch, interval=args.interval, as_json=args.json)
+    storage, rest = _positional_storage(args, max_rest=1)
+    show_status(storage, rest[0] if rest else None, watch=args.watch, interval=args.interval, as_json=args.json)
 
 
 def _run_study_list(args: argparse.Namespace) -> None:
@@ -377,8 +394,8 @@ def _run_study_list(args: argparse.Namespace) -> None:
     if not rows:
         print("no studies in this storage")
     for r in rows:
-        val = "-" if r["best_val_error"] is None else f"{100 * r['best_val_error']:.2f}%"
-        test = "" if r["test_error_mean"] is None else f"  evaluated test {100 * r['test_error_mean']:.2f}%"
+        val = percent(r["best_val_error"])
+        test = "" if r["test_error_mean"] is None else f"  evaluated test {percent(r['test_error_mean'])}"
         print(f"{r['study']}  {r['finished']}/{r['budget']} trials  best val {val}{test}")
 
 
@@ -390,8 +407,8 @@ def _run_study_best(args: argparse.Namespace) -> None:
         print(json.dumps(top))
         return
     print(f"study {top['study']}: best of {top['finished']} finished trials is trial {top['trial']}")
-    print(f"validation error {100 * top['val_error']:.2f}%  test error {100 * top['test_error']:.2f}%  "
-          f"train error {100 * top['train_error']:.2f}%  (epoch {top['best_epoch']})")
+    print(f"validation error {percent(top['val_error'])}  test error {percent(top['test_error'])}  "
+          f"train error {percent(top['train_error'])}  (epoch {top['best_epoch']})")
     config = top["config"]
     width = max(map(len, config), default=0)
     for key, value in config.items():
@@ -401,7 +418,7 @@ def _run_study_best(args: argparse.Namespace) -> None:
         print(f"winner architecture: {top['winner']}")
     e = Evaluation.read(top.get("evaluation"))
     if e is not None and e.test_error_mean is not None:
-        print(f"evaluated: test error {100 * e.test_error_mean:.2f}% ± {100 * e.test_error_std:.2f}% over seeds {e.seeds}")
+        print(f"evaluated: test error {percent(e.test_error_mean)} ± {percent(e.test_error_std)} over seeds {e.seeds}")
     print(f"reproduce: {train_command(config, top['seed'], top['device'], top['data_seed'])}")
 
 
@@ -418,9 +435,9 @@ def _run_study_evaluate(args: argparse.Namespace) -> None:
     if e.test_error_mean is None:
         print(f"every seed diverged: {e.diverged}")
         return
-    print(f"test error {100 * e.test_error_at_best_val_mean:.2f}% ± {100 * e.test_error_at_best_val_std:.2f}% "
+    print(f"test error {percent(e.test_error_at_best_val_mean)} ± {percent(e.test_error_at_best_val_std)} "
           f"at the epoch of best validation error (epochs {e.best_val_epochs}), "
-          f"{100 * e.test_error_mean:.2f}% ± {100 * e.test_error_std:.2f}% at epoch {e.epochs}, "
+          f"{percent(e.test_error_mean)} ± {percent(e.test_error_std)} at epoch {e.epochs}, "
           f"over seeds {e.seeds} (trial {e.trial})")
     for item in e.diverged:
         print(f"seed {item['seed']} diverged: {item['reason']}")
@@ -463,13 +480,13 @@ def _run_analyze(args: argparse.Namespace) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="every trial as one CSV table, or as DeepCAVE runs",
+    p = sub.add_parser("export", help="every trial as one CSV table, or as DeepCAVE runs", parents=[_options("storage")],
                        description="Export every trial of the matching studies: --format csv writes one tidy table "
                                    "(study, rule, dataset, architecture, activation, params, state, outcome, errors, "
                                    "best epoch, curves) to the file --out; --format deepcave writes one folder per study "
                                    "under --out in DeepCAVE's DataFrame-converter layout (configspace.csv, trials.csv; "
                                    "the epoch as budget; diverged runs at chance level, as in the report).")
-    p.add_argument("storage", metavar="STORAGE", help=STORAGE_HELP)
+    p.add_argument("positional", nargs="*", metavar="STORAGE", help="the storage (also --storage)")
     p.add_argument("--format", required=True, help=" or ".join(defaults.EXPORT_FORMATS))
     p.add_argument("--out", required=True, help="csv: the file to write; deepcave: the folder for the run folders")
     p.add_argument("--study", action="append", default=None, metavar="PATTERN",
@@ -480,9 +497,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> None:
     if args.format.strip().lower() not in defaults.EXPORT_FORMATS:  # refused before pandas and Optuna load
         raise UsageError(f"unknown export format {args.format!r}; choose one of: {', '.join(defaults.EXPORT_FORMATS)}")
+    storage, _ = _positional_storage(args, max_rest=0)
     from .analysis.export import export
 
-    print(export(args.storage, args.format, Path(args.out), args.study))
+    print(export(storage, args.format, Path(args.out), args.study))
 
 
 def _add_demo_commands(sub: argparse._SubParsersAction) -> None:

@@ -51,6 +51,12 @@ RESULT_ATTRS = (TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECO
 # it measures how much tuning buys (tunability) and stays out of the random-search statistics and
 # the budget; it is trained on the study's budget, so it competes for the best trial (the incumbent).
 ROLE, DEFAULT_CONFIG = "role", "default"
+# `queued_params` on the default trial: the values it was queued with, which its worker reads back before the
+# trial starts (Optuna keeps them in a private system attribute of its own).
+QUEUED_PARAMS = "queued_params"
+# `outcome` on the in-memory copies of finished trials that analysis fits its surrogate to (never in a storage):
+# complete, diverged, stalled, pruned or failed.
+OUTCOME = "outcome"
 # `checkpoint` is where the trial's population saves as it trains (bioscale.resume); `resumed_from`
 # the epochs it had completed when it resumed from one (null: it trained from epoch 0).
 CHECKPOINT, RESUMED_FROM = "checkpoint", "resumed_from"
@@ -58,7 +64,7 @@ CHECKPOINT, RESUMED_FROM = "checkpoint", "resumed_from"
 # `heartbeat`, the time (seconds since the epoch) of its latest beat, so that workers on other
 # machines can tell a lost worker's trial from a live one.
 HEARTBEAT = "heartbeat"
-TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, CHECKPOINT,
+TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, QUEUED_PARAMS, CHECKPOINT,
                RESUMED_FROM, HEARTBEAT, *RESULT_ATTRS)
 # The curve's series, one value per epoch.
 CURVE_SERIES = ("train", "val", "test")

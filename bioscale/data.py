@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from . import datasets
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 @dataclass
 class Data:
@@ -55,7 +55,7 @@ def load(name: str, *, root: str | Path | None = None, val_size: float | int | N
     root = Path(root) if root is not None else default_root()
     (train_x, train_y), (test_x, test_y) = _READERS[name](root, download)
     val_size = info.val_size if val_size is None else val_size
-    n_val = int(round(val_size * len(train_x))) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    n_val = datasets.validation_count(val_size, len(train_x))
     if not 0 <= n_val < len(train_x):
         raise UsageError(f"validation size {val_size} does not fit a training set of {len(train_x)} examples")
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(split_seed))
@@ -107,7 +107,7 @@ def _read_digits(root: Path, download: bool) -> tuple:
     y = torch.tensor(digits.target)
     # A fixed 20 % test split, the same for every run, since digits ships unsplit.
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(12345))
-    n_test = len(x) // 5
+    n_test = datasets.DIGITS_TEST
     return (x[order[n_test:]], y[order[n_test:]]), (x[order[:n_test]], y[order[:n_test]])
 
 
@@ -119,7 +119,7 @@ def _torchvision_reader(name: str):
         try:
             splits = [klass(str(root), train=train, download=download) for train in (True, False)]
         except Exception as error:  # torchvision raises RuntimeError, pickle/IO errors on corrupt files
-            why = "files not found" if "not found" in str(error) else f"{type(error).__name__}: {error}".splitlines()[0]
+            why = "files not found" if "not found" in str(error) else f"{type(error).__name__}: {first_line(error, '')}"
             raise _missing(name, root, why) from None
         return tuple((_images(s.data), torch.as_tensor(np.asarray(s.targets), dtype=torch.long)) for s in splits)
 

@@ -3,8 +3,8 @@
 The command line, the library (`bioscale.train`), the search spaces, the study specification
 (`bioscale.spec`) and the workflows read their defaults from here. This module imports nothing heavy (only the storage contract's names),
 so `bioscale --help` and the refusal of a bad name stay fast; tests/test_spec.py checks the
-static names below against the registries they mirror (rules, schedules, samplers, pruners,
-protocols).
+static names below against the registries they mirror (samplers, pruners, protocols); the rules
+are listed once, in bioscale.catalogue.
 """
 
 from __future__ import annotations
@@ -60,13 +60,8 @@ DEMO = {"dataset": "digits", "archs": ("fc", "lc"), "trials": 6, "epochs": 10, "
         "activations": ("tanh", "relu"), "population": 7, "sampler": "random", "protocol": "paper", "out": "bioscale-demo",
         "formats": ("png",)}  # PDFs on request: `bioscale analyze --format png,pdf`
 
-# Names known without importing torch or Optuna; each mirrors a registry (checked by a test).
-# Every registered rule, with the schedules it offers (its default first).
-RULES: dict[str, tuple[str, ...]] = {
-    "ao-sdtp": ("parallel", "alternating"), "bp": (), "dfa": (), "dtp": ("parallel", "alternating"), "fa": (),
-    "sdtp": ("parallel", "alternating"), "sign-symmetry": (), "tp": ("parallel", "alternating"),
-    "kp": (), "wm": (), "sign-symmetry-frsf": (), "sign-symmetry-brsf": (),
-    "ddtp": ("parallel", "alternating"), "ldrl": ("parallel", "alternating"), "ep": (), "chl": ()}
+# Names known without importing torch or Optuna; each mirrors a registry (checked by a test). The rules and their
+# schedules are bioscale.catalogue's.
 PROTOCOLS = ("paper", "extended")
 EXPORT_FORMATS = ("csv", "deepcave")  # `bioscale export --format` (bioscale.analysis.export)
 SAMPLERS = ("tpe", "random")

@@ -1,6 +1,16 @@
 """The exceptions bioscale raises for bad input and failed runs."""
 
 
+def first_line(error: BaseException | str, default: str | None = None) -> str:
+    """The first non-blank line of an error's message, for a one-line report; `default` (else the error's type) when it has none."""
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0].strip()
+    if default is not None:
+        return default
+    return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
 class UsageError(ValueError):
     """Bad input from a user: the message says what is wrong and how to fix it, in one line."""
 

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import torch
 
+from .errors import first_line
+
 FORMAT = 1  # the layout of a checkpoint file; a file of another layout is refused
 _STOP = threading.Event()
 
@@ -101,7 +103,7 @@ def load(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ValueError(f"not a bioscale checkpoint of format {FORMAT}")
     except Exception as error:  # truncated, corrupt, another format: never crash a trial over it
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         print(f"bioscale: checkpoint {path} is unreadable ({reason[:200]}); the trial starts afresh", file=sys.stderr, flush=True)
         return None
     if payload.get("meta") != meta:

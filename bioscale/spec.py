@@ -17,14 +17,14 @@ own few settings (`CampaignSpec`). Both are plain dataclasses of JSON values: `t
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from . import defaults
+from . import catalogue, defaults
 from .contract import ARCHITECTURE, STAGES, TUNE
 from .datasets import get as get_dataset
 from .errors import UsageError
+from .storage_url import read_address
 from .values import check_value
 
 
@@ -202,15 +202,8 @@ def study_name(stage: str, dataset: str, arch: str, label: str, activation: str 
 
 
 def known_rules() -> dict[str, tuple[str, ...]]:
-    """Every rule with its schedules: the static table, plus any rule registered at run time once the registry is loaded.
-
-    The registry imports torch; until something has imported it, no rule can have been
-    registered beyond the static table (which a test keeps equal to the registry).
-    """
-    registry = sys.modules.get("bioscale.rules")
-    if registry is None:
-        return defaults.RULES
-    return {**defaults.RULES, **{name: tuple(registry.get(name).schedules) for name in registry.names()}}
+    """Every rule with the schedules it offers (its default first), from bioscale.catalogue: known without importing torch."""
+    return catalogue.schedules()
 
 
 def check_rule_name(name: str) -> str:
@@ -330,13 +323,6 @@ class LaunchSpec:
 
 
 def storage_kind(storage: str | None) -> tuple[str, str | None]:
-    """('sqlite' | 'journal' | 'rdb', the file for file storages) of a storage URL, without opening it (bioscale.storages reads it in full)."""
-    url = (storage or defaults.STORAGE).strip()
-    if url.startswith("journal:"):
-        rest = url[len("journal:"):]
-        return "journal", "/" + rest.lstrip("/") if rest.startswith("///") else rest.lstrip("/")
-    if "://" not in url:
-        return ("journal" if url.endswith(".log") else "sqlite"), url
-    if url.split(":", 1)[0].split("+", 1)[0] == "sqlite":
-        return "sqlite", url.split(":///", 1)[-1]
-    return "rdb", None
+    """('sqlite' | 'journal' | 'rdb', the file for file storages) of a storage URL, without opening it (`bioscale.storage_url`)."""
+    address = read_address(storage)
+    return address.kind, address.path

@@ -1,9 +1,9 @@
 """Storage URLs -> Optuna storages, checked before anything is created.
 
-Accepted: `sqlite:///FILE.db` (the default is `sqlite:///bioscale.db`), a path ending in `.db`,
-any SQLAlchemy URL Optuna's RDBStorage takes (`postgresql://USER:PASS@HOST/DB`, `mysql://...`),
-and journal files for many processes on one machine: `journal:///FILE.log` or a path ending in
-`.log`. RDB storages get heartbeats, so a killed worker's trial is failed and re-queued.
+Accepted (read by `bioscale.storage_url`): `sqlite:///FILE.db` (the default is `sqlite:///bioscale.db`),
+a path ending in `.db`, any SQLAlchemy URL Optuna's RDBStorage takes (`postgresql://USER:PASS@HOST/DB`,
+`mysql://...`), and journal files for many processes on one machine: `journal:///FILE.log` or a path
+ending in `.log`. RDB storages get heartbeats, so a killed worker's trial is failed and re-queued.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 
 from . import defaults
-from .errors import UsageError
+from .errors import UsageError, first_line
+from .storage_url import HINT, read_address
 
 DEFAULT_STORAGE = defaults.STORAGE
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # seconds without a heartbeat before a trial counts as dead
 MAX_RETRY = 2  # how often a dead worker's trial is re-queued
-_HINT = "use sqlite:///FILE.db, postgresql://USER:PASSWORD@HOST/DATABASE, journal:///FILE.log or a path ending in .db or .log"
 
 
 @dataclass(frozen=True)
@@ -67,32 +67,24 @@ def heartbeat_settings() -> tuple[int, int]:
 
 def parse_storage(url: str | None, *, must_exist: bool = False) -> StorageSpec:
     """Check a storage address without creating anything; raises UsageError with a one-line reason."""
-    url = (url or DEFAULT_STORAGE).strip()
-    if url.startswith("journal:"):
-        path = url[len("journal:"):]
-        path = "/" + path.lstrip("/") if path.startswith("///") else path.lstrip("/") if path.startswith("//") else path
-        return _file_spec(path, "journal", must_exist, url)
-    if "://" not in url:
-        if url.endswith(".log"):
-            return _file_spec(url, "journal", must_exist, url)
-        if url.endswith((".db", ".sqlite", ".sqlite3")):
-            return _file_spec(url, "sqlite", must_exist, url)
-        raise UsageError(f"cannot read storage {url!r}: {_HINT}")
+    address = read_address(url)
+    url = address.url
+    if address.kind == "journal":
+        return _file_spec(address.path, "journal", must_exist, url)
+    if address.kind == "sqlite":
+        if address.path in ("", ":memory:"):
+            raise UsageError(f"storage {url!r} keeps nothing: give a file, e.g. sqlite:///bioscale.db")
+        return _file_spec(address.path, "sqlite", must_exist, url)
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UsageError(f"malformed storage URL {hide_password(url)!r}: {_HINT}") from None
+        raise UsageError(f"malformed storage URL {hide_password(url)!r}: {HINT}") from None
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            raise UsageError(f"storage {url!r} keeps nothing: give a file, e.g. sqlite:///bioscale.db")
-        return _file_spec(database, "sqlite", must_exist, url)
     if backend not in ("postgresql", "mysql", "mariadb", "oracle", "mssql"):
-        raise UsageError(f"unknown storage scheme {parsed.drivername!r} in {hide_password(url)!r}: {_HINT}")
+        raise UsageError(f"unknown storage scheme {parsed.drivername!r} in {hide_password(url)!r}: {HINT}")
     if parsed.drivername in ("postgresql", "postgres"):
         # SQLAlchemy's default PostgreSQL driver changed (psycopg2 -> psycopg 3): use the one installed.
         import importlib.util
@@ -104,7 +96,7 @@ def parse_storage(url: str | None, *, must_exist: bool = False) -> StorageSpec:
 
 def _file_spec(path: str, kind: str, must_exist: bool, original: str) -> StorageSpec:
     if not path:
-        raise UsageError(f"storage {original!r} names no file: {_HINT}")
+        raise UsageError(f"storage {original!r} names no file: {HINT}")
     file = Path(path).expanduser()
     if not file.parent.is_dir():
         raise UsageError(f"storage {original!r}: folder {str(file.parent)!r} does not exist")
@@ -160,7 +152,7 @@ def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True, crea
             if _unreachable(error) or "upgrade" in str(error):
                 break
             time.sleep(0.5 + attempt)
-    reason = str(getattr(last, "orig", None) or last).strip().splitlines()[0] if last else "unknown error"
+    reason = first_line(getattr(last, "orig", None) or last) if last else "unknown error"
     if "upgrade" in str(last):
         raise UsageError(f"storage {spec.display()} was written by another Optuna version ({reason}); "
                          "run `optuna storage upgrade --storage URL` first")

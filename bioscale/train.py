@@ -17,6 +17,7 @@ from . import defaults, resume, rules
 from .data import Data, augment as augment_batch, load
 from .devices import AUTO, resolve_device
 from .errors import Diverged, UsageError
+from .formats import percent
 from .nets import Net, build_net
 from .resume import Checkpointing
 
@@ -254,15 +255,11 @@ def _postfix(results: list[FitResult], running: list[int]) -> dict[str, str]:
     if len(results) > 1:
         vals = [results[m].history[-1].val_error for m in running]
         return {"running": f"{len(running)}/{len(results)}",
-                "best_val": _pct(min(vals)) if vals and vals[0] is not None else "-"}
+                "best_val": percent(min(vals)) if vals and vals[0] is not None else "-"}
     if not results[0].history:
         return {}
     record = results[0].history[-1]
-    return {"loss": f"{record.loss:.3f}", "val": _pct(record.val_error), "test": _pct(record.test_error)}
-
-
-def _pct(error: float | None) -> str:
-    return "-" if error is None else f"{100 * error:.2f}%"
+    return {"loss": f"{record.loss:.3f}", "val": percent(record.val_error), "test": percent(record.test_error)}
 
 
 def build(*, rule: str, dataset: str = "digits", arch: str = "fc", activation: str = defaults.ACTIVATION,

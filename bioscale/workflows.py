@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import defaults
+from .formats import percent
 from .spec import CampaignSpec, LaunchSpec, StudySpec, campaign_studies
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class CampaignOutcome:
         return "\n".join([
             f"\nbest errors ({self.trials} trials x {self.epochs} epochs per study, "
             f"evaluated over seeds {','.join(map(str, self.seeds))}{'; ' + self.reduced if self.reduced else ''}):",
-            self.table[columns].to_string(index=False, float_format=lambda v: f"{100 * v:.2f}%"),
+            self.table[columns].to_string(index=False, float_format=percent),
             f"\nreport: {self.report.resolve()}",
             f"html:   {self.report.with_suffix('.html').resolve()}",
             f"dashboard: {shlex.join(self.dashboard)}",

@@ -37,8 +37,8 @@ __all__ = ["ARCH_FAMILIES", "CATALOGUE", "FAMILY_MODULES", "LIMITS", "PROTOCOLS"
 
 
 def family_module(rule: str) -> ModuleType | None:
-    """The spaces module that declares `rule`, or None for a rule no module claims."""
-    return next((m for m in FAMILY_MODULES if rule in m.RULES), None)
+    """The spaces module that declares `rule`'s space, or None for a rule no module claims."""
+    return next((m for m in FAMILY_MODULES if rule in m.SPACES), None)
 
 
 def held(rule: str) -> tuple[str, ...]:

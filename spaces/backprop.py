@@ -2,7 +2,6 @@
 
 from ._common import pick
 
-RULES = ("bp",)
 # Per rule: the settings it samples (plus the training arguments every space samples).
 SPACES = {"bp": pick("forward_lr", "forward_beta2", "forward_eps")}
 # Settings deliberately held at the rule's default (the paper fixed Adam's β1 at 0.9).

@@ -11,7 +11,6 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from ._common import pick
 
-RULES = ("ep", "chl")
 _FORWARD = pick("forward_lr", "forward_beta2", "forward_eps")
 _SETTLING = {
     "t_free": IntDistribution(5, 60, log=True),

@@ -5,11 +5,13 @@ fixed (random, or sign(W) with fixed or redrawn magnitudes). KP adds its decay; 
 learning rate, noise scale, decay and steps.
 """
 
+from bioscale import catalogue
+
 from ._common import pick
 
 _FORWARD = ("forward_lr", "forward_beta2", "forward_eps")
-RULES = ("fa", "dfa", "sign-symmetry", "sign-symmetry-frsf", "sign-symmetry-brsf", "kp", "wm")
-SPACES = {rule: pick(*_FORWARD) for rule in RULES}
+# Every rule of the family (bioscale.catalogue) samples the forward Adam settings; KP and WM add their own.
+SPACES = {rule: pick(*_FORWARD) for rule in catalogue.family_rules("feedback alignment")}
 SPACES["kp"] = pick(*_FORWARD, "decay")
 SPACES["wm"] = pick(*_FORWARD, "mirror_lr", "mirror_sigma", "mirror_decay", "mirror_steps")
 HELD = ("forward_beta1",)

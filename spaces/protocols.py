@@ -28,12 +28,14 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 
-from bioscale import defaults
+from bioscale import catalogue, defaults
 from bioscale.errors import UsageError
 
 PROTOCOLS = defaults.PROTOCOLS
-PAPER_SAMPLED = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps", "alpha", "sigma",
-                 "lam", "beta", "gamma")  # DDTP's λ, L-DRL's and EP's β, CHL's γ play α's part (the output's step); the paper has no row for them
+# The paper's Table 4 (Adam, σ) and each rule's output step (bioscale.catalogue): DTP's α, and DDTP's λ, L-DRL's and
+# EP's β, CHL's γ, which play α's part in rules the paper has no row for.
+PAPER_SAMPLED = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps", "sigma",
+                 *dict.fromkeys(f.output_step for f in catalogue.RULES.values() if f.output_step))
 PAPER_FIXED = {**defaults.TRAINING, "alternation_period": 0, "aux_size": 512}
 
 

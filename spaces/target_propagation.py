@@ -7,7 +7,6 @@ is never sampled: it is fixed for the study. The alternating schedule adds its p
 
 from ._common import DDTP_SIGMA, pick
 
-RULES = ("tp", "dtp", "sdtp", "ao-sdtp", "ddtp", "ldrl")
 
 _ADAM = ("forward_lr", "forward_beta2", "forward_eps", "inverse_lr", "inverse_beta2", "inverse_eps")
 SPACES = {

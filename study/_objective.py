@@ -28,6 +28,7 @@ from bioscale import contract, defaults, rules, spaces
 from bioscale.contract import (ARCHITECTURE, BEST_EPOCH, CHECKPOINT, CONFIG, CURVE, DATA_SEED, DEVICE, DEVICE_NAME,
                                END_REASON, HEARTBEAT, POPULATION, RESULT_ATTRS, RESUMED_FROM, SECONDS, SEED, TEST_ERROR, TRAIN_ERROR,
                                VAL_ERROR, VERSIONS, WORKER, EndReason, is_finished, worker_id)
+from bioscale.errors import first_line
 from bioscale.resume import Checkpointing, Preempted
 from bioscale.storages import heartbeat_settings, supports_heartbeat
 from bioscale.train import EpochResult, FitResult
@@ -192,11 +193,11 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
         except Exception as error:
             out_of_memory = _out_of_memory(error)
             if not out_of_memory:
-                reason = EndReason.ERROR.text(f"{type(error).__name__}: {_first_line(error)}".rstrip(": "))
+                reason = EndReason.ERROR.text(f"{type(error).__name__}: {first_line(error, '')}".rstrip(": "))
                 reasons = [reason] * len(trials)
                 print(f"bioscale: trials {numbers} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             else:
-                reasons = [f"{EndReason.OUT_OF_MEMORY.value} on {device}: {_first_line(error)}".rstrip(": ")] * len(trials)
+                reasons = [f"{EndReason.OUT_OF_MEMORY.value} on {device}: {first_line(error, '')}".rstrip(": ")] * len(trials)
                 outcomes = [(TrialState.PRUNED, None)] * len(trials)
         # Out of memory: outside the handler, so that the error's traceback (which holds the
         # population's network and activations) is gone before the memory is given back.
@@ -267,10 +268,6 @@ class _Heartbeat:
         self.stop.set()
         if self.thread is not None:
             self.thread.join()
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else ""
 
 
 def _out_of_memory(error: BaseException) -> bool:

@@ -10,7 +10,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 import bioscale
 from bioscale import defaults, rules, spaces
 from bioscale.contract import ARCHITECTURE, StudyInfo
-from bioscale.errors import UsageError
+from bioscale.errors import UsageError, first_line
 from bioscale.nets import PRESET_NAMES, arch_family, parse_spec, resolve_arch
 from bioscale.spaces.protocols import protocol_space
 from bioscale.spec import StudySpec, label, study_name
@@ -146,4 +146,4 @@ def _check_rule_accepts(rule: str, schedule: str | None, space: Mapping[str, Bas
             raise
         except Exception as error:  # the rule's own checks (ValueError, torch.optim's range checks)
             shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k in fixed or k in space or k == "schedule")
-            raise UsageError(f"rule {rule!r} refuses {shown or 'its defaults'}: {str(error).splitlines()[0]}") from None
+            raise UsageError(f"rule {rule!r} refuses {shown or 'its defaults'}: {first_line(error)}") from None

@@ -11,8 +11,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
 
 from bioscale import spaces
-from bioscale.contract import (ARCHITECTURE, CONFIG, DEFAULT_CONFIG, ROLE, SAME_ON_RESUME, STAGE, TRIALS, TUNE, WINNER,
-                               WINNER_TRIAL, StudyInfo, best_trial, name_objective)
+from bioscale.contract import (ARCHITECTURE, CONFIG, DEFAULT_CONFIG, QUEUED_PARAMS, ROLE, SAME_ON_RESUME, STAGE, TRIALS, TUNE,
+                               WINNER, WINNER_TRIAL, StudyInfo, best_trial, name_objective)
 from bioscale.data import load
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
@@ -99,7 +99,7 @@ def enqueue_default(study: optuna.Study, plan: Plan) -> bool:
     params = {name: defaults.get(name) for name in plan.space}
     if not all(_inside(dist, params[name]) for name, dist in plan.space.items()):
         return False
-    study.enqueue_trial(params, user_attrs={ROLE: DEFAULT_CONFIG}, skip_if_exists=True)
+    study.enqueue_trial(params, user_attrs={ROLE: DEFAULT_CONFIG, QUEUED_PARAMS: params}, skip_if_exists=True)
     return True
 
 

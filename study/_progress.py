@@ -8,6 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bioscale.contract import StudyInfo, best_trial, is_finished
+from bioscale.formats import percent
 from bioscale.storages import open_storage
 
 from ._plan import Plan
@@ -32,7 +33,7 @@ class StudyProgress:
         running = sum(t.state == TrialState.RUNNING for t in trials)
         self._bar.total = max(self._bar.total, StudyInfo.from_attrs(study.user_attrs).trials or self.plan.trials)
         self._bar.n = sum(map(is_finished, trials))
-        self._bar.set_postfix(best=f"{100 * best.value:.2f}%" if best else "-", running=running, refresh=False)
+        self._bar.set_postfix(best=percent(best.value if best else None), running=running, refresh=False)
         self._bar.refresh()
 
     def poll(self, stop: threading.Event, every: float = 2.0) -> None:

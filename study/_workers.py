@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from bioscale import resume
-from bioscale.contract import HEARTBEAT, StudyInfo, counts_against_budget, trial_worker
+from bioscale.contract import HEARTBEAT, QUEUED_PARAMS, StudyInfo, counts_against_budget, trial_worker
 from bioscale.resume import Preempted
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
 
@@ -150,8 +150,8 @@ def ask_population(study: optuna.Study, plan: Plan, size: int) -> tuple[list[opt
 
 
 def _queued_value(trial: FrozenTrial, name: str) -> object:
-    """A queued trial's value of `name`: a re-queued trial's own parameter, or what `enqueue_trial` fixed."""
-    return trial.params[name] if name in trial.params else trial.system_attrs.get("fixed_params", {}).get(name)
+    """A queued trial's value of `name`: a re-queued trial's own parameter, or what the default trial was queued with."""
+    return trial.params[name] if name in trial.params else trial.user_attrs.get(QUEUED_PARAMS, {}).get(name)
 
 
 def _sample(trial: optuna.Trial, plan: Plan) -> dict:

@@ -19,6 +19,7 @@ import optuna
 from bioscale.contract import Evaluation, StudyInfo, best_trial
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
+from bioscale.formats import percent
 from bioscale.spec import CampaignSpec, StudySpec, study_name
 from bioscale.storages import open_existing
 
@@ -87,7 +88,7 @@ def run_campaign(campaign: CampaignSpec, *, progress: bool = True) -> list[str]:
             results = (_tune(replace(s, devices=tuple(devices))) for s in studies)
         for name, value in results:
             bar.update()
-            say(f"tuned     {name}: best validation error {_pct(value)}")
+            say(f"tuned     {name}: best validation error {percent(value)}")
         evaluated = _already_evaluated(campaign.storage, names, campaign.seeds)
         todo = [n for n in names if n not in evaluated]
         bar.update(len(evaluated))
@@ -99,7 +100,7 @@ def run_campaign(campaign: CampaignSpec, *, progress: bool = True) -> list[str]:
         for name, evaluation in results:
             bar.update()
             if isinstance(evaluation, Evaluation):
-                say(f"evaluated {name}: test error {_pct(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}")
+                say(f"evaluated {name}: test error {percent(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}")
             else:
                 say(f"evaluated {name}: skipped ({evaluation})")
     return names
@@ -113,7 +114,3 @@ def _already_evaluated(storage: str | None, names: list[str], seeds: tuple[int, 
         if evaluation is not None and evaluation.seeds == list(seeds):
             done.add(name)
     return done
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"

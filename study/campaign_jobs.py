@@ -15,11 +15,12 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from bioscale.contract import Evaluation
-from bioscale.errors import UsageError
+from bioscale.errors import UsageError, first_line
+from bioscale.formats import percent
 from bioscale.spec import CampaignSpec, LaunchSpec
 from bioscale.storages import hide_password
 
-from .campaign import _already_evaluated, _pct, campaign_study_name
+from .campaign import _already_evaluated, campaign_study_name
 from .launch import check_executor, launch_study, make_executor
 
 
@@ -64,8 +65,8 @@ def run_campaign_jobs(campaign: CampaignSpec, launch: LaunchSpec, *, wait: bool 
             try:
                 result = job.result()
             except Exception as error:  # the job failed: its log says why
-                result = f"the evaluation job failed ({str(error).strip().splitlines()[0] if str(error).strip() else error!r})"
+                result = f"the evaluation job failed ({first_line(error)})"
             evaluation = Evaluation.read(result) if isinstance(result, dict) else None
-            say(f"evaluated {name}: " + (f"test error {_pct(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}"
+            say(f"evaluated {name}: " + (f"test error {percent(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}"
                                          if evaluation is not None else f"skipped ({result})"))
     return names

@@ -29,7 +29,7 @@ import submitit
 
 from bioscale import resume
 from bioscale.contract import ARCHITECTURE
-from bioscale.errors import UsageError
+from bioscale.errors import UsageError, first_line
 from bioscale.spec import LaunchSpec, StudySpec
 from bioscale.storages import hide_password
 
@@ -63,7 +63,7 @@ class Launched:
             try:
                 ran.append(job.result())
             except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the job's log has the rest
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                first = first_line(error)
                 print(f"bioscale: job {job.job_id} did not finish: {first} (log: {job.paths.stderr})", file=sys.stderr, flush=True)
                 ran.append(None)
         return ran

@@ -11,7 +11,10 @@ from optuna.distributions import IntDistribution
 from bioscale.analysis import best_table, compare, compute
 from bioscale.analysis.evaluation import AT_BEST_VAL, AT_LAST, evaluated
 from bioscale.analysis.outcomes import chance_error, counted_error, outcome, outcomes, valued_trials
-from bioscale.analysis.palette import COLOURS, LATER_RULES, RULE_ORDER, lighter, series_style
+from bioscale import catalogue
+from bioscale.analysis.palette import FREE_COLOURS, lighter, series_style
+
+PAPER_RULES = ("bp", "fa", "dfa", "tp", "dtp", "sdtp", "ao-sdtp")
 from bioscale.analysis.protocol import is_paper_protocol
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study, contract_trial
@@ -111,7 +114,7 @@ def test_a_study_that_samples_activation_or_alternation_period_is_never_a_paper_
 def test_each_rule_keeps_one_colour_and_each_schedule_its_own_style():
     labels = ["bp", "fa", "dfa"] + [f"{r}-{s}" for r in ("tp", "dtp", "sdtp", "ao-sdtp") for s in ("alternating", "parallel")]
     styles = {label: series_style(label) for label in labels}
-    assert len({s.color for s in styles.values()}) == len(RULE_ORDER)  # 11 series, 7 rules, 7 colours
+    assert len({s.color for s in styles.values()}) == len(PAPER_RULES)  # 11 series, 7 rules, 7 colours
     for rule in ("tp", "dtp", "sdtp", "ao-sdtp"):
         alternating, parallel = styles[f"{rule}-alternating"], styles[f"{rule}-parallel"]
         assert alternating.color == parallel.color and alternating.rule == rule
@@ -122,12 +125,13 @@ def test_each_rule_keeps_one_colour_and_each_schedule_its_own_style():
     relu, tanh = series_style("bp", "relu"), series_style("bp", "tanh")
     assert tanh.color == styles["bp"].color and relu.color not in {s.color for s in styles.values()}
     assert relu.color == lighter(tanh.color) and relu.linestyle == tanh.linestyle
-    later = {rule: series_style(rule).color for rule in LATER_RULES}
-    assert len(set(later.values())) == len(later) and not set(later.values()) & set(COLOURS)  # each its own colour
+    own = {rule: series_style(rule).color for rule, facts in catalogue.RULES.items() if facts.colour}
+    assert len(set(own.values())) == len(own) and not set(own.values()) & set(FREE_COLOURS)  # each its own colour
+    assert series_style("sign-symmetry").color in FREE_COLOURS and series_style("newrule").color in FREE_COLOURS
 
 
 def test_the_later_tp_rules_have_colours_of_their_own():
-    paper = {series_style(rule).color for rule in RULE_ORDER}
+    paper = {series_style(rule).color for rule in PAPER_RULES}
     later = {rule: series_style(f"{rule}-parallel").color for rule in ("ddtp", "ldrl")}
     assert len(set(later.values())) == 2 and not set(later.values()) & paper
     assert all(series_style(f"{rule}-alternating").color == color for rule, color in later.items())

@@ -22,8 +22,9 @@ from bioscale.analysis.synthetic import PAPER_SPACE, add_study
 from bioscale.cli import main
 
 SPACE = {"forward_lr": PAPER_SPACE["forward_lr"], "sigma": PAPER_SPACE["sigma"], "activation": PAPER_SPACE["activation"],
-         "batch_size": CategoricalDistribution([32, 64, 128, 256]), "forward_eps": PAPER_SPACE["forward_eps"]}
-DEFAULT = {"forward_lr": 1e-4, "sigma": 0.1, "activation": "tanh", "batch_size": 128, "forward_eps": 1e-8}
+         "batch_size": CategoricalDistribution([32, 64, 128, 256]), "forward_eps": PAPER_SPACE["forward_eps"],
+         "symmetric": CategoricalDistribution((True, False))}  # a True/False choice, as EP's in the extended protocol
+DEFAULT = {"forward_lr": 1e-4, "sigma": 0.1, "activation": "tanh", "batch_size": 128, "forward_eps": 1e-8, "symmetric": True}
 EPOCHS = 6
 
 # DeepCAVE's DataFrame converter, as its documentation describes trials.csv and configspace.csv (written here from the
@@ -102,8 +103,10 @@ def parse_deepcave_run(run):
         assert row.type in TYPES and row.name in trials.columns
         values = trials[row.name]
         if row.type == "categorical":
+            # the converter takes str() of each item, but each trial's cell as pandas reads it (True/False become booleans)
             items = {str(getattr(row, c)) for c in space.columns if c.startswith("item_") and pd.notna(getattr(row, c))}
-            assert set(values.astype(str)) <= items and str(row.default) in items
+            assert all(isinstance(v, str) and v in items for v in values), (row.name, set(values), items)
+            assert isinstance(row.default, str) and row.default in items
         else:
             assert values.dtype.kind in "if" and (values >= row.lower).all() and (values <= row.upper).all()
             assert not row.log or row.lower > 0
@@ -120,7 +123,8 @@ def test_the_deepcave_export_follows_the_converter_grammar(storage, tmp_path):
     assert metrics == [METRIC] and METRIC_GRAMMAR.match(METRIC).group(1) == contract.VAL_ERROR
     kinds = dict(zip(space.name, space.type))
     assert kinds == {"activation": "categorical", "batch_size": "integer", "forward_eps": "float", "forward_lr": "float",
-                     "sigma": "float"}
+                     "sigma": "float", "symmetric": "categorical"}
+    assert set(trials.symmetric) == {"yes", "no"}  # both choices sampled, read back as the strings the items hold
     assert dict(zip(space.name, space.log))["batch_size"] and float(dict(zip(space.name, space.default))["batch_size"]) == 128
     study = optuna.load_study(study_name="tune:digits:fc:dtp-parallel", storage=storage)
     by_trial = {t.number: t for t in study.get_trials()}

@@ -91,11 +91,11 @@ def test_a_campaign_is_specs_for_every_rule_schedule_and_activation():
 
 
 def test_the_static_names_match_the_registries():
-    from bioscale import rules, spaces
+    from bioscale import catalogue, rules, spaces
     from bioscale.study import _samplers
 
-    assert defaults.RULES == {name: tuple(rules.get(name).schedules) for name in rules.names()}
-    assert all(not s or s[0] == rules.settings(n)["schedule"] for n, s in defaults.RULES.items())  # default first
+    assert sorted(catalogue.RULES) == rules.names()  # every catalogue line has its rule, and no rule lacks a line
+    assert all(not s or s[0] == rules.settings(n)["schedule"] for n, s in catalogue.schedules().items())  # default first
     assert defaults.PROTOCOLS == spaces.PROTOCOLS and defaults.SAMPLERS == _samplers.SAMPLERS
     for name in defaults.PRUNERS:
         _samplers.check_pruner(name.replace("[:EPOCH]", ""), 10)
@@ -103,16 +103,22 @@ def test_the_static_names_match_the_registries():
     assert rules.settings("fa")  # the registry and the table agree on a rule the table knows
 
 
-def test_a_rule_registered_at_run_time_is_known_to_the_spec(tmp_path):
+def test_a_rule_needs_its_catalogue_line_and_with_it_is_known_to_the_spec(monkeypatch):
+    from bioscale import catalogue
     from bioscale.rules.base import _REGISTRY, GradientRule
 
-    class Plugin(GradientRule):
-        name = "test-plugin"
-
+    with pytest.raises(TypeError, match="no line in bioscale/catalogue.py"):
+        type("Unlisted", (GradientRule,), {"name": "test-unlisted"})
+    assert "test-unlisted" not in _REGISTRY
+    monkeypatch.setitem(catalogue.RULES, "test-plugin", catalogue.RuleFacts("test-plugin", "a plug-in", "backprop", 99,
+                                                                            "Nobody", 2026))
+    monkeypatch.delitem(_REGISTRY, "test-plugin", raising=False)
+    plugin = type("Plugin", (GradientRule,), {"name": "test-plugin"})
     try:
+        assert (plugin.family, plugin.order, plugin.citation, plugin.year) == ("backprop", 99, "Nobody", 2026)
         assert StudySpec(rule="test-plugin").checked().rule == "test-plugin"
     finally:
-        _REGISTRY.pop(Plugin.name, None)
+        _REGISTRY.pop("test-plugin", None)
 
 
 def test_the_defaults_table_is_what_the_library_uses():
@@ -139,9 +145,14 @@ ATTRIBUTE_NAMES = set(contract.TRIAL_ATTRS) | set(contract.STUDY_ATTRS) | {f.nam
 
 
 def _reads_attributes(node: ast.AST) -> bool:
-    """Whether an expression is a trial's or a study's user attributes (or a variable holding them)."""
+    """Whether an expression is a trial's or a study's attributes (or a variable holding them)."""
     text = ast.unparse(node)
-    return text.endswith("user_attrs") or text in ("attrs", "existing", "evaluation", "record")
+    return text.endswith(("user_attrs", "system_attrs")) or text in ("attrs", "existing", "evaluation", "record")
+
+
+def _is_storage_attributes(node: ast.AST) -> bool:
+    """Whether an expression is a trial's or a study's attribute mapping itself (user or Optuna's system attributes)."""
+    return ast.unparse(node).endswith(("user_attrs", "system_attrs"))
 
 
 def attribute_literals(tree: ast.AST) -> list[tuple[int, str]]:
@@ -152,21 +163,23 @@ def attribute_literals(tree: ast.AST) -> list[tuple[int, str]]:
         return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
     for node in ast.walk(tree):
-        keys: list[ast.AST | None] = []
+        keys: list[ast.AST | None] = []  # keys that name a contract attribute when they are one of its names
+        anything: list[ast.AST | None] = []  # keys of a storage's own attribute mappings: no literal at all
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr == "set_user_attr" and node.args:
-                keys.append(node.args[0])
+            if node.func.attr in ("set_user_attr", "set_system_attr") and node.args:
+                anything.append(node.args[0])
             if node.func.attr in ("get", "pop") and node.args and _reads_attributes(node.func.value):
-                keys.append(node.args[0])
+                (anything if _is_storage_attributes(node.func.value) else keys).append(node.args[0])
         if isinstance(node, ast.Call):
-            keys += [k for kw in node.keywords if kw.arg == "user_attrs" and isinstance(kw.value, ast.Dict)
-                     for k in kw.value.keys]
+            anything += [k for kw in node.keywords if kw.arg in ("user_attrs", "system_attrs")
+                         and isinstance(kw.value, ast.Dict) for k in kw.value.keys]
         if isinstance(node, ast.Subscript) and _reads_attributes(node.value):
-            keys.append(node.slice)
+            (anything if _is_storage_attributes(node.value) else keys).append(node.slice)
         if isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) \
                 and any(_reads_attributes(c) for c in node.comparators):
-            keys.append(node.left)
+            (anything if any(_is_storage_attributes(c) for c in node.comparators) else keys).append(node.left)
         found += [(k.lineno, literal(k)) for k in keys if literal(k) in ATTRIBUTE_NAMES]
+        found += [(k.lineno, literal(k)) for k in anything if literal(k) is not None]
         if literal(node) in DISTINCTIVE:
             found.append((node.lineno, literal(node)))
     return sorted(set(found))
@@ -174,8 +187,10 @@ def attribute_literals(tree: ast.AST) -> list[tuple[int, str]]:
 
 def test_the_checker_finds_attribute_literals():
     code = ('t.set_user_attr("seed", 1)\nx = trial.user_attrs.get("curve")\ny = study.user_attrs["winner"]\n'
-            'z = "role" in t.user_attrs\nw = "end_reason"\nok = config["arch"]\n')
-    assert [name for _, name in attribute_literals(ast.parse(code))] == ["seed", "curve", "winner", "role", "end_reason"]
+            'z = "role" in t.user_attrs\nw = "end_reason"\nok = config["arch"]\nv = t.system_attrs.get("fixed_params")\n'
+            'u = create_trial(user_attrs={"outcome": 1})\nfine = attrs.get("anything")\n')
+    assert [name for _, name in attribute_literals(ast.parse(code))] == [
+        "seed", "curve", "winner", "role", "end_reason", "fixed_params", "outcome"]
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=str(p.relative_to(REPO))) for p in SOURCES])

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from bioscale import rules, spaces
+from bioscale import catalogue, rules, spaces
 from bioscale.cli import main
 from bioscale.rules.base import _REGISTRY, GradientRule
 from bioscale.spec import StudySpec
@@ -158,9 +158,15 @@ def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(tmp_p
     assert max(t.number for t in sane) > min(t.number for t in diverged)  # trials went on after a divergence
 
 
+def catalogue_line(monkeypatch, name: str) -> None:
+    """The one catalogue line a test rule needs, for this test only."""
+    monkeypatch.setitem(catalogue.RULES, name, catalogue.RuleFacts(name, "a test rule", "backprop", 99, "Nobody", 2026))
+
+
 @pytest.fixture
-def exploding_rule():
+def exploding_rule(monkeypatch):
     """A rule registered for one test, whose every update raises: the study must record it and go on."""
+    catalogue_line(monkeypatch, "test-exploding")
 
     class Exploding(GradientRule):
         name = "test-exploding"  # registers itself on creation
@@ -306,6 +312,7 @@ def test_out_of_memory_ends_the_trial_with_its_reason_frees_the_trial_and_the_wo
     from bioscale.study import _objective
 
     nets, freed = [], []
+    catalogue_line(monkeypatch, "test-hungry")
 
     class Hungry(GradientRule):
         name = "test-hungry"  # its first run asks for more memory than there is

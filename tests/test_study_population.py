@@ -6,6 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from bioscale import contract
 from bioscale.spec import StudySpec
 from bioscale.study import run_study
 
@@ -57,6 +58,8 @@ def test_queued_trials_go_first_in_a_population_of_their_own(tmp_path):
     assert trials[0].user_attrs["role"] == "default" and trials[0].user_attrs["population"] == [0]
     assert [t.user_attrs["population"] for t in trials[1:]] == [[1, 2, 3, 4]] * 4
     assert len({(t.params["activation"], t.params["batch_size"]) for t in trials[1:]}) == 1
+    # what the queue held for the default trial is ours to read (not Optuna's private `fixed_params`), and it trained that
+    assert trials[0].user_attrs[contract.QUEUED_PARAMS] == trials[0].params
 
 
 def test_queued_trials_share_a_population_with_fresh_ones_when_nothing_structural_is_sampled(tmp_path):

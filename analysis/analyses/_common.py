@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from bioscale import datasets
+from bioscale import catalogue, datasets
 
-from ..palette import RULE_ORDER, LATER_RULES, split_label
+from ..palette import split_label
 from ..output import slug
 from ..report import pct  # noqa: F401 (c.pct: the report's one percentage format)
 from ..storage import group_title
@@ -15,31 +15,10 @@ from ..storage import group_title
 if TYPE_CHECKING:
     from ..results import Analysis, StudyAnalysis
 
-# Families of rules, in the report's order; a rule not listed comes last, alphabetically.
-FAMILIES = (
-    ("backprop", ("bp",)),
-    ("feedback alignment", ("fa", "dfa", "kp", "wm", "sign-symmetry-frsf", "sign-symmetry-brsf", "sign-symmetry")),
-    ("target propagation", ("tp", "dtp", "sdtp", "ao-sdtp", "ddtp", "ldrl")),
-    ("energy-based", ("ep", "chl")),
-)
-_RULES = [rule for _, rules in FAMILIES for rule in rules]
-# (train + validation examples, test examples) of each dataset as bioscale.data splits them.
-_TOTALS = {"digits": (1797 - 1797 // 5, 1797 // 5), "mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000),
-           "cifar10": (50_000, 10_000), "imagenet32": (1_281_167, 50_000)}
-
-
-def family_of(rule: str) -> str:
-    """The family a rule belongs to ('other' when unknown)."""
-    return next((name for name, rules in FAMILIES if rule in rules), "other")
-
-
 def label_key(label: str, activation: str | None = None) -> tuple:
-    """Sort key of a rule label (rule-schedule) and activation: by family, then the paper's order, schedule, activation."""
+    """Sort key of a rule label (rule-schedule) and activation: by family, then the catalogue's order, schedule, activation."""
     rule, schedule = split_label(label)
-    index = _RULES.index(rule) if rule in _RULES else len(_RULES)
-    known = RULE_ORDER + tuple(LATER_RULES)
-    return (index, known.index(rule) if rule in known else len(known), rule, schedule or "",
-            {"tanh": 0, "relu": 1}.get(activation or "", 2))
+    return (catalogue.rule_key(rule), schedule or "", {"tanh": 0, "relu": 1}.get(activation or "", 2))
 
 
 def study_key(a: "StudyAnalysis") -> tuple:
@@ -76,13 +55,8 @@ def title(group: tuple[str, str]) -> str:
 
 def splits(dataset: str) -> tuple[int, int, int] | None:
     """(train, validation, test) examples of a dataset as bioscale splits it; None when unknown."""
-    entry, totals = datasets.REGISTRY.get(dataset), _TOTALS.get(dataset)
-    if entry is None or totals is None:
-        return None
-    train, test = totals
-    size = entry.val_size
-    n_val = int(round(size * train)) if isinstance(size, float) and size < 1 else int(size)
-    return train - n_val, n_val, test
+    entry = datasets.REGISTRY.get(dataset)
+    return entry.splits() if entry is not None else None
 
 
 def one_example(dataset: str) -> float:

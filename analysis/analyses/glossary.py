@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from dataclasses import dataclass
 
+from bioscale import catalogue
+
 from ..evidence import MIN_OOB_R2, THRESHOLDS
 from ..report import Block, Bullets, Paragraph
 from ..stability import TOP_K
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from ..output import Output
     from ..results import Analysis
 
+PAPER_YEAR = 2018  # Bartunov et al.
 NAME = "glossary"
 TITLE = "Glossary"
 ORDER = 99
@@ -23,14 +26,6 @@ TERMS = (
     ("the paper", "Bartunov, Santoro, Richards, Marris, Hinton and Lillicrap (2018), *Assessing the scalability of "
                   "biologically-motivated deep learning algorithms and architectures*, NeurIPS: the study bioscale "
                   "reproduces (random search over 60 configurations per rule, best within 500 epochs, tanh)."),
-    ("bp", "backpropagation."),
-    ("fa / dfa", "feedback alignment / direct feedback alignment: fixed random feedback weights instead of the "
-                 "transposed forward weights."),
-    ("kp, wm, sign-symmetry", "Kolen-Pollack, weight mirrors and sign-symmetric feedback: rules that make the feedback "
-                              "weights learn or copy the forward weights' structure (published after the paper)."),
-    ("tp, dtp, sdtp, ao-sdtp", "target propagation, difference target propagation, simplified DTP (no learned inverse "
-                               "at the penultimate layer), and auxiliary-output SDTP (the paper's variant with an "
-                               "extra output); ddtp and ldrl are later DTP variants."),
     ("-alternating / -parallel", "how a target-propagation rule trains its inverses: in turn with the forward weights "
                                  "(whole epochs when alternation_period is 0, as the paper) or at the same time."),
     ("fc / lc / conv", "fully connected, locally connected (convolution without weight sharing), convolutional nets."),
@@ -79,9 +74,16 @@ class Glossary:
     thresholds: dict
 
 
+def rule_terms() -> tuple[tuple[str, str], ...]:
+    """One term per rule of the catalogue, in the report's order: what it is, who published it and when."""
+    listed = sorted(catalogue.RULES.values(), key=lambda f: catalogue.rule_key(f.name))
+    return tuple((f.name, f"{f.title} ({f.family}; {f.citation} {f.year}"
+                          f"{', after the paper' if f.year > PAPER_YEAR else ''}).") for f in listed)
+
+
 def compute(results: Analysis) -> Glossary:
-    """The fixed glossary and the thresholds in force."""
-    return Glossary(terms=TERMS, thresholds=dict(THRESHOLDS))
+    """The glossary (the paper, every rule of the catalogue, the other terms) and the thresholds in force."""
+    return Glossary(terms=(TERMS[0], *rule_terms(), *TERMS[1:]), thresholds=dict(THRESHOLDS))
 
 
 def render(computed: Glossary, out: Output, figures: str) -> list[Block]:

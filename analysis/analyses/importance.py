@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bioscale import catalogue
+
 from ..design import fidelity_summary
 from ..evidence import EXPLORATORY, Evidence, evidence
 from ..report import Block, Paragraph, Table
@@ -106,7 +108,7 @@ def draw(title: str, rows: list[StudyImportance]) -> Figure:
                         cbar_kws={"label": "share (%)"} if last else None)
             ax.set_facecolor("#eeeeee")
             ax.grid(False)
-            families = [c.family_of(r.rule) for r in rows]
+            families = [catalogue.family_of(r.rule) for r in rows]
             for i in range(1, len(rows)):
                 if families[i] != families[i - 1]:
                     ax.axhline(i, color="black", lw=1.5)

@@ -14,8 +14,10 @@ How a rule declares its settings and state (everything a subclass touches):
   optimizers are made; so no overridable method ever runs before a subclass has its settings.
 - `predict(x)` is what the members answer (the net's feedforward logits by default); every
   error `fit` reports reads it, so a rule whose answer is a settled state (EP, CHL) overrides it.
-- `counters` names the plain-number attributes a checkpoint must carry (a schedule's position);
-  `schedules` the schedules a rule offers (`label(rule, schedule)` names a rule under one).
+- `counters` names the plain-number attributes a checkpoint must carry (a schedule's position).
+- What is true of the rule itself (its family, display order, citation, year and the schedules it
+  offers; `label(rule, schedule)` names a rule under one) is its line in `bioscale.catalogue`, which
+  the class takes as class attributes when it is defined: a rule is its module plus that one line.
 - `self.scratch(key, like)` lends a working tensor shaped like `like` that every step reuses (sign(W_l),
   say) instead of allocating a weight-sized one per step (`bioscale.layers.Scratch`); it is not state.
 - A rule is an `nn.Module` whose submodules are the net, `state`, `hyper` and its Adam optimizers,
@@ -45,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import population
+from .. import catalogue, population
 from ..errors import UsageError
 from ..layers import Scratch
 from ..nets import Net
@@ -87,10 +89,15 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
     """
 
     name: ClassVar[str] = ""
+    # The rule's line in bioscale.catalogue, copied here when the class is defined (see __init_subclass__).
+    family: ClassVar[str] = ""
+    order: ClassVar[int] = 0
+    citation: ClassVar[str] = ""
+    year: ClassVar[int] = 0
     # Which layers' parameters a hidden layer's update may depend on ("global" for backprop-like
     # rules, "local" for rules whose every update is a single-layer loss). Tests read this.
     locality: ClassVar[str] = "global"
-    # The schedules a rule offers for training its own state against the forward weights.
+    # The schedules a rule offers for training its own state against the forward weights (its catalogue line's).
     schedules: ClassVar[tuple[str, ...]] = ()
     # Counters a checkpoint must carry to resume exactly (a schedule's position, for one).
     counters: ClassVar[tuple[str, ...]] = ("forward_steps",)
@@ -248,6 +255,12 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
         if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
             raise TypeError(f"two rules named {name!r}: {known.__module__}.{known.__qualname__} and "
                             f"{cls.__module__}.{cls.__qualname__}")
+        facts = catalogue.facts(name)
+        if facts is None:
+            raise TypeError(f"rule {name!r} ({cls.__module__}.{cls.__qualname__}) has no line in bioscale/catalogue.py: "
+                            "add one with its family, order, citation and year")
+        cls.family, cls.order, cls.citation, cls.year = facts.family, facts.order, facts.citation, facts.year
+        cls.schedules = facts.schedules
         _REGISTRY[name] = cls
 
 

@@ -66,7 +66,6 @@ class TargetProp(Rule):
 
     name = "tp"
     locality = "local"
-    schedules = ("parallel", "alternating")
     counters = ("forward_steps", "steps", "epoch")
     per_member = (*Rule.per_member, "inverse_lr", "inverse_beta1", "inverse_beta2", "inverse_eps", "sigma")
     output_inverse_needed = True  # DTP's top target needs no inverse of the output layer
