@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from bioscale import contract
 
 from .outcomes import DIVERGED, STALLED, counted_error, outcome, search_finished, valued_trials
+from .stability import learning_curves
 from .storage import StudyRecord
 
 
@@ -76,9 +77,10 @@ def rung_error(trial: FrozenTrial, epochs: int | None, chance: float) -> float:
     to then, chance level when it diverged or stalled by then; NaN when it has no error there."""
     if epochs is None:
         return counted_error(trial, chance)
-    seen = [v for step, v in trial.intermediate_values.items() if step <= epochs and v is not None and math.isfinite(v)]
-    if outcome(trial) in (DIVERGED, STALLED) and max(trial.intermediate_values, default=0) < epochs:
+    curve = (learning_curves([trial]) or [[]])[0]  # per-epoch validation errors, from epoch 1
+    if outcome(trial) in (DIVERGED, STALLED) and len(curve) < epochs:
         return chance
+    seen = [v for v in curve[:epochs] if math.isfinite(v)]
     return float(min(seen)) if seen else math.nan
 
 
@@ -91,7 +93,8 @@ def first_rung_errors(record: StudyRecord, chance: float) -> tuple[list[FrozenTr
 
 def full_budget(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The finished search trials that trained the study's full budget (successive halving stopped none of them)."""
-    return [t for t in search_finished(trials) if not contract.was_halved(t)]
+    return [t for t in search_finished(trials)
+            if contract.read_end_reason(t.user_attrs.get(contract.END_REASON)) != contract.HALVED]
 
 
 def draw_clusters(records: Sequence[StudyRecord]) -> dict[tuple[str, int], Hashable]:

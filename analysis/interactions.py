@@ -134,7 +134,7 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit) -> Interactions:
     """The study's pairwise interactions on its surrogate."""
     if not fit.ok:
         return Interactions(n_trials=fit.n_trials, status=f"interactions {fit.status}")
-    best = contract.best_trial(contract.search_trials(trials))
+    best = contract.best_trial(trials)
     return interactions(fit.surrogate, best.params if best is not None else None)
 
 

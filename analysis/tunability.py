@@ -52,7 +52,7 @@ class Tunability:
 def tunability(trials: Sequence[FrozenTrial], chance: float) -> Tunability:
     """The default trial's validation error (chance level if it diverged) against the best search trial's."""
     default = contract.default_trial(trials)
-    best = contract.best_trial(contract.search_trials(trials))
+    best = contract.best_trial(trials, search_only=True)
     incumbent = contract.best_trial(trials)
     n_search = len(contract.finished_trials(contract.search_trials(trials)))
     return Tunability(default_error=counted_error(default, chance) if default else math.nan,
