@@ -265,6 +265,11 @@ class RungTrust:
         """True when the first rung ranks the full budget as well as TRUST_RHO asks."""
         return math.isfinite(self.rho) and self.rho >= TRUST_RHO
 
+    @property
+    def low(self) -> bool:
+        """True when it was measured and falls short of TRUST_RHO (unmeasurable is neither high nor low)."""
+        return math.isfinite(self.rho) and self.rho < TRUST_RHO
+
     def line(self) -> str:
         """One line: ρ with its n, and whether halving on the first rung can be trusted."""
         where = (f"first rung ({self.rung} epoch{'s' if self.rung != 1 else ''}) against the full budget ({self.epochs}): "

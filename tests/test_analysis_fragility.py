@@ -203,7 +203,8 @@ def test_halving_studies_read_the_first_rung_and_say_how_well_it_ranks_the_full_
 
 
 def test_rung_trust_needs_enough_configurations():
-    assert math.isnan(rung_trust([0.1, 0.2], [0.1, 0.2], 1, 9).rho)
+    few = rung_trust([0.1, 0.2], [0.1, 0.2], 1, 9)
+    assert math.isnan(few.rho) and not few.high and not few.low and "not measurable" in few.line()
 
 
 def test_an_evaluation_of_another_trial_than_the_incumbent_is_said(tmp_path):

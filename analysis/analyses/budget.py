@@ -41,7 +41,7 @@ class Budget:
     @property
     def low(self) -> list[str]:
         """The studies whose first rung ranks the full budget poorly."""
-        return [name for name, t in self.rungs.items() if not t.high]
+        return [name for name, t in self.rungs.items() if t.low]
 
 
 def compute(results: Analysis) -> Budget:
