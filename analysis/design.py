@@ -178,8 +178,12 @@ def design_summary(records: Sequence[StudyRecord]) -> str:
         if not record.skipped:
             found.setdefault(design(record).line(), []).append(design(record))
     return "; ".join(f"{len(ds)} stud{'y' if len(ds) == 1 else 'ies'}: {line}" +
-                     (f" ({len({d.draws for d in ds})} distinct draw sets)" if ds[0].draws is not None else "")
+                     (f" ({_count(len({d.draws for d in ds}), 'distinct draw set')})" if ds[0].draws is not None else "")
                      for line, ds in sorted(found.items()))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def fidelity_summary(records: Sequence[StudyRecord]) -> str:
