@@ -196,7 +196,7 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit, rule: str | None, 
     """The study's ablation path from its default configuration to its best search trial."""
     if not fit.ok:
         return AblationPath(n_trials=fit.n_trials, status=f"ablation path {fit.status}")
-    best = contract.best_trial(trials)
+    best = contract.best_trial(trials, search_only=True)
     if best is None:
         return AblationPath(n_trials=fit.n_trials, status="ablation path not computed: no complete search trial")
     default, source, error = default_configuration(trials, rule, chance)

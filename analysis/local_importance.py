@@ -98,7 +98,7 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit) -> LocalImportance
     """The study's local parameter importance around its best search trial."""
     if not fit.ok:
         return LocalImportance(n_trials=fit.n_trials, status=f"local importance {fit.status}")
-    best = contract.best_trial(trials)
+    best = contract.best_trial(trials, search_only=True)
     if best is None:
         return LocalImportance(n_trials=fit.n_trials, status="local importance not computed: no complete search trial")
     return local_importance(fit.surrogate, best.params)

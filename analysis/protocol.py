@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from bioscale import datasets, defaults
 from bioscale.contract import StudyInfo, search_trials
@@ -145,29 +144,6 @@ def missing_text(group: tuple[str, str], rules: Sequence[str]) -> str:
     if others:
         parts.append(f"{', '.join(others)} not run on {group[1]} (no study in the storage)")
     return f"{group[0]} / {group[1]}: " + "; ".join(parts)
-
-
-def design_text(design: Mapping[str, Any] | str | None) -> str:
-    """A study's recorded search design (a mapping, or its JSON) in words; 'not recorded' on older storages."""
-    if isinstance(design, str):
-        try:
-            design = json.loads(design)
-        except ValueError:
-            return f"unreadable ({design!r})"
-    if not isinstance(design, Mapping) or not design:
-        return "not recorded"
-    sampler = {"sobol": "scrambled Sobol (quasi-random; random search with better coverage)",
-               "random": "random search", "tpe": "TPE (model-based)"}.get(design.get("sampler"), str(design.get("sampler")))
-    shared = {"pair": "shared by each tanh/ReLU pair", "rules": "shared by every rule (common random numbers)",
-              "none": "its own draws"}.get(design.get("shared"), str(design.get("shared")))
-    text = f"{sampler}, seed {design.get('seed', '?')}, draws {shared}"
-    fidelity = design.get("fidelity")
-    if fidelity:
-        rungs = ", ".join(map(str, fidelity.get("rungs", [])))
-        text += f"; {fidelity.get('scheme', '?')} (η = {fidelity.get('eta', '?')}, rungs at {rungs} epochs)"
-    else:
-        text += "; every configuration at the full budget"
-    return text
 
 
 def fixed_text(info: StudyInfo) -> str:

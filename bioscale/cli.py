@@ -270,9 +270,7 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study-name", default=None, help="default: STAGE:DATASET:ARCH:LABEL, e.g. tune:digits:fc:fa")
     p.add_argument("--trials", type=int, default=defaults.TRIALS, help=f"the study's global trial budget (default {defaults.TRIALS}, the paper's)")
     p.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"epochs per trial (default {defaults.EPOCHS})")
-    p.add_argument("--sampler", default=defaults.SAMPLER, help="tpe (default, seeded, settings pinned) or random (the paper's search)")
-    p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, or best-after[:EPOCH] "
-                                                    "(the paper's ImageNet protocol: only the best goes on after EPOCH, default 10)")
+    _design_arguments(p, defaults.SAMPLER, defaults.PRUNER, shared_draws=False)
     p.add_argument("--seed", type=int, default=defaults.SEED, help="seeds the sampler and each trial (trial k: seed + k)")
     p.add_argument("--protocol", default=defaults.PROTOCOL,
                    help="what is searched: extended (default: every setting bioscale knows, activation and batch size "
@@ -280,6 +278,21 @@ def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", default=None, help="hold the activation (tanh or relu); the study's name ends in :ACTIVATION")
     p.add_argument("--default-trial", action="store_true",
                    help="also train the rule's default settings once, outside the budget (how much tuning buys)")
+
+
+def _design_arguments(p: argparse.ArgumentParser, sampler: str, pruner: str, *, shared_draws: bool = True) -> None:
+    """The search design: sampler, fidelity (the pruner) and, for several rules, shared draws (docs/studies.md)."""
+    p.add_argument("--sampler", default=sampler, help=f"{', '.join(defaults.SAMPLERS)} (default {sampler}): tpe is seeded with "
+                                                      "its settings pinned, random is the paper's search, sobol random search "
+                                                      "with better coverage (scrambled Sobol points)")
+    p.add_argument("--pruner", default=pruner, help=f"{', '.join(defaults.PRUNERS)} (default {pruner}). halving: successive "
+                                                    "halving inside each population (the best 1/ETA go on at each rung, "
+                                                    "ETA default 3); hyperband: one bracket per population; best-after: the "
+                                                    "paper's ImageNet protocol (only the best goes on after EPOCH, default 10)")
+    if shared_draws:
+        p.add_argument("--shared-draws", action="store_true",
+                       help="every rule samples the same configurations (common random numbers; default: each rule its own, "
+                            "a tanh/ReLU pair shared)")
 
 
 def study_spec(args: argparse.Namespace) -> StudySpec:
@@ -311,7 +324,8 @@ def _run_study_run(args: argparse.Namespace) -> None:
     states = ", ".join(f"{n} {s}" for s, n in sorted(row["states"].items()))
     print(f"study {row['study']}: {row['finished']} of {row['budget']} trials finished ({states})")
     if top is not None:
-        print(f"best: trial {top['trial']}, validation error {percent(top['val_error'])} "
+        incumbent = " (the rule's default settings)" if top["role"] == "default" else ""
+        print(f"best: trial {top['trial']}{incumbent}, validation error {percent(top['val_error'])} "
               f"(test {percent(top['test_error'])}, epoch {top['best_epoch']})"
               + (f"; winner {top['winner']}" if "winner" in top else ""))
 
@@ -406,7 +420,8 @@ def _run_study_best(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(top))
         return
-    print(f"study {top['study']}: best of {top['finished']} finished trials is trial {top['trial']}")
+    print(f"study {top['study']}: best of {top['finished']} finished trials is trial {top['trial']}"
+          + (" (the rule's default settings)" if top["role"] == "default" else ""))
     print(f"validation error {percent(top['val_error'])}  test error {percent(top['test_error'])}  "
           f"train error {percent(top['train_error'])}  (epoch {top['best_epoch']})")
     config = top["config"]
@@ -519,6 +534,7 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=DEMO["epochs"], help=f"epochs per trial (default {DEMO['epochs']})")
     p.add_argument("--activations", default=",".join(DEMO["activations"]),
                    help=f"one study per activation and rule (default {','.join(DEMO['activations'])})")
+    _design_arguments(p, DEMO["sampler"], DEMO["pruner"])
     p.set_defaults(func=_run_demo)
 
     p = sub.add_parser("campaign", help="the paper's protocol on a real dataset: random search per rule, evaluation, report",
@@ -535,13 +551,12 @@ def _add_demo_commands(sub: argparse._SubParsersAction) -> None:
                    help=f"configurations per rule and schedule (default {CAMPAIGN['trials']}, the paper's)")
     p.add_argument("--epochs", type=int, default=CAMPAIGN["epochs"],
                    help=f"epochs per configuration (default {CAMPAIGN['epochs']}; the paper ran 500)")
-    p.add_argument("--sampler", default=CAMPAIGN["sampler"], help="random (default, the paper's) or tpe")
     p.add_argument("--protocol", default=CAMPAIGN["protocol"],
                    help="paper (default: the paper's Table 4 search; tanh, batch 128, whole-epoch alternation) or "
                         "extended (also activation, batch size, auxiliary size, alternation period)")
     p.add_argument("--activations", default=None,
                    help="e.g. tanh,relu: one study per activation and rule, each tuned on its own (the tanh-vs-ReLU experiment)")
-    p.add_argument("--pruner", default=defaults.PRUNER, help="none (default), median, halving, hyperband, best-after[:EPOCH]")
+    _design_arguments(p, CAMPAIGN["sampler"], defaults.PRUNER)
     p.add_argument("--out", default=None, help="folder for figures and report (default campaign-DATASET-ARCH)")
     p.add_argument("--format", default=_joined(CAMPAIGN["formats"]), help=f"figure formats (default {_joined(CAMPAIGN['formats'])})")
     _checkpoint_options(p, {})
@@ -554,8 +569,8 @@ def _run_demo(args: argparse.Namespace) -> None:
 
     from .workflows import demo, demo_campaign, demo_study
 
-    template = replace(demo_study(), storage=args.storage, trials=args.trials, epochs=args.epochs,
-                       population=args.population, devices=args.devices)
+    template = replace(demo_study(), storage=args.storage, trials=args.trials, epochs=args.epochs, sampler=args.sampler,
+                       pruner=args.pruner, shared_draws=args.shared_draws, population=args.population, devices=args.devices)
     campaign = demo_campaign(template, out=args.out, seeds=parse_seeds(args.seeds), rules=_names(args.rules),
                              activations=_names(args.activations) or (), side_by_side=args.workers).checked()
     print(demo(campaign, progress=not args.quiet).summary())
@@ -569,7 +584,8 @@ def _run_campaign(args: argparse.Namespace) -> None:
                          protocol=args.protocol, overrides=parse_overrides(args.set), chance_patience=args.chance_patience,
                          storage=args.storage, data_root=args.data_root, workers=args.workers, devices=args.devices,
                          population=args.population, checkpoint_every=args.checkpoint_every,
-                         checkpoint_dir=args.checkpoint_dir, keep_checkpoints=args.keep_checkpoints)
+                         checkpoint_dir=args.checkpoint_dir, keep_checkpoints=args.keep_checkpoints,
+                         shared_draws=args.shared_draws)
     launch = None
     if args.executor is not None:
         launch = launch_spec(args).checked(args.storage)  # refused before torch loads

@@ -48,9 +48,10 @@ TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECONDS = (
     "train_error", "val_error", "test_error", "best_epoch", "end_reason", "seconds")
 RESULT_ATTRS = (TRAIN_ERROR, VAL_ERROR, TEST_ERROR, BEST_EPOCH, END_REASON, SECONDS)
 # `role` is "default" on the one trial per tuning study that trains the rule's default settings:
-# it measures how much tuning buys (tunability) and stays out of the random-search statistics,
-# the budget and the choice of the best trial.
-ROLE, DEFAULT_CONFIG = "role", "default"
+# it measures how much tuning buys (tunability), stays out of the search's statistics and budget,
+# and counts as a candidate for the study's best trial (the incumbent). `outside_space` lists the
+# default's settings that a --set range excludes: it trains them anyway, as the rule's default.
+ROLE, DEFAULT_CONFIG, OUTSIDE_SPACE = "role", "default", "outside_space"
 # `queued_params` on the default trial: the values it was queued with, which its worker reads back before the
 # trial starts (Optuna keeps them in a private system attribute of its own).
 QUEUED_PARAMS = "queued_params"
@@ -64,8 +65,8 @@ CHECKPOINT, RESUMED_FROM = "checkpoint", "resumed_from"
 # `heartbeat`, the time (seconds since the epoch) of its latest beat, so that workers on other
 # machines can tell a lost worker's trial from a live one.
 HEARTBEAT = "heartbeat"
-TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, QUEUED_PARAMS, CHECKPOINT,
-               RESUMED_FROM, HEARTBEAT, *RESULT_ATTRS)
+TRIAL_ATTRS = (SEED, DATA_SEED, POPULATION, DEVICE, DEVICE_NAME, WORKER, VERSIONS, CONFIG, CURVE, ROLE, OUTSIDE_SPACE,
+               QUEUED_PARAMS, CHECKPOINT, RESUMED_FROM, HEARTBEAT, *RESULT_ATTRS)
 # The curve's series, one value per epoch.
 CURVE_SERIES = ("train", "val", "test")
 
@@ -80,15 +81,18 @@ class EndReason(str, enum.Enum):
     ERROR = "error"
     INTERRUPTED = "interrupted"
     PREEMPTED = "preempted"  # the scheduler's pre-timeout or preemption signal: saved, re-queued, resumed
+    # Stopped at a rung by the study's successive halving (`HALVED.text(f"stopped by successive halving at epoch {n}")`):
+    # a PRUNED trial whose value is its best validation error so far; neither a failure nor diverged.
+    HALVED = "halved"
 
     def text(self, detail: str = "") -> str:
         """The `end_reason` attribute: the reason, then its detail after a colon."""
         return f"{self.value}: {detail}" if detail else self.value
 
 
-DIVERGED, STALLED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED, PREEMPTED = (
+DIVERGED, STALLED, PRUNED, OUT_OF_MEMORY, ERROR, INTERRUPTED, PREEMPTED, HALVED = (
     EndReason.DIVERGED, EndReason.STALLED, EndReason.PRUNED, EndReason.OUT_OF_MEMORY, EndReason.ERROR, EndReason.INTERRUPTED,
-    EndReason.PREEMPTED)
+    EndReason.PREEMPTED, EndReason.HALVED)
 # Failures that used up their share of the budget; any other FAIL is a lost worker's trial, re-queued.
 COUNTED_FAILURES = (ERROR, OUT_OF_MEMORY)
 # Before the stalled reason had its own word, a stall was stored as "diverged: error stayed at chance ...".
@@ -165,9 +169,20 @@ def complete_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
 
 
-def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
-    """The complete search trial with the lowest validation error, the earliest on ties; None when none completed."""
-    return min(complete_trials(search_trials(trials)), key=lambda t: (t.value, t.number), default=None)
+def best_trial(trials: Iterable[FrozenTrial], *, search_only: bool = False) -> FrozenTrial | None:
+    """The incumbent: the complete trial with the lowest validation error, the earliest on ties; None when none completed.
+
+    Only COMPLETE trials trained the study's full budget (a trial stopped by successive halving is
+    PRUNED), and the default-settings trial is one of them; `search_only` leaves it out (the
+    search's best, which tunability compares with the default).
+    """
+    candidates = search_trials(trials) if search_only else trials
+    return min(complete_trials(candidates), key=lambda t: (t.value, t.number), default=None)
+
+
+def incumbent_role(trial: FrozenTrial) -> str:
+    """Which trial the incumbent is: "default" (the rule's default settings) or "search" (a sampled configuration)."""
+    return DEFAULT_CONFIG if is_default_config(trial) else "search"
 
 
 def naive_time(moment: datetime.datetime) -> datetime.datetime:
@@ -283,6 +298,11 @@ class StudyInfo:
     space: dict[str, str] = field(default_factory=dict)  # {name: Optuna's distribution JSON}
     bioscale_version: str | None = None
     sampler_settings: dict[str, Any] | None = None
+    # The search design (`design`): {"sampler", "seed" (the sampler's), "draws" (the key hashed into that
+    # seed: equal keys sample identical configurations), "shared" ("pair", "rules" or "none"), "fidelity"
+    # (None: every trial trains the full budget; else {"scheme": "halving" or "hyperband", "eta",
+    # "rungs": epochs at each rung, ascending, the last the study's epochs})}. None on older studies.
+    design: dict[str, Any] | None = None
     evaluation: Evaluation | None = None  # written by `bioscale study evaluate`
     winner: str | None = None  # architecture stage: the chosen spec
     winner_trial: int | None = None
@@ -295,7 +315,7 @@ class StudyInfo:
             value = attrs.get(f.name)
             if f.name in ("fixed", "space"):
                 value = dict(value) if isinstance(value, dict) else {}
-            elif f.name == "sampler_settings":
+            elif f.name in ("sampler_settings", "design"):
                 value = value if isinstance(value, dict) else None
             elif f.name == "evaluation":
                 value = Evaluation.read(value)
@@ -321,10 +341,10 @@ class StudyInfo:
 
 STUDY_ATTRS = tuple(f.name for f in fields(StudyInfo))
 # The study attributes written after the study is created, and the two every run reads back.
-STAGE, TRIALS, EVALUATION, WINNER, WINNER_TRIAL, SAMPLER_SETTINGS = (
-    "stage", "trials", "evaluation", "winner", "winner_trial", "sampler_settings")
+STAGE, TRIALS, EVALUATION, WINNER, WINNER_TRIAL, SAMPLER_SETTINGS, DESIGN = (
+    "stage", "trials", "evaluation", "winner", "winner_trial", "sampler_settings", "design")
 _WRITTEN_LATER = (SAMPLER_SETTINGS, EVALUATION, WINNER, WINNER_TRIAL)
 # What must match when a rerun resumes an existing study.
 SAME_ON_RESUME = ("stage", "protocol", "dataset", "arch", "arch_spec", "rule", "schedule", "epochs", "sampler", "pruner",
-                  "seed", "chance_patience", "fixed", "space")
+                  "seed", "chance_patience", "fixed", "space", "design")
 assert set(SAME_ON_RESUME) | set(_WRITTEN_LATER) | {TRIALS} <= set(STUDY_ATTRS)

@@ -47,6 +47,7 @@ class StudySpec:
     seed: int = defaults.SEED
     chance_patience: int = defaults.CHANCE_PATIENCE
     default_trial: bool = False  # also train the rule's default settings once, outside the budget
+    shared_draws: bool = False  # sample the configurations every rule samples (its draw key leaves the rule out)
     storage: str | None = None  # an Optuna storage URL; None: bioscale's default
     study_name: str | None = None  # None: STAGE:DATASET:ARCH:LABEL[:ACTIVATION]
     data_root: str | None = None
@@ -96,6 +97,10 @@ class StudySpec:
         if self.sampler not in defaults.SAMPLERS:
             raise UsageError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(defaults.SAMPLERS)}")
         check_pruner_name(self.pruner)
+        fidelity = fidelity_of(self.pruner)
+        if fidelity is not None and self.population < fidelity[1]:
+            raise UsageError(f"--pruner {self.pruner} halves the members of a population: give --population of at least "
+                             f"{fidelity[1]} (e.g. --population {self.trials + 1 if self.default_trial else self.trials})")
         if self.protocol not in defaults.PROTOCOLS:
             raise UsageError(f"unknown protocol {self.protocol!r}; choose one of: {', '.join(defaults.PROTOCOLS)}")
         if self.activation is not None:
@@ -145,6 +150,8 @@ class CampaignSpec:
         if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
             raise UsageError("give one or more distinct whole-number seeds, e.g. --seeds 0,1,2")
         _check_count("side_by_side", self.side_by_side, 1)
+        if any(s.shared_draws for s in studies) and len({s.label for s in studies}) < 2:
+            raise UsageError("--shared-draws makes rules share their configurations: give two or more rules, e.g. --rules bp,fa")
         return replace(self, studies=studies, seeds=seeds, formats=tuple(self.formats))
 
     @property
@@ -226,13 +233,25 @@ def split_rule_label(rule: str) -> tuple[str, str | None]:
 
 
 def check_pruner_name(spec: str) -> None:
-    """UsageError for a pruner name bioscale does not know, or a malformed best-after epoch."""
+    """UsageError for a pruner name bioscale does not know, a malformed best-after epoch or a halving factor below 2."""
     name, _, epoch = spec.partition(":")
     known = {p.partition("[")[0] for p in defaults.PRUNERS}
-    if name not in known or (epoch and name != "best-after"):
+    if name not in known or (epoch and name not in ("best-after", *defaults.FIDELITY_SCHEMES)):
         raise UsageError(f"unknown pruner {spec!r}; choose one of: {', '.join(defaults.PRUNERS)}")
-    if epoch and (not epoch.isdigit() or int(epoch) < 1):
+    if name == "best-after" and epoch and (not epoch.isdigit() or int(epoch) < 1):
         raise UsageError(f"bad best-after epoch {epoch!r}: give a whole number >= 1, e.g. best-after:10")
+    fidelity_of(spec)
+
+
+def fidelity_of(pruner: str) -> tuple[str, int] | None:
+    """(scheme, halving factor) of a `halving[:ETA]` or `hyperband[:ETA]` pruner; None for any other pruner."""
+    name, _, argument = pruner.partition(":")
+    if name not in defaults.FIDELITY_SCHEMES:
+        return None
+    eta = int(argument) if argument.isdigit() else 0 if argument else defaults.HALVING_FACTOR
+    if eta < 2:
+        raise UsageError(f"--pruner {pruner}: the halving factor must be a whole number of at least 2, e.g. {name}:3")
+    return name, eta
 
 
 def _check_count(name: str, value: object, low: int | None) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -82,7 +82,8 @@ def error_rates(model: Net | rules.Rule, x: Tensor, y: Tensor, member_examples: 
 def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults.BATCH_SIZE, seed: int = defaults.SEED,
         augment: bool = False, callback: Callable[[int, EpochResult], bool | None] | None = None,
         progress: bool | None = None, chance_patience: int = defaults.CHANCE_PATIENCE, drop_stopped: bool = False,
-        checkpoint: Checkpointing | None = None) -> list[FitResult]:
+        checkpoint: Checkpointing | None = None,
+        select: Callable[[int, dict[int, float]], Iterable[int]] | None = None) -> list[FitResult]:
     """Train every member of `rule.net` on `data` for `epochs`; returns one FitResult per member.
 
     Members share the minibatch order (drawn from `seed`). After each epoch `callback(member,
@@ -96,7 +97,8 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
     schedule's inverse-only epochs change nothing the error could show). A stopped member is
     frozen where it stands, or, with `drop_stopped`, removed from the rule (`Rule.keep`), so it
     costs no more arithmetic. The progress bar shows only on a terminal, unless `progress` says
-    otherwise.
+    otherwise. After the callbacks, `select(epoch, {member: best validation error so far})` sees
+    every member still running at once and names those to stop too (successive halving ranks them).
 
     With `checkpoint` (`bioscale.resume.Checkpointing`) the fit resumes from the checkpoint at its
     path when there is a readable one for the same configuration, saves at the end of every
@@ -209,6 +211,13 @@ def fit(rule: rules.Rule, data: Data, *, epochs: int, batch_size: int = defaults
                         f"error stayed at chance ({watched:.2f}) for {at_chance[member]} epochs", epoch + 1, stalled=True)
                     stopped.append(member)
             running = [m for m in running if m not in stopped]
+            if select is not None and running:
+                best = {m: results[m].best for m in running}  # without a validation split, the training error
+                chosen = set(select(epoch + 1, {m: r.train_error if r.val_error is None else r.val_error for m, r in best.items()}))
+                for member in chosen & set(running):
+                    results[member].pruned_at = epoch + 1
+                stopped += [m for m in running if m in chosen]
+                running = [m for m in running if m not in chosen]
             bar.set_postfix(epoch=epoch + 1, **_postfix(results, running))
             if not running:
                 break

@@ -38,13 +38,14 @@ class CampaignOutcome:
     seeds: list[int]
     seconds: float
     reduced: str = ""  # studies run at a smaller budget than the rest (the demo's energy-based rules), in words
+    design: str = ""  # the first study's search design, in words
 
     def summary(self) -> str:
         """The lines `bioscale demo` and `bioscale campaign` print at the end."""
         columns = ["dataset", "arch", "label", "activation", "trials_complete", "best_val_error", "evaluated_test_mean"]
         return "\n".join([
-            f"\nbest errors ({self.trials} trials x {self.epochs} epochs per study, "
-            f"evaluated over seeds {','.join(map(str, self.seeds))}{'; ' + self.reduced if self.reduced else ''}):",
+            f"\nbest errors ({self.trials} configurations x {self.epochs} epochs per study"
+            f"{' (' + self.design + ')' if self.design else ''}, evaluated over seeds {','.join(map(str, self.seeds))}{'; ' + self.reduced if self.reduced else ''}):",
             self.table[columns].to_string(index=False, float_format=percent),
             f"\nreport: {self.report.resolve()}",
             f"html:   {self.report.with_suffix('.html').resolve()}",
@@ -58,10 +59,11 @@ def campaign_folder(dataset: str, arch: str) -> Path:
 
 
 def demo_study() -> StudySpec:
-    """The study every demo study is: digits, the paper's protocol, random search at a small budget, one population each."""
+    """The study every demo study is: digits, the paper's search space, Sobol draws halved inside one population each."""
     demo = defaults.DEMO
     return StudySpec(dataset=demo["dataset"], trials=demo["trials"], epochs=demo["epochs"], sampler=demo["sampler"],
-                     protocol=demo["protocol"], chance_patience=demo["chance_patience"], population=demo["population"])
+                     pruner=demo["pruner"], protocol=demo["protocol"], chance_patience=demo["chance_patience"],
+                     population=demo["population"])
 
 
 def demo_campaign(template: StudySpec | None = None, *, out: str | Path = defaults.DEMO["out"],
@@ -133,6 +135,7 @@ def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | N
     """
     from .analysis import ARTIFACT_DIR_NAME, analyze, best_table
     from .study import dashboard_command
+    from .study._design import Design
     from .study.campaign import run_campaign
 
     campaign = campaign.checked()
@@ -151,4 +154,5 @@ def run(campaign: CampaignSpec, *, progress: bool = True, launch: LaunchSpec | N
     return CampaignOutcome(studies=names, table=best_table(campaign.storage, names), report=report,
                            dashboard=dashboard_command(campaign.storage, str((out / ARTIFACT_DIR_NAME).resolve())),
                            trials=first.trials, epochs=first.epochs, seeds=list(campaign.seeds),
-                           seconds=time.perf_counter() - start, reduced=reduced_budget(campaign))
+                           seconds=time.perf_counter() - start, reduced=reduced_budget(campaign),
+                           design=Design.of(first.checked()).words())

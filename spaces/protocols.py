@@ -20,6 +20,13 @@ and cost) at their defaults; `extended` searches all but the tolerance.
 
 A study records its protocol, what it sampled (`space`) and what it held (`fixed`), so a report
 never sets an extended search beside the paper's numbers as if it were the paper's.
+
+A protocol says what is searched; the study's design (its `design` attribute) says how it is
+drawn. `campaign --protocol paper` keeps the paper's full-budget random search (`--sampler
+random`: independent uniform draws, log-uniform for the learning rates and ε; every trial trains
+every epoch). The demo searches the paper's space with scrambled Sobol points (`--sampler sobol`,
+Optuna's QMCSampler: random search with better coverage of the space) under successive halving
+inside each study's population (`--pruner halving`); a campaign can choose the same.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from bioscale.storages import heartbeat_settings, supports_heartbeat
 from bioscale.train import EpochResult, FitResult
 
 from . import checkpoints
+from ._design import population_halving
 from ._plan import Plan
 from ._recipe import fit_configuration
 
@@ -131,6 +132,7 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     curves: list[dict[str, list[float]]] = [{"train": [], "val": [], "test": []} for _ in trials]
     numbers = [t.number for t in trials]
     path = checkpoints.population_path(Path(plan.spec.checkpoint_dir), plan.study_name, roots)
+    halving = population_halving(plan.spec, roots, [contract.is_default_config(t) for t in trials])
     for trial, seed, config, curve in zip(trials, seeds, configs, curves):
         for key in RESULT_ATTRS:
             if key in trial.user_attrs:
@@ -172,9 +174,12 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
     preempted = False
     try:
         try:
-            results = _train(plan, configs, seeds, device, report, progress, checkpoint)
+            results = _train(plan, configs, seeds, device, report, progress, checkpoint, halving)
             for member, result in enumerate(results):
-                if result.diverged is not None:
+                if result.pruned_at is not None and halving is not None:  # halving replaces the pruner
+                    reasons[member] = EndReason.HALVED.text(f"stopped by successive halving at epoch {result.pruned_at}")
+                    outcomes[member] = (TrialState.PRUNED, result.best.val_error)
+                elif result.diverged is not None:
                     kind = EndReason.STALLED if result.diverged.stalled else EndReason.DIVERGED
                     reasons[member] = kind.text(result.diverged.reason)
                     outcomes[member] = (TrialState.PRUNED, None)
@@ -212,7 +217,10 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
             trial.set_user_attr(SECONDS, seconds)
             if reason is not None:
                 trial.set_user_attr(END_REASON, reason)
-            if not preempted:
+            if not preempted and state == TrialState.PRUNED and value is not None:
+                # halved: Optuna's tell would take the last epoch's error; its value is the best so far
+                study._storage.set_trial_state_values(trial._trial_id, state, [value])  # noqa: SLF001
+            elif not preempted:
                 study.tell(trial, value, state=state, skip_if_finished=True)
         if not preempted and not plan.spec.keep_checkpoints and all(
                 is_finished(study._storage.get_trial(t._trial_id)) for t in trials):  # noqa: SLF001
@@ -221,12 +229,13 @@ def _train_and_tell(study: optuna.Study, plan: Plan, trials: list[optuna.Trial],
 
 def _train(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], device: str,
            report: Callable[[int, EpochResult], bool], progress: bool | None,
-           checkpoint: Checkpointing | None = None) -> list[FitResult]:
+           checkpoint: Checkpointing | None = None, halving: Callable[[int, dict[int, float]], list[int]] | None = None,
+           ) -> list[FitResult]:
     """Build and fit the population; its net and data live only in that call (freed when it returns or raises)."""
     _, settings = member_settings(plan, configs)
     return fit_configuration(configs[0], settings, seeds, device, data_seed=plan.seed, data_root=plan.data_root,
                              val_size=plan.val_size, callback=report, progress=progress,
-                             chance_patience=plan.chance_patience, drop_stopped=True, checkpoint=checkpoint)
+                             chance_patience=plan.chance_patience, drop_stopped=True, checkpoint=checkpoint, select=halving)
 
 
 class _Heartbeat:

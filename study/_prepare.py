@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -11,8 +12,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
 
 from bioscale import spaces
-from bioscale.contract import (ARCHITECTURE, CONFIG, DEFAULT_CONFIG, QUEUED_PARAMS, ROLE, SAME_ON_RESUME, STAGE, TRIALS, TUNE,
-                               WINNER, WINNER_TRIAL, StudyInfo, best_trial, name_objective)
+from bioscale.contract import (ARCHITECTURE, CONFIG, DEFAULT_CONFIG, OUTSIDE_SPACE, QUEUED_PARAMS, ROLE, SAME_ON_RESUME, STAGE,
+                               TRIALS, TUNE, WINNER, WINNER_TRIAL, StudyInfo, best_trial, name_objective)
 from bioscale.data import load
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
@@ -21,6 +22,7 @@ from bioscale.spaces.protocols import check_protocol
 from bioscale.storages import heartbeat_settings, open_storage, parse_storage
 
 from .checkpoints import directory as checkpoint_directory
+from ._design import Design
 from ._plan import Plan, StudySpec, check_spec, search_space, study_name
 from ._samplers import sampler_settings
 
@@ -31,6 +33,8 @@ def prepare(spec: StudySpec) -> tuple[Plan, BaseStorage, list[str]]:
     device_list = resolve_devices(spec.devices)
     check_protocol(spec.protocol)
     family, space, fixed_values = search_space(spec, overrides)
+    if spec.default_trial and spec.stage == TUNE:  # a default the space cannot hold is refused before the storage opens
+        default_params(spec.rule, {**fixed_values, "schedule": spec.schedule}, space)
     load(spec.dataset, root=spec.data_root, val_size=spec.val_size)  # the data must be there before any trial starts
     if spec.workers > 1 or device_list[0] != "cpu":
         load.cache_clear()  # the workers load their own copy, on their own device
@@ -71,7 +75,8 @@ def winner_of(storage: BaseStorage, name: str) -> str:
 
 def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
     """Create the study (queueing the default configuration's trial when asked), or resume it when its settings match."""
-    attrs = _jsonable(plan.info(sampler_settings(plan.sampler, plan.seed)).to_attrs())
+    design = Design.of(plan.spec)
+    attrs = _jsonable(replace(plan.info(sampler_settings(plan.sampler, design.seed)), design=design.to_attr()).to_attrs())
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True)
     existing = study.user_attrs
     if STAGE not in existing:
@@ -93,14 +98,33 @@ def open_study(plan: Plan, storage: BaseStorage) -> optuna.Study:
     return study
 
 
-def enqueue_default(study: optuna.Study, plan: Plan) -> bool:
-    """Queue one trial of the rule's default settings (`role` "default": how much tuning buys); False when a default lies outside the space."""
-    defaults = {**spaces.rule_defaults(plan.rule), **plan.trial_fixed()}
-    params = {name: defaults.get(name) for name in plan.space}
-    if not all(_inside(dist, params[name]) for name, dist in plan.space.items()):
-        return False
-    study.enqueue_trial(params, user_attrs={ROLE: DEFAULT_CONFIG, QUEUED_PARAMS: params}, skip_if_exists=True)
-    return True
+def enqueue_default(study: optuna.Study, plan: Plan) -> list[str]:
+    """Queue one trial of the rule's default settings (`role` "default": how much tuning buys); returns the settings it
+    trains outside the space (a --set range that excludes a default), which its `outside_space` attribute lists too."""
+    params, outside = default_params(plan.rule, plan.trial_fixed(), plan.space)
+    if outside:
+        shown = ", ".join(f"{name}={params[name]}" for name in outside)
+        print(f"bioscale: study {plan.study_name}: the default trial trains the rule's default {shown}, outside the "
+              f"searched range", file=sys.stderr, flush=True)
+    study.enqueue_trial(params, user_attrs={ROLE: DEFAULT_CONFIG, OUTSIDE_SPACE: outside, QUEUED_PARAMS: params},
+                        skip_if_exists=True)
+    return outside
+
+
+def default_params(rule: str, fixed: dict[str, Any], space: dict[str, BaseDistribution]) -> tuple[dict[str, Any], list[str]]:
+    """(the rule's default value of every name `space` samples, `fixed` overriding; the names whose default it excludes).
+
+    A numeric default outside a --set range trains anyway (as the rule's default); a categorical one
+    cannot be stored outside its choices and is refused (UsageError).
+    """
+    defaults = {**spaces.rule_defaults(rule), **fixed}
+    params = {name: defaults.get(name) for name in space}
+    outside = [name for name, dist in space.items() if not _inside(dist, params[name])]
+    for name in outside:
+        if isinstance(space[name], CategoricalDistribution) or params[name] is None:
+            raise UsageError(f"--set {name} leaves out the rule's default {name}={params[name]}, which the default trial "
+                             f"trains: include it in the choices, or run without the default trial")
+    return params, outside
 
 
 def _inside(dist: BaseDistribution, value: Any) -> bool:

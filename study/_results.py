@@ -73,7 +73,7 @@ def best_of(study: optuna.Study) -> dict[str, Any]:
     trial = best_trial(study)
     info = StudyInfo.from_attrs(study.user_attrs)
     attrs = trial.user_attrs
-    out = {"study": study.study_name, "trial": trial.number, "seed": attrs.get(SEED),
+    out = {"study": study.study_name, "trial": trial.number, "role": contract.incumbent_role(trial), "seed": attrs.get(SEED),
            "data_seed": attrs.get(DATA_SEED, attrs.get(SEED)),
            "device": attrs.get(DEVICE), "val_error": trial.value,
            "test_error": attrs.get(TEST_ERROR), "train_error": attrs.get(TRAIN_ERROR),

@@ -9,11 +9,13 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler, QMCSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from bioscale import defaults
 from bioscale.errors import UsageError
+from bioscale.spec import fidelity_of
+
 
 SAMPLERS, PRUNERS = defaults.SAMPLERS, defaults.PRUNERS
 
@@ -31,16 +33,42 @@ def check_sampler(name: str) -> None:
 
 def sampler_settings(name: str, seed: int) -> dict[str, Any]:
     """The sampler's pinned settings, as recorded in the study."""
+    if name == "sobol":
+        return {"seed": seed, "qmc_type": "sobol", "scramble": True}
     return {**TPE_SETTINGS, "seed": seed} if name == "tpe" else {"seed": seed, "per_trial": True}
 
 
-def make_sampler(name: str, seed: int, stream: int = 0) -> BaseSampler:
-    """A seeded sampler; `stream` separates the workers (and reruns) of one study so they draw differently."""
+def make_sampler(name: str, seed: int, stream: int = 0, space: dict[str, BaseDistribution] | None = None) -> BaseSampler:
+    """A seeded sampler over `space`; `stream` separates the workers (and reruns) of a TPE study so they draw differently.
+
+    Random and Sobol draws do not depend on the worker: every worker of a study shares one sequence.
+    """
     check_sampler(name)
     if name == "random":
         return TrialSeededRandomSampler(seed)
+    if name == "sobol":
+        return SobolSampler(space or {}, seed)
     worker_seed = int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
     return TPESampler(seed=worker_seed, **TPE_SETTINGS)
+
+
+class SobolSampler(QMCSampler):
+    """Optuna's scrambled Sobol sampler over a search space known up front.
+
+    Optuna's QMCSampler learns the space from the first finished trial and draws every trial
+    before that at random; the members of a population are all asked before any finishes, so
+    this one is told the study's space instead. Its points go to the trials in the order they
+    are asked (one sequence per study, shared by its workers); queued trials (the default
+    configuration, re-queued ones) take none. The space has no conditional parameters, and a
+    categorical one takes one coordinate, as Optuna's sampler does.
+    """
+
+    def __init__(self, space: dict[str, BaseDistribution], seed: int) -> None:
+        super().__init__(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
+        self._space = dict(space)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return dict(self._space)
 
 
 class TrialSeededRandomSampler(RandomSampler):
@@ -66,16 +94,14 @@ def check_pruner(spec: str, epochs: int) -> None:
 
 
 def make_pruner(spec: str, epochs: int) -> BasePruner:
-    """none | median | halving | hyperband | best-after[:EPOCH] -> a pruner on the per-epoch validation error."""
+    """none | median | halving[:ETA] | hyperband[:ETA] | best-after[:EPOCH] -> a pruner on the per-epoch validation error."""
     name, _, argument = spec.partition(":")
     if name == "none" and not argument:
         return optuna.pruners.NopPruner()
     if name == "median" and not argument:
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0, interval_steps=1)
-    if name == "halving" and not argument:
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, min_early_stopping_rate=0)
-    if name == "hyperband" and not argument:
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if fidelity_of(spec) is not None:  # successive halving runs inside each population (bioscale.study._design)
+        return optuna.pruners.NopPruner()
     if name == "best-after":
         try:
             epoch = int(argument) if argument else 10

@@ -35,6 +35,7 @@ from bioscale.contract import HEARTBEAT, QUEUED_PARAMS, StudyInfo, counts_agains
 from bioscale.resume import Preempted
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
 
+from ._design import Design
 from ._lock import BudgetLock
 from ._objective import structural, suggest, train_trials
 from ._plan import Plan
@@ -56,7 +57,8 @@ def work(plan: Plan, index: int, device: str, threads: int | None, *, progress: 
     heartbeat = supports_heartbeat(storage)
     interval, grace = heartbeat_settings()
     study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner, plan.epochs))
-    study.sampler = make_sampler(plan.sampler, plan.seed, stream=_stream(index, len(study.get_trials(deepcopy=False))))
+    study.sampler = make_sampler(plan.sampler, Design.of(plan.spec).seed,
+                                 stream=_stream(index, len(study.get_trials(deepcopy=False))), space=plan.space)
     lock = BudgetLock(plan.storage, plan.study_name)
     orphan_patience = max(2 * grace, 60)
     poll = max(1.0, min(float(interval), 5.0)) if heartbeat else 2.0

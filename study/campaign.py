@@ -1,7 +1,9 @@
 """Campaigns: a tuning study for every rule and schedule (and activation) on fixed architectures, then evaluation.
 
-Every study follows one protocol (`bioscale.spaces.protocols`, the paper's by default) and also
-trains its rule's default settings once, outside its budget (how much tuning buys).
+Every study follows one protocol (`bioscale.spaces.protocols`, the paper's by default) and one
+search design (`bioscale.study._design`: each rule its own draws, a tanh/ReLU pair sharing them,
+every rule sharing them with `shared_draws`), and also trains its rule's default settings once,
+outside its budget: how much tuning buys, and a candidate for the study's best trial.
 
 `run_campaign` is what `bioscale demo` (digits, small budget, every core) and `bioscale campaign`
 (the paper's protocol on real data) run before `bioscale.analysis.analyze`. Everything lands in
@@ -16,7 +18,7 @@ from dataclasses import replace
 
 import optuna
 
-from bioscale.contract import Evaluation, StudyInfo, best_trial
+from bioscale.contract import Evaluation, StudyInfo, best_trial, incumbent_role
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
 from bioscale.formats import percent
@@ -40,14 +42,15 @@ def _one_thread(single_thread: bool) -> None:
         torch.set_num_threads(1)
 
 
-def _tune(spec: StudySpec, single_thread: bool = False) -> tuple[str, float | None]:
-    """Run one study to its budget in this process (a joblib worker); returns its name and best validation error."""
+def _tune(spec: StudySpec, single_thread: bool = False) -> tuple[str, str]:
+    """Run one study to its budget in this process (a joblib worker); returns its name and its incumbent, in words."""
     from ._driver import run_study
 
     _one_thread(single_thread)
     result = run_study(spec, progress=False)
     best = best_trial(result.get_trials(deepcopy=False))
-    return campaign_study_name(spec), best.value if best else None
+    said = "-" if best is None else f"{percent(best.value)} (trial {best.number}, {incumbent_role(best)})"
+    return campaign_study_name(spec), said
 
 
 def _evaluate(name: str, campaign: CampaignSpec, device: str, single_thread: bool = False) -> tuple[str, Evaluation | str]:
@@ -86,9 +89,9 @@ def run_campaign(campaign: CampaignSpec, *, progress: bool = True) -> list[str]:
             results = Parallel(n_jobs=campaign.side_by_side, return_as="generator_unordered")(jobs)
         else:
             results = (_tune(replace(s, devices=tuple(devices))) for s in studies)
-        for name, value in results:
+        for name, said in results:
             bar.update()
-            say(f"tuned     {name}: best validation error {percent(value)}")
+            say(f"tuned     {name}: best validation error {said}")
         evaluated = _already_evaluated(campaign.storage, names, campaign.seeds)
         todo = [n for n in names if n not in evaluated]
         bar.update(len(evaluated))

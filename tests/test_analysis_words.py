@@ -14,7 +14,7 @@ import pytest
 from bioscale.analysis import analyze, compute
 from bioscale.analysis.analyses import ecdf
 from bioscale.analysis.analyses.importance import column_order
-from bioscale.analysis.protocol import (REDUCED_MARK, REDUCED_REASON, SETTLING_COST, design_text, is_paper_protocol,
+from bioscale.analysis.protocol import (REDUCED_MARK, REDUCED_REASON, SETTLING_COST, is_paper_protocol,
                                         missing_rules, missing_text, protocol_verdict, reduced_budgets)
 from bioscale.analysis.rendering import _relation
 from bioscale.analysis.storage import select_studies
@@ -97,20 +97,7 @@ def test_reduced_budget_is_marked_with_its_reason_in_findings_ranking_and_tables
     assert "**Rules absent from an architecture**: digits / lc: ep not run on lc" in appendix
     assert f"dfa {REDUCED_MARK}" not in text
     assert "the paper's search space at 8 × 10 (the paper: 60 × 500); digits, not the paper's data" in appendix
-    assert "**Search design**: not recorded (7 studies)" in appendix
     assert "after Bartunov et al. 2018" in text and "reproducing" not in text
-
-
-def test_design_text_names_the_sampler_sharing_and_fidelity():
-    assert design_text(None) == "not recorded"
-    sobol = design_text({"sampler": "sobol", "seed": 7, "draws": "k", "shared": "pair", "fidelity": None})
-    assert sobol.startswith("scrambled Sobol") and "seed 7" in sobol and "tanh/ReLU pair" in sobol
-    assert sobol.endswith("every configuration at the full budget")
-    halving = design_text({"sampler": "random", "seed": 1, "shared": "rules",
-                           "fidelity": {"scheme": "halving", "eta": 3, "rungs": [1, 3, 10]}})
-    assert "common random numbers" in halving and "halving (η = 3, rungs at 1, 3, 10 epochs)" in halving
-    assert design_text('{"sampler": "tpe", "seed": 2, "shared": "none", "fidelity": null}').startswith("TPE")
-    assert design_text("not json").startswith("unreadable")
 
 
 def test_every_importance_heat_map_has_one_column_order_whatever_the_shares():

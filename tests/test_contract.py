@@ -31,12 +31,22 @@ def test_finished_counted_and_requeued_agree():
         False, True, True, True, False, True]
 
 
-def test_the_best_trial_is_the_lowest_complete_search_trial_earliest_on_ties():
+def test_the_best_trial_is_the_lowest_complete_trial_earliest_on_ties_the_default_included():
+    halved = create_trial(state=TrialState.PRUNED, value=0.01, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                          user_attrs={"end_reason": contract.HALVED.text("stopped by successive halving at epoch 1")})
+    halved.number = 5  # a lower error at a low rung is no full-budget result
     trials = [trial(0, TrialState.COMPLETE, 0.3), trial(1, TrialState.COMPLETE, 0.1), trial(2, TrialState.COMPLETE, 0.1),
-              trial(3, TrialState.COMPLETE, 0.05, role="default"), trial(4, TrialState.PRUNED, end_reason="diverged: nan")]
-    assert contract.best_trial(trials).number == 1
+              trial(3, TrialState.COMPLETE, 0.05, role="default"), trial(4, TrialState.PRUNED, end_reason="diverged: nan"),
+              halved]
+    incumbent = contract.best_trial(trials)
+    assert incumbent.number == 3 and contract.incumbent_role(incumbent) == "default"
+    searched = contract.best_trial(trials, search_only=True)
+    assert searched.number == 1 and contract.incumbent_role(searched) == "search"
     assert contract.default_trial(trials).number == 3
-    assert contract.best_trial([trials[3], trials[4]]) is None
+    assert contract.best_trial([trials[3], trials[4]]).number == 3
+    assert contract.best_trial([trials[3], trials[4]], search_only=True) is None
+    assert contract.best_trial([trials[4], halved]) is None
+    assert contract.read_end_reason(halved.user_attrs["end_reason"]) == contract.HALVED and contract.is_finished(halved)
 
 
 def test_study_info_round_trips_and_reads_any_study():

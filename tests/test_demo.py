@@ -72,7 +72,7 @@ def test_demo_keeps_the_energy_based_rules_to_fc_at_a_reduced_budget():
     assert [key(s) for s in studies if s.rule not in DEMO_REDUCED["rules"]] == [
         key(s) for s in everything if s.rule not in DEMO_REDUCED["rules"]]
     assert all((s.trials, s.epochs) == (DEMO["trials"], DEMO["epochs"]) for s in studies if s.rule not in DEMO_REDUCED["rules"])
-    assert reduced_budget(demo_campaign()) == "chl on fc, ep on fc: 3 trials x 4 epochs"
+    assert reduced_budget(demo_campaign()) == "chl on fc, ep on fc: 12 trials x 4 epochs"
     small = replace(demo_study(), trials=2, epochs=2)  # a smaller budget than the reduction is kept as it is
     assert all((s.trials, s.epochs) == (2, 2) for s in demo_campaign(small).studies)
 

@@ -17,6 +17,7 @@ import pandas as pd
 from bioscale import catalogue
 from bioscale.values import CHOICES, LIMITS
 
+from ..design import fidelity_summary
 from ..evidence import EXPLORATORY, Evidence, evidence
 from ..report import Block, Paragraph, Table
 from . import _common as c
@@ -63,6 +64,7 @@ class Importance:
 
     groups: dict[tuple[str, str], list[StudyImportance]] = field(default_factory=dict)
     long: pd.DataFrame = field(default_factory=pd.DataFrame)  # every share, one row per study, method, branch, param
+    fidelity: str = ""  # the budget the shares read (`design.fidelity_summary`)
     columns: list[str] = field(default_factory=list)  # every heat map's columns, in one fixed order
 
 
@@ -77,7 +79,7 @@ def column_order(names: Iterable[str]) -> list[str]:
 
 def compute(results: Analysis) -> Importance:
     """Shares per analysed study with their evidence, and the heat maps' one column order."""
-    out = Importance(long=results.importance)
+    out = Importance(long=results.importance, fidelity=fidelity_summary(results.records))
     for group, members in c.groups(results).items():
         rows = []
         for a in members:
@@ -142,7 +144,7 @@ def render(computed: Importance, out: Output, figures: str) -> list[Block]:
     from .. import plots
     from ..stability import MARGIN
 
-    blocks: list[Block] = []
+    blocks: list[Block] = [Paragraph(f"Importances read each configuration's error at {computed.fidelity}.")]
     if len(computed.long):
         out.table(computed.long, "importance")  # every column, whatever the data: a stable schema for scripts
     records = []

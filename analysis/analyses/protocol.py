@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..protocol import (PAPER_BUDGET, budget_text, by_reason, design_text, fixed_text, missing_rules, missing_text,
-                        protocol_verdict, reduced_budgets)
+from ..protocol import (PAPER_BUDGET, budget_text, by_reason, fixed_text, missing_rules, missing_text, protocol_verdict,
+                        reduced_budgets)
 from ..report import Block, Bullets, Paragraph, Table
 from ..storage import StudyRecord
 
@@ -25,33 +25,25 @@ APPENDIX = True
 
 @dataclass
 class Protocols:
-    """The budget line, the search designs, reduced budgets, rules absent from a group, and the per-study table."""
+    """The budget line, reduced budgets, rules absent from a group, and the per-study table."""
 
     budget: str
     table: pd.DataFrame
-    designs: dict[str, int]  # design in words -> studies
     reduced: dict[str, str]  # study -> why its budget is reduced
     missing: list[str]  # rules absent from a (dataset, arch) group, with why
 
 
 def compute(results: Analysis) -> Protocols:
-    """The budget line, the designs, the reduced budgets, the missing rules and one protocol row per study."""
+    """The budget line, the reduced budgets, the missing rules and one protocol row per study."""
     records = results.records
-    designs: dict[str, int] = {}
-    for r in records:
-        # the study attribute `design` (bioscale.contract) is absent on storages written before it
-        text = design_text(getattr(r.info, "design", None))
-        designs[text] = designs.get(text, 0) + 1
-    return Protocols(budget=budget_line(records), table=_fmt_studies(records), designs=designs,
+    return Protocols(budget=budget_line(records), table=_fmt_studies(records),
                      reduced=reduced_budgets(records),
                      missing=[missing_text(group, rules) for group, rules in missing_rules(records).items()])
 
 
 def render(computed: Protocols, out: Output, figures: str) -> list[Block]:
-    """The budget line, the design, reduced budgets, absent rules, and the protocol table."""
-    blocks: list[Block] = [Paragraph(computed.budget), Paragraph(
-        "**Search design**: " + "; ".join(f"{text} ({n} {'study' if n == 1 else 'studies'})"
-                                          for text, n in computed.designs.items()) + ".")]
+    """The budget line, reduced budgets, absent rules, and the protocol table."""
+    blocks: list[Block] = [Paragraph(computed.budget)]  # the design is named once, in the findings' caveats
     if computed.reduced:
         blocks.append(Paragraph("**Reduced budgets** (marked † wherever their numbers appear):"))
         blocks.append(Bullets([", ".join(f"`{name}`" for name in names) + f": {why}"
