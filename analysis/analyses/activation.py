@@ -151,7 +151,7 @@ def draw(title: str, rows: list[Row], pool: Pooled | None, reduced: set[tuple[st
             ax.errorbar(m, y, xerr=[[m - lo], [hi - m]], fmt="none", ecolor="black", capsize=5, lw=1.2, zorder=3)
             ax.add_patch(Polygon([(lo, y), (m, y - 0.35), (hi, y), (m, y + 0.35)], closed=True, color="black", zorder=4))
             ax.annotate(f"{m:+.2f} pp ({lo:+.2f} to {hi:+.2f})", (hi, y), xytext=(6, 0), textcoords="offset points",
-                        va="center", fontsize=8)
+                        va="center", fontsize=8, zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             low, high = ax.get_xlim()
             ax.set_xlim(low, high + 0.25 * (high - low))  # room for the pooled numbers inside the axes
         ax.set_yticks(range(len(names)), names, fontsize=8)
