@@ -1,4 +1,9 @@
-"""Does tanh beat ReLU for a rule? Differences in medians and best quartiles, bootstrap CIs, a rank test, a verdict."""
+"""Does tanh beat ReLU for a rule? Differences in medians and best quartiles, bootstrap CIs, a rank test, a verdict.
+
+One test decides a verdict and is the one printed: here the Mann-Whitney test (two-sided, at
+ALPHA after any multiplicity correction), its direction from the U statistic; the bootstrap CIs
+describe the size of the difference.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ NO_CLEAR_DIFFERENCE = "no clear difference"
 NOT_ENOUGH = "not enough trials"
 TIE = "tie (identical errors)"
 MIN_PER_ACTIVATION = 3
+ALPHA = 0.05  # every verdict's level, after the multiplicity correction where several are drawn
 
 
 @dataclass
@@ -35,6 +41,15 @@ class ActivationEffect:
     p_value: float = math.nan
     confidence: float = 0.95
     verdict: str = NOT_ENOUGH
+    p_adjusted: float = math.nan  # the Mann-Whitney p after the multiplicity correction (the raw p for one comparison)
+    n_tests: int = 1
+    tanh_lower: bool = False  # the rank test's direction: tanh's errors tend to be lower
+
+    def adjust(self, p_adjusted: float, n_tests: int) -> None:
+        """Decide the verdict on the Mann-Whitney p corrected over `n_tests` verdicts."""
+        self.p_adjusted, self.n_tests = p_adjusted, n_tests
+        if self.n_tanh >= MIN_PER_ACTIVATION and self.n_relu >= MIN_PER_ACTIVATION:
+            self.verdict = test_verdict(p_adjusted, self.tanh_lower)
 
 
 def best_quartile_mean(errors: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -55,6 +70,15 @@ def best_of_n(errors: Sequence[float], n_max: int | None = None) -> np.ndarray:
     i = np.arange(1, m + 1)[None, :]
     weights = (1 - (i - 1) / m) ** n - (1 - i / m) ** n
     return weights @ values
+
+
+def test_verdict(p: float, tanh_lower: bool) -> str:
+    """A test's verdict: a direction when p (adjusted where several verdicts are drawn) is below ALPHA."""
+    if not math.isfinite(p):
+        return NOT_ENOUGH
+    if p >= ALPHA:
+        return NO_CLEAR_DIFFERENCE
+    return TANH_BETTER if tanh_lower else RELU_BETTER
 
 
 def verdict_from_ci(low: float, high: float) -> str:
@@ -92,10 +116,11 @@ def activation_effect(tanh_errors: Sequence[float], relu_errors: Sequence[float]
     effect.median_ci = _ci(tanh, relu, median_diff, confidence, n_resamples, seed)
     effect.best_quartile_ci = _ci(tanh, relu, quartile_diff, confidence, n_resamples, seed)
     if np.ptp(np.concatenate([tanh, relu])) > 0:
-        effect.p_value = float(stats.mannwhitneyu(tanh, relu, alternative="two-sided").pvalue)
+        test = stats.mannwhitneyu(tanh, relu, alternative="two-sided")
+        effect.p_value, effect.tanh_lower = float(test.pvalue), bool(test.statistic < tanh.size * relu.size / 2)
     else:
         effect.p_value = 1.0
-    effect.verdict = verdict_from_ci(*effect.median_ci)
+    effect.adjust(effect.p_value, 1)
     return effect
 
 

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from bioscale import datasets
 from bioscale.contract import Evaluation
 
 AT_BEST_VAL = "test error at the best-validation epoch"
 AT_LAST = "test error at the last epoch (the evaluation recorded no best-validation epoch)"
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def standard_error(errors: Sequence[float], n_test: int | None) -> float:
+    """Standard error of a mean test error over seeds: the seed spread (s²/k over k seeds) plus the binomial error of
+    an error rate e measured on n test examples, e(1 − e)/n (the same examples for every seed, so it does not average
+    out); NaN when the test set's size is unknown or there is no error."""
+    if not errors or not n_test:
+        return math.nan
+    mean = float(np.mean(errors))
+    spread = float(np.var(errors, ddof=1)) / len(errors) if len(errors) > 1 else 0.0
+    return math.sqrt(spread + mean * (1 - mean) / n_test)
 
 
 @dataclass
@@ -24,6 +37,17 @@ class Evaluated:
     diverged: list[dict[str, Any]] = field(default_factory=list)
     chance: float = math.nan
     recorded: tuple[float, float] | None = None  # (mean, std) as the evaluation wrote them, when it did
+    n_test: int | None = None  # test examples each seed's error was measured on
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% normal interval of the mean test error (diverged seeds at chance), clipped to [0, 1] (`standard_error`)."""
+        values = self.errors + [self.chance] * len(self.diverged)
+        se = standard_error(values, self.n_test)
+        if not math.isfinite(se):
+            return math.nan, math.nan
+        mean = float(np.mean(values))
+        return max(0.0, mean - Z95 * se), min(1.0, mean + Z95 * se)
 
     @property
     def n(self) -> int:
@@ -52,7 +76,10 @@ class Evaluated:
 
     def line(self) -> str:
         """One line: mean ± sd over the seeds, which test error, and the seeds that diverged."""
-        text = (f"{100 * self.mean:.2f} ± {100 * self.std:.2f}% over {self.n} seeds ({self.basis})"
+        low, high = self.interval
+        spread = (f", 95% CI {100 * low:.2f}–{100 * high:.2f}% (seeds and {self.n_test or 'unknown'} test examples)"
+                  if math.isfinite(low) else "")
+        text = (f"{100 * self.mean:.2f} ± {100 * self.std:.2f}% over {self.n} seeds ({self.basis}){spread}"
                 if self.n else "no seed finished")
         if self.diverged:
             named = ", ".join(f"seed {d.get('seed')} ({d.get('reason', 'diverged')})" for d in self.diverged)
@@ -62,8 +89,11 @@ class Evaluated:
         return text
 
 
-def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float) -> Evaluated | None:
-    """The evaluation record read: test errors at the best-validation epoch when recorded, else at the last epoch."""
+def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float, dataset: str | None = None) -> Evaluated | None:
+    """The evaluation record read: test errors at the best-validation epoch when recorded, else at the last epoch.
+
+    `dataset` gives the test set's size, for the interval (`Evaluated.interval`).
+    """
     record = Evaluation.read(evaluation)
     if record is None:
         return None
@@ -82,5 +112,7 @@ def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float) 
         return None
     recorded = (float(mean), float(std) if isinstance(std, (int, float)) else math.nan) \
         if isinstance(mean, (int, float)) and math.isfinite(mean) else None
+    entry = datasets.REGISTRY.get(dataset or "")
+    sizes = entry.splits() if entry is not None else None
     return Evaluated(seeds=seeds, errors=values, basis=basis, diverged=[dict(d) for d in diverged], chance=chance,
-                     recorded=recorded)
+                     recorded=recorded, n_test=sizes[2] if sizes else None)

@@ -14,6 +14,12 @@ rules of thumb, chosen so that a share or rank is not dominated by one or two po
   of 6 of 6 p = 0.03).
 - a stability share (within x pp of a reference) needs 20 configurations.
 - a budget-trust rank correlation needs 10 learning curves.
+- "learned": every evaluated seed (a diverged one at chance) ends with an error at most
+  LEARNED_SHARE of chance, i.e. at least half-way from chance to zero: ≤ 45 % on ten classes
+  (a margin of 45 pp), ≤ 25 % on two (25 pp); the margin scales with the number of classes as
+  chance = 1 − 1/classes does. A study not re-evaluated is judged on its best validation error.
+  Sensitivity is measured only among studies that learned: a share of configurations near a
+  reference means nothing for a rule that never came near it.
 - a surrogate random forest (ablation path, local importance, interactions) is not fitted below 8
   finished trials: with 3 trials per leaf it would have two or three leaves; its ablation path and
   local importances are exploratory below 20 trials, its pairwise interactions (which need more
@@ -24,7 +30,9 @@ rules of thumb, chosen so that a share or rank is not dominated by one or two po
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 THRESHOLDS: dict[str, tuple[int, str, str]] = {  # kind -> (observations needed, what is counted, the statistic)
     "importance": (30, "complete trials", "an importance share (fANOVA, PED-ANOVA)"),
@@ -40,6 +48,7 @@ THRESHOLDS: dict[str, tuple[int, str, str]] = {  # kind -> (observations needed,
     "local_importance": (20, "finished trials", "local parameter importance"),
     "interactions": (30, "finished trials", "an interaction share"),
 }
+LEARNED_SHARE = 0.5  # learned: every seed's error at most this share of the chance-level error
 MIN_OOB_R2 = 0.5  # below this out-of-bag R², every result on a surrogate is exploratory
 EXPLORATORY = "exploratory"
 
@@ -71,6 +80,17 @@ class Evidence:
     def tag(self) -> str:
         """'' when firm, else 'exploratory' (a short table cell)."""
         return "" if self.ok else EXPLORATORY
+
+
+def learned_threshold(chance: float) -> float:
+    """The highest error that counts as learned on a dataset whose chance-level error is `chance`."""
+    return LEARNED_SHARE * chance
+
+
+def learned(errors: Sequence[float], chance: float) -> bool:
+    """Whether every error (one per evaluated seed, a diverged seed at chance) is well below chance."""
+    values = [float(e) for e in errors]
+    return bool(values) and all(math.isfinite(e) and e <= learned_threshold(chance) for e in values)
 
 
 def needed(kind: str) -> int:

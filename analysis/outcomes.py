@@ -4,7 +4,8 @@ A run that diverged (NaN loss) or stalled (error stayed at chance) is a property
 configuration, not noise to drop: it counts at the chance-level error of its dataset,
 1 − 1/classes. A trial a pruner stopped (end_reason "pruned") is not a divergence: it counts with
 the lowest validation error it reached before it was stopped (what the study saw of it, an upper
-bound of what it would have reached). Trials that failed with an error or ran out of memory carry
+bound of what it would have reached); one successive halving stopped at a lower rung ("halved") counts
+the same way, with what it reached by its rung. Trials that failed with an error or ran out of memory carry
 no error: they are counted in the shares and left out of every statistic. The default-configuration
 trial is never one of these trials (`bioscale.contract.search_trials`).
 """
@@ -22,7 +23,8 @@ from bioscale import contract, datasets
 
 # How a finished trial ended, for the statistics: complete, or one of the end reasons (error and out of memory: failed).
 COMPLETE, FAILED = "complete", "failed"
-DIVERGED, STALLED, PRUNED = contract.DIVERGED.value, contract.STALLED.value, contract.PRUNED.value
+DIVERGED, STALLED, PRUNED, HALVED = (contract.DIVERGED.value, contract.STALLED.value, contract.PRUNED.value,
+                                     contract.HALVED.value)
 UNKNOWN_CHANCE = 0.9  # a study of a dataset the registry does not know: ten classes assumed
 
 
@@ -33,7 +35,7 @@ def chance_error(dataset: str | None) -> float:
 
 
 def outcome(trial: FrozenTrial) -> str:
-    """complete, diverged (NaN loss), stalled (error stayed at chance), pruned (by a pruner) or failed."""
+    """complete, diverged (NaN loss), stalled (error stayed at chance), halved (at a lower rung), pruned or failed."""
     if trial.state == TrialState.COMPLETE and trial.value is not None and math.isfinite(trial.value):
         return COMPLETE
     reason = contract.read_end_reason(trial.user_attrs.get(contract.END_REASON))
@@ -41,6 +43,8 @@ def outcome(trial: FrozenTrial) -> str:
         return DIVERGED
     if reason == contract.EndReason.STALLED:
         return STALLED
+    if reason == contract.EndReason.HALVED:
+        return HALVED
     if reason == contract.EndReason.PRUNED or trial.state == TrialState.PRUNED:
         return PRUNED
     return FAILED
@@ -53,7 +57,7 @@ def counted_error(trial: FrozenTrial, chance: float) -> float:
         return float(trial.value)
     if kind in (DIVERGED, STALLED):
         return chance
-    if kind == PRUNED:
+    if kind in (PRUNED, HALVED):
         seen = [v for v in trial.intermediate_values.values() if v is not None and math.isfinite(v)]
         return float(min(seen)) if seen else math.nan
     return math.nan
@@ -69,6 +73,7 @@ class Outcomes:
     n_stalled: int
     n_pruned: int
     n_failed: int
+    n_halved: int  # stopped by successive halving at a lower rung: by design, not a failure
 
     @property
     def share_diverged(self) -> float:
@@ -80,7 +85,8 @@ class Outcomes:
         if not self.n_finished:
             return "no finished trial"
         parts = [f"{self.n_complete} complete", f"{self.n_diverged} diverged", f"{self.n_stalled} stalled at chance",
-                 f"{self.n_pruned} stopped by the pruner", f"{self.n_failed} failed"]
+                 f"{self.n_pruned} stopped by the pruner", f"{self.n_halved} halved at a lower rung",
+                 f"{self.n_failed} failed"]
         return (f"{100 * self.share_diverged:.0f}% diverged or stalled ({self.n_diverged + self.n_stalled} of "
                 f"{self.n_finished} finished: " + ", ".join(p for p in parts if not p.startswith("0 ")) + ")")
 
@@ -94,7 +100,7 @@ def outcomes(trials: Iterable[FrozenTrial]) -> Outcomes:
     """Counts of how the finished search trials ended."""
     kinds = [outcome(t) for t in search_finished(trials)]
     return Outcomes(len(kinds), kinds.count(COMPLETE), kinds.count(DIVERGED), kinds.count(STALLED),
-                    kinds.count(PRUNED), kinds.count(FAILED))
+                    kinds.count(PRUNED), kinds.count(FAILED), kinds.count(HALVED))
 
 
 def valued_trials(trials: Sequence[FrozenTrial], chance: float) -> list[FrozenTrial]:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
 from .activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, TIE, ActivationEffect,
-                         activation_effect, best_of_n, verdict_from_ci)
+                         activation_effect, best_of_n, test_verdict, verdict_from_ci)
+from .design import draw_clusters, first_rung_errors
 from .evaluation import Evaluated, evaluated
-from .outcomes import COMPLETE, DIVERGED, STALLED, chance_error, counted_error, outcome, search_finished
+from .outcomes import COMPLETE, DIVERGED, STALLED, chance_error, outcome
 from .storage import StudyRecord
 
 ACTIVATIONS = ("tanh", "relu")
@@ -33,33 +34,54 @@ def config_key(params: dict) -> tuple:
     return tuple(sorted((k, round(v, 12) if isinstance(v, float) else v) for k, v in params.items() if k != "activation"))
 
 
-def matched_errors(tanh: StudyRecord, relu: StudyRecord) -> np.ndarray:
-    """(tanh, ReLU) counted errors (diverged at chance), one row per configuration both studies ran, in a fixed order."""
-    def errors(record: StudyRecord) -> dict[tuple, list[float]]:
-        chance, found = chance_error(record.dataset), {}
-        for trial in search_finished(record.trials):
-            value = counted_error(trial, chance)
+@dataclass
+class Matched:
+    """The configurations both studies of a pair ran: (tanh, ReLU) errors per run and the tanh trial each row came from."""
+
+    values: np.ndarray  # (n, 2)
+    trials: list[int]  # tanh trial numbers, one per row
+
+
+def matched_errors(tanh: StudyRecord, relu: StudyRecord) -> Matched:
+    """(tanh, ReLU) errors at the first rung (diverged at chance), one row per configuration both studies ran."""
+    def errors(record: StudyRecord) -> dict[tuple, list[tuple[float, int]]]:
+        found: dict[tuple, list[tuple[float, int]]] = {}
+        for trial, value in zip(*first_rung_errors(record, chance_error(record.dataset))):
             if math.isfinite(value):
-                found.setdefault(config_key(trial.params), []).append(value)
+                found.setdefault(config_key(trial.params), []).append((value, trial.number))
         return found
 
     a, b = errors(tanh), errors(relu)
-    matched = [(x, y) for key in sorted(a, key=str) if key in b for x, y in zip(a[key], b[key])]
-    return np.asarray(matched, dtype=float).reshape(-1, 2)
+    rows = [(x, y, number) for key in sorted(a, key=str) if key in b for (x, number), (y, _) in zip(a[key], b[key])]
+    return Matched(values=np.asarray([r[:2] for r in rows], dtype=float).reshape(-1, 2), trials=[r[2] for r in rows])
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of p-values (family-wise error); NaN stays NaN."""
+    p = np.asarray(p_values, dtype=float)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    adjusted = np.full(p.shape, np.nan)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((order.size - np.arange(order.size)) * p[order]))
+    return adjusted
 
 
 @dataclass
 class PairedEffect:
-    """tanh − ReLU error on the same configurations: paired t-interval of the mean difference and a sign test."""
+    """tanh − ReLU error on the same configurations (a configuration's seeds averaged): the sign test decides."""
 
     diffs: np.ndarray
     n_configs: int  # configurations in the larger study, to tell how many matched
+    clusters: list = field(default_factory=list)  # the draw of each difference (`design.draw_clusters`)
     mean: float = math.nan
-    ci: tuple[float, float] = (math.nan, math.nan)
+    median: float = math.nan
+    ci: tuple[float, float] = (math.nan, math.nan)  # of the median, from the sign test's order statistics
     tanh_wins: int = 0
     relu_wins: int = 0
     ties: int = 0
     sign_p: float = math.nan
+    p_adjusted: float = math.nan  # the sign test's p after the multiplicity correction over every pair
+    n_tests: int = 1  # per-pair verdicts in the family the correction ran over
     verdict: str = NOT_ENOUGH
     values: np.ndarray | None = None  # (tanh, ReLU) errors of each matched configuration, when known
 
@@ -78,41 +100,84 @@ class PairedEffect:
         """Half the width of the 95% CI: the smallest difference this pair could tell from zero."""
         return (self.ci[1] - self.ci[0]) / 2 if all(map(math.isfinite, self.ci)) else math.nan
 
+    def adjust(self, p_adjusted: float, n_tests: int) -> None:
+        """Decide the verdict on the sign test's p corrected over `n_tests` verdicts."""
+        self.p_adjusted, self.n_tests = p_adjusted, n_tests
+        if self.n >= MIN_PAIRED:
+            self.verdict = test_verdict(p_adjusted, self.tanh_wins > self.relu_wins)
+
     def line(self) -> str:
-        """One line: mean difference, its CI and half-width, wins and the sign test."""
+        """One line: the verdict, the sign test that decided it (raw and adjusted p), the median with its CI."""
         if self.n < MIN_PAIRED:
             return f"{NOT_ENOUGH} ({self.n} matched configurations)"
         tie = f" — {TIE}" if self.ties == self.n else ""
-        return (f"{self.verdict}{tie}: mean tanh − ReLU {100 * self.mean:+.2f} pp (95% paired t CI {100 * self.ci[0]:+.2f} to "
-                f"{100 * self.ci[1]:+.2f}, ± {100 * self.half_width:.2f}), tanh better in {self.tanh_wins} of {self.n} "
-                f"configurations, ReLU in {self.relu_wins}, tied {self.ties}; sign test p = {self.sign_p:.3g}")
+        return (f"{self.verdict}{tie}: tanh better in {self.tanh_wins} of {self.n} configurations, ReLU in "
+                f"{self.relu_wins}, tied {self.ties}; sign test p = {self.sign_p:.3g}, "
+                f"{_corrected(self.p_adjusted, self.n_tests)}; "
+                f"median tanh − ReLU {100 * self.median:+.2f} pp (95% CI {100 * self.ci[0]:+.2f} to "
+                f"{100 * self.ci[1]:+.2f}), mean {100 * self.mean:+.2f} pp")
 
 
-def paired_effect(diffs: np.ndarray, n_configs: int = 0, confidence: float = 0.95) -> PairedEffect:
-    """Paired t-interval and sign test of tanh − ReLU differences; the verdict from the interval."""
+def _corrected(p_adjusted: float, n_tests: int) -> str:
+    if n_tests <= 1:
+        return "one comparison, no correction"
+    return f"Holm-adjusted over {n_tests} pairs p = {p_adjusted:.3g}"
+
+
+def sign_interval(diffs: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The distribution-free CI of the median difference: the order statistics the sign test does not reject."""
+    values = np.sort(np.asarray(diffs, dtype=float))
+    n = values.size
+    k = int(stats.binom.ppf((1 - confidence) / 2, n, 0.5))  # the largest k with P(Bin ≤ k - 1) < α/2 (1-based)
+    if k < 1:  # too few differences for any interval at this confidence: the whole range
+        return float(values[0]), float(values[-1])
+    return float(values[k - 1]), float(values[n - k])
+
+
+def paired_effect(diffs: np.ndarray, n_configs: int = 0, clusters: Sequence | None = None) -> PairedEffect:
+    """Sign test of tanh − ReLU differences (one per configuration); the verdict from its p (one comparison)."""
     diffs = np.asarray(diffs, dtype=float)
-    effect = PairedEffect(diffs=diffs, n_configs=max(n_configs, diffs.size))
+    effect = PairedEffect(diffs=diffs, n_configs=max(n_configs, diffs.size),
+                          clusters=list(clusters) if clusters is not None else [])
     if diffs.size < MIN_PAIRED:
         return effect
     tol = 1e-12
     effect.tanh_wins, effect.relu_wins = int((diffs < -tol).sum()), int((diffs > tol).sum())
     effect.ties = int(diffs.size - effect.tanh_wins - effect.relu_wins)
-    effect.mean = float(diffs.mean())
-    half = float(stats.t.ppf(0.5 + confidence / 2, diffs.size - 1) * diffs.std(ddof=1) / math.sqrt(diffs.size))
-    effect.ci = (effect.mean - half, effect.mean + half)
-    decided = effect.tanh_wins + effect.relu_wins
-    effect.sign_p = float(stats.binomtest(effect.tanh_wins, decided).pvalue) if decided else 1.0
-    effect.verdict = verdict_from_ci(effect.ci[0] if abs(effect.ci[0]) > tol else 0.0,
-                                     effect.ci[1] if abs(effect.ci[1]) > tol else 0.0)
+    effect.mean, effect.median = float(diffs.mean()), float(np.median(diffs))
+    effect.ci = sign_interval(diffs)
+    decided_n = effect.tanh_wins + effect.relu_wins
+    effect.sign_p = float(stats.binomtest(effect.tanh_wins, decided_n).pvalue) if decided_n else 1.0
+    effect.adjust(effect.sign_p, 1)
     return effect
+
+
+def cluster_bootstrap(values: np.ndarray, clusters: Sequence, *, confidence: float = 0.95, n_resamples: int = 4000,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean of `values` resampling whole clusters (values sharing a draw) with replacement.
+
+    The mean is a ratio (resampled sums over resampled counts), so clusters of unequal size weigh
+    by their size as in the point estimate. Several seeds of one configuration sit inside its
+    cluster and move with it: resampling the top stage of a nested design carries the lower
+    stage's variation (Davison and Hinkley 1997, section 3.8).
+    """
+    labels = {label: i for i, label in enumerate(dict.fromkeys(clusters))}
+    index = np.array([labels[c] for c in clusters])
+    sums = np.bincount(index, weights=values, minlength=len(labels))
+    counts = np.bincount(index, minlength=len(labels)).astype(float)
+    weights = np.random.default_rng(seed).multinomial(len(labels), np.full(len(labels), 1 / len(labels)), n_resamples)
+    means = (weights @ sums) / (weights @ counts)
+    return tuple(float(np.quantile(means, q)) for q in ((1 - confidence) / 2, (1 + confidence) / 2))
 
 
 @dataclass
 class Pooled:
-    """The tanh − ReLU difference pooled over every matched configuration of every paired rule."""
+    """The tanh − ReLU difference pooled over every matched configuration of every paired rule × architecture."""
 
     n_pairs: int
+    n_rules: int  # distinct rules among the pairs
     n_configs: int
+    n_draws: int  # distinct draws the bootstrap resamples (fewer than n_configs when rules shared draws)
     mean: float
     ci: tuple[float, float]
     tanh_wins: int
@@ -123,33 +188,34 @@ class Pooled:
     verdict: str
 
     def line(self) -> str:
-        """One line: pooled mean with its CI, configuration wins and rule verdicts."""
+        """One line: pooled mean with its CI, how it resampled, configuration wins and pair verdicts."""
         tie = f" — {TIE}" if self.ties == self.n_configs else ""
-        return (f"{self.verdict}{tie}: pooled over {self.n_pairs} rules and {self.n_configs} matched configurations, mean "
-                f"tanh − ReLU {100 * self.mean:+.2f} pp (95% CI {100 * self.ci[0]:+.2f} to {100 * self.ci[1]:+.2f}, "
-                f"bootstrap over configurations within rules); tanh better in {self.tanh_wins} of {self.n_configs} "
-                f"configurations, ReLU in {self.relu_wins}, tied {self.ties}; rules: {self.rules_tanh} tanh better, "
-                f"{self.rules_relu} ReLU better, {self.n_pairs - self.rules_tanh - self.rules_relu} no clear difference")
+        return (f"{self.verdict}{tie}: pooled over {self.n_pairs} rule × architecture pairs ({self.n_rules} rules) and "
+                f"{self.n_configs} matched configurations, mean tanh − ReLU {100 * self.mean:+.2f} pp (95% CI "
+                f"{100 * self.ci[0]:+.2f} to {100 * self.ci[1]:+.2f}, cluster bootstrap over {self.n_draws} draws: "
+                f"configurations that share a draw are resampled together); tanh better in {self.tanh_wins} of "
+                f"{self.n_configs} configurations, ReLU in {self.relu_wins}, tied {self.ties}; pairs: {self.rules_tanh} "
+                f"tanh better, {self.rules_relu} ReLU better, {self.n_pairs - self.rules_tanh - self.rules_relu} no "
+                "clear difference (sign test, Holm-adjusted)")
 
 
-def pooled(effects: Sequence[PairedEffect], *, n_resamples: int = 4000, seed: int = 0) -> Pooled | None:
-    """Pool paired differences across rules: the mean over every configuration, CI from a bootstrap stratified by rule."""
-    effects = [e for e in effects if e.usable]
-    if not effects:
+def pooled(effects: Sequence[PairedEffect], labels: Sequence[str] | None = None, *, n_resamples: int = 4000,
+           seed: int = 0) -> Pooled | None:
+    """Pool paired differences across pairs: the mean over every configuration, CI from a bootstrap over draws."""
+    keep = [i for i, e in enumerate(effects) if e.usable]
+    if not keep:
         return None
-    everything = np.concatenate([e.diffs for e in effects])
-    rng = np.random.default_rng(seed)
-    sums = np.zeros(n_resamples)
-    for e in effects:
-        sums += e.diffs[rng.integers(0, e.n, size=(n_resamples, e.n))].sum(axis=1)
-    means = sums / everything.size
-    low, high = (float(np.quantile(means, q)) for q in (0.025, 0.975))
+    chosen = [effects[i] for i in keep]
+    everything = np.concatenate([e.diffs for e in chosen])
+    clusters = [c for i, e in zip(keep, chosen) for c in (e.clusters if e.clusters else [(i, j) for j in range(e.n)])]
+    low, high = cluster_bootstrap(everything, clusters, n_resamples=n_resamples, seed=seed)
     tol = 1e-12
-    return Pooled(n_pairs=len(effects), n_configs=int(everything.size), mean=float(everything.mean()), ci=(low, high),
+    return Pooled(n_pairs=len(chosen), n_rules=len({labels[i] for i in keep}) if labels else len(chosen),
+                  n_configs=int(everything.size), n_draws=len(set(clusters)), mean=float(everything.mean()), ci=(low, high),
                   tanh_wins=int((everything < -tol).sum()), relu_wins=int((everything > tol).sum()),
                   ties=int((np.abs(everything) <= tol).sum()),
-                  rules_tanh=sum(e.verdict == TANH_BETTER for e in effects),
-                  rules_relu=sum(e.verdict == RELU_BETTER for e in effects),
+                  rules_tanh=sum(e.verdict == TANH_BETTER for e in chosen),
+                  rules_relu=sum(e.verdict == RELU_BETTER for e in chosen),
                   verdict=verdict_from_ci(low, high))
 
 
@@ -188,15 +254,15 @@ class Arm:
 
 
 def arm(record: StudyRecord) -> Arm:
-    """The errors and divergence indicators of one study's finished search trials."""
+    """The errors at the first rung (every configuration reached it) and divergence indicators of one study's search."""
     chance = chance_error(record.dataset)
-    finished = search_finished(record.trials)
-    errors = np.array([counted_error(t, chance) for t in finished], dtype=float)
+    finished, values = first_rung_errors(record, chance)
+    errors = np.array(values, dtype=float)
     kinds = [outcome(t) for t in finished]
     return Arm(study=record.name, errors=errors[np.isfinite(errors)],
-               complete=np.array([e for e, k in zip(errors, kinds) if k == COMPLETE], dtype=float),
+               complete=np.array([e for e, k in zip(errors, kinds) if k == COMPLETE and math.isfinite(e)], dtype=float),
                diverged=np.array([k in (DIVERGED, STALLED) for k in kinds], dtype=float),
-               evaluated=evaluated(record.evaluation, chance))
+               evaluated=evaluated(record.evaluation, chance, record.dataset))
 
 
 @dataclass
@@ -227,6 +293,31 @@ class PairComparison:
         return PAIRED if self.paired is not None and self.paired.usable else UNPAIRED
 
     @property
+    def test(self) -> str:
+        """The one test that decides the verdict: the sign test when paired, Mann-Whitney otherwise."""
+        return "sign test" if self.design == PAIRED else "Mann-Whitney"
+
+    @property
+    def deciding(self) -> "PairedEffect | ActivationEffect":
+        """The effect whose test decides the verdict: the paired one when the studies shared draws."""
+        return self.paired if self.design == PAIRED else self.on_all
+
+    @property
+    def p_value(self) -> float:
+        """The deciding test's p-value before the multiplicity correction."""
+        return self.paired.sign_p if self.design == PAIRED else self.on_all.p_value
+
+    @property
+    def p_adjusted(self) -> float:
+        """The deciding test's p-value after Holm's correction over every pair."""
+        return self.deciding.p_adjusted
+
+    def adjust(self, p_adjusted: float, n_tests: int) -> None:
+        """Decide the verdict on the deciding test's p corrected over `n_tests` pairs."""
+        self.deciding.adjust(p_adjusted, n_tests)
+        self.verdict = self.deciding.verdict
+
+    @property
     def best_diff(self) -> float:
         """tanh − ReLU expected best validation error after `budget` random configurations."""
         return self.best_tanh - self.best_relu
@@ -248,7 +339,7 @@ class PairComparison:
             parts.append(f"evaluated best: tanh {self.tanh.evaluated.line()}; ReLU {self.relu.evaluated.line()}")
         if self.design == PAIRED:
             return (f"{self.verdict} configuration by configuration (paired over the {self.paired.n} configurations both "
-                    f"studies ran: {self.paired.line().split(': ', 1)[1]}); unpaired, over "
+                    f"studies ran: {self.paired.line().split(': ', 1)[1]}); for comparison, unpaired over "
                     f"every finished configuration: {_effect_clause(self.on_all)}; " + "; ".join(parts))
         return f"{self.verdict} over every finished configuration ({_effect_clause(self.on_all)}); " + "; ".join(parts)
 
@@ -264,7 +355,8 @@ def _effect_clause(effect: ActivationEffect) -> str:
     if effect.verdict == NOT_ENOUGH:
         return f"{NOT_ENOUGH} ({effect.n_tanh} tanh, {effect.n_relu} ReLU)"
     return (f"{effect.verdict}, median tanh − ReLU {_pp_ci(effect.median_diff, effect.median_ci)}, "
-            f"Mann-Whitney p = {effect.p_value:.3g}, n = {effect.n_tanh} tanh, {effect.n_relu} ReLU")
+            f"Mann-Whitney p = {effect.p_value:.3g}, {_corrected(effect.p_adjusted, effect.n_tests)}, n = {effect.n_tanh} "
+            f"tanh, {effect.n_relu} ReLU")
 
 
 def _divergence_clause(pair: PairComparison) -> str:
@@ -287,8 +379,12 @@ def expected_best(errors: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
     return np.moveaxis(values, axis, -1) @ weights
 
 
-def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, n_resamples: int = 2000, seed: int = 0) -> PairComparison:
-    """Compare a pair's studies on every finished configuration, complete ones, divergence, best of n and the evaluated best."""
+def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, draws: Mapping[tuple[str, int], Hashable] | None = None,
+                 n_resamples: int = 2000, seed: int = 0) -> PairComparison:
+    """Compare a pair's studies on every finished configuration, complete ones, divergence, best of n and the evaluated best.
+
+    `draws` labels each trial's draw across studies (`design.draw_clusters`; by default over this pair alone).
+    """
     a, b = arm(tanh), arm(relu)
     pair = PairComparison(dataset=tanh.dataset, arch=tanh.arch, label=tanh.label, tanh=a, relu=b,
                           on_all=activation_effect(a.errors, b.errors, n_resamples=n_resamples, seed=seed),
@@ -308,10 +404,30 @@ def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, n_resamples: int = 200
             pair.best_ci = _bootstrap(a.errors, b.errors, lambda x, y, axis=-1: expected_best(x, n, axis) -
                                       expected_best(y, n, axis), n_resamples, seed)
     matched = matched_errors(tanh, relu)
-    pair.paired = paired_effect(matched[:, 0] - matched[:, 1], max(a.errors.size, b.errors.size))
-    pair.paired.values = matched
+    draws = draws if draws is not None else draw_clusters([tanh, relu])
+    rows: dict = {}  # one difference per draw: a configuration's seeds averaged
+    for (x, y), number in zip(matched.values, matched.trials):
+        rows.setdefault(draws[(tanh.name, number)], []).append(x - y)
+    pair.paired = paired_effect(np.array([np.mean(v) for v in rows.values()]), max(a.errors.size, b.errors.size),
+                                clusters=list(rows))
+    pair.paired.values = matched.values
     pair.verdict = pair.paired.verdict if pair.design == PAIRED else pair.on_all.verdict
     return pair
+
+
+def compare_pairs(pairs: Sequence[tuple[StudyRecord, StudyRecord]]) -> list[PairComparison]:
+    """Every pair compared, its verdict decided by its one test after Holm's correction over all the pairs' tests.
+
+    The pairs' draws are labelled across studies (`design.draw_clusters`), so that a pooled
+    interval resamples configurations that several rules shared together.
+    """
+    draws = draw_clusters([record for pair in pairs for record in pair])
+    compared = [compare_pair(tanh, relu, draws=draws) for tanh, relu in pairs]
+    adjusted = holm([p.p_value for p in compared])
+    n_tests = int(np.isfinite(adjusted).sum())
+    for comparison, p in zip(compared, adjusted):
+        comparison.adjust(float(p), n_tests)
+    return compared
 
 
 def _bootstrap(x: np.ndarray, y: np.ndarray, statistic, n_resamples: int, seed: int) -> tuple[float, float]:
@@ -335,6 +451,6 @@ def across_rules(pairs: Sequence[PairComparison]) -> str:
     holds = len(by[TANH_BETTER]) + len(by[NO_CLEAR_DIFFERENCE])
     judged = len(pairs) - len(by[NOT_ENOUGH])
     text = (f"The paper's choice of tanh holds (tanh better or no clear difference, over every finished configuration) "
-            f"for {holds} of {judged} rules compared")
+            f"for {holds} of {judged} rule × architecture pairs compared")
     details = [f"{v}: {', '.join(names)}" for v, names in by.items() if names]
     return text + (" — " + "; ".join(details) if details else "") + "."

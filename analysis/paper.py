@@ -14,7 +14,6 @@ from bioscale.errors import UsageError
 from .protocol import PAPER_PROTOCOL
 
 
-
 def published() -> pd.DataFrame:
     """Tables 1 and 2 as rows (table, dataset, family, label, paper_name) with errors as fractions in [0, 1]."""
     with resources.files(__package__).joinpath("paper.csv").open("r", encoding="utf-8") as handle:
@@ -72,7 +71,8 @@ def compare(best: pd.DataFrame) -> pd.DataFrame:
                         else ("best-validation epoch of the best trial" if not _isnan(ours) else "")),
             "protocol": getattr(row, "protocol", ""), "sampler": getattr(row, "sampler", ""),
             "fixed": getattr(row, "fixed", ""), "sampled": getattr(row, "sampled", ""),
-            "paper_protocol": paper_like, "paper_setup": PAPER_PROTOCOL if len(match) else "",
+            "paper_protocol": paper_like, "protocol_verdict": getattr(row, "protocol_verdict", ""),
+            "paper_setup": PAPER_PROTOCOL if len(match) else "",
             "paper_note": note,
         })
     return pd.DataFrame(rows)

@@ -12,10 +12,11 @@ from bioscale.errors import UsageError
 
 from . import registry
 from .artifacts import ARTIFACT_DIR_NAME, artifact_store, attach_figures
+from .protocol import PAPER_BUDGET, below_paper_budget, budget_text, data_problem, is_paper_protocol, search_space_problems
 from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output, slug  # noqa: F401 (slug: public)
 from .report import Block, Contents, Heading, Paragraph, write_report
 from .results import Analysis
-from .storage import is_dashboard_readable
+from .storage import StudyRecord, is_dashboard_readable
 
 FORMATS = ("png", "pdf", "svg")
 PAPER = "Bartunov et al. 2018, *Assessing the scalability of biologically-motivated deep learning algorithms and architectures*"
@@ -78,10 +79,12 @@ def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: 
     chosen = ("matching " + " ".join(f"`{p}`" for p in analysis.patterns) if analysis.patterns
               else "every study with stage `tune`")
     datasets = sorted({r.dataset for r in records if r.dataset})
+    relation, differs = _relation(records)
     return [
         Heading("bioscale analysis", 1),
-        Paragraph(f"A sensitivity analysis of biologically motivated learning rules, reproducing {PAPER} "
-                  f"(random search per rule, best configuration re-evaluated over seeds), on {', '.join(datasets) or '?'}."),
+        Paragraph(f"A sensitivity analysis of biologically motivated learning rules, {relation} {PAPER} "
+                  f"(random search per rule, best configuration re-evaluated over seeds), on {', '.join(datasets) or '?'}."
+                  + differs),
         Paragraph(f"Storage `{analysis.url}`; studies: {chosen} ({len(records)}; {len(analysed)} with complete trials). "
                   f"Generated {when} by bioscale {__version__}. Errors are printed in percent; the CSV tables beside "
                   f"this report ({', '.join(tables) or 'none'}) hold fractions (0.05 = 5 %), one row per study with its "
@@ -90,10 +93,24 @@ def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: 
     ]
 
 
+def _relation(records: Sequence[StudyRecord]) -> tuple[str, str]:
+    """('reproducing', '') when every study ran the paper's protocol at its budget on its data, else ('after', why not)."""
+    if records and all(is_paper_protocol(r) for r in records):
+        return "reproducing", ""
+    short = sorted({budget_text(r) for r in records if below_paper_budget(r)})
+    other = sorted({problem for r in records if (problem := data_problem(r.dataset))})
+    space = sum(bool(search_space_problems(r.info)) for r in records)
+    differs = ([f"budget {', '.join(short)} configurations × epochs (the paper: {PAPER_BUDGET[0]} × {PAPER_BUDGET[1]})"]
+               if short else []) + other + ([f"{space} of {len(records)} studies searched another space than the "
+                                             "paper's"] if space else [])
+    return "after", (" Not a reproduction: " + "; ".join(differs) + "." if differs else "")
+
+
 def _attach(analysis: Analysis, attach: dict[str, list[Path]], out: Path) -> str:
     storage: BaseStorage = analysis.storage
     if not attach:
-        return ""
+        return ("Each study's own figures (its curves, importances, sensitivity) are attached to it as Optuna artifacts "
+                "with `--figures all`.")
     if not is_dashboard_readable(storage):
         return "The storage is in memory, so no figures were attached to studies as artifacts."
     store = artifact_store(out)

@@ -8,18 +8,22 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
-from bioscale.contract import complete_trials, end_reason, search_trials
+from bioscale.contract import best_trial, complete_trials, end_reason
 
 from .activation import ActivationEffect, activation_effect, format_effect
 from .evaluation import Evaluated, evaluated
-from .evidence import evidence
+from .evidence import evidence, learned
 from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
-from .outcomes import Outcomes, chance_error, counted_error, outcomes, search_finished, valued_trials
-from .pairs import PairComparison, across_rules, compare_pair, find_pairs
+from .outcomes import Outcomes, chance_error, outcomes, search_finished
+from .pairs import PairComparison, across_rules, compare_pairs, find_pairs
 from .paper import _family, compare
-from .stability import MARGIN, MARGINS, BudgetTrust, Robustness, budget_trust, learning_curves, paper_claims, robustness
+from .design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
+from .protocol import REDUCED_MARK, reduced_budgets
+from .stability import (MARGIN, MARGINS, BudgetTrust, Robustness, RungTrust, budget_trust, learning_curves, paper_claims,
+                        robustness, rung_trust)
 from .storage import StudyRecord, display_name, read_storage, select_across
 from .tables import best_table_from, trials_frame
 from .tunability import Tunability, tunability
@@ -49,11 +53,28 @@ class StudyAnalysis:
     effect_all: ActivationEffect | None = None
     tunability: Tunability | None = None
     evaluated: Evaluated | None = None
+    rung_trust: RungTrust | None = None  # first rung against the full budget, for a study with rungs
+    fidelity: str = ""  # which budget the configuration-level statistics read (`design.fidelity_line`)
 
     @property
     def analysed(self) -> bool:
         """False when the study was skipped or has no complete trial."""
         return self.fanova is not None
+
+    @property
+    def judged_errors(self) -> list[float]:
+        """The errors 'learned' is judged on: each evaluated seed's (a diverged one at chance), else the study's best
+        at the full budget (`contract.best_trial`, the default included); [] when there is neither."""
+        ev = self.evaluated
+        if ev is not None and ev.n:
+            return ev.errors + [ev.chance] * len(ev.diverged)
+        best = best_trial(self.record.trials)
+        return [float(best.value)] if best is not None else []
+
+    @property
+    def learned(self) -> bool:
+        """Whether the study learned (`evidence.learned`: every judged error at most half of chance)."""
+        return learned(self.judged_errors, self.chance)
 
 
 @dataclass
@@ -113,7 +134,7 @@ def compute(storage: str | BaseStorage | None | Sequence[str | BaseStorage], pat
     studies = [analyse_study(r, n, seeds, forests.get(r.name)) for r, n in
                zip(progress_bar(records, progress, "analysing studies"), display_names(records))]
     claims = set_references(studies)
-    pairs = [compare_pair(tanh, relu) for tanh, relu in find_pairs(records)]
+    pairs = compare_pairs(find_pairs(records))
     best = best_table_from(records)
     importance, activation, stability = long_tables(studies)
     analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
@@ -142,7 +163,8 @@ def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], li
         for a in members:
             a.robustness.set_reference(ref.robustness.best_error, source)
         shares: dict[tuple[str, str | None], float] = {}
-        for a in members:  # a rule with several studies (e.g. one per activation) counts with its steadiest
+        for a in (a for a in members if a.learned):  # a rule with several studies counts with its steadiest; a study
+            # that never learned is not 'sensitive', it failed (and is left out of the claims)
             key = (a.record.rule, a.record.schedule)
             shares[key] = max(shares.get(key, -1.0), a.robustness.within_reference.get(MARGIN, math.nan))
         claims[(dataset, family)] = paper_claims(shares)
@@ -156,12 +178,11 @@ def _forests(record: StudyRecord, seeds: int) -> tuple[FanovaResult, FanovaResul
     """fANOVA of one study on its complete trials and, when some did not complete, on every finished one."""
     if record.skipped:
         return None
-    complete = complete_trials(search_trials(record.trials))
+    complete, everything = fidelity_trials(record, chance_error(record.dataset))
     if not complete:
         return None
     firm = evidence("importance", len(complete)).ok
     options = dict(seeds=seeds) if firm else dict(seeds=min(seeds, EXPLORATORY_SEEDS), n_trees=EXPLORATORY_TREES)
-    everything = valued_trials(record.trials, chance_error(record.dataset))
     return (fanova_importance(complete, **options),
             fanova_importance(everything, **options) if len(everything) > len(complete) else None)
 
@@ -200,69 +221,66 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
     if record.skipped:
         result.status = f"skipped: {record.skipped}"
         return result
-    complete = complete_trials(search_trials(record.trials))
+    result.chance = chance = chance_error(record.dataset)
+    complete, everything = fidelity_trials(record, chance)  # at the first rung where the study has rungs
     if not complete:
         result.status = f"0 complete trials (of {len(record.trials)})"
         return result
     result.frame = trials_frame(record)
-    result.chance = chance = chance_error(record.dataset)
     result.outcomes = outcomes(record.trials)
     result.tunability = tunability(record.trials, chance)
-    result.evaluated = evaluated(record.evaluation, chance)
+    result.evaluated = evaluated(record.evaluation, chance, record.dataset)
     merged, _ = unify_distributions(complete)
     result.log_params = sorted(n for n, d in merged.items() if is_log(d))
     forests = forests or _forests(record, seeds)
     result.fanova = forests[0]
     result.ped = ped_anova_importance(complete)
-    everything = valued_trials(record.trials, chance)
     if len(everything) > len(complete):  # some finished trials did not complete: importances on all of them too
         result.fanova_all = forests[1]
         result.ped_all = ped_anova_importance(everything)
     result.top_params = top_params(result.fanova, result.ped, [c for c in result.frame.columns if c in merged])
     if len(complete) < MIN_TRIALS:
         result.status = f"not enough trials ({len(complete)} complete; importances need at least {MIN_TRIALS})"
-    result.effect, result.activation_note = _activation(record, result.frame)
+    result.effect, result.activation_note = _activation(record, complete)
     if result.effect is not None:
-        result.incomplete = _incomplete_by_activation(record)
+        result.incomplete = _incomplete_by_activation(record, complete)
         if any(result.incomplete.values()):
             result.activation_note += "; did not complete: " + "; ".join(
                 f"{a} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))})"
                 for a, c in result.incomplete.items() if c)
-            values = {t.number: counted_error(t, chance) for t in search_finished(record.trials)}
-            tanh = [v for t in search_finished(record.trials) if t.params.get("activation") == "tanh"
-                    for v in [values[t.number]] if math.isfinite(v)]
-            relu = [v for t in search_finished(record.trials) if t.params.get("activation") == "relu"
-                    for v in [values[t.number]] if math.isfinite(v)]
+            tanh, relu = ([t.value for t in everything if t.params.get("activation") == a] for a in ("tanh", "relu"))
             result.effect_all = activation_effect(tanh, relu)
             result.activation_note += (f". On every finished trial (diverged at chance level "
                                        f"{100 * chance:.0f}%): {format_effect(result.effect_all)}")
-    finished = search_finished(record.trials)
-    errors = [counted_error(t, chance) for t in finished]
+    finished, errors = first_rung_errors(record, chance)  # sensitivity compares configurations where all reached
     lrs = {n: [t.params.get(n, math.nan) for t in finished] for n in result.log_params if n.endswith("_lr")}
     result.robustness = robustness(errors, n_finished=len(finished), lrs=lrs, n_complete=len(complete))
-    result.trust = budget_trust(learning_curves(complete))
+    result.trust = budget_trust(learning_curves(complete_trials(full_budget(record.trials))))
+    rungs = rungs_and_full(record, chance)
+    result.rung_trust = rung_trust(*rungs) if rungs else None
+    result.fidelity = fidelity_line(record)
     return result
 
 
-def _activation(record: StudyRecord, frame: pd.DataFrame) -> tuple[ActivationEffect | None, str]:
-    if "activation" not in frame.columns:
+def _activation(record: StudyRecord, trials: Sequence[FrozenTrial]) -> tuple[ActivationEffect | None, str]:
+    """tanh against ReLU within a study that samples the activation, on `trials` (at the study's fidelity)."""
+    present = {t.params["activation"] for t in trials if "activation" in t.params}
+    if not present:
         value = record.info.fixed.get("activation")
         return None, f"activation not searched{f' (fixed to {value})' if value else ''}"
-    present = set(frame["activation"].dropna())
     if not {"tanh", "relu"} <= present:
         return None, f"activation took only {', '.join(sorted(map(str, present)))} in the complete trials: nothing to compare"
-    effect = activation_effect(frame.loc[frame["activation"] == "tanh", "value"],
-                               frame.loc[frame["activation"] == "relu", "value"])
+    effect = activation_effect(*([t.value for t in trials if t.params.get("activation") == a] for a in ("tanh", "relu")))
     return effect, "activation sampled as a hyperparameter within this study, complete trials: " + format_effect(effect)
 
 
-def _incomplete_by_activation(record: StudyRecord) -> dict[str, dict[str, int]]:
-    """Per activation, how its trials that did not complete ended (diverged ones end PRUNED in bioscale studies)."""
-    complete = {t.number for t in record.complete}
+def _incomplete_by_activation(record: StudyRecord, complete: Sequence[FrozenTrial]) -> dict[str, dict[str, int]]:
+    """Per activation, how its trials that did not complete (at the study's fidelity) ended (diverged ones end PRUNED)."""
+    numbers = {t.number for t in complete}
     counts: dict[str, dict[str, int]] = {"tanh": {}, "relu": {}}
     for trial in search_finished(record.trials):
         activation = trial.params.get("activation")
-        if trial.number in complete or activation not in counts:
+        if trial.number in numbers or activation not in counts:
             continue
         reason = end_reason(trial)
         counts[activation][reason] = counts[activation].get(reason, 0) + 1
@@ -270,7 +288,9 @@ def _incomplete_by_activation(record: StudyRecord) -> dict[str, dict[str, int]]:
 
 
 def display_names(records: Sequence[StudyRecord]) -> list[str]:
-    """Each study's name in the report: its label, plus its fixed activation or else its study name where a label repeats within a group."""
+    """Each study's name in the report: its label, plus its fixed activation or else its study name where a label repeats
+    within a group; a study run at a reduced budget carries the mark (†) wherever its name and numbers appear."""
+    reduced = reduced_budgets(records)
     seen: dict[tuple, int] = {}
     for record in records:
         seen[(record.group, record.label)] = seen.get((record.group, record.label), 0) + 1
@@ -284,6 +304,8 @@ def display_names(records: Sequence[StudyRecord]) -> list[str]:
             names.append(f"{r.label} [{activation}]")
         else:
             names.append(f"{r.label} ({r.name})")
+        if r.name in reduced:
+            names[-1] += f" {REDUCED_MARK}"
     return names
 
 
@@ -358,6 +380,8 @@ def pairs_table(pairs: Sequence[PairComparison]) -> pd.DataFrame:
                      "best_ci_low": p.best_ci[0], "best_ci_high": p.best_ci[1],
                      "evaluated_tanh": p.tanh.evaluated.mean if p.tanh.evaluated else math.nan,
                      "evaluated_relu": p.relu.evaluated.mean if p.relu.evaluated else math.nan,
+                     "test": p.test, "p": p.p_value,
+                     "p_holm": p.p_adjusted,
                      "verdict": p.verdict, "summary": p.summary()})
     return pd.DataFrame(rows)
 

@@ -249,3 +249,44 @@ def top_overlap(at: np.ndarray, final: np.ndarray, k: int = TOP_K) -> float:
     first = set(keep[np.argsort(at[keep], kind="stable")[:k]])
     last = set(keep[np.argsort(final[keep], kind="stable")[:k]])
     return len(first & last) / k
+
+
+@dataclass(frozen=True)
+class RungTrust:
+    """How well a halving study's first rung ranks the full budget: Spearman ρ among configurations that reached both."""
+
+    rung: int  # epochs of the first rung
+    epochs: int  # the full budget
+    n: int  # configurations that trained the full budget
+    rho: float
+
+    @property
+    def high(self) -> bool:
+        """True when the first rung ranks the full budget as well as TRUST_RHO asks."""
+        return math.isfinite(self.rho) and self.rho >= TRUST_RHO
+
+    @property
+    def low(self) -> bool:
+        """True when it was measured and falls short of TRUST_RHO (unmeasurable is neither high nor low)."""
+        return math.isfinite(self.rho) and self.rho < TRUST_RHO
+
+    def line(self) -> str:
+        """One line: ρ with its n, and whether halving on the first rung can be trusted."""
+        where = (f"first rung ({self.rung} epoch{'s' if self.rung != 1 else ''}) against the full budget ({self.epochs}): "
+                 f"Spearman ρ = {self.rho:+.2f} over the n = {self.n} configurations that reached it")
+        if not math.isfinite(self.rho):
+            return f"first rung against the full budget: not measurable ({self.n} configurations reached it)"
+        if self.high:
+            return f"budget trust high: {where}"
+        return (f"budget trust LOW: {where} (below {TRUST_RHO:g}); the first rung does not rank the full budget, so "
+                "halving may have stopped the configurations that would have been best")
+
+
+def rung_trust(first: Sequence[float], full: Sequence[float], rung: int, epochs: int) -> RungTrust:
+    """Spearman ρ between first-rung and full-budget errors of the same configurations (NaN below MIN_CURVES)."""
+    a, b = np.asarray(first, dtype=float), np.asarray(full, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    rho = math.nan
+    if keep.sum() >= MIN_CURVES and np.ptp(a[keep]) > 0 and np.ptp(b[keep]) > 0:
+        rho = float(stats.spearmanr(a[keep], b[keep]).statistic)
+    return RungTrust(rung=rung, epochs=epochs, n=int(keep.sum()), rho=rho)

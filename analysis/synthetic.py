@@ -185,3 +185,46 @@ def _create(storage: str | BaseStorage, objective: Callable[[Params], float], sh
     with quiet_optuna():
         study.add_trials(trials)
     return study
+
+
+def add_halving_study(storage: str | BaseStorage, first: Callable[[Params], float], full: Callable[[Params], float], *,
+                      label: str, n_configs: int = 90, eta: int = 3, rungs: tuple[int, ...] = (1, 3, 9),
+                      seed: int = 0) -> optuna.Study:
+    """A successive-halving study (`contract.DESIGN` declares it): every configuration trains to the first rung, the best
+    1/eta of each rung go on, the rest end PRUNED with end reason 'halved'.
+
+    A configuration's error is `first(params)` at the first rung and `full(params)` at the last
+    epoch, linear in between (so `full` below `first` gives a falling curve), so whether the first
+    rung ranks the full budget is known.
+    """
+    epochs = rungs[-1]
+    study = add_study(storage, full, label=label, n_trials=0, epochs=epochs, seed=seed, space=PAPER_SPACE)
+    study.set_user_attr(contract.DESIGN, {"sampler": "random", "seed": seed, "draws": f"{label}:{seed}", "shared": "pair",
+                                          "fidelity": {"scheme": "halving", "eta": eta, "rungs": list(rungs)}})
+    rng = np.random.default_rng(seed)
+    configs = [sample(PAPER_SPACE, rng) for _ in range(n_configs)]
+
+    def curve(params: Params) -> list[float]:
+        a, b, r0 = first(params), full(params), rungs[0]
+        return [min(0.95, a + (0.9 - a) * (r0 - e) / r0) if e <= r0 else a + (b - a) * (e - r0) / (epochs - r0)
+                for e in range(1, epochs + 1)]
+
+    alive, stopped = list(range(n_configs)), {}
+    for rung, keep in zip(rungs[:-1], (math.ceil(n_configs / eta ** (k + 1)) for k in range(len(rungs) - 1))):
+        ranked = sorted(alive, key=lambda i: curve(configs[i])[rung - 1])
+        alive = ranked[:keep]
+        stopped.update({i: rung for i in ranked[keep:]})
+    trials = []
+    for i, params in enumerate(configs):
+        values = curve(params)[:stopped.get(i, epochs)]
+        attrs = {"seconds": 1.0, DEVICE: "cpu", SEED: seed + i, VERSIONS: {"bioscale": "synthetic"}, CONFIG: dict(params),
+                 CURVE: {"val": values}}
+        if i in stopped:
+            attrs[contract.END_REASON] = contract.HALVED.text(f"rung of {stopped[i]} epochs")
+        trials.append(optuna.trial.create_trial(
+            state=TrialState.PRUNED if i in stopped else TrialState.COMPLETE,
+            value=None if i in stopped else min(values), params=dict(params), distributions=dict(PAPER_SPACE),
+            user_attrs=attrs, intermediate_values=dict(enumerate(values, start=1))))
+    with quiet_optuna():
+        study.add_trials(trials)
+    return study

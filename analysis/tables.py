@@ -15,13 +15,14 @@ from bioscale.contract import best_trial, complete_trials, end_reason, finished_
 
 from .evaluation import evaluated
 from .outcomes import chance_error
-from .protocol import fixed_text, is_paper_protocol, protocol_problems
+from .protocol import fixed_text, is_paper_protocol, protocol_problems, protocol_verdict
 from .storage import StudyRecord, display_name, read_storage, select_studies
 
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",
-                "best_trial", "best_val_error", "train_error_at_best", "test_error_at_best",
-                "evaluated_test_mean", "evaluated_test_std", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
-                "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note"]
+                "best_trial", "best_is_default", "best_val_error", "train_error_at_best", "test_error_at_best",
+                "evaluated_test_mean", "evaluated_test_std", "evaluated_ci_low", "evaluated_ci_high", "evaluated_seeds", "evaluated_basis", "evaluated_diverged",
+                "activation", "protocol", "sampler", "fixed", "sampled", "paper_protocol", "protocol_note",
+                "protocol_verdict"]
 
 
 def _number(value: Any) -> float:
@@ -36,25 +37,28 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
     """The `best_table` row of one study."""
     search = search_trials(record.trials)  # the default configuration's trial is not part of the search
     complete = complete_trials(search)
-    best = best_trial(complete)
-    found = evaluated(record.evaluation, chance_error(record.dataset))
+    best = best_trial(record.trials)  # the incumbent: the default configuration's trial competes
+    found = evaluated(record.evaluation, chance_error(record.dataset), record.dataset)
     info = record.info
     return {
         "study": record.name, "dataset": record.dataset, "arch": record.arch, "label": record.label,
         "rule": record.rule, "schedule": record.schedule, "trials_complete": len(complete),
         "trials_total": len(finished_trials(search)), "best_trial": best.number if best else None,
+        "best_is_default": bool(best is not None and contract.is_default_config(best)),
         "best_val_error": float(best.value) if best else math.nan,
         "train_error_at_best": _number(best.user_attrs.get(contract.TRAIN_ERROR)) if best else math.nan,
         "test_error_at_best": _number(best.user_attrs.get(contract.TEST_ERROR)) if best else math.nan,
         "evaluated_test_mean": found.mean if found else math.nan,
         "evaluated_test_std": found.std if found else math.nan,
+        "evaluated_ci_low": found.interval[0] if found else math.nan,
+        "evaluated_ci_high": found.interval[1] if found else math.nan,
         "evaluated_seeds": found.n if found else 0,
         "evaluated_basis": found.basis if found else "",
         "evaluated_diverged": len(found.diverged) if found else 0,
         "activation": "sampled" if "activation" in info.space else info.fixed.get("activation", ""),
         "protocol": info.protocol or "", "sampler": info.sampler or "", "fixed": fixed_text(info),
-        "sampled": ", ".join(sorted(info.space)), "paper_protocol": is_paper_protocol(info),
-        "protocol_note": "; ".join(protocol_problems(info)),
+        "sampled": ", ".join(sorted(info.space)), "paper_protocol": is_paper_protocol(record),
+        "protocol_note": "; ".join(protocol_problems(record)), "protocol_verdict": protocol_verdict(record),
     }
 
 

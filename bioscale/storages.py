@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -133,7 +134,7 @@ def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True, crea
             kwargs.update(heartbeat_interval=interval, grace_period=grace,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     if spec.kind == "sqlite":
-        engine_kwargs = {"connect_args": {"timeout": 60}}
+        engine_kwargs = {"connect_args": {"timeout": 60, **({} if read_only_file else {"factory": WriteAheadConnection})}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
         if spec.url.startswith("postgresql"):
@@ -157,6 +158,21 @@ def open_storage(spec: StorageSpec | str | None, *, heartbeat: bool = True, crea
         raise UsageError(f"storage {spec.display()} was written by another Optuna version ({reason}); "
                          "run `optuna storage upgrade --storage URL` first")
     raise UsageError(f"cannot open storage {spec.display()}: {reason}; check the URL, the server and the credentials")
+
+
+class WriteAheadConnection(sqlite3.Connection):
+    """An SQLite connection in write-ahead-log mode with synchronous=NORMAL, for the processes that write a study.
+
+    Optuna commits every attribute on its own (about 40 commits a trial); in SQLite's default rollback
+    journal each commit waits for the disk (1-12 ms here), in WAL mode with NORMAL it does not (0.01 ms).
+    A crashed process loses nothing committed; a power cut may lose the last commits, never the file.
+    SQLite folds the log back into the file when the last connection closes.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execute("PRAGMA journal_mode=WAL")
+        self.execute("PRAGMA synchronous=NORMAL")
 
 
 def open_existing(storage: str | None) -> BaseStorage:

@@ -76,11 +76,13 @@ def test_paired_effect_and_pooled_estimate_against_direct_computation():
     e = paired_effect(a)
     from scipy import stats
 
-    half = stats.t.ppf(0.975, 11) * a.std(ddof=1) / math.sqrt(12)
-    assert e.mean == pytest.approx(a.mean()) and e.ci == pytest.approx((a.mean() - half, a.mean() + half))
+    # the sign test's CI of the median: order statistics k and n - k + 1, P(Bin(12, 1/2) <= k - 1) <= 2.5%
+    assert stats.binom.cdf(2, 12, 0.5) <= 0.025 < stats.binom.cdf(3, 12, 0.5)
+    assert e.median == pytest.approx(np.median(a)) and e.ci == pytest.approx((np.sort(a)[2], np.sort(a)[9]))
     assert e.tanh_wins == int((a < 0).sum())
+    assert e.sign_p == pytest.approx(stats.binomtest(e.tanh_wins, 12).pvalue)
     p = pooled([e, paired_effect(b)])
-    assert p.n_configs == 20 and p.mean == pytest.approx(np.concatenate([a, b]).mean())
+    assert p.n_configs == 20 and p.n_draws == 20 and p.mean == pytest.approx(np.concatenate([a, b]).mean())
     assert p.ci[0] < p.mean < p.ci[1]
     assert paired_effect(a[:1]).verdict == NOT_ENOUGH
 

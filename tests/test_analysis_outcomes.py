@@ -15,7 +15,7 @@ from bioscale import catalogue
 from bioscale.analysis.palette import FREE_COLOURS, lighter, series_style
 
 PAPER_RULES = ("bp", "fa", "dfa", "tp", "dtp", "sdtp", "ao-sdtp")
-from bioscale.analysis.protocol import is_paper_protocol
+from bioscale.analysis.protocol import is_paper_protocol, protocol_verdict, search_space_problems
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study, contract_trial
 from bioscale.analysis.tunability import tunability
@@ -100,10 +100,14 @@ def test_a_study_that_samples_activation_or_alternation_period_is_never_a_paper_
     add_study(storage, lambda p: 0.02, label="dfa", dataset="mnist", arch="fc", space=SPACE, n_trials=3,
               protocol="paper", fixed={"activation": "relu"}, suffix="relu")
     records = {r.label: r for r in select_studies(storage, None)}
-    assert is_paper_protocol(records["bp"].info)
-    assert not any(is_paper_protocol(records[k].info) for k in ("fa", "dtp-alternating", "dfa"))
+    assert not search_space_problems(records["bp"].info)
+    assert not is_paper_protocol(records["bp"])  # the paper's search, but at 3 × 10, not its 60 × 500
+    assert protocol_verdict(records["bp"]) == "the paper's search space at 3 × 10 (the paper: 60 × 500)"
+    assert all(search_space_problems(records[k].info) for k in ("fa", "dtp-alternating", "dfa"))
+    assert protocol_verdict(records["fa"]).startswith("no: samples activation")
     table = compare(best_table(storage, None)).set_index("label")
-    assert table.loc["bp"].paper_protocol and "NOT" not in table.loc["bp"].paper_note
+    assert not table.loc["bp"].paper_protocol and "samples" not in table.loc["bp"].paper_note
+    assert table.loc["bp"].protocol_verdict == protocol_verdict(records["bp"])
     assert table.loc["bp"].ours_test_error == pytest.approx(0.03) and table.loc["bp"].test_at == AT_BEST_VAL
     assert "NOT the paper's protocol: samples activation" in table.loc["fa"].paper_note
     assert "samples alternation_period" in table.loc["dtp-alternating"].paper_note

@@ -59,7 +59,7 @@ def test_equal_pairs_get_no_clear_difference_and_relu_truly_better_gets_relu_bet
     assert "divergence rates alike" in pairs["fa"].summary()
     assert pairs["dfa"].verdict == RELU_BETTER and pairs["dfa"].best_ci[0] > 0
     line = across_rules(list(pairs.values()))
-    assert line.startswith("The paper's choice of tanh holds") and "for 1 of 2 rules" in line
+    assert line.startswith("The paper's choice of tanh holds") and "for 1 of 2 rule × architecture pairs" in line
     assert "ReLU better: dfa (digits/fc)" in line
 
 

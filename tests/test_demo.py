@@ -87,7 +87,8 @@ def test_demo_report_lists_every_rule_with_a_finite_best_error(demo):
         row = table[table.study == name]
         assert len(row) == 1 and row.label.iloc[0] == study.label, name
         assert math.isfinite(row.best_val_error.iloc[0]), name
-        shown = re.escape(study.label) + rf"(?: \[{study.activation}\])?"  # the activation is named when studies differ in it
+        # the activation is named when studies differ in it; a reduced budget (EP, CHL) is marked †
+        shown = re.escape(study.label) + rf"(?: \[{study.activation}\])?(?: †)?"
         assert re.search(rf"\| digits \| {study.arch} \| {shown} \| \d+ of \d+ \| \d+\.\d\d \|", report), name
     # The terminal summary: the report's path, a table of best errors, the dashboard command.
     assert f"report: {(out / 'report.md').resolve()}" in proc.stdout

@@ -52,3 +52,26 @@ def test_an_sqlite_url_without_a_file_is_refused(url):
 
 def test_none_is_the_default_storage():
     assert read_address(None).url == "sqlite:///bioscale.db" and storage_kind(None) == ("sqlite", "bioscale.db")
+
+
+def test_a_written_sqlite_storage_commits_in_write_ahead_log_mode_and_a_reader_opens_it_plainly(tmp_path):
+    import sqlite3
+
+    import optuna
+
+    from bioscale.storages import open_existing, open_storage
+
+    url = f"sqlite:///{tmp_path / 'wal.db'}"
+    writer = open_storage(url, heartbeat=False)
+    optuna.create_study(storage=writer, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    connection = writer.engine.raw_connection()
+    try:
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no wait for the disk per commit
+    finally:
+        connection.close()
+    assert sqlite3.connect(tmp_path / "wal.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    reader = open_existing(url)
+    assert len(optuna.load_study(storage=reader, study_name="s").trials) == 2
+    writer.engine.dispose()
+    reader.engine.dispose()
+    assert not (tmp_path / "wal.db-wal").exists()  # folded back into the file when the last connection closed

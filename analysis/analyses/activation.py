@@ -1,12 +1,13 @@
 """tanh vs ReLU: per rule, and pooled across rules.
 
-Where a rule has one study per activation that sampled the same configurations (same sampler
-seed), the two are compared configuration by configuration: the tanh − ReLU difference of each
-configuration's error (diverged runs at chance), a paired t-interval of the mean difference and
-a sign test. The per-rule differences are pooled over every matched configuration (bootstrap CI
-stratified by rule). Pairs whose configurations differ are compared unpaired (bootstrap CI of the
-difference in medians, Mann-Whitney). A study that samples the activation itself is compared
-within the study, unpaired.
+Where a rule has one study per activation that sampled the same configurations (the pair shares
+its draws), the two are compared configuration by configuration: the tanh − ReLU difference of
+each configuration's error at the first rung (diverged runs at chance), decided by a sign test.
+Pairs whose configurations differ are compared unpaired and decided by Mann-Whitney. Each pair's
+one test is Holm-adjusted over every pair (a rule × architecture), and that test is the one
+printed. The paired differences are pooled over every matched configuration, the CI from a
+cluster bootstrap that resamples draws: configurations several rules shared move together, as
+the design made them. A study that samples the activation itself is compared within the study.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..activation import TIE
+from ..design import fidelity_summary
 from ..evidence import evidence
 from ..pairs import PAIRED, PairComparison, Pooled, pooled
+from ..protocol import REDUCED_MARK, reduced_budgets
 from ..report import Block, Bullets, Paragraph, Table
 from . import _common as c
 
@@ -50,7 +53,9 @@ class Row:
     verdict: str
     tanh_wins: int = 0
     relu_wins: int = 0
-    sign_p: float = math.nan
+    test: str = ""  # the one test that decides the verdict
+    p: float = math.nan  # its p-value
+    p_adjusted: float = math.nan  # after Holm's correction over every pair
     exploratory: str = ""
     seed_spread: float = math.nan  # the larger evaluated test-error range over seeds of the two studies
 
@@ -69,6 +74,8 @@ class ActivationResult:
     pooled: Pooled | None = None
     sampled: list[tuple[str, str, str, object]] = field(default_factory=list)  # (dataset, arch, name, ActivationEffect)
     within: pd.DataFrame = field(default_factory=pd.DataFrame)  # the within-study comparisons, one row per study
+    fidelity: str = ""  # the budget the comparisons read (`design.fidelity_summary`)
+    reduced: set[tuple[str, str, str]] = field(default_factory=set)  # (dataset, arch, label) of pairs at a reduced budget
 
     @property
     def n_paired(self) -> int:
@@ -92,61 +99,87 @@ def _row(p: PairComparison) -> Row:
     if p.design == PAIRED:
         e = p.paired
         verdict = e.verdict + (f" — {TIE}" if e.ties == e.n else "")
-        return Row(p.dataset, p.arch, p.label, PAIRED, e.n, e.mean, e.ci[0], e.ci[1], verdict, e.tanh_wins,
-                   e.relu_wins, e.sign_p, evidence("paired", e.n).reason)
+        return Row(p.dataset, p.arch, p.label, PAIRED, e.n, e.median, e.ci[0], e.ci[1], verdict, e.tanh_wins,
+                   e.relu_wins, p.test, e.sign_p, e.p_adjusted, evidence("paired", e.n).reason)
     e = p.on_all
     return Row(p.dataset, p.arch, p.label, "unpaired", min(e.n_tanh, e.n_relu), e.median_diff, e.median_ci[0],
-               e.median_ci[1], e.verdict, exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason)
+               e.median_ci[1], e.verdict, test=p.test, p=e.p_value, p_adjusted=e.p_adjusted,
+               exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason)
 
 
 def compute(results: Analysis) -> ActivationResult:
     """Rows for every pair (by group and family), the pooled paired estimate, within-study comparisons."""
     pairs = sorted(results.pairs, key=lambda p: ((p.dataset, p.arch), c.label_key(p.label)))
-    out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation)
-    out.pooled = pooled([p.paired for p in pairs if p.design == PAIRED])
+    out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation,
+                           fidelity=fidelity_summary(results.records))
+    paired = [p for p in pairs if p.design == PAIRED]
+    out.pooled = pooled([p.paired for p in paired], [p.label for p in paired])
     out.sampled = [(a.record.dataset, a.record.arch, a.name, a.effect) for a in c.ordered(results) if a.effect is not None]
+    reduced = reduced_budgets(results.records)
+    out.reduced = {(p.dataset, p.arch, p.label) for p in pairs if p.tanh.study in reduced or p.relu.study in reduced}
     return out
 
 
-def draw(title: str, rows: list[Row], pool: Pooled | None) -> Figure:
-    """Forest plot: one row per rule (paired: filled, unpaired: open), the pooled estimate as a diamond, zero dashed."""
+def draw(title: str, rows: list[Row], pool: Pooled | None, reduced: set[tuple[str, str, str]] = frozenset()) -> Figure:
+    """Forest plot: one row per rule (paired: filled, unpaired: open), the pooled estimate as a diamond spanning its 95 %
+    interval with the interval's whiskers and numbers, a neutral zero line; the key in a legend inside the figure."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Polygon
+
     from ..plots import new_figure, styled
 
+    colours = {"tanh better": "#0072B2", "ReLU better": "#E69F00", "no clear difference": "#555555"}
     with styled():
         n = len(rows) + (2 if pool else 0)
-        fig, axes = new_figure(8.5, 0.32 * n + 1.8)
+        fig, axes = new_figure(8.5, 0.32 * n + 2.6)
         ax = axes[0, 0]
+        ax.axvline(0, color="#333333", lw=1, zorder=1)
         names = []
         for y, r in enumerate(rows):
-            names.append(f"{r.label} ({r.dataset}/{r.arch})")
+            names.append(f"{_rule(r, reduced)} ({r.dataset}/{r.arch})")
             if not math.isfinite(r.diff):
                 continue
-            colour = {"tanh better": "#0072B2", "ReLU better": "#E69F00"}.get(r.verdict, "#555555")
+            colour = colours.get(r.verdict, "#555555")
             ax.errorbar(100 * r.diff, y, xerr=[[100 * (r.diff - r.low)], [100 * (r.high - r.diff)]]
                         if math.isfinite(r.low) else None, fmt="o" if r.design == PAIRED else "s",
-                        mfc=colour if r.design == PAIRED else "white", color=colour, ecolor=colour, capsize=3, ms=5)
+                        mfc=colour if r.design == PAIRED else "white", color=colour, ecolor=colour, capsize=3, ms=5,
+                        zorder=3)
         if pool:
             y = len(rows) + 0.8
             names += ["", f"pooled ({pool.n_configs} configurations)"]
             m, lo, hi = 100 * pool.mean, 100 * pool.ci[0], 100 * pool.ci[1]
-            ax.fill([lo, m, hi, m], [y, y - 0.35, y, y + 0.35], color="black")
-        ax.axvline(0, color="#D55E00", lw=1, ls="--")
+            ax.errorbar(m, y, xerr=[[m - lo], [hi - m]], fmt="none", ecolor="black", capsize=5, lw=1.2, zorder=3)
+            ax.add_patch(Polygon([(lo, y), (m, y - 0.35), (hi, y), (m, y + 0.35)], closed=True, color="black", zorder=4))
+            ax.annotate(f"{m:+.2f} pp ({lo:+.2f} to {hi:+.2f})", (hi, y), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=8, zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+            low, high = ax.get_xlim()
+            ax.set_xlim(low, high + 0.25 * (high - low))  # room for the pooled numbers inside the axes
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_ylim(len(names) - 0.5, -0.7)
         ax.set_xlabel("tanh − ReLU validation error (percentage points)\n← tanh better      ReLU better →")
-        ax.set_title("blue: tanh better, orange: ReLU better, grey: no clear difference\nfilled: paired over the same "
-                     "configurations (t CI); open: unpaired medians (bootstrap CI); diamond: pooled (95% CI)",
-                     fontsize=9)
+        key = [Line2D([], [], color=colour, marker="o", ls="", label=verdict) for verdict, colour in colours.items()]
+        key += [Line2D([], [], color="#555555", marker="o", ls="",
+                       label="paired over the same configurations (sign-test CI of the median)"),
+                Line2D([], [], color="#555555", marker="s", mfc="white", ls="", label="unpaired medians (bootstrap CI)")]
+        if pool:
+            key.append(Line2D([], [], color="black", marker="D", ls="", label="pooled, 95% CI (diamond and whiskers)"))
+        fig.legend(handles=key, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
         fig.suptitle(title)
     return fig
 
 
-def _fmt(rows: list[Row]) -> pd.DataFrame:
+def _rule(r: Row, reduced: set[tuple[str, str, str]]) -> str:
+    """The row's rule label, marked † when its pair ran at a reduced budget."""
+    return r.label + (f" {REDUCED_MARK}" if (r.dataset, r.arch, r.label) in reduced else "")
+
+
+def _fmt(rows: list[Row], reduced: set[tuple[str, str, str]]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "dataset": r.dataset, "arch": r.arch, "rule": r.label, "design": r.design, "configurations": r.n,
-        "tanh − ReLU (pp)": c.pp(r.diff), "95% CI (pp)": c.ci(r.low, r.high),
+        "dataset": r.dataset, "arch": r.arch, "rule": _rule(r, reduced), "design": r.design, "configurations": r.n,
+        "tanh − ReLU (pp)": c.pp(r.diff), "95% CI (pp, unadjusted)": c.ci(r.low, r.high),
         "tanh / ReLU better in": f"{r.tanh_wins} / {r.relu_wins}" if r.design == PAIRED else "–",
-        "sign test p": f"{r.sign_p:.3g}" if math.isfinite(r.sign_p) else "–",
+        "test": r.test, "p": f"{r.p:.3g}" if math.isfinite(r.p) else "–",
+        "Holm-adjusted p": f"{r.p_adjusted:.3g}" if math.isfinite(r.p_adjusted) else "–",
         "seed spread (pp)": c.pct(r.seed_spread),
         "verdict": r.verdict + (" *(exploratory)*" if r.exploratory else "")
         + (" *(smaller than the seed spread)*" if r.below_spread else "")} for r in rows])
@@ -158,6 +191,7 @@ def render(computed: ActivationResult, out: Output, figures: str) -> list[Block]
     blocks: list[Block] = []
     if not rows and not computed.sampled:
         return [Paragraph("No study compares tanh with ReLU (run with `--activations tanh,relu`, or sample `activation`).")]
+    blocks.append(Paragraph(f"Configurations are compared at {computed.fidelity}."))
     if computed.pooled:
         blocks.append(Paragraph(f"**Across rules (paired)**: {computed.pooled.line()}."))
     unpaired = [r for r in rows if r.design != PAIRED]
@@ -166,18 +200,20 @@ def render(computed: ActivationResult, out: Output, figures: str) -> list[Block]
                                 f"(differences in medians): {c.names_line([r.label for r in unpaired])}."))
     frame = pd.DataFrame([{"dataset": r.dataset, "arch": r.arch, "label": r.label, "design": r.design, "n": r.n,
                            "diff_tanh_minus_relu": r.diff, "ci_low": r.low, "ci_high": r.high, "tanh_better_in": r.tanh_wins,
-                           "relu_better_in": r.relu_wins, "sign_test_p": r.sign_p, "verdict": r.verdict,
+                           "relu_better_in": r.relu_wins, "test": r.test, "p": r.p, "p_holm": r.p_adjusted, "verdict": r.verdict,
                            "exploratory": r.exploratory, "seed_spread": r.seed_spread,
                            "smaller_than_seed_spread": r.below_spread} for r in rows])
     if len(frame):
         out.table(frame, "activation_pairs")
-        blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled), "summary",
+        blocks += out.figure(draw, ("tanh − ReLU per rule and pooled", rows, computed.pooled, computed.reduced), "summary",
                              "tanh-vs-relu-forest", "tanh − ReLU validation error per rule (95% CI) and pooled over "
                              "every matched configuration; left of zero favours tanh")
-        blocks.append(Table(_fmt(rows), "tanh − ReLU per rule, errors as fractions shown in percentage points; negative "
-                                        "favours tanh. Paired: mean over the configurations both studies ran (diverged "
-                                        "at chance), t-interval and sign test. Unpaired: median difference, bootstrap "
-                                        "CI (activation_pairs.csv holds the fractions)."))
+        blocks.append(Table(_fmt(rows, computed.reduced), "tanh − ReLU per rule × architecture, errors as fractions "
+                                        "shown in percentage points; negative favours tanh. Paired: median over the "
+                                        "configurations both studies ran (diverged at chance), the sign test's CI; "
+                                        "unpaired: median difference, bootstrap CI. The verdict is the named test's, "
+                                        f"Holm-adjusted over the {len(rows)} pairs at 5% (activation_pairs.csv holds the "
+                                        "fractions)."))
         if any(r.exploratory for r in rows):
             blocks.append(Paragraph("*Exploratory* rows rest on fewer configurations than their test needs (see the "
                                     "glossary): read their verdict as a direction, not a finding."))

@@ -1,7 +1,10 @@
 """Budget trust: do short runs rank configurations as the full run does?
 
 Spearman ρ between each configuration's validation error at epoch e and at its last epoch, and
-the overlap of the top 5 at e with the final top 5. A rank correlation over fewer than
+the overlap of the top 5 at e with the final top 5, over the configurations that trained the full
+budget. A study that halved its configurations also gets the rank agreement (Spearman ρ, with its
+n) between the first rung and the full budget among those that reached it, and says when it is
+low: then halving on the first rung may have dropped the configurations that would have won. A rank correlation over fewer than
 `evidence.THRESHOLDS["trust"]` curves, or a top-5 overlap over fewer than 20 configurations, is
 marked exploratory (among 6 configurations the top 5 always overlap in at least 4).
 """
@@ -16,7 +19,7 @@ import pandas as pd
 
 from ..evidence import evidence
 from ..report import Block, Paragraph, Table
-from ..stability import BudgetTrust
+from ..stability import TRUST_RHO, BudgetTrust, RungTrust
 from . import _common as c
 
 if TYPE_CHECKING:
@@ -33,6 +36,12 @@ class Budget:
     """Per (dataset, arch): (name, study, BudgetTrust) in family order."""
 
     groups: dict[tuple[str, str], list[tuple[str, str, BudgetTrust]]] = field(default_factory=dict)
+    rungs: dict[str, RungTrust] = field(default_factory=dict)  # by study name, for studies with rungs
+
+    @property
+    def low(self) -> list[str]:
+        """The studies whose first rung ranks the full budget poorly."""
+        return [name for name, t in self.rungs.items() if t.low]
 
 
 def compute(results: Analysis) -> Budget:
@@ -42,6 +51,7 @@ def compute(results: Analysis) -> Budget:
         rows = [(a.name, a.record.name, a.trust) for a in members if a.analysed and a.trust is not None]
         if rows:
             out.groups[group] = rows
+        out.rungs.update({a.name: a.rung_trust for a in members if a.analysed and a.rung_trust is not None})
     return out
 
 
@@ -63,10 +73,18 @@ def render(computed: Budget, out: Output, figures: str) -> list[Block]:
     from ..palette import series_style
 
     blocks: list[Block] = []
+    if computed.low:
+        blocks.append(Paragraph(f"**Budget trust is low** for {c.names_line(computed.low)}: their first rung does not "
+                                f"rank the full budget (Spearman ρ below {TRUST_RHO:g}), so successive halving may have "
+                                "stopped their best configurations early; read their best errors as upper bounds of "
+                                "what the rule reaches."))
     for group, rows in computed.groups.items():
         firm = [name for name, _, t in rows if evidence("trust", _curves(t)).ok]
         frame = pd.DataFrame([{"dataset": group[0], "arch": group[1], "study": name, "curves": _curves(t),
-                               "verdict": t.verdict() + _mark(_curves(t))} for name, _, t in rows])
+                               "verdict": t.verdict() + _mark(_curves(t)),
+                               **({"first rung vs full budget": computed.rungs[name].line() +
+                                   evidence("trust", computed.rungs[name].n).mark()} if name in computed.rungs else {})}
+                              for name, _, t in rows])
         if not firm:
             blocks.append(Paragraph(f"**{c.title(group)}**: no study has {evidence('trust', 0).needed} learning curves; "
                                     "every verdict below is exploratory."))
@@ -75,6 +93,5 @@ def render(computed: Budget, out: Output, figures: str) -> list[Block]:
         folder = c.folder(group)
         blocks += out.figure(plots.budget_figure, (f"{c.title(group)}: budget trust", {n: t for n, _, t in rows}, styles),
                              folder, f"{folder}-budget-trust", f"{c.title(group)}: Spearman ρ and top-5 overlap between "
-                             "validation error at epoch e and at the last epoch", level="key" if firm else "all",
-                             studies=[s for _, s, _ in rows])
+                             "validation error at epoch e and at the last epoch", level="key" if firm else "all")
     return blocks

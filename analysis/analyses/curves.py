@@ -15,6 +15,7 @@ import numpy as np
 
 from bioscale.contract import complete_trials, search_trials
 
+from ..protocol import REDUCED_MARK
 from ..report import Block, Paragraph
 from ..stability import learning_curves
 from . import _common as c
@@ -83,6 +84,8 @@ def compute(results: Analysis) -> Curves:
 
 def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
     """One panel per rule label: best (solid) and median (dashed) curves, tanh dark and ReLU light, chance dotted."""
+    import matplotlib as mpl
+
     from ..palette import series_style
     from ..plots import new_figure, styled
 
@@ -106,12 +109,14 @@ def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
                 ax.plot(np.arange(1, len(s.median) + 1), 100 * np.asarray(s.median), color=color, lw=1.5, ls="--",
                         label=f"{name}: median" if act else "median")
             ax.axhline(100 * chance, color="#555555", ls=":", lw=1)
-            ax.set_title(label, fontsize=10)
+            reduced = any(s.name.endswith(REDUCED_MARK) for s in studies if s.label == label)
+            ax.set_title(label + (f" {REDUCED_MARK}" if reduced else ""), fontsize=10)
             ax.set_ylim(0, 100)
         for ax in flat[len(labels):]:
             ax.set_axis_off()
         for ax in flat[max(0, len(labels) - ncols):len(labels)]:  # the lowest panel of each column
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
             ax.xaxis.set_tick_params(labelbottom=True)
         for ax in axes[:, 0]:
             ax.set_ylabel("validation error (%)")
@@ -121,8 +126,34 @@ def draw(title: str, studies: list[StudyCurves], chance: float) -> Figure:
     return fig
 
 
+def draw_study(title: str, study: StudyCurves, chance: float) -> Figure:
+    """One study's own curves: its best (solid) and median (dashed) configuration's validation error per epoch."""
+    import matplotlib as mpl
+
+    from ..palette import series_style
+    from ..plots import new_figure, styled
+
+    act = study.activation if study.activation in ("tanh", "relu") else None
+    color = series_style(study.label, act).color
+    with styled():
+        fig, axes = new_figure(5.0, 3.4)
+        ax = axes[0, 0]
+        for curve, ls, name, trial in ((study.best, "-", "best", study.best_trial),
+                                       (study.median, "--", "median", study.median_trial)):
+            ax.plot(np.arange(1, len(curve) + 1), 100 * np.asarray(curve), color=color, lw=2, ls=ls,
+                    label=f"{name} configuration (trial {trial})")
+        ax.axhline(100 * chance, color="#555555", ls=":", lw=1, label=f"chance ({100 * chance:.0f}%)")
+        ax.set_ylim(0, 100)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation error (%)")
+        ax.legend(fontsize=8)
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def render(computed: Curves, out: Output, figures: str) -> list[Block]:
-    """One figure of curves per dataset and architecture (nothing with --figures none)."""
+    """One figure of curves per dataset and architecture (nothing with --figures none); each study's own on --figures all."""
     if not out.wants("key"):
         return []
     if not computed.groups:
@@ -135,4 +166,8 @@ def render(computed: Curves, out: Output, figures: str) -> list[Block]:
         blocks += out.figure(draw, (f"{c.title(group)}: training curves, best and median configuration", studies,
                                     computed.chance[group]), folder, f"{folder}-training-curves",
                              f"{c.title(group)}: validation error per epoch, best and median configuration of each study")
+        for s in studies:
+            blocks += out.figure(draw_study, (f"{s.name}: training curves", s, computed.chance[group]), folder,
+                                 f"{s.name}-curves", f"{s.name}: validation error per epoch of its best and median "
+                                 "configuration", level="all", studies=[s.study])
     return blocks

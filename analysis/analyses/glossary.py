@@ -25,7 +25,11 @@ APPENDIX = True
 TERMS = (
     ("the paper", "Bartunov, Santoro, Richards, Marris, Hinton and Lillicrap (2018), *Assessing the scalability of "
                   "biologically-motivated deep learning algorithms and architectures*, NeurIPS: the study bioscale "
-                  "reproduces (random search over 60 configurations per rule, best within 500 epochs, tanh)."),
+                  "follows (random search over 60 configurations per rule, best within 500 epochs, tanh). The report "
+                  "says it reproduces the paper only when every study ran that search at that budget on the paper's "
+                  "data; otherwise it is *after* the paper."),
+    ("reduced budget (†)", "an EP or CHL study run at fewer configurations or epochs than the others on its dataset, "
+                           "as the demo runs them; the appendix's protocol section gives each one's budget and reason."),
     ("-alternating / -parallel", "how a target-propagation rule trains its inverses: in turn with the forward weights "
                                  "(whole epochs when alternation_period is 0, as the paper) or at the same time."),
     ("fc / lc / conv", "fully connected, locally connected (convolution without weight sharing), convolutional nets."),

@@ -8,14 +8,16 @@ PED-ANOVA: how differently the top quantile is spread over each parameter. Below
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from bioscale import catalogue
+from bioscale.values import CHOICES, LIMITS
 
+from ..design import fidelity_summary
 from ..evidence import EXPLORATORY, Evidence, evidence
 from ..report import Block, Paragraph, Table
 from . import _common as c
@@ -62,11 +64,22 @@ class Importance:
 
     groups: dict[tuple[str, str], list[StudyImportance]] = field(default_factory=dict)
     long: pd.DataFrame = field(default_factory=pd.DataFrame)  # every share, one row per study, method, branch, param
+    fidelity: str = ""  # the budget the shares read (`design.fidelity_summary`)
+    columns: list[str] = field(default_factory=list)  # every heat map's columns, in one fixed order
+
+
+def column_order(names: Iterable[str]) -> list[str]:
+    """Parameters in the order of bioscale's table of values (learning rates, Adam, rule settings, training), others after.
+
+    One order for every heat map, whatever the shares: fc and lc, tanh and ReLU read column by column.
+    """
+    known = list(LIMITS) + list(CHOICES)
+    return sorted(set(names), key=lambda p: (known.index(p), "") if p in known else (len(known), p))
 
 
 def compute(results: Analysis) -> Importance:
-    """Shares per analysed study with their evidence."""
-    out = Importance(long=results.importance)
+    """Shares per analysed study with their evidence, and the heat maps' one column order."""
+    out = Importance(long=results.importance, fidelity=fidelity_summary(results.records))
     for group, members in c.groups(results).items():
         rows = []
         for a in members:
@@ -81,18 +94,18 @@ def compute(results: Analysis) -> Importance:
                 detail=(f, p, a.frame, a.top_params, a.log_params)))
         if rows:
             out.groups[group] = rows
+    out.columns = column_order(p for rows in out.groups.values() for r in rows for p in [*r.fanova, *r.ped])
     return out
 
 
-def draw(title: str, rows: list[StudyImportance]) -> Figure:
-    """Heat map, rules (by family) × parameters (by mean share), shares in %, one colour bar; PED-ANOVA beside it when any."""
+def draw(title: str, rows: list[StudyImportance], columns: list[str]) -> Figure:
+    """Heat map, rules (by family) × parameters (in the given order), shares in %, one colour bar; PED-ANOVA beside it."""
     import seaborn as sns
 
     from ..plots import new_figure, styled
 
     fanova = pd.DataFrame({r.name: r.fanova for r in rows}).T.reindex([r.name for r in rows])
     ped = pd.DataFrame({r.name: r.ped for r in rows}).T.reindex([r.name for r in rows])
-    columns = list(fanova.mean().add(ped.mean(), fill_value=0).sort_values(ascending=False).index)
     tables = [("fANOVA: share of variance (%)", fanova)] + ([("PED-ANOVA: what the top needs (%)", ped)]
                                                             if ped.notna().to_numpy().any() else [])
     labels = [r.name + (" *" if not r.evidence.ok else "") for r in rows]
@@ -131,7 +144,7 @@ def render(computed: Importance, out: Output, figures: str) -> list[Block]:
     from .. import plots
     from ..stability import MARGIN
 
-    blocks: list[Block] = []
+    blocks: list[Block] = [Paragraph(f"Importances read each configuration's error at {computed.fidelity}.")]
     if len(computed.long):
         out.table(computed.long, "importance")  # every column, whatever the data: a stable schema for scripts
     records = []
@@ -146,11 +159,11 @@ def render(computed: Importance, out: Output, figures: str) -> list[Block]:
         if not any(r.fanova or r.ped for r in rows):
             blocks.append(Paragraph(f"**{c.title(group)}**: no study has enough complete trials for importances."))
         else:
-            blocks += out.figure(draw, (f"{c.title(group)}: hyperparameter importance per study", rows), folder,
+            blocks += out.figure(draw, (f"{c.title(group)}: hyperparameter importance per study", rows, computed.columns),
+                                 folder,
                                  f"{folder}-importance-heatmap", f"{c.title(group)}: studies (by family) × hyperparameters; "
                                  "fANOVA share of variance (log parameters on log10 scale)"
-                                 + (" and PED-ANOVA importance" if any(r.ped for r in rows) else "") + ", in %",
-                                 studies=[r.study for r in rows])
+                                 + (" and PED-ANOVA importance" if any(r.ped for r in rows) else "") + ", in %")
         for r in rows:
             f, p, frame, top, logs = r.detail
             if f.overall.ok or p.ok or f.branches:

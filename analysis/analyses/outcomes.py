@@ -86,12 +86,13 @@ def render(computed: Outcomes, out: Output, figures: str) -> list[Block]:
     blocks: list[Block] = [Paragraph(
         f"Of {total} finished configurations, {computed.total('n_diverged')} diverged (NaN or exploding loss; always "
         f"detected), {computed.total('n_stalled')} stalled at chance (stall detection {computed.detection}), "
-        f"{computed.total('n_pruned')} were stopped by a pruner and {computed.total('n_failed')} failed; "
+        f"{computed.total('n_pruned')} were stopped by a pruner, {computed.total('n_halved')} halved at a lower rung by "
+        f"design and {computed.total('n_failed')} failed; "
         f"**{computed.total('near_chance')} of {total} ended within {100 * NEAR_CHANCE:.0f} pp of chance**, however they "
         "were stopped. Diverged and stalled runs count at the chance-level error in every statistic.")]
     frame = pd.DataFrame([{"dataset": s.dataset, "arch": s.arch, "study": s.name, "finished": s.n_finished,
                            "complete": s.n_complete, "diverged": s.n_diverged, "stalled": s.n_stalled,
-                           "pruned": s.n_pruned, "failed": s.n_failed,
+                           "pruned": s.n_pruned, "halved": s.n_halved, "failed": s.n_failed,
                            f"within {100 * NEAR_CHANCE:.0f} pp of chance": s.near_chance,
                            "stall detection": s.stall_detection} for s in computed.studies])
     out.table(frame, "outcomes")

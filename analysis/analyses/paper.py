@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..protocol import REDUCED_MARK, reduced_budgets
 from ..report import Block, Paragraph, Table
 from . import _common as c
 
@@ -26,16 +27,19 @@ class PaperTables:
 
     best: pd.DataFrame
     comparison: pd.DataFrame
+    reduced: dict[str, str] = field(default_factory=dict)  # study -> why its budget is reduced
 
 
 def compute(results: Analysis) -> PaperTables:
-    """The tables computed with the studies (`Analysis.best`, `Analysis.comparison`)."""
-    return PaperTables(best=results.best, comparison=results.comparison)
+    """The tables computed with the studies (`Analysis.best`, `Analysis.comparison`) and the reduced budgets."""
+    return PaperTables(best=results.best, comparison=results.comparison, reduced=reduced_budgets(results.records))
 
 
-def _fmt_best(best: pd.DataFrame) -> pd.DataFrame:
+def _fmt_best(best: pd.DataFrame, reduced: Mapping[str, str]) -> pd.DataFrame:
     return pd.DataFrame({
-        "dataset": best.dataset, "arch": best.arch, "rule": rule_names(best),
+        "dataset": best.dataset, "arch": best.arch,
+        "rule": [name + (f" {REDUCED_MARK}" if study in reduced else "")
+                 for name, study in zip(rule_names(best), best.study)],
         "complete trials": [f"{a} of {b}" for a, b in zip(best.trials_complete, best.trials_total)],
         "best val error (%)": best.best_val_error.map(c.pct), "test error at it (%)": best.test_error_at_best.map(c.pct),
         "evaluated test error (%)": [f"{c.pct(m)} ± {c.pct(s)} ({n} seeds)" if n else "–"
@@ -56,16 +60,18 @@ def _fmt_compare(table: pd.DataFrame) -> pd.DataFrame:
         "ours: test error (%)": table.ours_test_error.map(c.pct), "ours: basis": table.ours_basis,
         "paper: test error (%)": table.paper_test_error.map(c.pct),
         "difference (pp)": table["diff"].map(c.pp),
-        "our protocol": ["paper's" if p else "NOT the paper's" for p in table.paper_protocol],
-        "note": table.paper_note})
+        "paper's protocol?": table.protocol_verdict})
 
 
 def render(computed: PaperTables, out: Output, figures: str) -> list[Block]:
     """best.csv, paper_comparison.csv, and both tables."""
     out.table(computed.best, "best")
     out.table(computed.comparison, "paper_comparison")
-    blocks: list[Block] = [Table(c.drop_constant(_fmt_best(computed.best), keep=("dataset", "arch", "rule", "complete trials")),
-                                 "Best configuration per study (percent; best.csv holds fractions).")]
+    blocks: list[Block] = [Table(c.drop_constant(_fmt_best(computed.best, computed.reduced),
+                                                 keep=("dataset", "arch", "rule", "complete trials")),
+                                 "Best configuration per study (percent; best.csv holds fractions)."
+                                 + (f" {REDUCED_MARK}: a reduced budget, "
+                                    + "; ".join(sorted(set(computed.reduced.values()))) + "." if computed.reduced else ""))]
     comparison = computed.comparison
     matched = comparison[comparison.paper_test_error.notna()]
     if len(matched):

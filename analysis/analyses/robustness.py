@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..design import fidelity_summary
 from ..evidence import evidence
 from ..paper import _family
 from ..report import Block, Bullets, Paragraph, Table
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 NAME = "robustness"
 TITLE = "Robustness and the paper's stability claims"
 ORDER = 50
-NEVER_LEARNED = 0.05  # a best error within 5 pp of chance: no learning-rate band is meaningful
 
 
 @dataclass
@@ -39,21 +39,21 @@ class RobustnessResult:
     groups: dict[tuple[str, str], list[tuple[str, str, Robustness]]] = field(default_factory=dict)  # (name, study, r)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     weakest: dict[tuple[str, str], int] = field(default_factory=dict)  # fewest finished configurations in the group
-    learned: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)  # best > 5 pp below chance, per study
+    learned: dict[tuple[str, str], dict[str, bool]] = field(default_factory=dict)  # `evidence.learned`, per study
     long: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fidelity: str = ""  # the budget the shares read (`design.fidelity_summary`)
 
 
 def compute(results: Analysis) -> RobustnessResult:
     """Shares per study, the paper's claims per dataset and family."""
-    out = RobustnessResult(long=results.stability)
+    out = RobustnessResult(long=results.stability, fidelity=fidelity_summary(results.records))
     for group, members in c.groups(results).items():
         rows = [(a.name, a.record.name, a.robustness) for a in members if a.analysed and a.robustness is not None]
         if rows:
             out.groups[group] = rows
             out.weakest[group] = min(r.n_finished for _, _, r in rows)
             out.claims[group] = results.claims.get((group[0], _family(group[1])), [])
-            out.learned[group] = {a.name: a.robustness.best_error < a.chance - NEVER_LEARNED
-                                  for a in members if a.analysed and a.robustness is not None}
+            out.learned[group] = {a.name: a.learned for a in members if a.analysed and a.robustness is not None}
     return out
 
 
@@ -68,7 +68,8 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
     from .. import plots
     from ..palette import series_style
 
-    blocks: list[Block] = []
+    blocks: list[Block] = [Paragraph(f"Shares count each configuration's error at {computed.fidelity}; the reference "
+                                     "is BP's best error at that budget.")]
     if len(computed.long):
         out.table(computed.long, "stability")  # every column, whatever the data: a stable schema for scripts
     for group, rows in computed.groups.items():
@@ -76,7 +77,8 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
         ev = evidence("stability", computed.weakest[group])
         if computed.claims.get(group):
             blocks.append(Paragraph(f"**{c.title(group)}: the paper's stability claims**, judged on the share of finished "
-                                    f"configurations within {100 * MARGIN:.0f} pp of the common reference"
+                                    f"configurations within {100 * MARGIN:.0f} pp of the common reference, among studies that "
+                                    "learned (a rule that never learned failed; it is not counted as sensitive)"
                                     + (f" *({ev.tag()}: the smallest study has {ev.n} configurations, a share needs "
                                        f"{ev.needed}; one configuration moves a share by {100 / max(ev.n, 1):.0f} pp)*"
                                        if not ev.ok else "") + ":"))
@@ -94,5 +96,5 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
         blocks += out.figure(plots.robustness_figure, (f"{c.title(group)}: robustness", {n: r for n, _, r in rows}, styles),
                              folder, f"{folder}-robustness", f"{c.title(group)}: share of finished configurations within x "
                              "pp of the rule's best and of the common reference; learning-rate band within 5 pp",
-                             level="all", studies=[s for _, s, _ in rows])
+                             level="all")
     return blocks

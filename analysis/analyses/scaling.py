@@ -24,10 +24,12 @@ import pandas as pd
 
 from bioscale.contract import search_trials
 
+from ..evaluation import standard_error
 from ..paper import _family, paper_dataset, published
+from ..protocol import PAPER_BUDGET
 from ..report import Block, Paragraph, Table
 from . import _common as c
-from .findings import PAPER_BUDGET, _span
+from .findings import _span
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -82,15 +84,13 @@ def cell_of(a: StudyAnalysis, test_error_at_best: float) -> Cell | None:
     ev = a.evaluated
     if ev is not None and (ev.n or ev.diverged):
         errors = ev.errors + [ev.chance] * len(ev.diverged)
-        error, k, basis = float(np.mean(errors)), len(errors), "evaluated"
-        spread = float(np.var(errors, ddof=1)) / k if k > 1 else 0.0
+        k, basis = len(errors), "evaluated"
     elif math.isfinite(test_error_at_best):
-        error, k, basis, spread = float(test_error_at_best), 0, "best trial", 0.0
+        errors, k, basis = [float(test_error_at_best)], 0, "best trial"
     else:
         return None
-    binomial = error * (1 - error) / n_test if n_test else math.nan
-    return Cell(a.record.dataset, a.record.arch, a.record.label, a.record.name, error, math.sqrt(spread + binomial), k,
-                n_test, basis)
+    return Cell(a.record.dataset, a.record.arch, a.record.label, a.record.name, float(np.mean(errors)),
+                standard_error(errors, n_test), k, n_test, basis)
 
 
 def _chosen(results: Analysis) -> dict[tuple[str, str], dict[str, Cell]]:
