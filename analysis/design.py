@@ -142,7 +142,7 @@ def fidelity_trials(record: StudyRecord, chance: float) -> tuple[list[FrozenTria
         if not (math.isfinite(value) and trial.params):
             continue
         made = optuna.trial.create_trial(params=dict(trial.params), distributions=dict(trial.distributions), value=value,
-                                         user_attrs={"outcome": outcome(trial)},
+                                         user_attrs={contract.OUTCOME: outcome(trial)},
                                          intermediate_values={s: v for s, v in trial.intermediate_values.items()
                                                               if s <= rung})
         made.number = trial.number
