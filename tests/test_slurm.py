@@ -124,10 +124,13 @@ def assert_resumed_bit_for_bit(url: str, name: str, budget: int, *, epochs: int 
     stopped = [t for t in trials if t.state == TrialState.FAIL]
     assert stopped and all(read_end_reason(t.user_attrs[END_REASON]) == PREEMPTED for t in stopped)
     reruns = [t for t in trials if t.state == TrialState.COMPLETE and any(t.params == s.params for s in stopped)]
-    assert reruns and all(t.user_attrs[RESUMED_FROM] is not None and t.user_attrs[RESUMED_FROM] > 1 for t in reruns)
+    # A trial the signal caught in its first epoch resumes from that epoch's mid-epoch checkpoint (resumed_from 0).
+    assert reruns and all(t.user_attrs[RESUMED_FROM] is not None for t in reruns)
+    assert max(t.user_attrs[RESUMED_FROM] for t in reruns) > 1
     assert all(sorted(t.intermediate_values) == list(range(1, epochs + 1)) for t in reruns)
     if compare:
-        assert reruns[0].user_attrs[CURVE] == uninterrupted_curve(reruns[0])
+        deepest = max(reruns, key=lambda t: t.user_attrs[RESUMED_FROM])
+        assert deepest.user_attrs[CURVE] == uninterrupted_curve(deepest)
     return reruns
 
 
@@ -150,8 +153,9 @@ def test_a_launch_on_postgresql_meets_its_budget_and_usr2_requeues_and_resumes_b
     wait_until(lambda: len(running_trials(postgres_url, name, 2)) == 2, 300, "two trials past epoch 2")
     assert re.search(r"^  trial \d+: epoch \d+/20 on \S+, heartbeat \d+ s ago$", status(postgres_url, name), flags=re.M)
     subprocess.run(["scancel", "--signal=USR2", array_id(launched)], check=True)
-    ran = wait_for_jobs(launched)
-    assert None not in ran and sum(ran) >= 4
+    # What each job returns counts only its last run's trials (a trial finished before the signal is not in it),
+    # so the budget is checked in the storage below.
+    assert None not in wait_for_jobs(launched)
     assert_resumed_bit_for_bit(postgres_url, name, 4)
     (row,) = json.loads(status(postgres_url, name, "--json"))
     assert (row["finished"], row["budget"], row["counts"]["COMPLETE"], row["running"]) == (4, 4, 4, [])
