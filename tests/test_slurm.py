@@ -35,6 +35,7 @@ from test_worker_death import storage_of, worker_pid
 pytestmark = pytest.mark.slow
 
 EPOCHS = 20  # DTP, batch 8 on digits: ~0.4-1 s an epoch on one core, long enough to be stopped mid-trial
+PREEMPT_EPOCHS = 60  # on a quiet node 20 epochs (7 s) can end before Slurm starts the urgent job that preempts
 WALL_EPOCHS = 100  # 40 s or more: still running when a one-minute job's wall-time signal comes
 
 
@@ -164,14 +165,14 @@ def test_a_launch_on_postgresql_meets_its_budget_and_usr2_requeues_and_resumes_b
 
 def test_a_job_preempted_by_a_higher_priority_partition_is_requeued_and_resumes_bit_for_bit(slurm, tmp_path, one_torch_thread):
     url = f"journal:///{tmp_path / 's.log'}"
-    launched = launch(url, "p", tmp_path)
+    launched = launch(url, "p", tmp_path, epochs=PREEMPT_EPOCHS)
     wait_until(lambda: running_trials(url, "p", 2), 300, "a trial past epoch 2")
-    assert re.search(r"^  trial 0: epoch \d+/20 on \S+, heartbeat \d+ s ago$", status(url, "p"), flags=re.M)
+    assert re.search(rf"^  trial 0: epoch \d+/{PREEMPT_EPOCHS} on \S+, heartbeat \d+ s ago$", status(url, "p"), flags=re.M)
     urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", "-c", "2", "-o", "/dev/null", "--wrap", "sleep 5"],
                             capture_output=True, text=True, check=True).stdout.strip()
     wait_until(lambda: not squeue(urgent), 300, f"the urgent job {urgent} ending")
     wait_for_jobs(launched)
-    assert_resumed_bit_for_bit(url, "p", 1)
+    assert_resumed_bit_for_bit(url, "p", 1, epochs=PREEMPT_EPOCHS)
     assert "preempted (not counted as a timeout); requeued" in logs(tmp_path)
 
 
