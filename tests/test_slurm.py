@@ -35,7 +35,7 @@ from test_worker_death import storage_of, worker_pid
 pytestmark = pytest.mark.slow
 
 EPOCHS = 20  # DTP, batch 8 on digits: ~0.4-1 s an epoch on one core, long enough to be stopped mid-trial
-PREEMPT_EPOCHS = 60  # on a quiet node 20 epochs (7 s) can end before Slurm starts the urgent job that preempts
+PREEMPT_EPOCHS = 60  # on a quiet node 20 epochs (7 s) can end before a preempting job or a scancel reaches them
 WALL_EPOCHS = 100  # 40 s or more: still running when a one-minute job's wall-time signal comes
 
 
@@ -150,14 +150,15 @@ def test_a_launch_on_postgresql_meets_its_budget_and_usr2_requeues_and_resumes_b
                                                                                              one_torch_thread):
     """Two array tasks, four trials; both tasks get USR2 mid-trial (with --max-timeouts 0: a preemption is no timeout)."""
     name = f"slurm-{uuid.uuid4().hex[:8]}"
-    launched = launch(postgres_url, name, tmp_path, jobs=2, trials=4)
+    launched = launch(postgres_url, name, tmp_path, jobs=2, trials=4, epochs=PREEMPT_EPOCHS)
     wait_until(lambda: len(running_trials(postgres_url, name, 2)) == 2, 300, "two trials past epoch 2")
-    assert re.search(r"^  trial \d+: epoch \d+/20 on \S+, heartbeat \d+ s ago$", status(postgres_url, name), flags=re.M)
+    assert re.search(rf"^  trial \d+: epoch \d+/{PREEMPT_EPOCHS} on \S+, heartbeat \d+ s ago$", status(postgres_url, name),
+                     flags=re.M)
     subprocess.run(["scancel", "--signal=USR2", array_id(launched)], check=True)
     # What each job returns counts only its last run's trials (a trial finished before the signal is not in it),
     # so the budget is checked in the storage below.
     assert None not in wait_for_jobs(launched)
-    assert_resumed_bit_for_bit(postgres_url, name, 4)
+    assert_resumed_bit_for_bit(postgres_url, name, 4, epochs=PREEMPT_EPOCHS)
     (row,) = json.loads(status(postgres_url, name, "--json"))
     assert (row["finished"], row["budget"], row["counts"]["COMPLETE"], row["running"]) == (4, 4, 4, [])
     assert "preempted (not counted as a timeout); requeued" in logs(tmp_path)
