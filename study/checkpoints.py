@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from bioscale import defaults, resume
 from bioscale.storages import StorageSpec
@@ -41,7 +41,7 @@ def directory(checkpoint_dir: str | None, storage: StorageSpec) -> Path:
 def root_number(trial: optuna.trial.FrozenTrial | optuna.Trial) -> int:
     """The number of the first trial of `trial`'s retry chain (its own number when it is no retry)."""
     frozen = trial if isinstance(trial, optuna.trial.FrozenTrial) else trial.study._storage.get_trial(trial._trial_id)  # noqa: SLF001
-    history = RetryFailedTrialCallback.retry_history(frozen)
+    history = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
     return history[0] if history else frozen.number
 
 
