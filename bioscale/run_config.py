@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 from . import defaults
 from .datasets import get as get_dataset
 from .errors import UsageError
-from .spec import _check_count, check_rule_name, known_rules
+from .spec import check_count, check_rule_name, known_rules
 from .values import CHOICES, check_value
 
 
@@ -67,12 +67,12 @@ class RunConfig:
         except ValueError as error:
             raise UsageError(str(error)) from None
         for name, low in (("epochs", 1), ("batch_size", 1), ("chance_patience", 0)):
-            _check_count(name, getattr(self, name), low)
+            check_count(name, getattr(self, name), low)
         seeds = tuple(self.seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise UsageError(f"give one or more distinct whole-number seeds (got {list(seeds)})")
         for seed in (*seeds, *([] if self.data_seed is None else [self.data_seed])):
-            _check_count("seed", seed, None)
+            check_count("seed", seed, None)
         offered = known_rules()[self.rule]
         if self.schedule is not None and self.schedule not in offered:
             raise UsageError(f"rule {self.rule!r} has no schedule {self.schedule!r}; choose one of: {', '.join(offered) or 'none'}")

@@ -93,10 +93,10 @@ class StudySpec:
             schedule = None
         get_dataset(self.dataset)
         for name in ("epochs", "trials", "workers", "population"):
-            _check_count(name, getattr(self, name), 1)
-        _check_count("chance_patience", self.chance_patience, 0)
-        _check_count("checkpoint_every", self.checkpoint_every, 0)
-        _check_count("seed", self.seed, None)
+            check_count(name, getattr(self, name), 1)
+        check_count("chance_patience", self.chance_patience, 0)
+        check_count("checkpoint_every", self.checkpoint_every, 0)
+        check_count("seed", self.seed, None)
         if self.sampler not in defaults.SAMPLERS:
             raise UsageError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(defaults.SAMPLERS)}")
         check_pruner_name(self.pruner)
@@ -163,7 +163,7 @@ class CampaignSpec:
         seeds = tuple(self.seeds)
         if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
             raise UsageError("give one or more distinct whole-number seeds, e.g. --seeds 0,1,2")
-        _check_count("side_by_side", self.side_by_side, 1)
+        check_count("side_by_side", self.side_by_side, 1)
         if any(s.shared_draws for s in studies) and len({s.label for s in studies}) < 2:
             raise UsageError("--shared-draws makes rules share their configurations: give two or more rules, e.g. --rules bp,fa")
         return replace(self, studies=studies, seeds=seeds, formats=tuple(self.formats))
@@ -268,7 +268,8 @@ def fidelity_of(pruner: str) -> tuple[str, int] | None:
     return name, eta
 
 
-def _check_count(name: str, value: object, low: int | None) -> None:
+def check_count(name: str, value: object, low: int | None) -> None:
+    """Refuse, as a UsageError, a value that is not a whole number at or above `low` (None: any)."""
     if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
         raise UsageError(f"{name} must be a whole number" + (f" >= {low}" if low is not None else "") + f" (got {value!r})")
 
@@ -305,16 +306,16 @@ class LaunchSpec:
         """This launch with every value checked against the study's `storage` (UsageError in one line otherwise)."""
         if self.executor not in defaults.EXECUTORS:
             raise UsageError(f"unknown executor {self.executor!r}; choose one of: {', '.join(defaults.EXECUTORS)}")
-        _check_count("jobs", self.jobs, 1)
+        check_count("jobs", self.jobs, 1)
         if isinstance(self.time, bool) or not isinstance(self.time, (int, float)) or not self.time > 0:
             raise UsageError(f"--time is each job's wall time in minutes and must be positive (got {self.time!r})")
         if self.max_parallel is not None:
-            _check_count("max_parallel", self.max_parallel, 1)
+            check_count("max_parallel", self.max_parallel, 1)
         if self.gpus_per_job is not None:
-            _check_count("gpus_per_job", self.gpus_per_job, 0)
-        _check_count("cpus_per_job", self.cpus_per_job, 1)
-        _check_count("signal_delay_s", self.signal_delay_s, 1)
-        _check_count("max_timeouts", self.max_timeouts, 0)
+            check_count("gpus_per_job", self.gpus_per_job, 0)
+        check_count("cpus_per_job", self.cpus_per_job, 1)
+        check_count("signal_delay_s", self.signal_delay_s, 1)
+        check_count("max_timeouts", self.max_timeouts, 0)
         if self.mem_gb is not None and not self.mem_gb > 0:
             raise UsageError(f"--mem-gb must be positive (got {self.mem_gb!r})")
         self.sbatch_options()
