@@ -17,25 +17,25 @@ _EXPORTS = {
     "analyze": ".pipeline", "compute": ".results", "Analysis": ".results", "StudyAnalysis": ".results",
     "render": ".rendering", "FORMATS": ".rendering", "FIGURE_DIR_NAME": ".output", "FIGURE_LEVELS": ".output",
     "best_table": ".tables", "ARTIFACT_DIR_NAME": ".artifacts",
-    "fanova_importance": ".importance", "ped_anova_importance": ".importance", "fast_fanova_available": ".importance",
-    "FanovaResult": ".importance", "PedAnovaResult": ".importance",
-    "activation_effect": ".activation", "best_of_n": ".activation", "ActivationEffect": ".activation",
-    "robustness": ".stability", "budget_trust": ".stability", "Robustness": ".stability", "BudgetTrust": ".stability",
-    "published": ".paper", "compare": ".paper",
+    "fanova_importance": ".statistics.importance", "ped_anova_importance": ".statistics.importance", "fast_fanova_available": ".statistics.importance",
+    "FanovaResult": ".statistics.importance", "PedAnovaResult": ".statistics.importance",
+    "activation_effect": ".statistics.activation", "best_of_n": ".statistics.activation", "ActivationEffect": ".statistics.activation",
+    "robustness": ".statistics.stability", "budget_trust": ".statistics.stability", "Robustness": ".statistics.stability", "BudgetTrust": ".statistics.stability",
+    "published": ".analyses.paper", "compare": ".analyses.paper",
     "read_storage": ".storage", "select_studies": ".storage",
 }
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .activation import ActivationEffect, activation_effect, best_of_n
+    from .statistics.activation import ActivationEffect, activation_effect, best_of_n
     from .artifacts import ARTIFACT_DIR_NAME
-    from .importance import FanovaResult, PedAnovaResult, fanova_importance, fast_fanova_available, ped_anova_importance
-    from .paper import compare, published
+    from .statistics.importance import FanovaResult, PedAnovaResult, fanova_importance, fast_fanova_available, ped_anova_importance
+    from .analyses.paper import compare, published
     from .pipeline import analyze
     from .rendering import FORMATS, render
     from .results import Analysis, StudyAnalysis, compute
     from .output import FIGURE_DIR_NAME, FIGURE_LEVELS
-    from .stability import BudgetTrust, Robustness, budget_trust, robustness
+    from .statistics.stability import BudgetTrust, Robustness, budget_trust, robustness
     from .storage import read_storage, select_studies
     from .tables import best_table
 

@@ -40,8 +40,8 @@ from optuna.trial import FrozenTrial, TrialState
 from bioscale import contract, defaults
 from bioscale.errors import UsageError
 
-from .importance import unify_distributions
-from .outcomes import COMPLETE, DIVERGED, FAILED, STALLED, chance_error, counted_error, outcome
+from .statistics.importance import unify_distributions
+from .statistics.outcomes import COMPLETE, DIVERGED, FAILED, STALLED, chance_error, counted_error, outcome
 from .storage import StudyRecord, display_name, read_storage, select_studies
 
 FORMATS = defaults.EXPORT_FORMATS

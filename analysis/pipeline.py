@@ -7,7 +7,7 @@ from typing import Sequence
 
 from optuna.storages import BaseStorage
 
-from .importance import FANOVA_SEEDS
+from .statistics.importance import FANOVA_SEEDS
 from .rendering import output_options, render
 from .results import compute
 

@@ -15,11 +15,11 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .activation import ActivationEffect, best_of_n
-from .importance import FanovaResult, PedAnovaResult
+from .statistics.activation import ActivationEffect, best_of_n
+from .statistics.importance import FanovaResult, PedAnovaResult
 from .palette import SeriesStyle
-from .pairs import PairComparison
-from .stability import MARGIN, MARGIN_FLOOR, MARGINS, BudgetTrust, Robustness
+from .statistics.pairs import PairComparison
+from .statistics.stability import MARGIN, MARGIN_FLOOR, MARGINS, BudgetTrust, Robustness
 
 ACTIVATION_COLORS = {"tanh": "#0072B2", "relu": "#E69F00"}
 VAL_TEST_COLORS = {"validation": "#009E73", "test": "#CC79A7"}

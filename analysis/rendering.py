@@ -12,7 +12,7 @@ from bioscale.errors import UsageError
 
 from . import registry
 from .artifacts import ARTIFACT_DIR_NAME, artifact_store, attach_figures
-from .protocol import PAPER_BUDGET, below_paper_budget, budget_text, data_problem, is_paper_protocol, search_space_problems
+from .analyses.protocol import PAPER_BUDGET, below_paper_budget, budget_text, data_problem, is_paper_protocol, search_space_problems
 from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output, slug  # noqa: F401 (slug: public)
 from .report import Block, Contents, Heading, Paragraph, write_report
 from .results import Analysis

@@ -12,21 +12,21 @@ from optuna.trial import FrozenTrial
 
 from bioscale.contract import best_trial, complete_trials, end_reason
 
-from .activation import ActivationEffect, activation_effect, format_effect
-from .evaluation import Evaluated, evaluated
-from .evidence import evidence, learned
-from .importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
+from .statistics.activation import ActivationEffect, activation_effect, format_effect
+from .statistics.evaluation import Evaluated, evaluated
+from .statistics.evidence import evidence, learned
+from .statistics.importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
-from .outcomes import Outcomes, chance_error, outcomes, search_finished
-from .pairs import PairComparison, across_rules, compare_pairs, find_pairs
-from .paper import _family, compare
-from .design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
-from .protocol import REDUCED_MARK, reduced_budgets
-from .stability import (MARGIN, MARGINS, BudgetTrust, Robustness, RungTrust, budget_trust, learning_curves, paper_claims,
+from .statistics.outcomes import Outcomes, chance_error, outcomes, search_finished
+from .statistics.pairs import PairComparison, across_rules, compare_pairs, find_pairs
+from .analyses.paper import arch_family, compare
+from .statistics.design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
+from .analyses.protocol import REDUCED_MARK, reduced_budgets
+from .statistics.stability import (MARGIN, MARGINS, BudgetTrust, Robustness, RungTrust, budget_trust, learning_curves, paper_claims,
                         robustness, rung_trust)
 from .storage import StudyRecord, display_name, read_storage, select_across
 from .tables import best_table_from, trials_frame
-from .tunability import Tunability, tunability
+from .statistics.tunability import Tunability, tunability
 
 
 @dataclass
@@ -152,7 +152,7 @@ def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], li
     by: dict[tuple[str, str], list[StudyAnalysis]] = {}
     for a in studies:
         if a.robustness is not None and math.isfinite(a.robustness.best_error):
-            by.setdefault((a.record.dataset, _family(a.record.arch)), []).append(a)
+            by.setdefault((a.record.dataset, arch_family(a.record.arch)), []).append(a)
     claims = {}
     for (dataset, family), members in by.items():
         bp = [a for a in members if a.record.rule == "bp"]

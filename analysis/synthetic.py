@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bioscale import contract
 from bioscale.contract import CONFIG, CURVE, DEFAULT_CONFIG, DEVICE, ROLE, SEED, VERSIONS, StudyInfo, name_objective
 
-from .importance import quiet_optuna
+from .statistics.importance import quiet_optuna
 
 Params = Mapping[str, object]
 

@@ -13,9 +13,9 @@ from optuna.storages import BaseStorage
 from bioscale import contract
 from bioscale.contract import best_trial, complete_trials, end_reason, finished_trials, search_trials
 
-from .evaluation import evaluated
-from .outcomes import chance_error
-from .protocol import fixed_text, is_paper_protocol, protocol_problems, protocol_verdict
+from .statistics.evaluation import evaluated
+from .statistics.outcomes import chance_error
+from .analyses.protocol import fixed_text, is_paper_protocol, protocol_problems, protocol_verdict
 from .storage import StudyRecord, display_name, read_storage, select_studies
 
 BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials_complete", "trials_total",

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import optuna
 
-from bioscale.analysis.importance import FANOVA_SEEDS, FANOVA_TREES, fanova_importance, fast_fanova_available, quiet_optuna
+from bioscale.analysis.statistics.importance import FANOVA_SEEDS, FANOVA_TREES, fanova_importance, fast_fanova_available, quiet_optuna
 from bioscale.analysis.synthetic import PAPER_SPACE, Curve, contract_trial, sample
 
 

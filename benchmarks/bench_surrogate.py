@@ -19,7 +19,7 @@ from optuna.storages import InMemoryStorage
 
 from bioscale.analysis import ablation, interactions, local_importance
 from bioscale.analysis.storage import select_studies
-from bioscale.analysis.surrogate import fit_surrogate
+from bioscale.analysis.statistics.surrogate import fit_surrogate
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
 
 SPACE = {**PAPER_SPACE, "batch_size": CategoricalDistribution([32, 64, 128, 256])}

@@ -13,9 +13,9 @@ from optuna.storages.journal import JournalFileBackend
 
 from bioscale import contract
 from bioscale.analysis import ablation, interactions, local_importance
-from bioscale.analysis.outcomes import chance_error
+from bioscale.analysis.statistics.outcomes import chance_error
 from bioscale.analysis.storage import read_storage, select_studies
-from bioscale.analysis.surrogate import MIN_TRIALS_FIT, fit_surrogate
+from bioscale.analysis.statistics.surrogate import MIN_TRIALS_FIT, fit_surrogate
 from bioscale.analysis.synthetic import add_study
 
 SPACE = {f"x{i}": FloatDistribution(0.0, 1.0) for i in (1, 2, 3)}

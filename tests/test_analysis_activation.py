@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from bioscale.analysis.activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, activation_effect,
+from bioscale.analysis.statistics.activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, activation_effect,
                                           best_of_n, best_quartile_mean, verdict_from_ci)
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study

@@ -10,10 +10,10 @@ import optuna
 import pytest
 
 from bioscale.analysis import analyze, compute, registry
-from bioscale.analysis.activation import NO_CLEAR_DIFFERENCE, NOT_ENOUGH, TANH_BETTER
+from bioscale.analysis.statistics.activation import NO_CLEAR_DIFFERENCE, NOT_ENOUGH, TANH_BETTER
 from bioscale.analysis.analyses import flags as flags_module
-from bioscale.analysis.evidence import THRESHOLDS, evidence
-from bioscale.analysis.pairs import PAIRED, compare_pair, find_pairs, paired_effect, pooled
+from bioscale.analysis.statistics.evidence import THRESHOLDS, evidence
+from bioscale.analysis.statistics.pairs import PAIRED, compare_pair, find_pairs, paired_effect, pooled
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
 

@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from bioscale.analysis import Analysis, analyze, compute, render
-from bioscale.analysis.activation import RELU_BETTER
+from bioscale.analysis.statistics.activation import RELU_BETTER
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
 
 SEEDS = 2  # fANOVA forests per study: enough to check the numbers, quicker than the default

@@ -11,13 +11,13 @@ import pytest
 
 from bioscale import contract
 from bioscale.analysis import compute
-from bioscale.analysis.activation import NO_CLEAR_DIFFERENCE, TANH_BETTER
+from bioscale.analysis.statistics.activation import NO_CLEAR_DIFFERENCE, TANH_BETTER
 from bioscale.analysis.analyses.findings import sensitivity
-from bioscale.analysis.design import design, draw_clusters, fidelity_trials, first_rung_errors
-from bioscale.analysis.evaluation import evaluated
-from bioscale.analysis.evidence import learned, learned_threshold
-from bioscale.analysis.pairs import PAIRED, compare_pairs, find_pairs, holm, pooled
-from bioscale.analysis.stability import rung_trust
+from bioscale.analysis.statistics.design import design, draw_clusters, fidelity_trials, first_rung_errors
+from bioscale.analysis.statistics.evaluation import evaluated
+from bioscale.analysis.statistics.evidence import learned, learned_threshold
+from bioscale.analysis.statistics.pairs import PAIRED, compare_pairs, find_pairs, holm, pooled
+from bioscale.analysis.statistics.stability import rung_trust
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_halving_study, add_study
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from bioscale.analysis.importance import (fanova_importance, fast_fanova_available, ped_anova_importance, to_search_scale,
+from bioscale.analysis.statistics.importance import (fanova_importance, fast_fanova_available, ped_anova_importance, to_search_scale,
                                           unify_distributions)
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study

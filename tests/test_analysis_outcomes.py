@@ -9,16 +9,16 @@ import pytest
 from optuna.distributions import IntDistribution
 
 from bioscale.analysis import best_table, compare, compute
-from bioscale.analysis.evaluation import AT_BEST_VAL, AT_LAST, evaluated
-from bioscale.analysis.outcomes import chance_error, counted_error, outcome, outcomes, valued_trials
+from bioscale.analysis.statistics.evaluation import AT_BEST_VAL, AT_LAST, evaluated
+from bioscale.analysis.statistics.outcomes import chance_error, counted_error, outcome, outcomes, valued_trials
 from bioscale import catalogue
 from bioscale.analysis.palette import FREE_COLOURS, lighter, series_style
 
 PAPER_RULES = ("bp", "fa", "dfa", "tp", "dtp", "sdtp", "ao-sdtp")
-from bioscale.analysis.protocol import is_paper_protocol, protocol_verdict, search_space_problems
+from bioscale.analysis.analyses.protocol import is_paper_protocol, protocol_verdict, search_space_problems
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study, contract_trial
-from bioscale.analysis.tunability import tunability
+from bioscale.analysis.statistics.tunability import tunability
 from optuna.trial import TrialState
 
 SPACE = {k: v for k, v in PAPER_SPACE.items() if k != "activation"}

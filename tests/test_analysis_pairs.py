@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from bioscale.analysis import compute
-from bioscale.analysis.activation import NO_CLEAR_DIFFERENCE, RELU_BETTER, TANH_BETTER
-from bioscale.analysis.pairs import across_rules, compare_pair, expected_best, find_pairs
-from bioscale.analysis.activation import best_of_n
+from bioscale.analysis.statistics.activation import NO_CLEAR_DIFFERENCE, RELU_BETTER, TANH_BETTER
+from bioscale.analysis.statistics.pairs import across_rules, compare_pair, expected_best, find_pairs
+from bioscale.analysis.statistics.activation import best_of_n
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
 

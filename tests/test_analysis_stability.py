@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from bioscale.analysis import compute
-from bioscale.analysis.stability import budget_trust, learning_curves, paper_claims, robustness, top_overlap
+from bioscale.analysis.statistics.stability import budget_trust, learning_curves, paper_claims, robustness, top_overlap
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
 

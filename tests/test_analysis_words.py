@@ -14,7 +14,7 @@ import pytest
 from bioscale.analysis import analyze, compute
 from bioscale.analysis.analyses import ecdf
 from bioscale.analysis.analyses.importance import column_order
-from bioscale.analysis.protocol import (REDUCED_MARK, REDUCED_REASON, SETTLING_COST, is_paper_protocol,
+from bioscale.analysis.analyses.protocol import (REDUCED_MARK, REDUCED_REASON, SETTLING_COST, is_paper_protocol,
                                         missing_rules, missing_text, protocol_verdict, reduced_budgets)
 from bioscale.analysis.rendering import _relation
 from bioscale.analysis.storage import select_studies

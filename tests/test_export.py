@@ -17,7 +17,7 @@ from optuna.trial import TrialState, create_trial
 
 from bioscale import contract
 from bioscale.analysis.export import METRIC, deepcave_frames, export_csv, export_deepcave, read_records
-from bioscale.analysis.outcomes import chance_error
+from bioscale.analysis.statistics.outcomes import chance_error
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
 from bioscale.cli import main
 

@@ -43,7 +43,7 @@ def test_every_module_and_data_file_of_the_source_folders_is_in_the_wheel(wheel_
     files, names = wheel_files
     expected = {f"{INSTALLED[name.split('/')[0]]}/{name.split('/', 1)[1]}" for name in files
                 if name.split("/")[0] in INSTALLED and name.endswith((".py", ".csv"))}
-    assert "bioscale/analysis/analyses/importance.py" in expected and "bioscale/analysis/paper.csv" in expected
+    assert "bioscale/analysis/analyses/importance.py" in expected and "bioscale/analysis/analyses/paper.csv" in expected
     assert expected <= names, sorted(expected - names)
 
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..activation import TIE
-from ..design import fidelity_summary
-from ..evidence import evidence
-from ..pairs import PAIRED, PairComparison, Pooled, pooled
-from ..protocol import REDUCED_MARK, reduced_budgets
+from ..statistics.activation import TIE
+from ..statistics.design import fidelity_summary
+from ..statistics.evidence import evidence
+from ..statistics.pairs import PAIRED, PairComparison, Pooled, pooled
+from .protocol import REDUCED_MARK, reduced_budgets
 from ..report import Block, Bullets, Paragraph, Table
 from . import _common as c
 

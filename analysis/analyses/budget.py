@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..evidence import evidence
+from ..statistics.evidence import evidence
 from ..report import Block, Paragraph, Table
-from ..stability import TRUST_RHO, BudgetTrust, RungTrust
+from ..statistics.stability import TRUST_RHO, BudgetTrust, RungTrust
 from . import _common as c
 
 if TYPE_CHECKING:

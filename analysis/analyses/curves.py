@@ -15,9 +15,9 @@ import numpy as np
 
 from bioscale.contract import complete_trials, search_trials
 
-from ..protocol import REDUCED_MARK
+from .protocol import REDUCED_MARK
 from ..report import Block, Paragraph
-from ..stability import learning_curves
+from ..statistics.stability import learning_curves
 from . import _common as c
 
 if TYPE_CHECKING:

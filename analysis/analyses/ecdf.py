@@ -15,9 +15,9 @@ import numpy as np
 
 from bioscale import catalogue
 
-from ..outcomes import counted_error, search_finished
+from ..statistics.outcomes import counted_error, search_finished
 from ..palette import split_label
-from ..protocol import REDUCED_MARK
+from .protocol import REDUCED_MARK
 from ..report import Block, Paragraph
 from . import _common as c
 

@@ -14,10 +14,10 @@ import numpy as np
 from bioscale import contract
 from bioscale.contract import search_trials
 
-from ..design import design_summary, fidelity_summary
-from ..evidence import LEARNED_SHARE, evidence, learned, learned_threshold
-from ..protocol import PAPER_BUDGET, REDUCED_MARK, by_reason, reduced_budgets
-from ..stability import MARGIN
+from ..statistics.design import design_summary, fidelity_summary
+from ..statistics.evidence import LEARNED_SHARE, evidence, learned, learned_threshold
+from .protocol import PAPER_BUDGET, REDUCED_MARK, by_reason, reduced_budgets
+from ..statistics.stability import MARGIN
 from ..report import Block, Bullets, Paragraph
 from . import _common as c
 

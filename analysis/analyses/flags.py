@@ -25,10 +25,10 @@ import pandas as pd
 from bioscale import contract
 from bioscale.contract import complete_trials, search_trials
 
-from ..importance import is_log
-from ..pairs import config_key
+from ..statistics.importance import is_log
+from ..statistics.pairs import config_key
 from ..report import Block, Bullets, Paragraph, Table
-from ..stability import learning_curves
+from ..statistics.stability import learning_curves
 from . import _common as c
 
 if TYPE_CHECKING:

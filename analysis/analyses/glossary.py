@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from bioscale import catalogue
 
-from ..evidence import MIN_OOB_R2, THRESHOLDS
+from ..statistics.evidence import MIN_OOB_R2, THRESHOLDS
 from ..report import Block, Bullets, Paragraph
-from ..stability import TOP_K
+from ..statistics.stability import TOP_K
 
 if TYPE_CHECKING:
     from ..output import Output

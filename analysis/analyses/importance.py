@@ -17,8 +17,8 @@ import pandas as pd
 from bioscale import catalogue
 from bioscale.values import CHOICES, LIMITS
 
-from ..design import fidelity_summary
-from ..evidence import EXPLORATORY, Evidence, evidence
+from ..statistics.design import fidelity_summary
+from ..statistics.evidence import EXPLORATORY, Evidence, evidence
 from ..report import Block, Paragraph, Table
 from . import _common as c
 
@@ -142,7 +142,7 @@ def draw(title: str, rows: list[StudyImportance], columns: list[str]) -> Figure:
 def render(computed: Importance, out: Output, figures: str) -> list[Block]:
     """A heat map per group (key), a table of the top shares with their evidence, importance.csv; per study on all."""
     from .. import plots
-    from ..stability import MARGIN
+    from ..statistics.stability import MARGIN
 
     blocks: list[Block] = [Paragraph(f"Importances read each configuration's error at {computed.fidelity}.")]
     if len(computed.long):

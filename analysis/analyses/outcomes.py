@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from ..outcomes import Outcomes as StudyCounts, counted_error, outcomes, search_finished
+from ..statistics.outcomes import Outcomes as StudyCounts, counted_error, outcomes, search_finished
 from ..report import Block, Paragraph, Table
 from . import _common as c
 
@@ -29,7 +29,7 @@ NEAR_CHANCE = 0.05  # within 5 percentage points of chance: did not learn
 
 @dataclass(frozen=True)
 class StudyOutcome(StudyCounts):
-    """The counts of one study's finished search configurations (`analysis.outcomes.Outcomes`), named and placed."""
+    """The counts of one study's finished search configurations (`statistics.outcomes.Outcomes`), named and placed."""
 
     study: str
     name: str

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..design import fidelity_summary
-from ..evidence import evidence
-from ..paper import _family
+from ..statistics.design import fidelity_summary
+from ..statistics.evidence import evidence
+from .paper import arch_family
 from ..report import Block, Bullets, Paragraph, Table
-from ..stability import MARGIN, MARGINS, Robustness
+from ..statistics.stability import MARGIN, MARGINS, Robustness
 from . import _common as c
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def compute(results: Analysis) -> RobustnessResult:
         if rows:
             out.groups[group] = rows
             out.weakest[group] = min(r.n_finished for _, _, r in rows)
-            out.claims[group] = results.claims.get((group[0], _family(group[1])), [])
+            out.claims[group] = results.claims.get((group[0], arch_family(group[1])), [])
             out.learned[group] = {a.name: a.learned for a in members if a.analysed and a.robustness is not None}
     return out
 

@@ -24,9 +24,9 @@ import pandas as pd
 
 from bioscale.contract import search_trials
 
-from ..evaluation import standard_error
-from ..paper import _family, paper_dataset, published
-from ..protocol import PAPER_BUDGET
+from ..statistics.evaluation import standard_error
+from .paper import arch_family, paper_dataset, published
+from .protocol import PAPER_BUDGET
 from ..report import Block, Paragraph, Table
 from . import _common as c
 from .findings import _span
@@ -147,7 +147,7 @@ def compute(results: Analysis) -> Scaling:
     rows = []
     for rank, task in enumerate(tasks):
         bp = cells[task].get("bp")
-        theirs = paper[(paper.dataset == paper_dataset(task[0])) & (paper.family == _family(task[1]))]
+        theirs = paper[(paper.dataset == paper_dataset(task[0])) & (paper.family == arch_family(task[1]))]
         their = dict(zip(theirs.label, theirs.test_error))
         for label, cell in sorted(cells[task].items(), key=lambda item: c.label_key(item[0])):
             gap = cell.error - bp.error if bp else math.nan

@@ -11,10 +11,10 @@ import pandas as pd
 
 from bioscale.contract import complete_trials, search_trials
 
-from ..evidence import evidence
-from ..importance import FanovaResult, PedAnovaResult
+from ..statistics.evidence import evidence
+from ..statistics.importance import FanovaResult, PedAnovaResult
 from ..report import Block, Bullets, Heading, Paragraph, pct
-from ..stability import MARGINS, Robustness
+from ..statistics.stability import MARGINS, Robustness
 from ..tables import end_reasons
 from . import _common as c
 

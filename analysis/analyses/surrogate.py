@@ -1,10 +1,10 @@
 """Which changes buy the gain: ablation path, local importance and the strongest interaction, on one surrogate per study.
 
-One random forest per study (`analysis/surrogate.py`) fitted to every finished search trial,
+One random forest per study (`analysis/statistics/surrogate.py`) fitted to every finished search trial,
 diverged ones at chance level; on it the ablation path from the default configuration to the best
-(Fawcett and Hoos 2016, `analysis/ablation.py`), local parameter importance around the best
-(Biedenkapp et al. 2018, `analysis/local_importance.py`) and the strongest pairwise interaction
-(`analysis/interactions.py`). Thresholds (no forest below 8 finished trials, exploratory below 20
+(Fawcett and Hoos 2016, `analysis/statistics/ablation.py`), local parameter importance around the best
+(Biedenkapp et al. 2018, `analysis/statistics/local_importance.py`) and the strongest pairwise interaction
+(`analysis/statistics/interactions.py`). Thresholds (no forest below 8 finished trials, exploratory below 20
 or 30, or when the forest's out-of-bag R² is low) are in `evidence.py`. Studies without a forest
 are listed on one line per reason; figures are drawn per study at `--figures all`.
 """
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .. import ablation, interactions, local_importance
-from ..evidence import EXPLORATORY, MIN_OOB_R2, needed
-from ..outcomes import chance_error
+from ..statistics import ablation, interactions, local_importance
+from ..statistics.evidence import EXPLORATORY, MIN_OOB_R2, needed
+from ..statistics.outcomes import chance_error
 from ..report import Block, Bullets, Paragraph, Table
-from ..surrogate import N_TREES, SurrogateFit, fit_surrogate, fmt_value
+from ..statistics.surrogate import N_TREES, SurrogateFit, fit_surrogate, fmt_value
 from . import _common as c
 
 NAME = "surrogate"

@@ -209,7 +209,7 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit, rule: str | None, 
 
 def figure(path: AblationPath, title: str):
     """The path as predicted error per step with its spread over trees, and the observed default and best errors."""
-    from .plots import new_figure, styled
+    from ..plots import new_figure, styled
 
     labels = ["default"] + [f"+ {s.param}\n{fmt_value(s.default)}→{fmt_value(s.best)}" for s in path.steps]
     means = [path.start[0]] + [s.error for s in path.steps]
@@ -239,6 +239,6 @@ def render(path: AblationPath, out: Path, title: str, stem: str = "ablation") ->
     """Write the path figure as out/stem.png; None when there is no path to draw."""
     if not path.computed or not path.steps:
         return None
-    from .plots import save
+    from ..plots import save
 
     return save(figure(path, title), Path(out) / stem, ("png",))["png"]

@@ -22,7 +22,7 @@ from .activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETT
 from .design import draw_clusters, first_rung_errors
 from .evaluation import Evaluated, evaluated
 from .outcomes import COMPLETE, DIVERGED, STALLED, chance_error, outcome
-from .storage import StudyRecord
+from ..storage import StudyRecord
 
 ACTIVATIONS = ("tanh", "relu")
 PAIRED, UNPAIRED = "paired", "unpaired"

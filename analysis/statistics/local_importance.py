@@ -106,7 +106,7 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit) -> LocalImportance
 
 def figure(result: LocalImportance, title: str, k: int = 3):
     """Shares around the best (mean ± sd over trees), and the predicted error along the top `k` parameters' lines."""
-    from .plots import new_figure, param_label, styled
+    from ..plots import new_figure, param_label, styled
 
     ranked = result.ranked()
     top = [p for p, _, _ in ranked[:k]]
@@ -144,6 +144,6 @@ def render(result: LocalImportance, out: Path, title: str, stem: str = "local-im
     """Write the figure as out/stem.png; None when nothing was computed."""
     if not result.computed:
         return None
-    from .plots import save
+    from ..plots import save
 
     return save(figure(result, title), Path(out) / stem, ("png",))["png"]

@@ -23,7 +23,7 @@ from bioscale import contract
 
 from .outcomes import DIVERGED, STALLED, counted_error, outcome, search_finished, valued_trials
 from .stability import learning_curves
-from .storage import StudyRecord
+from ..storage import StudyRecord
 
 
 @dataclass(frozen=True)

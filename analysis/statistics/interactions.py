@@ -147,7 +147,7 @@ def _edges(x: np.ndarray) -> np.ndarray:
 
 def figure(result: Interactions, title: str):
     """Heat map of the strongest pair's 2-D partial dependence, the trials and the best configuration marked."""
-    from .plots import BEST_MARKER, new_figure, param_label, styled
+    from ..plots import BEST_MARKER, new_figure, param_label, styled
 
     top = result.strongest
     with styled():
@@ -188,6 +188,6 @@ def render(result: Interactions, out: Path, title: str, stem: str = "interaction
     """Write the figure as out/stem.png; None when nothing was computed."""
     if not result.computed:
         return None
-    from .plots import save
+    from ..plots import save
 
     return save(figure(result, title), Path(out) / stem, ("png",))["png"]
