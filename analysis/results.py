@@ -17,16 +17,15 @@ from .statistics.evaluation import Evaluated, evaluated
 from .statistics.evidence import evidence, learned
 from .statistics.importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
                          ped_anova_importance, top_params, unify_distributions)
-from .statistics.outcomes import Outcomes, chance_error, outcomes, search_finished
-from .statistics.pairs import PairComparison, across_rules, compare_pairs, find_pairs
-from .analyses.paper import arch_family, compare
+from .statistics.outcomes import chance_error, outcomes, search_finished
+from .statistics.pairs import PairComparison, compare_pairs, find_pairs
+from .analyses.paper import arch_family
 from .statistics.design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
 from .analyses.protocol import REDUCED_MARK, reduced_budgets
 from .statistics.stability import (MARGIN, MARGINS, BudgetTrust, Robustness, RungTrust, budget_trust, learning_curves, paper_claims,
                         robustness, rung_trust)
 from .storage import StudyRecord, display_name, read_storage, select_across
 from .tables import best_table_from, trials_frame
-from .statistics.tunability import Tunability, tunability
 
 
 @dataclass
@@ -47,11 +46,9 @@ class StudyAnalysis:
     log_params: list[str] = field(default_factory=list)
     top_params: list[str] = field(default_factory=list)
     chance: float = math.nan  # the chance-level error a diverged trial counts with
-    outcomes: Outcomes | None = None  # how the finished search trials ended
     fanova_all: FanovaResult | None = None  # on every finished trial (diverged at chance); None when none diverged
     ped_all: PedAnovaResult | None = None
     effect_all: ActivationEffect | None = None
-    tunability: Tunability | None = None
     evaluated: Evaluated | None = None
     rung_trust: RungTrust | None = None  # first rung against the full budget, for a study with rungs
     fidelity: str = ""  # which budget the configuration-level statistics read (`design.fidelity_line`)
@@ -86,15 +83,11 @@ class Analysis:
     storage: BaseStorage
     studies: list[StudyAnalysis]
     best: pd.DataFrame
-    comparison: pd.DataFrame
     importance: pd.DataFrame
     activation: pd.DataFrame
     stability: pd.DataFrame
     pairs: list[PairComparison] = field(default_factory=list)
-    activation_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
-    tunability: pd.DataFrame = field(default_factory=pd.DataFrame)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (dataset, family) -> the paper's stability claims
-    pairs_verdict: str = ""
     computed: dict[str, Any] | None = None  # every registered analysis's numbers, by its NAME (`registry.compute_all`)
 
     @property
@@ -117,6 +110,10 @@ class Analysis:
                 return a
         raise KeyError(f"no study {name!r}; analysed: {', '.join(a.record.name for a in self.studies)}")
 
+    def statistic(self, analysis: str, study: str) -> Any:
+        """One study's numbers in one analysis (its `by_study`), by study name or report name; None when it has none."""
+        return self.computed[analysis].by_study.get(self.study(study).record.name)
+
 
 def compute(storage: str | BaseStorage | None | Sequence[str | BaseStorage], patterns: Sequence[str] | None = None,
             progress: bool = True, *, seeds: int = FANOVA_SEEDS) -> Analysis:
@@ -137,10 +134,8 @@ def compute(storage: str | BaseStorage | None | Sequence[str | BaseStorage], pat
     pairs = compare_pairs(find_pairs(records))
     best = best_table_from(records)
     importance, activation, stability = long_tables(studies)
-    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, comparison=compare(best),
-                        importance=importance, activation=activation, stability=stability, pairs=pairs,
-                        activation_pairs=pairs_table(pairs), tunability=tunability_table(studies), claims=claims,
-                        pairs_verdict=across_rules(pairs))
+    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, importance=importance,
+                        activation=activation, stability=stability, pairs=pairs, claims=claims)
     from . import registry
 
     registry.compute_all(analysis)
@@ -227,8 +222,6 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
         result.status = f"0 complete trials (of {len(record.trials)})"
         return result
     result.frame = trials_frame(record)
-    result.outcomes = outcomes(record.trials)
-    result.tunability = tunability(record.trials, chance)
     result.evaluated = evaluated(record.evaluation, chance, record.dataset)
     merged, _ = unify_distributions(complete)
     result.log_params = sorted(n for n, d in merged.items() if is_log(d))
@@ -340,7 +333,7 @@ def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.Dat
                                "p_value": e.p_value, "verdict": e.verdict})
         if a.robustness is not None:
             r, t = a.robustness, a.trust
-            o = a.outcomes
+            o = outcomes(a.record.trials)
             row = {**base, "n_finished": r.n_finished, "n_complete": r.n_complete,
                    "share_diverged": o.share_diverged if o else math.nan, "n_diverged": o.n_diverged if o else 0,
                    "n_stalled": o.n_stalled if o else 0, "n_pruned": o.n_pruned if o else 0,
@@ -361,40 +354,3 @@ def progress_bar(items: Sequence, enabled: bool, desc: str) -> Iterable:
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, disable=None, leave=False)
-
-
-def pairs_table(pairs: Sequence[PairComparison]) -> pd.DataFrame:
-    """One row per tanh/ReLU pair of studies: divergence, medians on all and complete trials, best of n, evaluated best, verdict."""
-    rows = []
-    for p in pairs:
-        rows.append({"dataset": p.dataset, "arch": p.arch, "label": p.label, "tanh_study": p.tanh.study,
-                     "relu_study": p.relu.study, "n_tanh": p.tanh.diverged.size, "n_relu": p.relu.diverged.size,
-                     "diverged_tanh": p.tanh.divergence_rate, "diverged_relu": p.relu.divergence_rate,
-                     "divergence_diff_relu_minus_tanh": p.divergence_diff, "divergence_ci_low": p.divergence_ci[0],
-                     "divergence_ci_high": p.divergence_ci[1], "divergence_p": p.divergence_p,
-                     "all_median_diff": p.on_all.median_diff, "all_median_ci_low": p.on_all.median_ci[0],
-                     "all_median_ci_high": p.on_all.median_ci[1], "all_p": p.on_all.p_value,
-                     "complete_median_diff": p.on_complete.median_diff, "complete_median_ci_low": p.on_complete.median_ci[0],
-                     "complete_median_ci_high": p.on_complete.median_ci[1], "complete_verdict": p.on_complete.verdict,
-                     "best_of_n": p.budget, "best_tanh": p.best_tanh, "best_relu": p.best_relu,
-                     "best_ci_low": p.best_ci[0], "best_ci_high": p.best_ci[1],
-                     "evaluated_tanh": p.tanh.evaluated.mean if p.tanh.evaluated else math.nan,
-                     "evaluated_relu": p.relu.evaluated.mean if p.relu.evaluated else math.nan,
-                     "test": p.test, "p": p.p_value,
-                     "p_holm": p.p_adjusted,
-                     "verdict": p.verdict, "summary": p.summary()})
-    return pd.DataFrame(rows)
-
-
-def tunability_table(studies: Sequence[StudyAnalysis]) -> pd.DataFrame:
-    """One row per study with a default-configuration trial: default error, tuned best, difference."""
-    rows = []
-    for a in studies:
-        t = a.tunability
-        if t is None or t.default_trial is None:
-            continue
-        rows.append({"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label,
-                     "name": a.name, "default_trial": t.default_trial, "default_outcome": t.default_outcome,
-                     "default_error": t.default_error, "tuned_trial": t.tuned_trial, "tuned_error": t.tuned_error,
-                     "n_search": t.n_search, "gain": t.gain})
-    return pd.DataFrame(rows)

@@ -79,7 +79,7 @@ def test_compute_returns_the_tables_across_studies(analysis):
                                                   "tune:digits:fc:fa"]
     assert list(analysis.groups) == [("digits", "fc")] and len(analysis.groups["digits", "fc"]) == 3
     assert list(analysis.best.label) == ["bp", "dtp-alternating", "fa"]
-    assert len(analysis.comparison) == 3
+    assert len(analysis.computed["paper"].comparison) == 3
     assert set(analysis.importance.study) == {"tune:digits:fc:bp", "tune:digits:fc:dtp-alternating"}
     assert set(analysis.importance.method) == {"fanova", "ped-anova"}
     assert list(analysis.activation.verdict)[0] == RELU_BETTER

@@ -166,7 +166,8 @@ def test_a_default_that_beats_the_search_is_the_incumbent_and_named(planted):
     a = planted.study("dfa")
     default = contract.default_trial(a.record.trials)
     assert contract.best_trial(a.record.trials).number == default.number
-    assert a.tunability.default_is_best and a.tunability.gain < 0  # tuning still compares the search's best
+    tuned = planted.statistic("tunability", "dfa")
+    assert tuned.default_is_best and tuned.gain < 0  # tuning still compares the search's best
     row = planted.best.set_index("label").loc["dfa"]
     assert row["best_trial"] == default.number and bool(row["best_is_default"]) and row["best_val_error"] <= 0.0101
     text = " ".join(planted.computed["findings"].items)
@@ -193,7 +194,7 @@ def test_halving_studies_read_the_first_rung_and_say_how_well_it_ranks_the_full_
     assert not bad.high and "budget trust LOW" in bad.line()
     assert analysis.computed["budget"].low == ["fa"]
     assert analysis.study("bp").robustness.n_finished == 90  # sensitivity over every configuration, at the first rung
-    counts = analysis.study("bp").outcomes
+    counts = analysis.statistic("outcomes", "bp")
     assert (counts.n_halved, counts.n_complete, counts.n_pruned) == (80, 10, 0)  # halving is by design, not a pruner
     assert "first rung (1 epoch)" in analysis.study("bp").fidelity
     design_line = next(c for c in analysis.computed["findings"].caveats if c.startswith("Design:"))

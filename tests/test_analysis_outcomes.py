@@ -52,12 +52,14 @@ def test_importances_and_the_activation_test_are_given_on_all_finished_trials_to
     storage = optuna.storages.InMemoryStorage()
     add_study(storage, lr_objective, label="bp", n_trials=80,
               diverges=lambda p: p["activation"] == "relu" and p["sigma"] > 0.2)
-    (a,) = compute(storage, None, progress=False, seeds=1).studies
-    assert a.outcomes.n_diverged > 10
+    analysis = compute(storage, None, progress=False, seeds=1)
+    (a,) = analysis.studies
+    counts = analysis.statistic("outcomes", a.name)
+    assert counts.n_diverged > 10
     assert a.fanova.overall.mean["sigma"] < 0.1
     assert a.fanova_all.overall.n_trials == 80 and a.fanova_all.overall.ranked()[0][0] in ("sigma", "activation")
     assert a.effect_all.verdict == "tanh better" and a.effect_all.median_diff < a.effect.median_diff
-    assert a.effect.n_relu + a.outcomes.n_diverged == a.effect_all.n_relu
+    assert a.effect.n_relu + counts.n_diverged == a.effect_all.n_relu
     assert "activation sampled as a hyperparameter within this study" in a.activation_note
     assert "On every finished trial (diverged at chance level 90%): tanh better" in a.activation_note
 
@@ -72,7 +74,7 @@ def test_tunability_is_the_default_error_against_the_tuned_best():
     assert result.gain == pytest.approx(result.default_error - result.tuned_error) and result.gain > 0.03
     assert result.n_search == 30 and "tuning buys +" in result.line()
     analysis = compute(storage, None, progress=False, seeds=1)
-    assert list(analysis.tunability.gain) == [pytest.approx(result.gain)]
+    assert [g.gain for g in analysis.computed["tunability"].gains] == [pytest.approx(result.gain)]
     assert analysis.studies[0].robustness.n_finished == 30  # the default trial stays out of the search statistics
     assert len(analysis.studies[0].frame) == 30
 

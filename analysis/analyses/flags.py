@@ -28,6 +28,7 @@ from bioscale.contract import complete_trials, search_trials
 from ..statistics.importance import is_log
 from ..statistics.pairs import config_key
 from ..report import Block, Bullets, Paragraph, Table
+from ..statistics import tunability as study_tunability
 from ..statistics.stability import learning_curves
 from . import _common as c
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 NAME = "flags"
 TITLE = "Flags per study"
 ORDER = 40
+NEEDS = ("tunability",)
 
 LAST_EPOCHS = 2  # "still improving" compares the last epochs with every epoch before them
 EDGE_SHARE = 0.05  # within 5 % of the sampled range (on the search scale) counts as at its edge
@@ -118,8 +120,8 @@ def _alternation_period(trial) -> object:
     return trial.params.get("alternation_period", 0)
 
 
-def study_flags(a: StudyAnalysis) -> StudyFlags:
-    """The flags of one analysed study."""
+def study_flags(a: StudyAnalysis, tuned: study_tunability.Tunability | None = None) -> StudyFlags:
+    """The flags of one analysed study (`tuned`: its tunability, which the seed spread is set against)."""
     record = a.record
     found = StudyFlags(study=record.name, name=a.name, dataset=record.dataset, arch=record.arch)
     complete = sorted(complete_trials(search_trials(record.trials)), key=lambda t: (t.value, t.number))
@@ -147,7 +149,7 @@ def study_flags(a: StudyAnalysis) -> StudyFlags:
                                         f"of {epochs} epochs"))
     if a.evaluated is not None and a.evaluated.n >= 2:
         found.seed_spread = spread = max(a.evaluated.errors) - min(a.evaluated.errors)
-        gain = a.tunability.gain if a.tunability is not None and a.tunability.default_trial is not None else math.nan
+        gain = tuned.gain if tuned is not None and tuned.default_trial is not None else math.nan
         if spread > SPREAD_LIMIT or (math.isfinite(gain) and abs(gain) < spread):
             why = [f"evaluated test error spans {100 * spread:.2f} pp over {a.evaluated.n} seeds"]
             if math.isfinite(gain) and abs(gain) < spread:
@@ -160,7 +162,8 @@ def compute(results: Analysis) -> Flags:
     """Flags of every analysed study, split sizes, and shared configuration sets."""
     out = Flags()
     analysed = [a for a in c.ordered(results) if a.analysed]
-    out.studies = [study_flags(a) for a in analysed]
+    tuned = results.computed["tunability"].by_study
+    out.studies = [study_flags(a, tuned.get(a.record.name)) for a in analysed]
     out.n_studies = len(analysed)
     for a in analysed:
         out.splits.setdefault(a.record.dataset, c.splits(a.record.dataset))

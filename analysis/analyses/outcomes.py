@@ -45,6 +45,11 @@ class Outcomes:
 
     studies: list[StudyOutcome] = field(default_factory=list)
 
+    @property
+    def by_study(self) -> dict[str, StudyOutcome]:
+        """The counts by study name."""
+        return {s.study: s for s in self.studies}
+
     def total(self, name: str) -> int:
         """The sum of one count over the studies."""
         return sum(getattr(s, name) for s in self.studies)

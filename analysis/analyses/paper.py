@@ -105,8 +105,8 @@ class PaperTables:
 
 
 def compute(results: Analysis) -> PaperTables:
-    """The tables computed with the studies (`Analysis.best`, `Analysis.comparison`) and the reduced budgets."""
-    return PaperTables(best=results.best, comparison=results.comparison, reduced=reduced_budgets(results.records))
+    """The tables computed with the studies (`Analysis.best`, and `compare`d with the paper's) and the reduced budgets."""
+    return PaperTables(best=results.best, comparison=compare(results.best), reduced=reduced_budgets(results.records))
 
 
 def _fmt_best(best: pd.DataFrame, reduced: Mapping[str, str]) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import math
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 NAME = "studies"
 TITLE = "Per-study details"
 ORDER = 85
+NEEDS = ("outcomes", "tunability")
 APPENDIX = True
 
 
@@ -47,7 +48,7 @@ def compute(results: Analysis) -> StudyDetails:
                 out.skipped.append((a.record.name, a.status))
                 continue
             row = best.loc[best.study == a.record.name].iloc[0]
-            out.groups.setdefault(group, []).append((a.name, a.record.name, _study_bullets(a, row), a.status))
+            out.groups.setdefault(group, []).append((a.name, a.record.name, _study_bullets(a, row, results.computed), a.status))
             if a.effect is not None and min(a.effect.n_tanh, a.effect.n_relu) > 0:
                 out.activation_figures.append((group, a.name, a.record.name, a.frame, a.effect,
                                                {k: sum(v.values()) for k, v in a.incomplete.items()}))
@@ -84,8 +85,10 @@ def _band_line(rob: Robustness | None) -> str:
             + evidence("lr_band", rob.n_within).mark())
 
 
-def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
+def _study_bullets(a: StudyAnalysis, best: pd.Series, computed: dict[str, Any]) -> list[str]:
     record = a.record
+    counts = computed["outcomes"].by_study.get(record.name)
+    tuned = computed["tunability"].by_study.get(record.name)
     items = []
     reasons = end_reasons(record)
     search = search_trials(record.trials)
@@ -93,18 +96,18 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series) -> list[str]:
     items.append(f"**Trials**: {len(complete_trials(search))} complete of {len(search)} configurations searched{default}"
                  + (f"; ended early or failed: {', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))}" if reasons else "")
                  + (f"; {record.epochs} epochs each" if record.epochs else ""))
-    if a.outcomes is not None:
+    if counts is not None:
         patience = record.info.chance_patience
         items.append(f"**Diverged or stalled** (a sensitivity number: every finished search trial counts): "
-                     f"{a.outcomes.line()}; stall detection "
+                     f"{counts.line()}; stall detection "
                      + ("not recorded" if patience is None else "off" if patience <= 0 else f"on ({patience} epochs)"))
     line = (f"**Best**: validation error {pct(best.best_val_error)}% (trial {best.best_trial}), "
             f"test error at it {pct(best.test_error_at_best)}%")
     if a.evaluated is not None:
         line += f"; evaluated: test error {a.evaluated.line()}"
     items.append(line)
-    if a.tunability is not None and a.tunability.default_trial is not None:
-        items.append(f"**Tunability**: {a.tunability.line()}")
+    if tuned is not None and tuned.default_trial is not None:
+        items.append(f"**Tunability**: {tuned.line()}")
     items += _importance_items(a.fanova, a.ped, "complete trials")
     if a.fanova_all is not None:
         items += _importance_items(a.fanova_all, a.ped_all,

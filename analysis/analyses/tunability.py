@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..report import Block, Paragraph, Table
+from ..statistics import tunability as study
 from . import _common as c
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class Tunability:
     """Every study's gain, and the median over them."""
 
     gains: list[Gain] = field(default_factory=list)
+    by_study: dict[str, study.Tunability] = field(default_factory=dict)  # every analysed study's, by study name
 
     @property
     def median(self) -> float:
@@ -74,11 +76,13 @@ class Tunability:
 
 
 def compute(results: Analysis) -> Tunability:
-    """Gains of every study with a default-configuration trial."""
+    """Every analysed study's tunability; the gains of those with a default-configuration trial."""
     out = Tunability()
     for a in c.ordered(results):
-        t = a.tunability
-        if t is None or t.default_trial is None:
+        if not a.analysed:
+            continue
+        t = out.by_study[a.record.name] = study.tunability(a.record.trials, a.chance)
+        if t.default_trial is None:
             continue
         ev = a.evaluated
         spread = max(ev.errors) - min(ev.errors) if ev is not None and ev.n >= 2 else math.nan

@@ -17,7 +17,7 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from .activation import (NO_CLEAR_DIFFERENCE, NOT_ENOUGH, RELU_BETTER, TANH_BETTER, TIE, ActivationEffect,
+from .activation import (NOT_ENOUGH, RELU_BETTER, TANH_BETTER, TIE, ActivationEffect,
                          activation_effect, best_of_n, test_verdict, verdict_from_ci)
 from .design import draw_clusters, first_rung_errors
 from .evaluation import Evaluated, evaluated
@@ -440,17 +440,3 @@ def _bootstrap(x: np.ndarray, y: np.ndarray, statistic, n_resamples: int, seed: 
         value = float(statistic(x[None, :], y[None, :])[0])
         return value, value
     return low, high
-
-
-def across_rules(pairs: Sequence[PairComparison]) -> str:
-    """Does the paper's choice of tanh hold for each rule? One line over every pair."""
-    if not pairs:
-        return ""
-    by = {v: [f"{p.label} ({p.dataset}/{p.arch})" for p in pairs if p.verdict == v]
-          for v in (TANH_BETTER, NO_CLEAR_DIFFERENCE, RELU_BETTER, NOT_ENOUGH)}
-    holds = len(by[TANH_BETTER]) + len(by[NO_CLEAR_DIFFERENCE])
-    judged = len(pairs) - len(by[NOT_ENOUGH])
-    text = (f"The paper's choice of tanh holds (tanh better or no clear difference, over every finished configuration) "
-            f"for {holds} of {judged} rule × architecture pairs compared")
-    details = [f"{v}: {', '.join(names)}" for v, names in by.items() if names]
-    return text + (" — " + "; ".join(details) if details else "") + "."
