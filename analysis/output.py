@@ -8,7 +8,6 @@ simple and the slow part (matplotlib) runs in parallel.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .report import FigureBlock
+from .statistics.importance import usable_cores
 
 FIGURE_DIR_NAME = "figures"
 FIGURE_LEVELS = ("none", "key", "all")  # none; the figures the report's summary shows; also one set per study
@@ -72,7 +72,7 @@ class Output:
     def draw_all(self, jobs: int | None = None) -> dict[str, list[Path]]:
         """Draw and save every scheduled figure (in parallel over the cores); returns {study: files to attach}."""
         n = len(self.jobs)
-        workers = max(1, min(jobs or _cores(), n))
+        workers = max(1, min(jobs or usable_cores(), n))
         global _PENDING
         _PENDING = (self.jobs, self.formats)
         try:
@@ -103,10 +103,3 @@ def _draw_one(index: int) -> None:
     fig = job.draw(*job.args)
     plots.save(fig, job.stem, formats)
     fig.clear()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -61,6 +61,7 @@ def compute_all(results: Any) -> dict[str, Any]:
     modules = {m.NAME: m for m in analyses()}
     done: dict[str, Any] = {}
     results.computed = done
+    bar = _progress(len(modules), getattr(results, "progress", False))
 
     def visit(name: str, path: tuple[str, ...]) -> None:
         if name in done:
@@ -71,7 +72,16 @@ def compute_all(results: Any) -> dict[str, Any]:
         for need in getattr(module, "NEEDS", ()):
             visit(need, path + (name,))
         done[name] = module.compute(results)
+        bar.update()
 
     for name in modules:
         visit(name, ())
+    bar.close()
     return done
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    """A tqdm bar over the analyses when enabled (quiet when not a TTY)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="analysing", disable=None if enabled else True, leave=False)

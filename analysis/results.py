@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 from optuna.storages import BaseStorage
@@ -15,8 +15,7 @@ from bioscale.contract import best_trial, complete_trials, end_reason
 from .statistics.activation import ActivationEffect, activation_effect, format_effect
 from .statistics.evaluation import Evaluated, evaluated
 from .statistics.evidence import evidence, learned
-from .statistics.importance import (FANOVA_SEEDS, MIN_TRIALS, FanovaResult, PedAnovaResult, fanova_importance, is_log,
-                         ped_anova_importance, top_params, unify_distributions)
+from .statistics.importance import FANOVA_SEEDS, MIN_TRIALS, log_scaled
 from .statistics.outcomes import chance_error, outcomes, search_finished
 from .statistics.pairs import PairComparison, compare_pairs, find_pairs
 from .analyses.paper import arch_family
@@ -36,27 +35,23 @@ class StudyAnalysis:
     name: str
     status: str = "ok"
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
-    fanova: FanovaResult | None = None
-    ped: PedAnovaResult | None = None
     effect: ActivationEffect | None = None
     activation_note: str = ""
     incomplete: dict[str, dict[str, int]] = field(default_factory=dict)  # activation -> end reason -> count
     robustness: Robustness | None = None
     trust: BudgetTrust | None = None
-    log_params: list[str] = field(default_factory=list)
-    top_params: list[str] = field(default_factory=list)
     chance: float = math.nan  # the chance-level error a diverged trial counts with
-    fanova_all: FanovaResult | None = None  # on every finished trial (diverged at chance); None when none diverged
-    ped_all: PedAnovaResult | None = None
     effect_all: ActivationEffect | None = None
     evaluated: Evaluated | None = None
+    complete: list[FrozenTrial] = field(default_factory=list)  # trained configurations (`design.fidelity_trials`)
+    everything: list[FrozenTrial] = field(default_factory=list)  # every finished one with an error, diverged at chance
     rung_trust: RungTrust | None = None  # first rung against the full budget, for a study with rungs
     fidelity: str = ""  # which budget the configuration-level statistics read (`design.fidelity_line`)
 
     @property
     def analysed(self) -> bool:
         """False when the study was skipped or has no complete trial."""
-        return self.fanova is not None
+        return bool(self.complete)
 
     @property
     def judged_errors(self) -> list[float]:
@@ -83,11 +78,12 @@ class Analysis:
     storage: BaseStorage
     studies: list[StudyAnalysis]
     best: pd.DataFrame
-    importance: pd.DataFrame
     activation: pd.DataFrame
     stability: pd.DataFrame
     pairs: list[PairComparison] = field(default_factory=list)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (dataset, family) -> the paper's stability claims
+    seeds: int = FANOVA_SEEDS  # fANOVA forest seeds per study
+    progress: bool = False  # a progress bar while the analyses compute
     computed: dict[str, Any] | None = None  # every registered analysis's numbers, by its NAME (`registry.compute_all`)
 
     @property
@@ -127,15 +123,13 @@ def compute(storage: str | BaseStorage | None | Sequence[str | BaseStorage], pat
     opened = [read_storage(s) for s in storages]
     records = select_across(list(zip(urls, opened)), patterns)
     url, opened = " + ".join(urls), opened[0]  # figures are attached through each study's own storage
-    forests = fanova_batch(records, seeds)
-    studies = [analyse_study(r, n, seeds, forests.get(r.name)) for r, n in
-               zip(progress_bar(records, progress, "analysing studies"), display_names(records))]
+    studies = [analyse_study(r, n) for r, n in zip(records, display_names(records))]
     claims = set_references(studies)
     pairs = compare_pairs(find_pairs(records))
     best = best_table_from(records)
-    importance, activation, stability = long_tables(studies)
-    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, importance=importance,
-                        activation=activation, stability=stability, pairs=pairs, claims=claims)
+    activation, stability = long_tables(studies)
+    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, activation=activation,
+                        stability=stability, pairs=pairs, claims=claims, seeds=seeds, progress=progress)
     from . import registry
 
     registry.compute_all(analysis)
@@ -166,72 +160,19 @@ def set_references(studies: Sequence[StudyAnalysis]) -> dict[tuple[str, str], li
     return claims
 
 
-EXPLORATORY_SEEDS, EXPLORATORY_TREES = 2, 16  # forests of a study whose importances are exploratory anyway (evidence.py)
-
-
-def _forests(record: StudyRecord, seeds: int) -> tuple[FanovaResult, FanovaResult | None] | None:
-    """fANOVA of one study on its complete trials and, when some did not complete, on every finished one."""
-    if record.skipped:
-        return None
-    complete, everything = fidelity_trials(record, chance_error(record.dataset))
-    if not complete:
-        return None
-    firm = evidence("importance", len(complete)).ok
-    options = dict(seeds=seeds) if firm else dict(seeds=min(seeds, EXPLORATORY_SEEDS), n_trees=EXPLORATORY_TREES)
-    return (fanova_importance(complete, **options),
-            fanova_importance(everything, **options) if len(everything) > len(complete) else None)
-
-
-_BATCH: tuple[list[StudyRecord], int] | None = None  # read by forked workers
-
-
-def _forests_at(index: int) -> tuple | None:
-    records, seeds = _BATCH
-    return _forests(records[index], seeds)
-
-
-def fanova_batch(records: Sequence[StudyRecord], seeds: int) -> dict[str, tuple]:
-    """{study: (fANOVA on complete trials, on every finished one or None)}, the studies spread over the cores."""
-    global _BATCH
-    import multiprocessing
-
-    from .output import _cores
-
-    workers = min(_cores(), len(records))
-    if workers < 2 or len(records) < 4 or "fork" not in multiprocessing.get_all_start_methods():
-        return {r.name: f for r in records if (f := _forests(r, seeds)) is not None}
-    _BATCH = (list(records), seeds)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            found = pool.map(_forests_at, range(len(records)), chunksize=max(1, len(records) // (4 * workers)))
-    finally:
-        _BATCH = None
-    return {r.name: f for r, f in zip(records, found) if f is not None}
-
-
-def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
-                  forests: tuple[FanovaResult, FanovaResult | None] | None = None) -> StudyAnalysis:
+def analyse_study(record: StudyRecord, name: str) -> StudyAnalysis:
     """Importances, activation effect, robustness and budget trust of one study (`forests`: its fANOVA, when computed already)."""
     result = StudyAnalysis(record=record, name=name)
     if record.skipped:
         result.status = f"skipped: {record.skipped}"
         return result
     result.chance = chance = chance_error(record.dataset)
-    complete, everything = fidelity_trials(record, chance)  # at the first rung where the study has rungs
+    result.complete, result.everything = complete, everything = fidelity_trials(record, chance)  # at the first rung
     if not complete:
         result.status = f"0 complete trials (of {len(record.trials)})"
         return result
     result.frame = trials_frame(record)
     result.evaluated = evaluated(record.evaluation, chance, record.dataset)
-    merged, _ = unify_distributions(complete)
-    result.log_params = sorted(n for n, d in merged.items() if is_log(d))
-    forests = forests or _forests(record, seeds)
-    result.fanova = forests[0]
-    result.ped = ped_anova_importance(complete)
-    if len(everything) > len(complete):  # some finished trials did not complete: importances on all of them too
-        result.fanova_all = forests[1]
-        result.ped_all = ped_anova_importance(everything)
-    result.top_params = top_params(result.fanova, result.ped, [c for c in result.frame.columns if c in merged])
     if len(complete) < MIN_TRIALS:
         result.status = f"not enough trials ({len(complete)} complete; importances need at least {MIN_TRIALS})"
     result.effect, result.activation_note = _activation(record, complete)
@@ -246,7 +187,7 @@ def analyse_study(record: StudyRecord, name: str, seeds: int = FANOVA_SEEDS,
             result.activation_note += (f". On every finished trial (diverged at chance level "
                                        f"{100 * chance:.0f}%): {format_effect(result.effect_all)}")
     finished, errors = first_rung_errors(record, chance)  # sensitivity compares configurations where all reached
-    lrs = {n: [t.params.get(n, math.nan) for t in finished] for n in result.log_params if n.endswith("_lr")}
+    lrs = {n: [t.params.get(n, math.nan) for t in finished] for n in log_scaled(complete) if n.endswith("_lr")}
     result.robustness = robustness(errors, n_finished=len(finished), lrs=lrs, n_complete=len(complete))
     result.trust = budget_trust(learning_curves(complete_trials(full_budget(record.trials))))
     rungs = rungs_and_full(record, chance)
@@ -302,25 +243,11 @@ def display_names(records: Sequence[StudyRecord]) -> list[str]:
     return names
 
 
-def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Importance, activation and stability results as long tables (one row per study, param or branch) for CSV."""
-    importance, activation, stability = [], [], []
+def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Activation and stability results as long tables (one row per study, param or branch) for CSV."""
+    activation, stability = [], []
     for a in analyses:
         base = {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
-        for trials, fanova, ped in (("complete", a.fanova, a.ped), ("all finished", a.fanova_all, a.ped_all)):
-            if fanova is not None:
-                for branch in [fanova.overall, *fanova.branches]:
-                    for p in branch.params:
-                        importance.append({**base, "trials": trials, "method": "fanova", "branch": branch.title,
-                                           "n_trials": branch.n_trials, "param": p, "log10_scale": p in fanova.log_params,
-                                           "importance": branch.mean.get(p, math.nan), "std": branch.std.get(p, math.nan),
-                                           "status": branch.status})
-            if ped is not None:
-                for p, v in ped.importance.items():
-                    importance.append({**base, "trials": trials, "method": "ped-anova",
-                                       "branch": f"top {ped.target_quantile:.3g}", "n_trials": ped.n_trials, "param": p,
-                                       "log10_scale": p in a.log_params, "importance": v, "std": math.nan,
-                                       "status": ped.status})
         if a.effect is not None:
             e = a.effect
             activation.append({**base, "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh, "n_relu": e.n_relu,
@@ -344,13 +271,4 @@ def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.Dat
                    "settle_epoch": t.settle_epoch if t else None, "last_epoch": t.last_epoch if t else None,
                    "top5_overlap_epoch": t.overlap_epoch if t else None, "budget_trust": t.verdict() if t else ""}
             stability.append(row)
-    return pd.DataFrame(importance), pd.DataFrame(activation), pd.DataFrame(stability)
-
-
-def progress_bar(items: Sequence, enabled: bool, desc: str) -> Iterable:
-    """`items` behind a tqdm bar when enabled (quiet when not a TTY)."""
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, disable=None, leave=False)
+    return pd.DataFrame(activation), pd.DataFrame(stability)

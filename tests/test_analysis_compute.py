@@ -56,11 +56,12 @@ def test_compute_returns_importances_effects_and_stability_per_study(analysis):
     bp = analysis.study("tune:digits:fc:bp")
     assert bp is analysis.study("bp") and bp.analysed and bp.status == "ok"
     assert len(bp.frame) == 30 and {"value", "test_error", "forward_lr", "activation"} <= set(bp.frame.columns)
-    assert bp.fanova.overall.ok and sum(bp.fanova.overall.mean.values()) == pytest.approx(1.0, abs=1e-6)
-    assert bp.fanova.seeds == SEEDS
-    assert bp.ped.ok and sum(bp.ped.importance.values()) == pytest.approx(1.0)
-    assert bp.log_params == ["forward_lr", "inverse_lr"]
-    assert bp.top_params and set(bp.top_params) <= set(PAPER_SPACE)
+    shares = analysis.statistic("importance", "bp")
+    assert shares.fanova.overall.ok and sum(shares.fanova.overall.mean.values()) == pytest.approx(1.0, abs=1e-6)
+    assert shares.fanova.seeds == SEEDS
+    assert shares.ped.ok and sum(shares.ped.importance.values()) == pytest.approx(1.0)
+    assert shares.log_params == ["forward_lr", "inverse_lr"]
+    assert shares.top_params and set(shares.top_params) <= set(PAPER_SPACE)
     assert bp.effect.verdict == RELU_BETTER and bp.effect.n_tanh + bp.effect.n_relu == 30
     assert sum(sum(c.values()) for c in bp.incomplete.values()) == 2
     rob = bp.robustness
@@ -69,7 +70,8 @@ def test_compute_returns_importances_effects_and_stability_per_study(analysis):
     assert bp.trust is not None and bp.trust.verdict()
 
     dtp = analysis.study("dtp-alternating")
-    assert "alpha" in dtp.fanova.conditional and dtp.fanova.branches
+    dtp_fanova = analysis.statistic("importance", "dtp-alternating").fanova
+    assert "alpha" in dtp_fanova.conditional and dtp_fanova.branches
     fa = analysis.study("fa")
     assert not fa.analysed and fa.status.startswith("0 complete trials")
 
@@ -80,8 +82,9 @@ def test_compute_returns_the_tables_across_studies(analysis):
     assert list(analysis.groups) == [("digits", "fc")] and len(analysis.groups["digits", "fc"]) == 3
     assert list(analysis.best.label) == ["bp", "dtp-alternating", "fa"]
     assert len(analysis.computed["paper"].comparison) == 3
-    assert set(analysis.importance.study) == {"tune:digits:fc:bp", "tune:digits:fc:dtp-alternating"}
-    assert set(analysis.importance.method) == {"fanova", "ped-anova"}
+    importance = analysis.computed["importance"].long
+    assert set(importance.study) == {"tune:digits:fc:bp", "tune:digits:fc:dtp-alternating"}
+    assert set(importance.method) == {"fanova", "ped-anova"}
     assert list(analysis.activation.verdict)[0] == RELU_BETTER
     assert list(analysis.stability.n_finished) == [32, 20]
     with pytest.raises(KeyError, match="no study 'nope'"):

@@ -56,8 +56,9 @@ def test_importances_and_the_activation_test_are_given_on_all_finished_trials_to
     (a,) = analysis.studies
     counts = analysis.statistic("outcomes", a.name)
     assert counts.n_diverged > 10
-    assert a.fanova.overall.mean["sigma"] < 0.1
-    assert a.fanova_all.overall.n_trials == 80 and a.fanova_all.overall.ranked()[0][0] in ("sigma", "activation")
+    shares = analysis.statistic("importance", a.name)
+    assert shares.fanova.overall.mean["sigma"] < 0.1
+    assert shares.fanova_all.overall.n_trials == 80 and shares.fanova_all.overall.ranked()[0][0] in ("sigma", "activation")
     assert a.effect_all.verdict == "tanh better" and a.effect_all.median_diff < a.effect.median_diff
     assert a.effect.n_relu + counts.n_diverged == a.effect_all.n_relu
     assert "activation sampled as a hyperparameter within this study" in a.activation_note

@@ -8,9 +8,9 @@ PED-ANOVA: how differently the top quantile is spread over each parameter. Below
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
-
+import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -19,6 +19,8 @@ from bioscale.values import CHOICES, LIMITS
 
 from ..statistics.design import fidelity_summary
 from ..statistics.evidence import EXPLORATORY, Evidence, evidence
+from ..statistics.importance import (FanovaResult, PedAnovaResult, fanova_batch, log_scaled, ped_anova_importance,
+                                     top_params, unify_distributions)
 from ..report import Block, Paragraph, Table
 from . import _common as c
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..output import Output
-    from ..results import Analysis
+    from ..results import Analysis, StudyAnalysis as LoadedStudy
 
 NAME = "importance"
 TITLE = "Hyperparameter importance"
@@ -59,13 +61,62 @@ class StudyImportance:
 
 
 @dataclass
+class Shares:
+    """One study's importances: fANOVA and PED-ANOVA on its complete trials and, when some did not complete, on every
+    finished one (diverged at chance); its log-scaled and most important parameters."""
+
+    fanova: FanovaResult
+    ped: PedAnovaResult
+    fanova_all: FanovaResult | None
+    ped_all: PedAnovaResult | None
+    log_params: list[str]
+    top_params: list[str]
+
+
+def study_shares(a: LoadedStudy, fanova: FanovaResult, fanova_all: FanovaResult | None) -> Shares:
+    """One study's `Shares`, given its fANOVA on complete and on every finished trial (`statistics.importance.fanova_batch`)."""
+    merged, _ = unify_distributions(a.complete)
+    ped = ped_anova_importance(a.complete)
+    return Shares(fanova=fanova, ped=ped, fanova_all=fanova_all,
+                  ped_all=ped_anova_importance(a.everything) if fanova_all is not None else None,
+                  log_params=log_scaled(a.complete),
+                  top_params=top_params(fanova, ped, [c for c in a.frame.columns if c in merged]))
+
+
+@dataclass
 class Importance:
     """Per (dataset, arch): each study's importances, in family order."""
 
     groups: dict[tuple[str, str], list[StudyImportance]] = field(default_factory=dict)
+    by_study: dict[str, Shares] = field(default_factory=dict)  # every analysed study's, by study name
     long: pd.DataFrame = field(default_factory=pd.DataFrame)  # every share, one row per study, method, branch, param
     fidelity: str = ""  # the budget the shares read (`design.fidelity_summary`)
     columns: list[str] = field(default_factory=list)  # every heat map's columns, in one fixed order
+
+
+def long_table(studies: Sequence[LoadedStudy], by_study: Mapping[str, Shares]) -> pd.DataFrame:
+    """Every share as one row per study, trials (complete, all finished), method, branch and parameter (importance.csv)."""
+    rows = []
+    for a in studies:
+        s = by_study.get(a.record.name)
+        if s is None:
+            continue
+        base = {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
+        for trials, fanova, ped in (("complete", s.fanova, s.ped), ("all finished", s.fanova_all, s.ped_all)):
+            if fanova is not None:
+                for branch in [fanova.overall, *fanova.branches]:
+                    for p in branch.params:
+                        rows.append({**base, "trials": trials, "method": "fanova", "branch": branch.title,
+                                     "n_trials": branch.n_trials, "param": p, "log10_scale": p in fanova.log_params,
+                                     "importance": branch.mean.get(p, math.nan), "std": branch.std.get(p, math.nan),
+                                     "status": branch.status})
+            if ped is not None:
+                for p, v in ped.importance.items():
+                    rows.append({**base, "trials": trials, "method": "ped-anova",
+                                 "branch": f"top {ped.target_quantile:.3g}", "n_trials": ped.n_trials, "param": p,
+                                 "log10_scale": p in s.log_params, "importance": v, "std": math.nan,
+                                 "status": ped.status})
+    return pd.DataFrame(rows)
 
 
 def column_order(names: Iterable[str]) -> list[str]:
@@ -79,19 +130,24 @@ def column_order(names: Iterable[str]) -> list[str]:
 
 def compute(results: Analysis) -> Importance:
     """Shares per analysed study with their evidence, and the heat maps' one column order."""
-    out = Importance(long=results.importance, fidelity=fidelity_summary(results.records))
+    analysed = [a for a in results.studies if a.analysed]
+    forests = fanova_batch([(a.complete, a.everything) for a in analysed], results.seeds)
+    out = Importance(by_study={a.record.name: study_shares(a, *f) for a, f in zip(analysed, forests)},
+                     fidelity=fidelity_summary(results.records))
+    out.long = long_table(results.studies, out.by_study)
     for group, members in c.groups(results).items():
         rows = []
         for a in members:
             if not a.analysed:
                 continue
-            f, p = a.fanova, a.ped
+            shares = out.by_study[a.record.name]
+            f, p = shares.fanova, shares.ped
             rows.append(StudyImportance(
                 study=a.record.name, name=a.name, dataset=a.record.dataset, arch=a.record.arch, rule=a.record.rule,
                 evidence=evidence("importance", f.overall.n_trials),
                 fanova=dict(f.overall.mean) if f.overall.ok else {}, fanova_sd=dict(f.overall.std) if f.overall.ok else {},
                 ped=dict(p.importance) if p.ok else {}, fanova_status=f.overall.status, ped_status=p.status,
-                detail=(f, p, a.frame, a.top_params, a.log_params)))
+                detail=(f, p, a.frame, shares.top_params, shares.log_params)))
         if rows:
             out.groups[group] = rows
     out.columns = column_order(p for rows in out.groups.values() for r in rows for p in [*r.fanova, *r.ped])

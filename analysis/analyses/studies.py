@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 NAME = "studies"
 TITLE = "Per-study details"
 ORDER = 85
-NEEDS = ("outcomes", "tunability")
+NEEDS = ("importance", "outcomes", "tunability")
 APPENDIX = True
 
 
@@ -89,6 +89,7 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series, computed: dict[str, Any]) 
     record = a.record
     counts = computed["outcomes"].by_study.get(record.name)
     tuned = computed["tunability"].by_study.get(record.name)
+    shares = computed["importance"].by_study[record.name]
     items = []
     reasons = end_reasons(record)
     search = search_trials(record.trials)
@@ -108,9 +109,9 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series, computed: dict[str, Any]) 
     items.append(line)
     if tuned is not None and tuned.default_trial is not None:
         items.append(f"**Tunability**: {tuned.line()}")
-    items += _importance_items(a.fanova, a.ped, "complete trials")
-    if a.fanova_all is not None:
-        items += _importance_items(a.fanova_all, a.ped_all,
+    items += _importance_items(shares.fanova, shares.ped, "complete trials")
+    if shares.fanova_all is not None:
+        items += _importance_items(shares.fanova_all, shares.ped_all,
                                    f"every finished trial, diverged ones at chance level {100 * a.chance:.0f}%")
     items.append(f"**Activation**: {a.activation_note}")
     r = a.robustness

@@ -234,7 +234,7 @@ def fanova_importance(trials: Sequence[FrozenTrial], *, seeds: int = FANOVA_SEED
         raise ValueError("optuna-fast-fanova is not installed; pip install optuna-fast-fanova, or use evaluator='optuna'")
     use_fast = _FastFanova is not None and evaluator != "optuna"
     if n_jobs is None:
-        n_jobs = 1 if use_fast else max(1, min(seeds, _usable_cores()))
+        n_jobs = 1 if use_fast else max(1, min(seeds, usable_cores()))
     scaled, log_params, dropped = to_search_scale(trials) if trials else ([], [], {})
     counts: dict[str, int] = {}
     for trial in scaled:
@@ -260,7 +260,8 @@ def fanova_importance(trials: Sequence[FrozenTrial], *, seeds: int = FANOVA_SEED
                         dropped=dropped)
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -315,3 +316,49 @@ def top_params(fanova: FanovaResult | None, ped: PedAnovaResult | None, availabl
         if not order and name not in chosen:
             chosen.append(name)
     return chosen[:k]
+
+
+def log_scaled(trials: Sequence[FrozenTrial]) -> list[str]:
+    """The parameters searched on a log scale in `trials` (their unified distributions), sorted."""
+    merged, _ = unify_distributions(trials)
+    return sorted(n for n, d in merged.items() if is_log(d))
+
+
+EXPLORATORY_SEEDS, EXPLORATORY_TREES = 2, 16  # forests of a study whose importances are exploratory anyway (evidence.py)
+
+
+def study_forests(complete: Sequence[FrozenTrial], everything: Sequence[FrozenTrial],
+                  seeds: int = FANOVA_SEEDS) -> tuple[FanovaResult, FanovaResult | None]:
+    """fANOVA of one study on its complete trials and, when some did not complete, on every finished one (fewer
+    forests when the shares will be exploratory anyway)."""
+    from .evidence import evidence
+
+    options = dict(seeds=seeds) if evidence("importance", len(complete)).ok else dict(
+        seeds=min(seeds, EXPLORATORY_SEEDS), n_trees=EXPLORATORY_TREES)
+    return (fanova_importance(complete, **options),
+            fanova_importance(everything, **options) if len(everything) > len(complete) else None)
+
+
+_BATCH: tuple[list[tuple[Sequence[FrozenTrial], Sequence[FrozenTrial]]], int] | None = None  # read by forked workers
+
+
+def _forests_at(index: int) -> tuple[FanovaResult, FanovaResult | None]:
+    studies, seeds = _BATCH
+    return study_forests(*studies[index], seeds)
+
+
+def fanova_batch(studies: Sequence[tuple[Sequence[FrozenTrial], Sequence[FrozenTrial]]],
+                 seeds: int = FANOVA_SEEDS) -> list[tuple[FanovaResult, FanovaResult | None]]:
+    """`study_forests` of many studies' (complete, every finished) trials, the studies spread over the cores."""
+    global _BATCH
+    import multiprocessing
+
+    workers = min(usable_cores(), len(studies))
+    if workers < 2 or len(studies) < 4 or "fork" not in multiprocessing.get_all_start_methods():
+        return [study_forests(complete, everything, seeds) for complete, everything in studies]
+    _BATCH = (list(studies), seeds)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_forests_at, range(len(studies)), chunksize=max(1, len(studies) // (4 * workers)))
+    finally:
+        _BATCH = None
