@@ -10,14 +10,12 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from bioscale.contract import best_trial, complete_trials, end_reason
+from bioscale.contract import best_trial, complete_trials
 
-from .statistics.activation import ActivationEffect, activation_effect, format_effect
 from .statistics.evaluation import Evaluated, evaluated
 from .statistics.evidence import evidence, learned
 from .statistics.importance import FANOVA_SEEDS, MIN_TRIALS, log_scaled
-from .statistics.outcomes import chance_error, outcomes, search_finished
-from .statistics.pairs import PairComparison, compare_pairs, find_pairs
+from .statistics.outcomes import chance_error, outcomes
 from .analyses.paper import arch_family
 from .statistics.design import fidelity_line, fidelity_trials, first_rung_errors, full_budget, rungs_and_full
 from .analyses.protocol import REDUCED_MARK, reduced_budgets
@@ -35,13 +33,9 @@ class StudyAnalysis:
     name: str
     status: str = "ok"
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
-    effect: ActivationEffect | None = None
-    activation_note: str = ""
-    incomplete: dict[str, dict[str, int]] = field(default_factory=dict)  # activation -> end reason -> count
     robustness: Robustness | None = None
     trust: BudgetTrust | None = None
     chance: float = math.nan  # the chance-level error a diverged trial counts with
-    effect_all: ActivationEffect | None = None
     evaluated: Evaluated | None = None
     complete: list[FrozenTrial] = field(default_factory=list)  # trained configurations (`design.fidelity_trials`)
     everything: list[FrozenTrial] = field(default_factory=list)  # every finished one with an error, diverged at chance
@@ -78,9 +72,7 @@ class Analysis:
     storage: BaseStorage
     studies: list[StudyAnalysis]
     best: pd.DataFrame
-    activation: pd.DataFrame
     stability: pd.DataFrame
-    pairs: list[PairComparison] = field(default_factory=list)
     claims: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (dataset, family) -> the paper's stability claims
     seeds: int = FANOVA_SEEDS  # fANOVA forest seeds per study
     progress: bool = False  # a progress bar while the analyses compute
@@ -125,11 +117,10 @@ def compute(storage: str | BaseStorage | None | Sequence[str | BaseStorage], pat
     url, opened = " + ".join(urls), opened[0]  # figures are attached through each study's own storage
     studies = [analyse_study(r, n) for r, n in zip(records, display_names(records))]
     claims = set_references(studies)
-    pairs = compare_pairs(find_pairs(records))
     best = best_table_from(records)
-    activation, stability = long_tables(studies)
-    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best, activation=activation,
-                        stability=stability, pairs=pairs, claims=claims, seeds=seeds, progress=progress)
+    stability = stability_table(studies)
+    analysis = Analysis(url=url, patterns=patterns, storage=opened, studies=studies, best=best,
+                        stability=stability, claims=claims, seeds=seeds, progress=progress)
     from . import registry
 
     registry.compute_all(analysis)
@@ -175,17 +166,6 @@ def analyse_study(record: StudyRecord, name: str) -> StudyAnalysis:
     result.evaluated = evaluated(record.evaluation, chance, record.dataset)
     if len(complete) < MIN_TRIALS:
         result.status = f"not enough trials ({len(complete)} complete; importances need at least {MIN_TRIALS})"
-    result.effect, result.activation_note = _activation(record, complete)
-    if result.effect is not None:
-        result.incomplete = _incomplete_by_activation(record, complete)
-        if any(result.incomplete.values()):
-            result.activation_note += "; did not complete: " + "; ".join(
-                f"{a} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))})"
-                for a, c in result.incomplete.items() if c)
-            tanh, relu = ([t.value for t in everything if t.params.get("activation") == a] for a in ("tanh", "relu"))
-            result.effect_all = activation_effect(tanh, relu)
-            result.activation_note += (f". On every finished trial (diverged at chance level "
-                                       f"{100 * chance:.0f}%): {format_effect(result.effect_all)}")
     finished, errors = first_rung_errors(record, chance)  # sensitivity compares configurations where all reached
     lrs = {n: [t.params.get(n, math.nan) for t in finished] for n in log_scaled(complete) if n.endswith("_lr")}
     result.robustness = robustness(errors, n_finished=len(finished), lrs=lrs, n_complete=len(complete))
@@ -194,31 +174,6 @@ def analyse_study(record: StudyRecord, name: str) -> StudyAnalysis:
     result.rung_trust = rung_trust(*rungs) if rungs else None
     result.fidelity = fidelity_line(record)
     return result
-
-
-def _activation(record: StudyRecord, trials: Sequence[FrozenTrial]) -> tuple[ActivationEffect | None, str]:
-    """tanh against ReLU within a study that samples the activation, on `trials` (at the study's fidelity)."""
-    present = {t.params["activation"] for t in trials if "activation" in t.params}
-    if not present:
-        value = record.info.fixed.get("activation")
-        return None, f"activation not searched{f' (fixed to {value})' if value else ''}"
-    if not {"tanh", "relu"} <= present:
-        return None, f"activation took only {', '.join(sorted(map(str, present)))} in the complete trials: nothing to compare"
-    effect = activation_effect(*([t.value for t in trials if t.params.get("activation") == a] for a in ("tanh", "relu")))
-    return effect, "activation sampled as a hyperparameter within this study, complete trials: " + format_effect(effect)
-
-
-def _incomplete_by_activation(record: StudyRecord, complete: Sequence[FrozenTrial]) -> dict[str, dict[str, int]]:
-    """Per activation, how its trials that did not complete (at the study's fidelity) ended (diverged ones end PRUNED)."""
-    numbers = {t.number for t in complete}
-    counts: dict[str, dict[str, int]] = {"tanh": {}, "relu": {}}
-    for trial in search_finished(record.trials):
-        activation = trial.params.get("activation")
-        if trial.number in numbers or activation not in counts:
-            continue
-        reason = end_reason(trial)
-        counts[activation][reason] = counts[activation].get(reason, 0) + 1
-    return counts
 
 
 def display_names(records: Sequence[StudyRecord]) -> list[str]:
@@ -243,21 +198,11 @@ def display_names(records: Sequence[StudyRecord]) -> list[str]:
     return names
 
 
-def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Activation and stability results as long tables (one row per study, param or branch) for CSV."""
-    activation, stability = [], []
+def stability_table(analyses: Sequence[StudyAnalysis]) -> pd.DataFrame:
+    """Stability results as a long table (one row per study) for CSV."""
+    stability = []
     for a in analyses:
         base = {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
-        if a.effect is not None:
-            e = a.effect
-            activation.append({**base, "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh, "n_relu": e.n_relu,
-                               "not_complete_tanh": sum(a.incomplete.get("tanh", {}).values()),
-                               "not_complete_relu": sum(a.incomplete.get("relu", {}).values()),
-                               "median_tanh": e.median_tanh,
-                               "median_relu": e.median_relu, "median_diff": e.median_diff, "median_ci_low": e.median_ci[0],
-                               "median_ci_high": e.median_ci[1], "best_quartile_diff": e.best_quartile_diff,
-                               "best_quartile_ci_low": e.best_quartile_ci[0], "best_quartile_ci_high": e.best_quartile_ci[1],
-                               "p_value": e.p_value, "verdict": e.verdict})
         if a.robustness is not None:
             r, t = a.robustness, a.trust
             o = outcomes(a.record.trials)
@@ -271,4 +216,4 @@ def long_tables(analyses: Sequence[StudyAnalysis]) -> tuple[pd.DataFrame, pd.Dat
                    "settle_epoch": t.settle_epoch if t else None, "last_epoch": t.last_epoch if t else None,
                    "top5_overlap_epoch": t.overlap_epoch if t else None, "budget_trust": t.verdict() if t else ""}
             stability.append(row)
-    return pd.DataFrame(activation), pd.DataFrame(stability)
+    return pd.DataFrame(stability)

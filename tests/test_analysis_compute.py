@@ -62,8 +62,9 @@ def test_compute_returns_importances_effects_and_stability_per_study(analysis):
     assert shares.ped.ok and sum(shares.ped.importance.values()) == pytest.approx(1.0)
     assert shares.log_params == ["forward_lr", "inverse_lr"]
     assert shares.top_params and set(shares.top_params) <= set(PAPER_SPACE)
-    assert bp.effect.verdict == RELU_BETTER and bp.effect.n_tanh + bp.effect.n_relu == 30
-    assert sum(sum(c.values()) for c in bp.incomplete.values()) == 2
+    within = analysis.statistic("activation", "bp")
+    assert within.effect.verdict == RELU_BETTER and within.effect.n_tanh + within.effect.n_relu == 30
+    assert sum(sum(c.values()) for c in within.incomplete.values()) == 2
     rob = bp.robustness
     assert (rob.n_finished, rob.n_complete) == (32, 30)
     assert 0 < rob.fraction_within <= 1 and set(rob.lr_bands) == {"forward_lr", "inverse_lr"}
@@ -85,7 +86,7 @@ def test_compute_returns_the_tables_across_studies(analysis):
     importance = analysis.computed["importance"].long
     assert set(importance.study) == {"tune:digits:fc:bp", "tune:digits:fc:dtp-alternating"}
     assert set(importance.method) == {"fanova", "ped-anova"}
-    assert list(analysis.activation.verdict)[0] == RELU_BETTER
+    assert list(analysis.computed["activation"].within.verdict)[0] == RELU_BETTER
     assert list(analysis.stability.n_finished) == [32, 20]
     with pytest.raises(KeyError, match="no study 'nope'"):
         analysis.study("nope")

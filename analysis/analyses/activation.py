@@ -12,17 +12,19 @@ the design made them. A study that samples the activation itself is compared wit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
-from ..statistics.activation import TIE
+from bioscale.contract import end_reason
+
+from ..statistics.activation import TIE, ActivationEffect, activation_effect, format_effect
 from ..statistics.design import fidelity_summary
 from ..statistics.evidence import evidence
-from ..statistics.pairs import PAIRED, PairComparison, Pooled, pooled
+from ..statistics.outcomes import search_finished
+from ..statistics.pairs import PAIRED, PairComparison, Pooled, compare_pairs, find_pairs, pooled
 from .protocol import REDUCED_MARK, reduced_budgets
 from ..report import Block, Bullets, Paragraph, Table
 from . import _common as c
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..output import Output
-    from ..results import Analysis
+    from ..results import Analysis, StudyAnalysis as LoadedStudy
 
 NAME = "activation"
 TITLE = "tanh vs ReLU"
@@ -66,6 +68,79 @@ class Row:
 
 
 @dataclass
+class Within:
+    """tanh against ReLU within one study that samples the activation: on its complete trials and, when some did not
+    complete, on every finished one (diverged at chance); how those ended per activation; the study's one line."""
+
+    effect: ActivationEffect | None
+    note: str
+    incomplete: dict[str, dict[str, int]] = field(default_factory=dict)  # activation -> end reason -> count
+    effect_all: ActivationEffect | None = None
+
+
+def within(a: LoadedStudy) -> Within:
+    """The within-study comparison of one analysed study (`effect` None when it did not sample both activations)."""
+    effect, note = _effect(a)
+    if effect is None:
+        return Within(effect, note)
+    found = Within(effect, note, incomplete=_incomplete_by_activation(a))
+    if any(found.incomplete.values()):
+        found.note += "; did not complete: " + "; ".join(
+            f"{act} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in sorted(c.items()))})"
+            for act, c in found.incomplete.items() if c)
+        tanh, relu = ([t.value for t in a.everything if t.params.get("activation") == act] for act in ("tanh", "relu"))
+        found.effect_all = activation_effect(tanh, relu)
+        found.note += (f". On every finished trial (diverged at chance level {100 * a.chance:.0f}%): "
+                       f"{format_effect(found.effect_all)}")
+    return found
+
+
+def _effect(a: LoadedStudy) -> tuple[ActivationEffect | None, str]:
+    """tanh against ReLU within a study that samples the activation, on its complete trials (at the study's fidelity)."""
+    trials = a.complete
+    present = {t.params["activation"] for t in trials if "activation" in t.params}
+    if not present:
+        value = a.record.info.fixed.get("activation")
+        return None, f"activation not searched{f' (fixed to {value})' if value else ''}"
+    if not {"tanh", "relu"} <= present:
+        return None, f"activation took only {', '.join(sorted(map(str, present)))} in the complete trials: nothing to compare"
+    effect = activation_effect(*([t.value for t in trials if t.params.get("activation") == act] for act in ("tanh", "relu")))
+    return effect, "activation sampled as a hyperparameter within this study, complete trials: " + format_effect(effect)
+
+
+def _incomplete_by_activation(a: LoadedStudy) -> dict[str, dict[str, int]]:
+    """Per activation, how its trials that did not complete (at the study's fidelity) ended (diverged ones end PRUNED)."""
+    numbers = {t.number for t in a.complete}
+    counts: dict[str, dict[str, int]] = {"tanh": {}, "relu": {}}
+    for trial in search_finished(a.record.trials):
+        activation = trial.params.get("activation")
+        if trial.number in numbers or activation not in counts:
+            continue
+        reason = end_reason(trial)
+        counts[activation][reason] = counts[activation].get(reason, 0) + 1
+    return counts
+
+
+def within_table(studies: Sequence[LoadedStudy], by_study: dict[str, Within]) -> pd.DataFrame:
+    """One row per study that sampled both activations (activation.csv)."""
+    rows = []
+    for a in studies:
+        w = by_study.get(a.record.name)
+        if w is None or w.effect is None:
+            continue
+        e = w.effect
+        rows.append({"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label,
+                     "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh,
+                     "n_relu": e.n_relu, "not_complete_tanh": sum(w.incomplete.get("tanh", {}).values()),
+                     "not_complete_relu": sum(w.incomplete.get("relu", {}).values()), "median_tanh": e.median_tanh,
+                     "median_relu": e.median_relu, "median_diff": e.median_diff, "median_ci_low": e.median_ci[0],
+                     "median_ci_high": e.median_ci[1], "best_quartile_diff": e.best_quartile_diff,
+                     "best_quartile_ci_low": e.best_quartile_ci[0], "best_quartile_ci_high": e.best_quartile_ci[1],
+                     "p_value": e.p_value, "verdict": e.verdict})
+    return pd.DataFrame(rows)
+
+
+@dataclass
 class ActivationResult:
     """Every pair's row, the pooled estimate, and the studies that sampled the activation themselves."""
 
@@ -73,6 +148,7 @@ class ActivationResult:
     pairs: list[PairComparison] = field(default_factory=list)
     pooled: Pooled | None = None
     sampled: list[tuple[str, str, str, object]] = field(default_factory=list)  # (dataset, arch, name, ActivationEffect)
+    by_study: dict[str, Within] = field(default_factory=dict)  # every analysed study's within-study comparison
     within: pd.DataFrame = field(default_factory=pd.DataFrame)  # the within-study comparisons, one row per study
     fidelity: str = ""  # the budget the comparisons read (`design.fidelity_summary`)
     reduced: set[tuple[str, str, str]] = field(default_factory=set)  # (dataset, arch, label) of pairs at a reduced budget
@@ -109,12 +185,14 @@ def _row(p: PairComparison) -> Row:
 
 def compute(results: Analysis) -> ActivationResult:
     """Rows for every pair (by group and family), the pooled paired estimate, within-study comparisons."""
-    pairs = sorted(results.pairs, key=lambda p: ((p.dataset, p.arch), c.label_key(p.label)))
-    out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=results.activation,
-                           fidelity=fidelity_summary(results.records))
+    pairs = sorted(compare_pairs(find_pairs(results.records)), key=lambda p: ((p.dataset, p.arch), c.label_key(p.label)))
+    by_study = {a.record.name: within(a) for a in results.studies if a.analysed}
+    out = ActivationResult(rows=[row(p) for p in pairs], pairs=pairs, within=within_table(results.studies, by_study),
+                           fidelity=fidelity_summary(results.records), by_study=by_study)
     paired = [p for p in pairs if p.design == PAIRED]
     out.pooled = pooled([p.paired for p in paired], [p.label for p in paired])
-    out.sampled = [(a.record.dataset, a.record.arch, a.name, a.effect) for a in c.ordered(results) if a.effect is not None]
+    out.sampled = [(a.record.dataset, a.record.arch, a.name, by_study[a.record.name].effect) for a in c.ordered(results)
+                   if a.analysed and by_study[a.record.name].effect is not None]
     reduced = reduced_budgets(results.records)
     out.reduced = {(p.dataset, p.arch, p.label) for p in pairs if p.tanh.study in reduced or p.relu.study in reduced}
     return out

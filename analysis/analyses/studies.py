@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 NAME = "studies"
 TITLE = "Per-study details"
 ORDER = 85
-NEEDS = ("importance", "outcomes", "tunability")
+NEEDS = ("activation", "importance", "outcomes", "tunability")
 APPENDIX = True
 
 
@@ -49,9 +49,10 @@ def compute(results: Analysis) -> StudyDetails:
                 continue
             row = best.loc[best.study == a.record.name].iloc[0]
             out.groups.setdefault(group, []).append((a.name, a.record.name, _study_bullets(a, row, results.computed), a.status))
-            if a.effect is not None and min(a.effect.n_tanh, a.effect.n_relu) > 0:
-                out.activation_figures.append((group, a.name, a.record.name, a.frame, a.effect,
-                                               {k: sum(v.values()) for k, v in a.incomplete.items()}))
+            w = results.computed["activation"].by_study[a.record.name]
+            if w.effect is not None and min(w.effect.n_tanh, w.effect.n_relu) > 0:
+                out.activation_figures.append((group, a.name, a.record.name, a.frame, w.effect,
+                                               {k: sum(v.values()) for k, v in w.incomplete.items()}))
     return out
 
 
@@ -113,7 +114,7 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series, computed: dict[str, Any]) 
     if shares.fanova_all is not None:
         items += _importance_items(shares.fanova_all, shares.ped_all,
                                    f"every finished trial, diverged ones at chance level {100 * a.chance:.0f}%")
-    items.append(f"**Activation**: {a.activation_note}")
+    items.append(f"**Activation**: {computed['activation'].by_study[record.name].note}")
     r = a.robustness
     if r is not None and r.n_finished:
         own = ", ".join(f"{100 * r.within_best.get(m, math.nan):.0f}% within {100 * m:.0f} pp" for m in MARGINS)
