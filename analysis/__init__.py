@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "analyze": ".pipeline", "compute": ".results", "Analysis": ".results", "StudyAnalysis": ".results",
+    "analyze": ".pipeline", "compute": ".results", "Analysis": ".results", "LoadedStudy": ".results",
     "render": ".rendering", "FORMATS": ".rendering", "FIGURE_DIR_NAME": ".output", "FIGURE_LEVELS": ".output",
     "best_table": ".tables", "ARTIFACT_DIR_NAME": ".artifacts",
     "fanova_importance": ".statistics.importance", "ped_anova_importance": ".statistics.importance", "fast_fanova_available": ".statistics.importance",
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .analyses.paper import compare, published
     from .pipeline import analyze
     from .rendering import FORMATS, render
-    from .results import Analysis, StudyAnalysis, compute
+    from .results import Analysis, LoadedStudy, compute
     from .output import FIGURE_DIR_NAME, FIGURE_LEVELS
     from .statistics.stability import BudgetTrust, Robustness, budget_trust, robustness
     from .storage import read_storage, select_studies

@@ -65,10 +65,10 @@ def test_compute_returns_importances_effects_and_stability_per_study(analysis):
     within = analysis.statistic("activation", "bp")
     assert within.effect.verdict == RELU_BETTER and within.effect.n_tanh + within.effect.n_relu == 30
     assert sum(sum(c.values()) for c in within.incomplete.values()) == 2
-    rob = bp.robustness
+    rob = analysis.statistic("robustness", "bp")
     assert (rob.n_finished, rob.n_complete) == (32, 30)
     assert 0 < rob.fraction_within <= 1 and set(rob.lr_bands) == {"forward_lr", "inverse_lr"}
-    assert bp.trust is not None and bp.trust.verdict()
+    assert analysis.statistic("budget", "bp").verdict()
 
     dtp = analysis.study("dtp-alternating")
     dtp_fanova = analysis.statistic("importance", "dtp-alternating").fanova
@@ -87,7 +87,7 @@ def test_compute_returns_the_tables_across_studies(analysis):
     assert set(importance.study) == {"tune:digits:fc:bp", "tune:digits:fc:dtp-alternating"}
     assert set(importance.method) == {"fanova", "ped-anova"}
     assert list(analysis.computed["activation"].within.verdict)[0] == RELU_BETTER
-    assert list(analysis.stability.n_finished) == [32, 20]
+    assert list(analysis.computed["robustness"].long.n_finished) == [32, 20]
     with pytest.raises(KeyError, match="no study 'nope'"):
         analysis.study("nope")
 

@@ -13,7 +13,7 @@ from bioscale import contract
 from bioscale.analysis import compute
 from bioscale.analysis.statistics.activation import NO_CLEAR_DIFFERENCE, TANH_BETTER
 from bioscale.analysis.analyses.findings import sensitivity
-from bioscale.analysis.statistics.design import design, draw_clusters, fidelity_trials, first_rung_errors
+from bioscale.analysis.statistics.design import design, draw_clusters, fidelity_line, fidelity_trials, first_rung_errors
 from bioscale.analysis.statistics.evaluation import evaluated
 from bioscale.analysis.statistics.evidence import learned, learned_threshold
 from bioscale.analysis.statistics.pairs import PAIRED, compare_pairs, find_pairs, holm, pooled
@@ -151,7 +151,7 @@ def test_a_rule_that_never_learned_is_not_least_sensitive(planted):
     best = next(i for i in items if ", best**" in i)
     assert "3 of 4 studies learned" in best and "not tp" in best
     assert not planted.study("tp").learned and planted.study("bp").learned
-    claims = planted.claims[("digits", "fc")]  # tp's failure is not the paper's 'TP rules most sensitive'
+    claims = planted.computed["robustness"].claims[("digits", "fc")]  # tp's failure is not the paper's 'TP rules most sensitive'
     assert any(line.startswith("TP rules most sensitive: cannot tell") for line in claims)
 
 
@@ -188,15 +188,15 @@ def test_halving_studies_read_the_first_rung_and_say_how_well_it_ranks_the_full_
     trained, _ = fidelity_trials(bp, 0.9)
     assert len(trained) == 90 and all(t.value == pytest.approx(0.3 + 0.2 * t.params["sigma"]) for t in trained)
     analysis = compute(storage, None, progress=False, seeds=1)
-    good, bad = analysis.study("bp").rung_trust, analysis.study("fa").rung_trust
+    good, bad = analysis.computed["budget"].rungs["bp"], analysis.computed["budget"].rungs["fa"]
     assert good.n == bad.n == 10 and good.rho == pytest.approx(1.0) and bad.rho == pytest.approx(-1.0)
     assert good.high and good.line().startswith("budget trust high") and "n = 10" in good.line()
     assert not bad.high and "budget trust LOW" in bad.line()
     assert analysis.computed["budget"].low == ["fa"]
-    assert analysis.study("bp").robustness.n_finished == 90  # sensitivity over every configuration, at the first rung
+    assert analysis.statistic("robustness", "bp").n_finished == 90  # sensitivity over every configuration, at the first rung
     counts = analysis.statistic("outcomes", "bp")
     assert (counts.n_halved, counts.n_complete, counts.n_pruned) == (80, 10, 0)  # halving is by design, not a pruner
-    assert "first rung (1 epoch)" in analysis.study("bp").fidelity
+    assert "first rung (1 epoch)" in fidelity_line(analysis.study("bp").record)
     design_line = next(c for c in analysis.computed["findings"].caveats if c.startswith("Design:"))
     assert design_line.startswith("Design: 2 studies: random draws shared by pair, halving with η = 3, rungs of 1, 3, 9 "
                                   "epochs (2 distinct draw sets). Sensitivity, importances and tanh − ReLU read the first "

@@ -77,7 +77,7 @@ def test_tunability_is_the_default_error_against_the_tuned_best():
     assert result.n_search == 30 and "tuning buys +" in result.line()
     analysis = compute(storage, None, progress=False, seeds=1)
     assert [g.gain for g in analysis.computed["tunability"].gains] == [pytest.approx(result.gain)]
-    assert analysis.studies[0].robustness.n_finished == 30  # the default trial stays out of the search statistics
+    assert analysis.statistic("robustness", "dfa").n_finished == 30  # the default trial stays out of the search statistics
     assert len(analysis.studies[0].frame) == 30
 
 

@@ -44,7 +44,7 @@ def test_a_worse_rule_with_a_tighter_spread_no_longer_comes_out_steadier():
     _rule(storage, "dtp-alternating", "dtp", "alternating", lambda p: 0.20 + 0.01 * (math.log10(p["forward_lr"]) + 3.5) ** 2)
     _rule(storage, "dtp-parallel", "dtp", "parallel", lambda p: 0.20 + 0.03 * (math.log10(p["forward_lr"]) + 3.5) ** 2)
     analysis = compute(storage, None, progress=False, seeds=1)
-    bp, alt = analysis.study("bp").robustness, analysis.study("dtp-alternating").robustness
+    bp, alt = analysis.statistic("robustness", "bp"), analysis.statistic("robustness", "dtp-alternating")
 
     def old_relative(r):
         finite = r.errors[np.isfinite(r.errors)]
@@ -54,7 +54,7 @@ def test_a_worse_rule_with_a_tighter_spread_no_longer_comes_out_steadier():
     assert alt.within_best[0.05] >= bp.within_best[0.05]  # its own spread is tighter: that is still shown
     assert bp.reference_error == pytest.approx(bp.best_error) and "BP's best on digits / fc" in bp.reference_from
     assert alt.within_reference[0.05] == 0 < bp.within_reference[0.05]  # against a common reference it is not steadier
-    claims = analysis.claims[("digits", "fc")]
+    claims = analysis.computed["robustness"].claims[("digits", "fc")]
     assert claims[0].startswith("BP most stable: holds")
     assert claims[1].startswith("TP rules most sensitive: holds")
     assert claims[2].startswith("alternating steadier than parallel: does not hold")  # 0 % vs 0 % of BP's best

@@ -13,7 +13,7 @@ from ..report import pct  # noqa: F401 (c.pct: the report's one percentage forma
 from ..storage import group_title
 
 if TYPE_CHECKING:
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis, LoadedStudy
 
 def label_key(label: str, activation: str | None = None) -> tuple:
     """Sort key of a rule label (rule-schedule) and activation: by family, then the catalogue's order, schedule, activation."""
@@ -21,12 +21,12 @@ def label_key(label: str, activation: str | None = None) -> tuple:
     return (catalogue.rule_key(rule), schedule or "", {"tanh": 0, "relu": 1}.get(activation or "", 2))
 
 
-def study_key(a: "StudyAnalysis") -> tuple:
+def study_key(a: "LoadedStudy") -> tuple:
     """Sort key of a study: its group, then its rule by family, then its activation."""
     return (a.record.group, label_key(a.record.label, activation(a)), a.record.name)
 
 
-def activation(a: "StudyAnalysis") -> str | None:
+def activation(a: "LoadedStudy") -> str | None:
     """The activation a study fixed ('tanh', 'relu'), 'sampled', or None."""
     info = a.record.info
     if "activation" in info.space:
@@ -35,12 +35,12 @@ def activation(a: "StudyAnalysis") -> str | None:
     return str(value) if value is not None else None
 
 
-def ordered(results: "Analysis") -> list["StudyAnalysis"]:
+def ordered(results: "Analysis") -> list["LoadedStudy"]:
     """The studies by group, family and activation (never by their order in the storage)."""
     return sorted(results.studies, key=study_key)
 
 
-def groups(results: "Analysis") -> dict[tuple[str, str], list["StudyAnalysis"]]:
+def groups(results: "Analysis") -> dict[tuple[str, str], list["LoadedStudy"]]:
     """The studies per (dataset, arch), each list ordered by family."""
     found: dict[tuple[str, str], list] = {}
     for a in ordered(results):

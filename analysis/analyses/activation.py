@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis as LoadedStudy
+    from ..results import Analysis, LoadedStudy
 
 NAME = "activation"
 TITLE = "tanh vs ReLU"

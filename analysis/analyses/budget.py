@@ -11,15 +11,17 @@ marked exploratory (among 6 configurations the top 5 always overlap in at least 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..statistics.evidence import evidence
+from bioscale.contract import complete_trials
+
 from ..report import Block, Paragraph, Table
-from ..statistics.stability import TRUST_RHO, BudgetTrust, RungTrust
+from ..statistics.design import full_budget, rungs_and_full
+from ..statistics.evidence import evidence
+from ..statistics.stability import TRUST_RHO, BudgetTrust, RungTrust, budget_trust, learning_curves, rung_trust
 from . import _common as c
 
 if TYPE_CHECKING:
@@ -36,7 +38,8 @@ class Budget:
     """Per (dataset, arch): (name, study, BudgetTrust) in family order."""
 
     groups: dict[tuple[str, str], list[tuple[str, str, BudgetTrust]]] = field(default_factory=dict)
-    rungs: dict[str, RungTrust] = field(default_factory=dict)  # by study name, for studies with rungs
+    rungs: dict[str, RungTrust] = field(default_factory=dict)  # by report name, for studies with rungs
+    by_study: dict[str, BudgetTrust] = field(default_factory=dict)  # every analysed study's, by study name
 
     @property
     def low(self) -> list[str]:
@@ -45,13 +48,17 @@ class Budget:
 
 
 def compute(results: Analysis) -> Budget:
-    """Each analysed study's budget trust."""
+    """Each analysed study's budget trust and, where it has rungs, its first rung's rank agreement with the full budget."""
     out = Budget()
     for group, members in c.groups(results).items():
-        rows = [(a.name, a.record.name, a.trust) for a in members if a.analysed and a.trust is not None]
-        if rows:
-            out.groups[group] = rows
-        out.rungs.update({a.name: a.rung_trust for a in members if a.analysed and a.rung_trust is not None})
+        analysed = [a for a in members if a.analysed]
+        for a in analysed:
+            out.by_study[a.record.name] = budget_trust(learning_curves(complete_trials(full_budget(a.record.trials))))
+            rungs = rungs_and_full(a.record, a.chance)
+            if rungs:
+                out.rungs[a.name] = rung_trust(*rungs)
+        if analysed:
+            out.groups[group] = [(a.name, a.record.name, out.by_study[a.record.name]) for a in analysed]
     return out
 
 

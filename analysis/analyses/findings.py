@@ -17,7 +17,7 @@ from bioscale.contract import search_trials
 from ..statistics.design import design_summary, fidelity_summary
 from ..statistics.evidence import LEARNED_SHARE, evidence, learned, learned_threshold
 from .protocol import PAPER_BUDGET, REDUCED_MARK, by_reason, reduced_budgets
-from ..statistics.stability import MARGIN
+from ..statistics.stability import MARGIN, Robustness
 from ..report import Block, Bullets, Paragraph
 from . import _common as c
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 NAME = "findings"
 TITLE = "Findings"
 ORDER = 0
-NEEDS = ("activation", "flags", "outcomes", "tunability")
+NEEDS = ("activation", "flags", "outcomes", "robustness", "tunability")
 
 
 @dataclass
@@ -87,9 +87,8 @@ def incumbent(trials) -> str:
     return f"trial {best.number}" + (", the default configuration" if contract.is_default_config(best) else "")
 
 
-def _ranked(a) -> Ranked | None:
+def _ranked(a, r: Robustness | None) -> Ranked | None:
     ev, name = a.evaluated, a.name
-    r = a.robustness
     share = r.within_reference.get(MARGIN, math.nan) if r is not None else math.nan
     n = r.n_finished if r is not None else 0
     trial = incumbent(a.record.trials)
@@ -117,9 +116,10 @@ def compute(results: Analysis) -> Findings:
     """Ranking per group, the findings sentences and the caveats."""
     out = Findings()
     reduced = reduced_budgets(results.records)
+    robust = results.computed["robustness"].by_study
     out.reduced = {a.name: reduced[a.record.name] for a in c.ordered(results) if a.record.name in reduced}
     for group, members in c.groups(results).items():
-        rows = [r for r in (_ranked(a) for a in members if a.analysed) if r is not None]
+        rows = [r for r in (_ranked(a, robust.get(a.record.name)) for a in members if a.analysed) if r is not None]
         if not rows:
             continue
         rows.sort(key=lambda r: (r.error, c.label_key(r.label, r.activation)))

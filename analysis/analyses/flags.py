@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis, LoadedStudy
 
 NAME = "flags"
 TITLE = "Flags per study"
@@ -120,7 +120,7 @@ def _alternation_period(trial) -> object:
     return trial.params.get("alternation_period", 0)
 
 
-def study_flags(a: StudyAnalysis, tuned: study_tunability.Tunability | None = None) -> StudyFlags:
+def study_flags(a: LoadedStudy, tuned: study_tunability.Tunability | None = None) -> StudyFlags:
     """The flags of one analysed study (`tuned`: its tunability, which the seed spread is set against)."""
     record = a.record
     found = StudyFlags(study=record.name, name=a.name, dataset=record.dataset, arch=record.arch)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis, LoadedStudy
 
 NAME = "scaling"
 TITLE = "Scaling: each rule's gap to BP from the easiest task to the hardest"
@@ -77,7 +77,7 @@ class Scaling:
     budget: str = ""
 
 
-def cell_of(a: StudyAnalysis, test_error_at_best: float) -> Cell | None:
+def cell_of(a: LoadedStudy, test_error_at_best: float) -> Cell | None:
     """A study's cell: its evaluated test error over seeds (diverged seeds at chance), else its best trial's test error."""
     sizes = c.splits(a.record.dataset)
     n_test = sizes[2] if sizes else 0

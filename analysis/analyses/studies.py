@@ -20,12 +20,12 @@ from . import _common as c
 
 if TYPE_CHECKING:
     from ..output import Output
-    from ..results import Analysis, StudyAnalysis
+    from ..results import Analysis, LoadedStudy
 
 NAME = "studies"
 TITLE = "Per-study details"
 ORDER = 85
-NEEDS = ("activation", "importance", "outcomes", "tunability")
+NEEDS = ("activation", "budget", "importance", "outcomes", "robustness", "tunability")
 APPENDIX = True
 
 
@@ -86,7 +86,7 @@ def _band_line(rob: Robustness | None) -> str:
             + evidence("lr_band", rob.n_within).mark())
 
 
-def _study_bullets(a: StudyAnalysis, best: pd.Series, computed: dict[str, Any]) -> list[str]:
+def _study_bullets(a: LoadedStudy, best: pd.Series, computed: dict[str, Any]) -> list[str]:
     record = a.record
     counts = computed["outcomes"].by_study.get(record.name)
     tuned = computed["tunability"].by_study.get(record.name)
@@ -115,18 +115,19 @@ def _study_bullets(a: StudyAnalysis, best: pd.Series, computed: dict[str, Any]) 
         items += _importance_items(shares.fanova_all, shares.ped_all,
                                    f"every finished trial, diverged ones at chance level {100 * a.chance:.0f}%")
     items.append(f"**Activation**: {computed['activation'].by_study[record.name].note}")
-    r = a.robustness
+    r = computed["robustness"].by_study.get(record.name)
     if r is not None and r.n_finished:
         own = ", ".join(f"{100 * r.within_best.get(m, math.nan):.0f}% within {100 * m:.0f} pp" for m in MARGINS)
         ref = ", ".join(f"{100 * r.within_reference.get(m, math.nan):.0f}% within {100 * m:.0f} pp" for m in MARGINS)
         items.append(f"**Robustness** (of {r.n_finished} finished configurations): {own} of its own best; {ref} of the "
                      f"common reference ({r.reference_from or 'none'}); learning-rate band within {100 * r.margin:.0f} pp "
                      f"of its best: {_band_line(r)}")
-    if a.trust is not None:
-        line = f"**Budget trust**: {a.trust.verdict()}"
-        if a.trust.ok:
-            line += f" (ρ at epoch 1: {a.trust.rho[0]:.2f})" if math.isfinite(a.trust.rho[0]) else ""
-            curves = int(a.trust.n_curves.max()) if a.trust.n_curves.size else 0
+    trust = computed["budget"].by_study.get(record.name)
+    if trust is not None:
+        line = f"**Budget trust**: {trust.verdict()}"
+        if trust.ok:
+            line += f" (ρ at epoch 1: {trust.rho[0]:.2f})" if math.isfinite(trust.rho[0]) else ""
+            curves = int(trust.n_curves.max()) if trust.n_curves.size else 0
             line += next((evidence(k, curves).mark() for k in ("trust", "top_overlap") if not evidence(k, curves).ok), "")
         items.append(line)
     return items
