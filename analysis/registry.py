@@ -10,7 +10,10 @@ Adding an analysis touches one module (and its test): create `analysis/analyses/
     APPENDIX = False              # optional: True places the section in the appendix
 
     def compute(results: Analysis) -> MyNumbers:
-        # every number, as a dataclass; reads results (and results.computed[name] for NEEDS); writes nothing
+        # every number, as a dataclass, computed here from the loaded studies (results.studies: each a
+        # LoadedStudy with its trials at the study's fidelity, chance level and re-evaluated best) with
+        # the library in `analysis/statistics/`, and from results.computed[name] for NEEDS; per-study
+        # numbers in a `by_study` dict by study name (`Analysis.statistic` reads one); writes nothing
     def render(computed: MyNumbers, out: Output, figures: str) -> list[Block]:
         # writes CSVs (out.table) and schedules figures (out.figure, level "key" or "all"); returns report blocks
 

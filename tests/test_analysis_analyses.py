@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from bioscale.analysis import analyze, compute, registry
@@ -173,48 +174,62 @@ def test_best_table_keeps_trial_counts_and_rows_name_dataset_and_architecture(sm
     assert re.search(r"\| digits \| fc \| fa \| 6 of 6 \| \d+\.\d\d \|", text)
 
 
-PLUGIN = '''"""A plug-in analysis: the number of studies."""
-from dataclasses import dataclass
+PLUGIN = '''"""A plug-in analysis: a per-study statistic (the median complete error) beside another analysis's (the top fANOVA share)."""
+from dataclasses import dataclass, field
+from statistics import median
 
-from bioscale.analysis.report import Paragraph
+from bioscale.analysis.report import Bullets
 
-NAME = "zz-count"
-TITLE = "Study count"
+NAME = "zz-median"
+TITLE = "Median error"
 ORDER = 65
-NEEDS = ("flags",)
+NEEDS = ("importance",)
 
 
 @dataclass
-class Count:
-    n: int
-    flagged: int
+class Medians:
+    by_study: dict = field(default_factory=dict)
+    top: dict = field(default_factory=dict)
 
 
 def compute(results):
-    return Count(len(results.studies), results.computed["flags"].n_studies)
+    out = Medians()
+    for a in results.studies:
+        if a.analysed:
+            out.by_study[a.record.name] = median(t.value for t in a.complete)
+            shares = results.computed["importance"].by_study[a.record.name].fanova.overall
+            out.top[a.record.name] = max(shares.mean, key=shares.mean.get)
+    return out
 
 
 def render(computed, out, figures):
-    out.table(__import__("pandas").DataFrame({"n": [computed.n]}), "count")
-    return [Paragraph(f"{computed.n} studies, {computed.flagged} analysed.")]
+    out.table(__import__("pandas").DataFrame({"study": list(computed.by_study), "median": list(computed.by_study.values())}),
+              "median")
+    return [Bullets([f"{s}: median {100 * m:.2f}%, top {computed.top[s]}" for s, m in computed.by_study.items()])]
 '''
 
 
-def test_an_analysis_is_added_by_one_module(small_and_large, tmp_path, monkeypatch):
+def test_a_per_study_statistic_is_added_by_one_module(small_and_large, tmp_path, monkeypatch):
     import importlib
+    import statistics
     import sys
 
     package = importlib.import_module("bioscale.analysis.analyses")
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "zz_count.py").write_text(PLUGIN)
+    (folder / "zz_median.py").write_text(PLUGIN)
     monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
     try:
-        assert "zz-count" in [m.NAME for m in registry.analyses()]
+        assert "zz-median" in [m.NAME for m in registry.analyses()]
+        analysis = compute(small_and_large, None, progress=False, seeds=1)
+        bp = analysis.study("bp")
+        expected = statistics.median(t.value for t in bp.record.complete)  # bp trains every configuration fully
+        assert analysis.statistic("zz-median", "bp") == pytest.approx(expected)
         report = analyze(small_and_large, None, tmp_path / "out", progress=False, seeds=1, figures="none")
         text = report.read_text()
-        assert "## Study count" in text and "2 studies, 2 analysed." in text
-        assert text.index("## What tuning buys") < text.index("## Study count") < text.index("## Best results")
-        assert (tmp_path / "out" / "count.csv").read_text().split() == ["n", "2"]
+        assert "## Median error" in text and f"tune:digits:fc:bp: median {100 * expected:.2f}%, top " in text
+        assert text.index("## What tuning buys") < text.index("## Median error") < text.index("## Best results")
+        table = pd.read_csv(tmp_path / "out" / "median.csv")
+        assert set(table.study) == {"tune:digits:fc:fa", "tune:digits:fc:bp"} and table.set_index("study").loc[bp.record.name, "median"] == pytest.approx(expected)
     finally:
-        sys.modules.pop("bioscale.analysis.analyses.zz_count", None)
+        sys.modules.pop("bioscale.analysis.analyses.zz_median", None)
