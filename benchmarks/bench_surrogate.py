@@ -12,12 +12,15 @@ import argparse
 import math
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from optuna.distributions import CategoricalDistribution
 from optuna.storages import InMemoryStorage
 
-from bioscale.analysis import ablation, interactions, local_importance
+from bioscale.analysis.analyses.surrogate import ablation_figure, interaction_figure, local_importance_figure
+from bioscale.analysis.plots import save
+from bioscale.analysis.statistics import ablation, interactions, local_importance
 from bioscale.analysis.storage import select_studies
 from bioscale.analysis.statistics.surrogate import fit_surrogate
 from bioscale.analysis.synthetic import PAPER_SPACE, add_study
@@ -69,9 +72,10 @@ def main() -> None:
         if args.figures:
             start = time.perf_counter()
             with tempfile.TemporaryDirectory() as out:
-                ablation.render(path, out, "bench")
-                local_importance.render(lpi, out, "bench")
-                interactions.render(pairs, out, "bench")
+                for stem, figure in (("ablation", ablation_figure(path, "bench")),
+                                     ("local-importance", local_importance_figure(lpi, "bench")),
+                                     ("interaction", interaction_figure(pairs, "bench"))):
+                    save(figure, Path(out) / stem, ("png",))
             times.append(time.perf_counter() - start)
         top = pairs.strongest
         r2 = fit.surrogate.oob_r2

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from ..statistics import ablation, interactions, local_importance
@@ -22,6 +24,9 @@ from ..statistics.outcomes import chance_error
 from ..report import Block, Bullets, Paragraph, Table
 from ..statistics.surrogate import N_TREES, SurrogateFit, fit_surrogate, fmt_value
 from . import _common as c
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NAME = "surrogate"
 TITLE = "Which changes buy the gain"
@@ -218,15 +223,126 @@ def render(computed: SurrogateResult, out, figures: str) -> list[Block]:
     for s in fitted:
         folder = c.folder((s.dataset, s.arch))
         if s.path.computed and s.path.steps:
-            blocks += out.figure(ablation.figure, (s.path, s.name), folder, f"{s.name}-ablation",
+            blocks += out.figure(ablation_figure, (s.path, s.name), folder, f"{s.name}-ablation",
                                  f"{s.name}: ablation path from the default configuration to the best, predicted error per "
                                  "step (mean ± sd over the surrogate's trees)", level="all", studies=[s.study])
         if s.local.computed:
-            blocks += out.figure(local_importance.figure, (s.local, s.name), folder, f"{s.name}-local-importance",
+            blocks += out.figure(local_importance_figure, (s.local, s.name), folder, f"{s.name}-local-importance",
                                  f"{s.name}: local parameter importance around the best configuration, and the predicted "
                                  "error along the most important parameters", level="all", studies=[s.study])
         if s.pairs.computed:
-            blocks += out.figure(interactions.figure, (s.pairs, s.name), folder, f"{s.name}-interaction",
+            blocks += out.figure(interaction_figure, (s.pairs, s.name), folder, f"{s.name}-interaction",
                                  f"{s.name}: 2-D partial dependence of the strongest pairwise interaction", level="all",
                                  studies=[s.study])
     return blocks
+
+
+def ablation_figure(path: ablation.AblationPath, title: str) -> Figure:
+    """The path as predicted error per step with its spread over trees, and the observed default and best errors."""
+    from ..plots import new_figure, styled
+
+    labels = ["default"] + [f"+ {s.param}\n{fmt_value(s.default)}→{fmt_value(s.best)}" for s in path.steps]
+    means = [path.start[0]] + [s.error for s in path.steps]
+    spreads = [path.start[1]] + [s.spread for s in path.steps]
+    with styled():
+        fig, axes = new_figure(max(5.5, 1.3 * len(labels) + 2), 4.2)
+        ax = axes[0, 0]
+        x = np.arange(len(labels))
+        ax.errorbar(x, 100 * np.array(means), yerr=100 * np.array(spreads), marker="o", capsize=4, color="#0072B2",
+                    label="predicted (mean ± sd over trees)")
+        if math.isfinite(path.default_error):
+            ax.axhline(100 * path.default_error, color="#D55E00", ls="--", lw=1, label="observed: default trial")
+        if math.isfinite(path.best_error):
+            ax.axhline(100 * path.best_error, color="#009E73", ls=":", lw=1.2, label="observed: best trial")
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylabel("validation error (%)")
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+        tag = " (exploratory)" if path.status == "exploratory" else ""
+        gain = (f"; predicted improvement {100 * path.improvement:.2f} ± {100 * path.improvement_spread:.2f} pp (paired over trees)"
+                if math.isfinite(path.improvement_spread) else "")
+        ax.set_title(f"{title}: ablation path, default → best{tag}\n{path.n_trials} trials; greedy, one parameter per step{gain}",
+                     fontsize=10)
+    return fig
+
+
+def local_importance_figure(result: local_importance.LocalImportance, title: str, k: int = 3) -> Figure:
+    """Shares around the best (mean ± sd over trees), and the predicted error along the top `k` parameters' lines."""
+    from ..plots import new_figure, param_label, styled
+
+    ranked = result.ranked()
+    top = [p for p, _, _ in ranked[:k]]
+    with styled():
+        fig, axes = new_figure(4.0 + 3.2 * len(top), 0.35 * max(4, len(ranked)) + 2.2, 1, 1 + len(top))
+        ax = axes[0, 0]
+        ax.barh(range(len(ranked)), [100 * m for _, m, _ in ranked], xerr=[[100 * min(m, s) for _, m, s in ranked], [100 * s for _, _, s in ranked]],
+                color="#56B4E9", capsize=2)
+        ax.set_yticks(range(len(ranked)), [param_label(p, result.log_params) for p, _, _ in ranked], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("share of local variance (%)")
+        ax.set_title("around the best: share per parameter\nmean ± sd over trees", fontsize=10)
+        for ax, name in zip(axes[0, 1:], top):
+            curve = result.curves[name]
+            categorical = curve.categorical
+            x = np.arange(len(curve.values)) if categorical else curve.x
+            ax.plot(x, 100 * curve.mean, marker="o" if categorical else None, color="#0072B2")
+            ax.fill_between(x, 100 * (curve.mean - curve.spread), 100 * (curve.mean + curve.spread), alpha=0.25,
+                            color="#0072B2")
+            here = result.best[name]
+            if categorical:
+                ax.set_xticks(x, [str(v) for v in curve.values], fontsize=8)
+                ax.axvline(curve.values.index(here), color="#D55E00", ls="--", lw=1)
+            else:
+                ax.axvline(math.log10(here) if name in result.log_params else here, color="#D55E00", ls="--", lw=1)
+            ax.set_xlabel(param_label(name, result.log_params))
+            ax.set_ylabel("predicted validation error (%)")
+            ax.set_title(f"{name}: {100 * result.share[name]:.0f}% (others at the best)", fontsize=10)
+        tag = " (exploratory)" if result.status == "exploratory" else ""
+        fig.suptitle(f"{title}: local parameter importance{tag}, {result.n_trials} trials")
+    return fig
+
+
+def _edges(x: np.ndarray) -> np.ndarray:
+    """Cell edges around grid points (pcolormesh's flat shading)."""
+    if len(x) == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5])
+    mid = (x[1:] + x[:-1]) / 2
+    return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
+
+
+def interaction_figure(result: interactions.Interactions, title: str) -> Figure:
+    """Heat map of the strongest pair's 2-D partial dependence, the trials and the best configuration marked."""
+    from ..plots import BEST_MARKER, new_figure, param_label, styled
+
+    top = result.strongest
+    with styled():
+        fig, axes = new_figure(6.4, 5.0)
+        ax = axes[0, 0]
+        gx, gy = result.grid_first, result.grid_second
+        mesh = ax.pcolormesh(_edges(gx), _edges(gy), 100 * result.dependence.T, cmap="viridis_r", shading="flat")
+        fig.colorbar(mesh, ax=ax, label="partial dependence: predicted validation error (%)")
+        ax.scatter(result.observed[:, 0], result.observed[:, 1], s=10, color="white", edgecolor="black", linewidth=0.4,
+                   label="trials", zorder=3)
+        if top.first in result.best and top.second in result.best:
+            bx, by = (_search_value(result, k, result.best[name], labels) for k, (name, labels) in
+                      enumerate(((top.first, result.labels_first), (top.second, result.labels_second))))
+            ax.scatter([bx], [by], label="best trial", **BEST_MARKER)
+        for axis, grid, labels, categorical in ((ax.xaxis, gx, result.labels_first, result.categorical[0]),
+                                                (ax.yaxis, gy, result.labels_second, result.categorical[1])):
+            if categorical:  # name the choices
+                axis.set_ticks(grid, labels)
+        ax.set_xlabel(param_label(top.first, result.log_params))
+        ax.set_ylabel(param_label(top.second, result.log_params))
+        ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+        tag = " (exploratory)" if result.status == "exploratory" else ""
+        nxt = f"\nnext: {result.pairs[1].first} × {result.pairs[1].second} {100 * result.pairs[1].share:.1f}%" \
+            if len(result.pairs) > 1 else ""
+        ax.set_title(f"{title}: strongest interaction{tag}\n{top.first} × {top.second}: {100 * top.share:.1f} ± "
+                     f"{100 * top.spread:.1f}% of the variance{nxt}", fontsize=10)
+    return fig
+
+
+def _search_value(result: interactions.Interactions, k: int, value: object, labels: list[str]) -> float:
+    name = (result.strongest.first, result.strongest.second)[k]
+    if result.categorical[k]:
+        return float(labels.index(fmt_value(value))) if fmt_value(value) in labels else math.nan
+    return math.log10(float(value)) if name in result.log_params else float(value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -205,40 +204,3 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit, rule: str | None, 
                                                           "no known defaults of the rule")
     return ablation_path(fit.surrogate, default, best.params, source=source, default_error=error,
                          best_error=float(best.value))
-
-
-def figure(path: AblationPath, title: str):
-    """The path as predicted error per step with its spread over trees, and the observed default and best errors."""
-    from ..plots import new_figure, styled
-
-    labels = ["default"] + [f"+ {s.param}\n{fmt_value(s.default)}→{fmt_value(s.best)}" for s in path.steps]
-    means = [path.start[0]] + [s.error for s in path.steps]
-    spreads = [path.start[1]] + [s.spread for s in path.steps]
-    with styled():
-        fig, axes = new_figure(max(5.5, 1.3 * len(labels) + 2), 4.2)
-        ax = axes[0, 0]
-        x = np.arange(len(labels))
-        ax.errorbar(x, 100 * np.array(means), yerr=100 * np.array(spreads), marker="o", capsize=4, color="#0072B2",
-                    label="predicted (mean ± sd over trees)")
-        if math.isfinite(path.default_error):
-            ax.axhline(100 * path.default_error, color="#D55E00", ls="--", lw=1, label="observed: default trial")
-        if math.isfinite(path.best_error):
-            ax.axhline(100 * path.best_error, color="#009E73", ls=":", lw=1.2, label="observed: best trial")
-        ax.set_xticks(x, labels, fontsize=8)
-        ax.set_ylabel("validation error (%)")
-        ax.legend(fontsize=8, loc="best", framealpha=0.9)
-        tag = " (exploratory)" if path.status == "exploratory" else ""
-        gain = (f"; predicted improvement {100 * path.improvement:.2f} ± {100 * path.improvement_spread:.2f} pp (paired over trees)"
-                if math.isfinite(path.improvement_spread) else "")
-        ax.set_title(f"{title}: ablation path, default → best{tag}\n{path.n_trials} trials; greedy, one parameter per step{gain}",
-                     fontsize=10)
-    return fig
-
-
-def render(path: AblationPath, out: Path, title: str, stem: str = "ablation") -> Path | None:
-    """Write the path figure as out/stem.png; None when there is no path to draw."""
-    if not path.computed or not path.steps:
-        return None
-    from ..plots import save
-
-    return save(figure(path, title), Path(out) / stem, ("png",))["png"]

@@ -1,4 +1,4 @@
-"""The strongest pairwise interaction of a study, on its surrogate, with a 2-D partial-dependence figure.
+"""The strongest pairwise interaction of a study, on its surrogate (its 2-D partial dependence, which analyses/surrogate.py draws).
 
 For every pair of parameters the 2-D partial dependence PD(a, b) is the predicted error averaged
 over SAMPLE configurations drawn uniformly on the search scale, with the pair set to (a, b) on a
@@ -12,9 +12,7 @@ pairwise term, on the same measure). It is computed per tree: mean ± sd over tr
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -136,58 +134,3 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit) -> Interactions:
         return Interactions(n_trials=fit.n_trials, status=f"interactions {fit.status}")
     best = contract.best_trial(trials)
     return interactions(fit.surrogate, best.params if best is not None else None)
-
-
-def _edges(x: np.ndarray) -> np.ndarray:
-    if len(x) == 1:
-        return np.array([x[0] - 0.5, x[0] + 0.5])
-    mid = (x[1:] + x[:-1]) / 2
-    return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
-
-
-def figure(result: Interactions, title: str):
-    """Heat map of the strongest pair's 2-D partial dependence, the trials and the best configuration marked."""
-    from ..plots import BEST_MARKER, new_figure, param_label, styled
-
-    top = result.strongest
-    with styled():
-        fig, axes = new_figure(6.4, 5.0)
-        ax = axes[0, 0]
-        gx, gy = result.grid_first, result.grid_second
-        mesh = ax.pcolormesh(_edges(gx), _edges(gy), 100 * result.dependence.T, cmap="viridis_r", shading="flat")
-        fig.colorbar(mesh, ax=ax, label="partial dependence: predicted validation error (%)")
-        ax.scatter(result.observed[:, 0], result.observed[:, 1], s=10, color="white", edgecolor="black", linewidth=0.4,
-                   label="trials", zorder=3)
-        if top.first in result.best and top.second in result.best:
-            bx, by = (_search_value(result, k, result.best[name], labels) for k, (name, labels) in
-                      enumerate(((top.first, result.labels_first), (top.second, result.labels_second))))
-            ax.scatter([bx], [by], label="best trial", **BEST_MARKER)
-        for axis, grid, labels, categorical in ((ax.xaxis, gx, result.labels_first, result.categorical[0]),
-                                                (ax.yaxis, gy, result.labels_second, result.categorical[1])):
-            if categorical:  # name the choices
-                axis.set_ticks(grid, labels)
-        ax.set_xlabel(param_label(top.first, result.log_params))
-        ax.set_ylabel(param_label(top.second, result.log_params))
-        ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
-        tag = " (exploratory)" if result.status == "exploratory" else ""
-        nxt = f"\nnext: {result.pairs[1].first} × {result.pairs[1].second} {100 * result.pairs[1].share:.1f}%" \
-            if len(result.pairs) > 1 else ""
-        ax.set_title(f"{title}: strongest interaction{tag}\n{top.first} × {top.second}: {100 * top.share:.1f} ± "
-                     f"{100 * top.spread:.1f}% of the variance{nxt}", fontsize=10)
-    return fig
-
-
-def _search_value(result: Interactions, k: int, value: object, labels: list[str]) -> float:
-    name = (result.strongest.first, result.strongest.second)[k]
-    if result.categorical[k]:
-        return float(labels.index(fmt_value(value))) if fmt_value(value) in labels else math.nan
-    return math.log10(float(value)) if name in result.log_params else float(value)
-
-
-def render(result: Interactions, out: Path, title: str, stem: str = "interaction") -> Path | None:
-    """Write the figure as out/stem.png; None when nothing was computed."""
-    if not result.computed:
-        return None
-    from ..plots import save
-
-    return save(figure(result, title), Path(out) / stem, ("png",))["png"]

@@ -9,9 +9,7 @@ means: around the best, this is the setting that must be got exactly right.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -102,48 +100,3 @@ def compute(trials: Sequence[FrozenTrial], fit: SurrogateFit) -> LocalImportance
     if best is None:
         return LocalImportance(n_trials=fit.n_trials, status="local importance not computed: no complete search trial")
     return local_importance(fit.surrogate, best.params)
-
-
-def figure(result: LocalImportance, title: str, k: int = 3):
-    """Shares around the best (mean ± sd over trees), and the predicted error along the top `k` parameters' lines."""
-    from ..plots import new_figure, param_label, styled
-
-    ranked = result.ranked()
-    top = [p for p, _, _ in ranked[:k]]
-    with styled():
-        fig, axes = new_figure(4.0 + 3.2 * len(top), 0.35 * max(4, len(ranked)) + 2.2, 1, 1 + len(top))
-        ax = axes[0, 0]
-        ax.barh(range(len(ranked)), [100 * m for _, m, _ in ranked], xerr=[[100 * min(m, s) for _, m, s in ranked], [100 * s for _, _, s in ranked]],
-                color="#56B4E9", capsize=2)
-        ax.set_yticks(range(len(ranked)), [param_label(p, result.log_params) for p, _, _ in ranked], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel("share of local variance (%)")
-        ax.set_title("around the best: share per parameter\nmean ± sd over trees", fontsize=10)
-        for ax, name in zip(axes[0, 1:], top):
-            curve = result.curves[name]
-            categorical = curve.categorical
-            x = np.arange(len(curve.values)) if categorical else curve.x
-            ax.plot(x, 100 * curve.mean, marker="o" if categorical else None, color="#0072B2")
-            ax.fill_between(x, 100 * (curve.mean - curve.spread), 100 * (curve.mean + curve.spread), alpha=0.25,
-                            color="#0072B2")
-            here = result.best[name]
-            if categorical:
-                ax.set_xticks(x, [str(v) for v in curve.values], fontsize=8)
-                ax.axvline(curve.values.index(here), color="#D55E00", ls="--", lw=1)
-            else:
-                ax.axvline(math.log10(here) if name in result.log_params else here, color="#D55E00", ls="--", lw=1)
-            ax.set_xlabel(param_label(name, result.log_params))
-            ax.set_ylabel("predicted validation error (%)")
-            ax.set_title(f"{name}: {100 * result.share[name]:.0f}% (others at the best)", fontsize=10)
-        tag = " (exploratory)" if result.status == "exploratory" else ""
-        fig.suptitle(f"{title}: local parameter importance{tag}, {result.n_trials} trials")
-    return fig
-
-
-def render(result: LocalImportance, out: Path, title: str, stem: str = "local-importance") -> Path | None:
-    """Write the figure as out/stem.png; None when nothing was computed."""
-    if not result.computed:
-        return None
-    from ..plots import save
-
-    return save(figure(result, title), Path(out) / stem, ("png",))["png"]
