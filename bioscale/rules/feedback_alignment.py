@@ -107,10 +107,10 @@ class SignSymmetryBatchMagnitudes(SignSymmetry):
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         magnitudes = self.scratch(("magnitudes", index), layer.weight)
-        for member, generator in zip(magnitudes, self.noise_generators, strict=True):
-            torch.rand(member.shape, generator=generator, out=member)
         bound = glorot_bound(*layer.fans())  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
-        return magnitudes.mul_(bound).mul_(super().feedback_weight(index, layer))
+        for member, generator in zip(magnitudes, self.noise_generators, strict=True):
+            member.uniform_(0, bound, generator=generator)  # the same bits as U(0, 1)·b, in one pass
+        return magnitudes.mul_(super().feedback_weight(index, layer))
 
 
 class DirectFeedbackAlignment(GradientRule):
