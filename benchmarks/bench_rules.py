@@ -1,7 +1,7 @@
 """Step time of every learning rule as a ratio to BP, and LC vs conv time and peak memory.
 
     python benchmarks/bench_rules.py [--device cpu|cuda] [--batch-size 128] [--rounds 5]
-        [--rules bp,fa,kp,...] [--no-layers]
+        [--rules bp,fa,kp,...] [--no-layers] [--targets]
 
 Every ratio is measured in one process: each rule's step alternates round by round with a BP
 step on a copy of the same network and minibatch, and the table gives the median of the rounds'
@@ -46,6 +46,10 @@ def step_seconds(step: Callable[[], object], device: str) -> float:
     sync(device)
     return clock() - start
 
+
+# Issue 34's ceilings on a rule's step time as a ratio to BP's (MNIST fc and lc, one CPU thread), by label.
+TARGETS = {"kp": 1.25, "wm": 1.6, "dfa": 1.05, "sign-symmetry": 1.05, "sign-symmetry-frsf": 1.05,
+           "sign-symmetry-brsf": 1.05, **{f"{tp}-parallel": 2.5 for tp in ("tp", "dtp", "sdtp", "ao-sdtp", "ddtp")}}
 
 # Feedback steps per minibatch at which a rule with `inverse_iterations` (L-DRL) is timed: its cost grows with K.
 FEEDBACK_ITERATIONS = (1, 5, 20)
@@ -171,6 +175,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--rules", default=None, help="comma-separated rules to time (default: every one; BP always)")
     parser.add_argument("--no-layers", action="store_true", help="skip the LC vs conv layer table")
+    parser.add_argument("--targets", action="store_true", help="also list each ratio against its issue 34 ceiling (TARGETS)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,11 +191,20 @@ def main() -> None:
     labels = [label for label, _, _ in variants]
     print("| dataset | family | BP step (ms) | " + " | ".join(labels) + " |")
     print("|---|---|---|" + "---|" * len(labels))
+    measured = {}
     for dataset in args.datasets.split(","):
         for family in args.families.split(","):
-            t = against_bp(dataset, family, args.batch_size, args.rounds, device, variants)
+            t = measured[dataset, family] = against_bp(dataset, family, args.batch_size, args.rounds, device, variants)
             ratios = " | ".join(f"{t[label][1]:.2f}" for label in labels)
             print(f"| {dataset} | {family} | {1000 * t['bp'][0]:.1f} | {ratios} |", flush=True)
+    if args.targets:
+        print("\n## Against issue 34's ceilings\n")
+        print("| dataset | family | rule | ratio to BP | ceiling | met |")
+        print("|---|---|---|---|---|---|")
+        for (dataset, family), t in measured.items():
+            for label in (label for label in labels if label in TARGETS):
+                ratio = t[label][1]
+                print(f"| {dataset} | {family} | {label} | {ratio:.2f} | {TARGETS[label]} | {'yes' if ratio <= TARGETS[label] else 'no'} |")
     if args.no_layers:
         return
     print("\n## CIFAR-10 LC layers: LC vs conv of the same geometry, forward + backward\n")

@@ -51,15 +51,23 @@ def variants() -> list[tuple[str, str, dict]]:
     return out
 
 
-def digest(rule: rules.Rule) -> str:
-    """SHA-256 of every tensor the rule trains or keeps: the net, its own state, every optimizer's buffers."""
+def _sha(modules: list[tuple[str, torch.nn.Module]]) -> str:
     h = hashlib.sha256()
-    modules = [("net", rule.net), ("state", rule.state), *rule.optimizers().items()]
     for prefix, module in modules:
         for key, tensor in [*module.named_parameters(), *module.named_buffers()]:
             h.update(f"{prefix}.{key}".encode())
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def digest(rule: rules.Rule) -> dict[str, str]:
+    """SHA-256 of every tensor the rule trains or keeps: the net with its own state ("weights"), and each optimizer's buffers apart.
+
+    Apart, so that a rule that drops a redundant optimizer (KP's B_l, whose Adam moments were W_l's) shows that alone.
+    """
+    out = {"weights": _sha([("net", rule.net), ("state", rule.state)])}
+    out.update({f"optimizer {name}": _sha([(name, optimizer)]) for name, optimizer in rule.optimizers().items()})
+    return out
 
 
 def curves(results) -> list[dict]:
@@ -165,7 +173,7 @@ def run(out_path: str) -> None:
     print("|---|---|---|---|")
     for case, record in report["rules"].items():
         losses = [float.fromhex(c["loss"][-1]) if c["loss"] else None for c in record["curves"]]
-        print(f"| {case} | {losses[0]} | {losses[1]} | {record['digest'][:16]} |")
+        print(f"| {case} | {losses[0]} | {losses[1]} | {record['digest']['weights'][:16]} |")
     print(f"wrote {out_path} in {time.perf_counter() - start:.0f} s")
 
 
@@ -187,8 +195,19 @@ def compare(before_path: str, after_path: str) -> int:
                 differ.append((section, key, a, b))
         print(f"{section}: {same}/{len(keys)} identical")
     for section, key, a, b in differ:
-        print(f"DIFFERS {section}/{key}:\n  before: {json.dumps(a)[:600]}\n  after:  {json.dumps(b)[:600]}")
+        print(f"DIFFERS {section}/{key}:")
+        for path, x, y in differences(a, b):
+            print(f"  {path or '.'}\n    before: {json.dumps(x)[:300]}\n    after:  {json.dumps(y)[:300]}")
     return 1 if differ else 0
+
+
+def differences(a, b, path: str = "") -> list[tuple[str, object, object]]:
+    """(path, before, after) of every leaf where two JSON values differ; a key on one side only is None on the other."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b)) for d in differences(a.get(key), b.get(key), f"{path}/{key}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}/{i}")]
+    return [] if a == b else [(path, a, b)]
 
 
 def main() -> None:

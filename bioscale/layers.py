@@ -380,11 +380,11 @@ class Activation:
     def __call__(self, a: Tensor) -> Tensor:
         return torch.tanh(a) if self.name == "tanh" else torch.relu(a)
 
-    def derivative(self, a: Tensor) -> Tensor:
-        """σ'(a) at pre-activation `a`."""
+    def derivative(self, h: Tensor) -> Tensor:
+        """σ'(a) from the output h = σ(a): 1 − h² (tanh), h > 0 (ReLU)."""
         if self.name == "tanh":
-            return 1 - torch.tanh(a) ** 2
-        return (a > 0).to(a.dtype)
+            return 1 - h ** 2
+        return (h > 0).to(h.dtype)
 
 
 ACTIVATIONS = CHOICES["activation"]

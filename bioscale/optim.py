@@ -3,7 +3,9 @@
 Every parameter it trains has a leading member dimension; its moments have the same shape, so
 all members step together in one set of elementwise operations and none reads another's values.
 The arithmetic follows `torch.optim.Adam` (single-tensor form). A member that is stopped (it
-diverged, or a pruner ended its trial) keeps its weights exactly where they are.
+diverged, or a pruner ended its trial) keeps its weights exactly where they are. A tensor `tie`d
+to a parameter takes that parameter's update too (Kolen-Pollack's B_l takes W_l's: a second Adam
+on the same gradient would hold the same moments and compute the same update again).
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ class Adam(nn.Module):
             self.register_buffer(f"exp_avg_sq_{i}", torch.zeros_like(p, memory_format=torch.preserve_format))
         self.steps = 0
         self._all_active = True
+        self._tied: dict[int, list[Tensor]] = {}  # parameter index -> tensors that take its update too
+
+    def tie(self, param: nn.Parameter, follower: Tensor) -> None:
+        """From now on `follower` (a tensor of `param`'s shape, not trained here) takes each of `param`'s updates too."""
+        index = next((i for i, p in enumerate(self.params) if p is param), None)
+        if index is None:
+            raise ValueError("tie: the parameter is not one this optimizer trains")
+        if follower.shape != param.shape:
+            raise ValueError(f"tie: a follower of shape {tuple(follower.shape)} for a parameter of {tuple(param.shape)}")
+        self._tied.setdefault(index, []).append(follower)
+
+    def tensors(self) -> list[Tensor]:
+        """Every tensor a step moves: the parameters and the tensors tied to them."""
+        return [*self.params, *(follower for followers in self._tied.values() for follower in followers)]
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient."""
@@ -47,7 +63,7 @@ class Adam(nn.Module):
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam update of every active member's parameters from their gradients."""
+        """One Adam update of every active member's parameters (and their tied tensors) from their gradients."""
         self.steps += 1
         # The members' factors, (K,) each, once per step; each parameter then takes in-place passes over one
         # weight-sized temporary (g², then the denominator, then the update), rounding at each step where the
@@ -73,6 +89,8 @@ class Adam(nn.Module):
             if not self._all_active:
                 update.masked_fill_(stopped, 0)
             p.sub_(update)
+            for follower in self._tied.get(i, ()):
+                follower.sub_(update)
 
     def get_extra_state(self) -> dict[str, int]:
         """The step count, which the bias corrections need: a checkpoint carries it beside the moments."""

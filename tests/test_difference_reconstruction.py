@@ -30,8 +30,8 @@ class Identity(Activation):
     def __call__(self, a):
         return a
 
-    def derivative(self, a):
-        return torch.ones_like(a)
+    def derivative(self, h):
+        return torch.ones_like(h)
 
 
 def linear_net(spec, input_shape, classes, seeds=(0,)):

@@ -71,6 +71,27 @@ def test_kp_started_from_b_equal_to_w_takes_backprops_steps(family):
     assert not torch.allclose(first, net.blocks[0].layer.weight)  # it did train
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_kp_b_takes_what_its_own_adam_on_ws_gradient_would_bit_for_bit(family):
+    """B_l tied to W_l in the forward Adam equals B_l decayed and stepped by an Adam of its own with W_l's settings."""
+    lr, decay = [1e-2, 3e-3], [5.0, 20.0]
+    rule = rules.create("kp", make_net(family), forward_lr=lr, decay=decay)
+    shadows = [torch.nn.Parameter(b.detach().clone()) for b in rule.state]
+    start = shadows[0].detach().clone()
+    own = rule.adam(shadows, "forward")
+    factor = 1 - rule.hyper.forward_lr * rule.hyper.decay
+    for x, y in batches(4):
+        rule.step(x, y)
+        with torch.no_grad():
+            for (layer, _), shadow in zip(rule.feedback_pairs(), shadows, strict=True):
+                shadow.mul_(factor.view(-1, *[1] * (shadow.dim() - 1)))
+                shadow.grad = layer.weight.grad
+        own.step()
+        for b, shadow in zip(rule.state, shadows, strict=True):
+            assert torch.equal(b, shadow)
+    assert not torch.equal(rule.state[0], start)  # B_l trained
+
+
 # -- weight mirrors --------------------------------------------------------------------------------
 
 def seen_by_the_noise(layer, weight: torch.Tensor, input_shape) -> torch.Tensor:

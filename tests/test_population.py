@@ -377,6 +377,33 @@ def test_member_adam_rounds_as_the_textbook_expression_in_float32():
         assert torch.equal(param.grad, grad)  # the gradient is read, never written
 
 
+def test_a_tied_tensor_takes_its_parameters_adam_step_bit_for_bit_and_a_stopped_member_keeps_it():
+    """`tie`: the follower moves by exactly the parameter's update (a second Adam on the same gradient would too)."""
+    g = torch.Generator().manual_seed(2)
+    lr, beta1, beta2, eps = (torch.tensor(v) for v in ([1e-3, 3e-2], [0.9, 0.8], [0.999, 0.95], [1e-8, 1e-4]))
+    param = torch.nn.Parameter(torch.randn(2, 6, 5, generator=g))
+    follower = torch.randn(2, 6, 5, generator=g)
+    start, shadow = follower.clone(), torch.nn.Parameter(follower.clone())
+    adam, second = (Adam([p], lr=lr, beta1=beta1, beta2=beta2, eps=eps) for p in (param, shadow))
+    adam.tie(param, follower)
+    assert adam.tensors() == [param, follower]
+    for step in range(6):
+        if step == 3:
+            adam.stop([1])
+            second.stop([1])
+            kept = follower[1].clone()
+        param.grad = torch.randn(2, 6, 5, generator=g) * 10.0 ** -(step % 3)
+        shadow.grad = param.grad
+        adam.step()
+        second.step()
+        assert torch.equal(follower, shadow.detach()), step
+    assert torch.equal(follower[1], kept) and not torch.equal(follower[0], start[0])
+    with pytest.raises(ValueError, match="not one this optimizer trains"):
+        adam.tie(shadow, follower)
+    with pytest.raises(ValueError, match="shape"):
+        adam.tie(param, torch.zeros(2, 5, 6))
+
+
 def test_member_adam_refuses_parameters_without_the_member_axis():
     with pytest.raises(ValueError, match="member dimension"):
         Adam([torch.nn.Parameter(torch.zeros(2, 3))], lr=torch.ones(3), beta1=torch.ones(3), beta2=torch.ones(3),

@@ -108,7 +108,7 @@ def test_rule_rejects_unknown_settings_and_keeps_given_ones(name):
 
 
 def trained_by_the_rule(rule) -> set[int]:
-    return {id(p) for opt in rule.optimizers().values() for p in opt.params}
+    return {id(p) for opt in rule.optimizers().values() for p in opt.tensors()}
 
 
 @pytest.mark.parametrize("name", ALL_RULES)

@@ -17,6 +17,7 @@ from bioscale.errors import UsageError
 from bioscale.inverses import ConvInverse, LinearInverse, LocallyConnectedInverse, inverse_of, lc_inverse
 from bioscale.layers import Activation, Conv2d, LocallyConnected2d, lc2d, lc2d_input_grad
 from bioscale.nets import Net
+from bioscale.rules.target_propagation import squared_error
 from bioscale.run_config import RunConfig
 from bioscale.train import fit, train
 
@@ -113,6 +114,21 @@ def assert_step_follows_local_losses(rule, x, y):
 
 
 # -- registry and settings -------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 7, 5), (3, 16, 4, 3, 3)])
+def test_squared_error_and_its_gradients_are_autograds_to_the_bit(dtype, shape):
+    """The written-out backward of the TP local loss equals autograd through the plain expression, for a and b."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(*shape, generator=g, dtype=dtype, requires_grad=True) for _ in range(2))
+    weights = torch.rand(shape[0], generator=g, dtype=dtype)  # a loss scaled per member, as DDTP's 0.5·L is
+    plain = (a - b).pow(2).flatten(2).sum(2).mean(1)
+    ours = squared_error(a, b)
+    assert torch.equal(ours, plain)
+    expected = torch.autograd.grad((0.5 * plain * weights).sum(), (a, b))
+    for got, want in zip(torch.autograd.grad((0.5 * ours * weights).sum(), (a, b)), expected, strict=True):
+        assert torch.equal(got, want)
+
 
 def test_registered_with_the_papers_defaults():
     assert set(TP_RULES) <= set(rules.names())

@@ -215,9 +215,9 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
     def noise_like(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """Standard normal noise shaped like each (K, ...) tensor, every member's from its own generator."""
         sizes = [t[0].numel() for t in tensors]
-        like = tensors[0]
-        flat = torch.stack([torch.randn(sum(sizes), generator=g, device=like.device, dtype=like.dtype)
-                            for g in self.noise_generators])
+        flat = tensors[0].new_empty(len(self.noise_generators), sum(sizes))
+        for row, generator in zip(flat, self.noise_generators, strict=True):
+            torch.randn(row.shape, generator=generator, out=row)  # each member's draw in place, not stacked from copies
         return [chunk.view_as(t) for chunk, t in zip(flat.split(sizes, 1), tensors)]
 
     @torch.no_grad()

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import MemberLayer, apply_with_feedback, glorot_, glorot_bound
+from ..population import per_member
 from .base import GradientRule, cross_entropy
 
 
@@ -106,10 +107,10 @@ class SignSymmetryBatchMagnitudes(SignSymmetry):
 
     def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
         magnitudes = self.scratch(("magnitudes", index), layer.weight)
-        for member, generator in zip(magnitudes, self.noise_generators, strict=True):
-            torch.rand(member.shape, generator=generator, out=member)
         bound = glorot_bound(*layer.fans())  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
-        return magnitudes.mul_(bound).mul_(super().feedback_weight(index, layer))
+        for member, generator in zip(magnitudes, self.noise_generators, strict=True):
+            member.uniform_(0, bound, generator=generator)  # the same bits as U(0, 1)·b, in one pass
+        return magnitudes.mul_(super().feedback_weight(index, layer))
 
 
 class DirectFeedbackAlignment(GradientRule):
@@ -126,34 +127,36 @@ class DirectFeedbackAlignment(GradientRule):
         return FixedMatrices(glorot_(torch.empty(len(generators), n, n_classes), n_classes, n, generators) for n in units)
 
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        pre_activations = []
+        pre_activations, outputs, deltas = [], [], []
         h = self.net.member_input(x)
         for block in self.net.blocks:
-            a = block.pre_activation(h.detach())  # no gradient flows from one layer into another
+            a = block.pre_activation(h)  # on an input without a graph: no gradient flows from one layer into another
+            with torch.no_grad():
+                h = block.activation(a)
             pre_activations.append(a)
-            h = block.activation(a)
-        logits = self.net.output_logits(h.detach())
+            outputs.append(h)
+        logits = self.net.output_logits(h)
         loss = cross_entropy(logits, y)
         with torch.no_grad():
             e = torch.softmax(logits, 2)
             e[:, torch.arange(len(y), device=e.device), y] -= 1
             e /= len(y)  # ∂(each member's mean loss)/∂logits
-        # Surrogate whose gradient w.r.t. each hidden layer's parameters is δ_l·∂a_l/∂θ_l, per member.
-        surrogate = loss
-        for feedback, block, a in zip(self.state, self.net.blocks, pre_activations):
-            with torch.no_grad():
-                delta = torch.bmm(e, feedback.transpose(1, 2)).view_as(a) * block.activation.derivative(a)
-            surrogate = surrogate + (a * delta).flatten(1).sum(1)
-        return _ReportedLoss.apply(surrogate, loss.detach())
+            for feedback, block, a, h in zip(self.state, self.net.blocks, pre_activations, outputs):
+                deltas.append(torch.bmm(e, feedback.transpose(1, 2)).view_as(a).mul_(block.activation.derivative(h)))
+        return _Broadcast.apply(loss, deltas, *pre_activations)
 
 
-class _ReportedLoss(torch.autograd.Function):
-    """Backpropagates through `surrogate` but reports the task loss's value."""
+class _Broadcast(torch.autograd.Function):
+    """Reports the task loss; its backward pass also sends δ_l into each hidden layer's pre-activation a_l.
+
+    As the gradient of the surrogate loss + Σ_l ⟨a_l, δ_l⟩ would, without that surrogate's graph.
+    """
 
     @staticmethod
-    def forward(ctx, surrogate: Tensor, loss: Tensor) -> Tensor:  # ctx here: see layers._WithFeedback
+    def forward(ctx, loss: Tensor, deltas: list[Tensor], *pre_activations: Tensor) -> Tensor:  # ctx: see layers._WithFeedback
+        ctx.deltas = deltas
         return loss.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return grad, None
+        return grad, None, *(delta * per_member(grad, delta) for delta in ctx.deltas)

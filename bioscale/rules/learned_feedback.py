@@ -7,9 +7,10 @@ into B_l; they differ in what B_l learns from.
 
 KP: B_l takes the same update as W_l (the paper's transpose of it) and both decay by the same factor
 (decoupled, as AdamW: every weight is multiplied by 1 − forward_lr·decay before Adam's step, the
-biases are not). B_l's Adam has W_l's settings and sees W_l's gradient, so its moments, and its
-steps, equal W_l's element for element: W_l − B_l shrinks by (1 − forward_lr·decay) at every step,
-whatever the data. (Adam's coupled weight decay would normalise g + λW and g + λB differently.)
+biases are not). An Adam of B_l with W_l's settings on W_l's gradient would hold W_l's moments
+element for element, so B_l is tied to W_l in the forward optimizer (`Adam.tie`) and takes W_l's
+Adam step itself: W_l − B_l shrinks by (1 − forward_lr·decay) at every step, whatever the data.
+(Adam's coupled weight decay would normalise g + λW and g + λB differently.)
 
 WM: before each forward step, `mirror_steps` mirror steps. In each, every layer is fed its own
 zero-mean noise x ~ N(0, mirror_sigma²) (no other layer takes part) and B_l takes an Adam step on
@@ -40,9 +41,7 @@ from .feedback_alignment import FeedbackAlignment, random_feedback
 
 
 class LearnedFeedback(FeedbackAlignment):
-    """FA whose B_l are parameters of the rule's state (FA's random matrices to start), trained by `feedback_optimizer`."""
-
-    feedback_optimizer: Adam
+    """FA whose B_l are parameters of the rule's state (FA's random matrices to start), which the rule trains."""
 
     def make_state(self, generators: list[torch.Generator]) -> nn.Module:
         return nn.ParameterList(nn.Parameter(b) for b in random_feedback(self.net.layers(), generators))
@@ -53,9 +52,6 @@ class LearnedFeedback(FeedbackAlignment):
     def feedback_pairs(self) -> Iterator[tuple[MemberLayer, nn.Parameter]]:
         """(layer, its B_l) for every layer, output layer included."""
         return zip(self.net.layers(), self.state, strict=True)
-
-    def optimizers(self) -> dict[str, Adam]:
-        return {**super().optimizers(), "feedback": self.feedback_optimizer}
 
 
 class KolenPollack(LearnedFeedback):
@@ -72,25 +68,21 @@ class KolenPollack(LearnedFeedback):
 
     def build(self) -> None:
         super().build()
-        self.feedback_optimizer = self.adam(self.state.parameters(), "forward")  # W's settings: the same steps
+        for layer, feedback in self.feedback_pairs():
+            self.forward_optimizer.tie(layer.weight, feedback)  # W_l's Adam step, taken by B_l too
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """FA's backward pass; then W_l and B_l both decay and both take the Adam step of W_l's gradient."""
         self.forward_optimizer.zero_grad()
-        self.feedback_optimizer.zero_grad()
         loss = self.task_loss(x, y)
         loss.sum().backward()
         with torch.no_grad():
             factor = 1 - self.hyper.forward_lr * self.hyper.decay
             factor = torch.where(self.forward_optimizer.active, factor, 1)  # a stopped member keeps its weights
             for layer, feedback in self.feedback_pairs():
-                feedback.grad = layer.weight.grad  # W_l's gradient itself, not a copy: Adam only reads it
                 layer.weight.mul_(per_member(factor, layer.weight))
                 feedback.mul_(per_member(factor, feedback))
         self.forward_optimizer.step()
-        self.feedback_optimizer.step()
-        # No gradient shared by two parameters outlives the step: module-wide ops (keep, to) rewrite each grad once.
-        self.feedback_optimizer.zero_grad()
         self.forward_steps += 1
         return loss.detach()
 
@@ -100,6 +92,7 @@ class WeightMirrors(LearnedFeedback):
 
     name = "wm"
     per_member = (*LearnedFeedback.per_member, "mirror_lr", "mirror_sigma", "mirror_decay")
+    feedback_optimizer: Adam
 
     def __init__(self, net, *, forward_lr: float = 1e-3, forward_beta1: float = 0.9, forward_beta2: float = 0.999,
                  forward_eps: float = 1e-8, mirror_lr: float = 1e-3, mirror_sigma: float = 1.0,
@@ -119,6 +112,9 @@ class WeightMirrors(LearnedFeedback):
             hs = self.net.activities(probe)
         flatten = [block.flatten for block in self.net.blocks] + [self.net.flatten_output_input]
         self.input_shapes = [tuple(h.flatten(2).shape[2:] if flat else h.shape[2:]) for h, flat in zip(hs, flatten)]
+
+    def optimizers(self) -> dict[str, Adam]:
+        return {**super().optimizers(), "feedback": self.feedback_optimizer}
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """`mirror_steps` mirror steps on noise of the minibatch's size, then FA's forward step."""
