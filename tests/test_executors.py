@@ -5,6 +5,7 @@ registered executor refuses what it cannot run in one line."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable
@@ -97,6 +98,29 @@ def test_inline_runs_each_task_here_once_when_its_result_is_asked_for():
     assert pids == []
     assert [value for _, value in inline.as_completed(jobs)] == [4, 9] and jobs[1].result() == 9
     assert pids == [os.getpid()] * 2
+
+
+class DiesOnce(executors.Requeueable):
+    """Killed by SIGKILL on attempt 0 (as by the out-of-memory killer); `lost` moves it on to the next attempt."""
+
+    def __call__(self, attempt: int) -> str:
+        if attempt == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"attempt {attempt}"
+
+    def lost(self, pid: int, attempt: int) -> tuple[int]:
+        return (attempt + 1,)
+
+
+@pytest.mark.slow
+def test_processes_run_a_killed_task_again_with_what_its_lost_hook_returns_and_stop_at_an_error(capfd):
+    processes = executors.get("processes")(LaunchSpec(executor="processes", jobs=2))
+    jobs = processes.map_array(DiesOnce(), [0, 5])
+    killed = jobs[0].job_id
+    assert sorted(value for _, value in processes.as_completed(jobs)) == ["attempt 1", "attempt 5"]
+    assert jobs[0].job_id != killed and f"worker {killed} died (signal 9)" in capfd.readouterr().err
+    with pytest.raises(RuntimeError, match=r"stopped with an error \(exit 1; its traceback is above\)"):
+        list(processes.as_completed(processes.map_array(fail, ["boom"])))
 
 
 def test_an_unknown_executor_or_two_with_one_name_are_refused():

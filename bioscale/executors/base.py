@@ -10,8 +10,9 @@ folder; Slurm's own options in `LaunchSpec.slurm`) and follows submitit's shape:
 - requeue on preemption: an executor whose jobs are warned before they are stopped names that
   signal (`stop_signal`). A task that saves on it hands the signal back to the handler the
   executor's runtime installed before the task ran (`requeue`), which runs the job again with the
-  task's state as it was then (submitit's `Checkpointable`). Without a stop signal a job is never
-  warned: a worker lost with it leaves its trials to be re-queued by the others.
+  task's state as it was then (submitit's `Checkpointable`). An executor that sees a job's process
+  die unwarned (`processes`) calls the task's `lost` and runs it again; otherwise a worker lost
+  with its job leaves its trials to be re-queued by the others.
 
 Adding one (Ray, Dask, ...) is one module in this package (or anywhere, imported before use):
 
@@ -55,6 +56,10 @@ class Requeueable(ABC):
     @abstractmethod
     def __call__(self, *args: Any) -> Any:
         """Run the task."""
+
+    def lost(self, pid: int, *args: Any) -> tuple:
+        """Its job's process `pid` died unwarned (SIGKILL, out of memory): clean up after it; the arguments to run it again with."""
+        return args
 
 
 class Executor(ABC):
