@@ -31,6 +31,7 @@ from bioscale.storages import hide_password
 
 from ._plan import Plan
 
+
 @dataclass
 class Launched:
     """What a launch submitted: the study, its job ids, where the logs go, and how to follow it."""
@@ -56,9 +57,9 @@ class Launched:
         for job in self.jobs:
             try:
                 ran.append(job.result())
-            except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the job's log has the rest
-                first = first_line(error)
-                print(f"bioscale: job {job.job_id} did not finish: {first} (log: {self.executor.log_of(job)})", file=sys.stderr, flush=True)
+            except Exception as error:  # e.g. submitit's UncompletedJobError / FailedJobError: the job's log has the rest
+                print(f"bioscale: job {job.job_id} did not finish: {first_line(error)} (log: {self.executor.log_of(job)})",
+                      file=sys.stderr, flush=True)
                 ran.append(None)
         return ran
 

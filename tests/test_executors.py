@@ -67,7 +67,8 @@ def test_a_dry_run_through_any_executor_describes_its_jobs_and_creates_nothing(t
     code = main(["study", "launch", "--executor", "threads", "--jobs", "4", "--rule", "fa", "--storage",
                  f"sqlite:///{tmp_path / 's.db'}", "--log-dir", str(tmp_path / "logs"), "--dry-run"])
     assert code == 0
-    assert capsys.readouterr().out.strip() == f"# threads executor: 4 worker(s), {defaults.LAUNCH['time']} min each, 0 GPU(s) each, logs in {tmp_path / 'logs'}"
+    said = f"# threads executor: 4 worker(s), {defaults.LAUNCH['time']} min each, 0 GPU(s) each, logs in {tmp_path / 'logs'}"
+    assert capsys.readouterr().out.strip() == said
     assert not list(tmp_path.iterdir())
 
 
