@@ -5,6 +5,7 @@ folder; Slurm's own options in `LaunchSpec.slurm`) and follows submitit's shape:
 
 - `map_array(fn, *iterables)` submits one task per item, `fn(*items)`, and returns its jobs at once;
 - a job's `result()` waits for its task and returns what it returned (raising when it failed);
+  `as_completed(jobs)` waits for them all, each with its result as it ends;
 - `dry_run()` says what would be submitted, creating and submitting nothing;
 - `check()` refuses, as one UsageError, what this executor cannot run here, before anything is created;
 - requeue on preemption: an executor whose jobs are warned before they are stopped names that
@@ -21,7 +22,8 @@ Adding one (Ray, Dask, ...) is one module in this package (or anywhere, imported
 
         def map_array(self, fn, *iterables): ...
 
-`--executor dask` then finds it; `get(name)` looks it up.
+`--executor dask` then finds it; `get(name)` looks it up. `on_this_machine = False` makes a
+launch refuse storages other nodes cannot reach.
 """
 
 from __future__ import annotations
