@@ -20,7 +20,7 @@ NOT_THE_PAPERS_DATA = {"imagenet32": "downsampled 32x32 ImageNet (the paper: ful
 # Why the demo gives some rules a smaller budget (bioscale.defaults.DEMO_REDUCED holds which, and how small).
 REDUCED_MARK = "†"  # beside a study's name wherever numbers of a reduced budget appear
 SETTLING_COST = "EP and CHL settle the network at every step, a step costing about 4–15× BP's"  # defaults.DEMO_REDUCED
-REDUCED_REASON = f"{SETTLING_COST}, so the demo runs them at a reduced budget"
+REDUCED_REASON = f"{SETTLING_COST}, so the demo and the published campaigns run them at a reduced budget"
 
 
 def search_space_problems(info: StudyInfo) -> list[str]:

@@ -83,7 +83,7 @@ def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: 
     return [
         Heading("bioscale analysis", 1),
         Paragraph(f"A sensitivity analysis of biologically motivated learning rules, {relation} {PAPER} "
-                  f"(random search per rule, best configuration re-evaluated over seeds), on {', '.join(datasets) or '?'}."
+                  f"({_search(records)} per rule, best configuration re-evaluated over seeds), on {', '.join(datasets) or '?'}."
                   + differs),
         Paragraph(f"Storage `{analysis.url}`; studies: {chosen} ({len(records)}; {len(analysed)} with complete trials). "
                   f"Generated {when} by bioscale {__version__}. Errors are printed in percent; the CSV tables beside "
@@ -91,6 +91,19 @@ def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: 
                   f"dataset and architecture. Figures: {figures} (`--figures none|key|all`), in `{FIGURE_DIR_NAME}/` "
                   f"({', '.join(formats)}). {note}"),
     ]
+
+
+def _search(records: Sequence[StudyRecord]) -> str:
+    """How these studies searched, in words: 'random search', 'sobol search with successive halving', ..."""
+    from .design import design
+
+    designs = [design(r) for r in records]
+    text = " or ".join(sorted({d.sampler or r.info.sampler or "random" for d, r in zip(designs, records)})) + " search"
+    halved = [d.scheme for d in designs if d.first_rung is not None]
+    if not halved:
+        return text
+    names = " or ".join(sorted({"Hyperband" if s == "hyperband" else "successive halving" for s in halved}))
+    return text + f" with {names}" + (f" in {len(halved)} of {len(records)} studies" if len(halved) < len(records) else "")
 
 
 def _relation(records: Sequence[StudyRecord]) -> tuple[str, str]:
@@ -101,8 +114,8 @@ def _relation(records: Sequence[StudyRecord]) -> tuple[str, str]:
     other = sorted({problem for r in records if (problem := data_problem(r.dataset))})
     space = sum(bool(search_space_problems(r.info)) for r in records)
     differs = ([f"budget {', '.join(short)} configurations × epochs (the paper: {PAPER_BUDGET[0]} × {PAPER_BUDGET[1]})"]
-               if short else []) + other + ([f"{space} of {len(records)} studies searched another space than the "
-                                             "paper's"] if space else [])
+               if short else []) + other + ([f"{space} of {len(records)} studies searched otherwise than the paper "
+                                             "(sampler, space or activation)"] if space else [])
     return "after", (" Not a reproduction: " + "; ".join(differs) + "." if differs else "")
 
 

@@ -99,12 +99,23 @@ def _images(x: np.ndarray | Tensor) -> Tensor:
     return x.float().div_(255)
 
 
-def _read_digits(root: Path, download: bool) -> tuple:
-    from sklearn.datasets import load_digits
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (images (1797, 8, 8) in 0..16, labels), read from its file without importing sklearn."""
+    import gzip
+    from importlib.util import find_spec
 
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
-    y = torch.tensor(digits.target)
+    spec = find_spec("sklearn")  # finding the package runs none of its (slow: SciPy) imports
+    if spec is None or spec.origin is None:
+        raise ImportError("scikit-learn is not installed; its digits are the default dataset (pip install scikit-learn)")
+    with gzip.open(Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz") as file:
+        table = np.loadtxt(file, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+
+
+def _read_digits(root: Path, download: bool) -> tuple:
+    images, labels = digits_arrays()
+    x = torch.tensor(images, dtype=torch.float32)[:, None] / 16
+    y = torch.tensor(labels)
     # A fixed 20 % test split, the same for every run, since digits ships unsplit.
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(12345))
     n_test = datasets.DIGITS_TEST

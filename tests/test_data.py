@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bioscale.data import augment, load
+from bioscale.data import augment, digits_arrays, load
 from bioscale.errors import UsageError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -47,6 +47,20 @@ def test_digits_splits_are_disjoint_seeded_and_standardised():
     assert torch.equal(other.test_y, data.test_y)  # the test set never moves
     full = load("digits", val_size=0)
     assert full.val_x is None and len(full.train_x) == len(data.train_x) + len(data.val_x)
+
+
+def test_digits_read_from_the_file_equal_scikit_learns_loader_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    images, labels = digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    assert images.dtype == reference.images.dtype and labels.dtype == reference.target.dtype
+    code = "import sys; from bioscale.data import digits_arrays; digits_arrays(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 @pytest.mark.skipif(not (SHARED / "MNIST").exists(), reason="needs ../shared/data")

@@ -36,9 +36,9 @@ def test_tiny_run_writes_the_published_layout_opening_with_the_scaling_view(tmp_
     assert {"bp", "fa", "ep"} <= set(scaling.label)
     verdicts = pd.read_csv(out / "scaling_verdicts.csv")
     assert set(verdicts.verdict) <= set(VERDICTS) and "fa" in set(verdicts.label)
-    # EP ran at its reduced budget (1 configuration) beside the others' 2
+    # EP ran at its reduced budget (1 configuration) beside the others' 3
     best = pd.read_csv(out / "best.csv").set_index("study")
-    assert best.loc["tune:digits:fc:ep", "trials_total"] == 1 and best.loc["tune:digits:fc:bp", "trials_total"] == 2
+    assert best.loc["tune:digits:fc:ep", "trials_total"] == 1 and best.loc["tune:digits:fc:bp", "trials_total"] == 3
 
 
 def test_a_bad_rule_is_refused_in_one_line_before_anything_is_written(tmp_path):

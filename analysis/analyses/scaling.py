@@ -26,7 +26,7 @@ from bioscale.contract import search_trials
 
 from ..evaluation import standard_error
 from ..paper import _family, paper_dataset, published
-from ..protocol import PAPER_BUDGET
+from ..protocol import PAPER_BUDGET, REDUCED_MARK, by_reason, reduced_budgets
 from ..report import Block, Paragraph, Table
 from . import _common as c
 from .findings import _span
@@ -144,6 +144,7 @@ def compute(results: Analysis) -> Scaling:
     tasks = order_tasks(cells)
     paper = published()
     paper = paper[paper.table == 1]
+    reduced = reduced_budgets(results.records)
     rows = []
     for rank, task in enumerate(tasks):
         bp = cells[task].get("bp")
@@ -157,7 +158,8 @@ def compute(results: Analysis) -> Scaling:
                          "n_test": cell.n_test, "basis": cell.basis, "gap_to_bp": gap, "gap_se": gap_se,
                          "gap_ci_low": gap - Z * gap_se, "gap_ci_high": gap + Z * gap_se,
                          "paper_test_error": their.get(label, math.nan),
-                         "paper_gap_to_bp": their.get(label, math.nan) - their.get("bp", math.nan)})
+                         "paper_gap_to_bp": their.get(label, math.nan) - their.get("bp", math.nan),
+                         "reduced_budget": reduced.get(cell.study, "")})
     table = pd.DataFrame(rows)
     return Scaling(tasks=tasks, table=table, verdicts=_verdicts(table), agreement=_agreement(table, tasks),
                    budget=_budget(results))
@@ -248,7 +250,11 @@ def render(computed: Scaling, out: Output, figures: str) -> list[Block]:
                                      "bars: 95 % intervals from the seed spread and the test set's size; hollow: the "
                                      "paper's Table 1")
     blocks.append(Table(_wide(computed), "Test error in percent (± 1.96 se) and gap to BP in pp per task, easiest first; "
-                                         "[paper] beside ours where Table 1 has the cell; * not re-evaluated (best trial)."))
+                                         "[paper] beside ours where Table 1 has the cell; * not re-evaluated (best trial)"
+                                         f"{f'; {REDUCED_MARK} a reduced budget' if computed.table.reduced_budget.any() else ''}."))
+    for why, names in by_reason(dict(zip(computed.table.study, computed.table.reduced_budget))).items():
+        if why:
+            blocks.append(Paragraph(f"{REDUCED_MARK} {', '.join(names)}: {why}."))
     blocks.append(Paragraph("**Per rule**, the gap to BP from the easiest task to the hardest: " + "; ".join(
         _line(v) for v in computed.verdicts.itertuples()) + "."))
     for row in computed.agreement.itertuples():
@@ -293,4 +299,4 @@ def _cell(row, value: str, se: str, gap: bool = False) -> str:
     paper = row["paper_gap_to_bp" if gap else "paper_test_error"]
     if math.isfinite(paper):
         text += f" [{c.pp(paper) if gap else c.pct(paper)}]"
-    return text + ("*" if row["basis"] != "evaluated" else "")
+    return text + ("*" if row["basis"] != "evaluated" else "") + (f" {REDUCED_MARK}" if row["reduced_budget"] else "")
