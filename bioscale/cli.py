@@ -318,14 +318,18 @@ def _run_study_run(args: argparse.Namespace) -> None:
 
 def _launch_arguments(p: argparse.ArgumentParser, campaign: bool = False) -> None:
     """The executor and its resources (shared by `study launch` and `campaign`)."""
+    from .executors import names
+
     L = defaults.LAUNCH
+    executors = ", ".join(names())
     if campaign:
-        p.add_argument("--executor", default=None, help="slurm or local: run every study's workers and evaluations as jobs "
+        p.add_argument("--executor", default=None, help=f"{executors}: run every study's workers and evaluations as jobs "
                                                         "(default: none, everything in this process)")
         p.add_argument("--no-wait", action="store_true", help="with --executor: submit the tuning jobs and return; rerun the "
                                                               "same command once they are done to evaluate and report")
     else:
-        p.add_argument("--executor", default=L["executor"], help="slurm (default: one sbatch job array) or local (subprocesses here)")
+        p.add_argument("--executor", default=L["executor"], help=f"{executors} (default {L['executor']}: one sbatch job array; "
+                                                                 "local: subprocesses here)")
     p.add_argument("--jobs", type=int, default=L["jobs"], help=f"array tasks, one worker each (default {L['jobs']})")
     p.add_argument("--partition", default=None, help="Slurm partition")
     p.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per job (default 1 on Slurm, 0 locally)")
@@ -353,13 +357,14 @@ def _launch_arguments(p: argparse.ArgumentParser, campaign: bool = False) -> Non
 
 def launch_spec(args: argparse.Namespace) -> Any:
     """The LaunchSpec of `study launch`'s (or `campaign`'s) arguments (checked against the storage later)."""
-    from .spec import LaunchSpec
+    from .spec import LaunchSpec, SlurmOptions
 
-    return LaunchSpec(executor=args.executor, jobs=args.jobs, time=args.time, partition=args.partition,
-                      gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, account=args.account,
-                      qos=args.qos, max_parallel=args.max_parallel, slurm_options=tuple(args.slurm_option),
-                      setup=tuple(args.setup), log_dir=args.log_dir, signal_delay_s=args.signal_delay, max_timeouts=args.max_timeouts,
-                      shared_paths=tuple(args.shared_path), dry_run=args.dry_run)
+    slurm = SlurmOptions(partition=args.partition, account=args.account, qos=args.qos, mem_gb=args.mem_gb,
+                         max_parallel=args.max_parallel, options=tuple(args.slurm_option))
+    return LaunchSpec(executor=args.executor, jobs=args.jobs, time=args.time, gpus_per_job=args.gpus_per_job,
+                      cpus_per_job=args.cpus_per_job, setup=tuple(args.setup), log_dir=args.log_dir,
+                      signal_delay_s=args.signal_delay, max_timeouts=args.max_timeouts, shared_paths=tuple(args.shared_path),
+                      dry_run=args.dry_run, slurm=slurm)
 
 
 def _run_study_launch(args: argparse.Namespace) -> None:
@@ -371,7 +376,7 @@ def _run_study_launch(args: argparse.Namespace) -> None:
         print(dry_run(spec, launch))
         return
     launched = launch_study(spec, launch, say=print)
-    if launch.executor == "local":
+    if launched.executor.on_this_machine:
         print("waiting for the local jobs (they stop with this command)...", flush=True)
         ran = launched.wait()
         print(f"done: the workers ran {sum(r or 0 for r in ran)} trial(s) ({', '.join('failed' if r is None else str(r) for r in ran)})")

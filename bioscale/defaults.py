@@ -39,8 +39,7 @@ CHECKPOINT_FOLDER = "bioscale-checkpoints"  # in the working folder, for a datab
 STATUS_INTERVAL = 10.0  # seconds between refreshes of `bioscale study status --watch`
 
 # `bioscale study launch` (bioscale.spec.LaunchSpec): one job array, one worker per job.
-EXECUTORS = ("slurm", "local")
-LAUNCH = {"executor": "slurm", "jobs": 1, "time": 240, "slurm_gpus_per_job": 1, "local_gpus_per_job": 0, "cpus_per_job": 4,
+LAUNCH = {"executor": "slurm", "jobs": 1, "time": 240, "cpus_per_job": 4,
           "signal_delay_s": 90, "max_timeouts": 3, "log_dir": "bioscale-jobs"}
 SHARED_PATHS_ENV = "BIOSCALE_SHARED_PATHS"  # folders every node mounts, os.pathsep-separated (a journal file must lie in one)
 

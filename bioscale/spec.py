@@ -18,6 +18,7 @@ own few settings (`CampaignSpec`). Both are plain dataclasses of JSON values: `t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import catalogue, defaults
@@ -275,64 +276,32 @@ def check_count(name: str, value: object, low: int | None) -> None:
 
 
 @dataclass(frozen=True)
-class LaunchSpec:
-    """How `bioscale study launch` runs a study's workers: one job array (Slurm, or local processes), one worker per job.
+class SlurmOptions:
+    """Slurm's own options of a launch (`LaunchSpec.slurm`); other executors ignore them.
 
-    `time` is each job's wall time in minutes; `slurm_options` pass any other sbatch option
-    through (KEY=VALUE); `setup` lines run before the worker (module loads, environment
-    activation); `shared_paths` are folders every node mounts (a journal storage must lie in one;
-    `$BIOSCALE_SHARED_PATHS` adds more). `checked(storage)` refuses bad input in one line.
+    `options` pass any other sbatch option through (KEY=VALUE); `max_parallel` throttles the array.
     """
 
-    executor: str = defaults.LAUNCH["executor"]
-    jobs: int = defaults.LAUNCH["jobs"]
-    time: float = defaults.LAUNCH["time"]
     partition: str | None = None
-    gpus_per_job: int | None = None  # None: 1 on Slurm, 0 locally
-    cpus_per_job: int = defaults.LAUNCH["cpus_per_job"]
-    mem_gb: float | None = None
     account: str | None = None
     qos: str | None = None
+    mem_gb: float | None = None
     max_parallel: int | None = None  # array throttle: at most this many jobs at once
-    slurm_options: tuple[str, ...] = ()  # KEY=VALUE, passed to sbatch as --KEY=VALUE
-    setup: tuple[str, ...] = ()
-    log_dir: str = defaults.LAUNCH["log_dir"]
-    signal_delay_s: int = defaults.LAUNCH["signal_delay_s"]
-    max_timeouts: int = defaults.LAUNCH["max_timeouts"]  # requeues after a timeout per job (preemptions are not counted)
-    shared_paths: tuple[str, ...] = ()
-    dry_run: bool = False
+    options: tuple[str, ...] = ()  # KEY=VALUE, passed to sbatch as --KEY=VALUE
 
-    def checked(self, storage: str | None) -> LaunchSpec:
-        """This launch with every value checked against the study's `storage` (UsageError in one line otherwise)."""
-        if self.executor not in defaults.EXECUTORS:
-            raise UsageError(f"unknown executor {self.executor!r}; choose one of: {', '.join(defaults.EXECUTORS)}")
-        check_count("jobs", self.jobs, 1)
-        if isinstance(self.time, bool) or not isinstance(self.time, (int, float)) or not self.time > 0:
-            raise UsageError(f"--time is each job's wall time in minutes and must be positive (got {self.time!r})")
+    def checked(self) -> SlurmOptions:
+        """These options with every value checked (UsageError in one line otherwise)."""
         if self.max_parallel is not None:
             check_count("max_parallel", self.max_parallel, 1)
-        if self.gpus_per_job is not None:
-            check_count("gpus_per_job", self.gpus_per_job, 0)
-        check_count("cpus_per_job", self.cpus_per_job, 1)
-        check_count("signal_delay_s", self.signal_delay_s, 1)
-        check_count("max_timeouts", self.max_timeouts, 0)
         if self.mem_gb is not None and not self.mem_gb > 0:
             raise UsageError(f"--mem-gb must be positive (got {self.mem_gb!r})")
         self.sbatch_options()
-        kind, path = storage_kind(storage)
-        if self.executor == "slurm":
-            if kind == "sqlite":
-                raise UsageError("SQLite cannot be shared by the nodes of a cluster: give --storage postgresql://USER:PASSWORD@HOST/DB "
-                                 "(or a journal file on a shared file system with --shared-path)")
-            if kind == "journal" and not self.under_shared_path(path):
-                raise UsageError(f"journal file {path} is not under a shared path: mark the shared file system it lies on with "
-                                 f"--shared-path DIR (or ${defaults.SHARED_PATHS_ENV}), or use PostgreSQL")
-        return replace(self, slurm_options=tuple(self.slurm_options), setup=tuple(self.setup), shared_paths=tuple(self.shared_paths))
+        return replace(self, options=tuple(self.options))
 
     def sbatch_options(self) -> dict[str, str]:
-        """`slurm_options` as {key: value}; a malformed one is a UsageError."""
+        """`options` as {key: value}; a malformed one is a UsageError."""
         out = {}
-        for option in self.slurm_options:
+        for option in self.options:
             key, sep, value = option.partition("=")
             key = key.strip().lstrip("-")
             if not sep or not key or not value.strip() or any(c.isspace() for c in key):
@@ -340,16 +309,67 @@ class LaunchSpec:
             out[key] = value.strip()
         return out
 
-    def gpus(self) -> int:
-        """GPUs per job: as given, else 1 on Slurm and 0 locally."""
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How `bioscale study launch` runs a study's workers: one job array through an executor (`bioscale.executors`), one worker per job.
+
+    `time` is each job's wall time in minutes; `setup` lines run before the worker (module loads,
+    environment activation); `shared_paths` are folders every node mounts (a journal storage must
+    lie in one; `$BIOSCALE_SHARED_PATHS` adds more); `slurm` holds Slurm's own options.
+    `checked(storage)` refuses bad input in one line.
+    """
+
+    executor: str = defaults.LAUNCH["executor"]
+    jobs: int = defaults.LAUNCH["jobs"]
+    time: float = defaults.LAUNCH["time"]
+    gpus_per_job: int | None = None  # None: the executor's default (1 on Slurm, 0 on this machine)
+    cpus_per_job: int = defaults.LAUNCH["cpus_per_job"]
+    setup: tuple[str, ...] = ()
+    log_dir: str = defaults.LAUNCH["log_dir"]
+    signal_delay_s: int = defaults.LAUNCH["signal_delay_s"]
+    max_timeouts: int = defaults.LAUNCH["max_timeouts"]  # requeues after a timeout per job (preemptions are not counted)
+    shared_paths: tuple[str, ...] = ()
+    dry_run: bool = False
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+    def checked(self, storage: str | None) -> LaunchSpec:
+        """This launch with every value checked against the study's `storage` (UsageError in one line otherwise)."""
+        from .executors import get as get_executor
+
+        executor = get_executor(self.executor)
+        check_count("jobs", self.jobs, 1)
+        if isinstance(self.time, bool) or not isinstance(self.time, (int, float)) or not self.time > 0:
+            raise UsageError(f"--time is each job's wall time in minutes and must be positive (got {self.time!r})")
         if self.gpus_per_job is not None:
-            return self.gpus_per_job
-        return defaults.LAUNCH["slurm_gpus_per_job" if self.executor == "slurm" else "local_gpus_per_job"]
+            check_count("gpus_per_job", self.gpus_per_job, 0)
+        check_count("cpus_per_job", self.cpus_per_job, 1)
+        check_count("signal_delay_s", self.signal_delay_s, 1)
+        check_count("max_timeouts", self.max_timeouts, 0)
+        slurm = self.slurm.checked()
+        kind, path = storage_kind(storage)
+        if not executor.on_this_machine:
+            if kind == "sqlite":
+                raise UsageError("SQLite cannot be shared by the nodes of a cluster: give --storage postgresql://USER:PASSWORD@HOST/DB "
+                                 "(or a journal file on a shared file system with --shared-path)")
+            if kind == "journal" and not self.under_shared_path(path):
+                raise UsageError(f"journal file {path} is not under a shared path: mark the shared file system it lies on with "
+                                 f"--shared-path DIR (or ${defaults.SHARED_PATHS_ENV}), or use PostgreSQL")
+        return replace(self, setup=tuple(self.setup), shared_paths=tuple(self.shared_paths), slurm=slurm)
+
+    def gpus(self) -> int:
+        """GPUs per job: as given, else the executor's default (1 on Slurm, 0 on this machine)."""
+        from .executors import get as get_executor
+
+        return self.gpus_per_job if self.gpus_per_job is not None else get_executor(self.executor).gpus_per_job
+
+    def log_path(self) -> Path:
+        """The jobs' log folder, absolute."""
+        return Path(self.log_dir).expanduser().resolve()
 
     def under_shared_path(self, path: str) -> bool:
         """Whether `path` lies in one of the shared folders (`shared_paths` and $BIOSCALE_SHARED_PATHS)."""
         import os
-        from pathlib import Path
 
         marked = [*self.shared_paths, *filter(None, os.environ.get(defaults.SHARED_PATHS_ENV, "").split(os.pathsep))]
         target = Path(path).expanduser().resolve()

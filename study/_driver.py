@@ -7,12 +7,13 @@ import sys
 import threading
 import optuna
 
+from bioscale import executors
 from bioscale.contract import ARCHITECTURE
-from bioscale.spec import StudySpec
+from bioscale.spec import LaunchSpec, StudySpec
 
 from ._prepare import open_study, prepare, record_winner
 from ._progress import StudyProgress
-from ._workers import Supervisor, work
+from ._workers import SupervisedWorker, work
 
 
 def run_study(spec: StudySpec, *, progress: bool = True) -> optuna.Study:
@@ -43,7 +44,11 @@ def run_study(spec: StudySpec, *, progress: bool = True) -> optuna.Study:
                 poller = threading.Thread(target=bar.poll, args=(stop,), daemon=True)
                 poller.start()
                 try:
-                    Supervisor(plan, workers, devices, threads).run()
+                    processes = executors.get("processes")(LaunchSpec(executor="processes", jobs=workers))
+                    jobs = processes.map_array(SupervisedWorker(plan, workers, threads), range(workers),
+                                               [devices[slot % len(devices)] for slot in range(workers)])
+                    for _ in processes.as_completed(jobs):
+                        pass
                 finally:
                     stop.set()
                     poller.join()

@@ -9,7 +9,7 @@ many as agree on those values.
 The budget counts finished trials (complete, pruned, or failed with an error) plus the ones
 running or queued; every worker checks it and asks for its next trial under one lock per study
 (`BudgetLock`), so K workers on any number of machines finish exactly N trials. A local worker
-that dies is replaced by the `Supervisor`, which fails and re-queues its trial at once; a worker
+that dies is replaced (`SupervisedWorker` under the `processes` executor), its trial failed and re-queued at once; a worker
 lost elsewhere (another command, another machine) is noticed by heartbeats (RDB storages) or by
 its process id (journal files, one machine). A re-queued trial keeps its parameters and seed,
 and the failed one does not count. A worker with nothing left to start waits while other trials
@@ -30,7 +30,7 @@ import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from bioscale import resume
+from bioscale import executors, resume
 from bioscale.contract import HEARTBEAT, QUEUED_PARAMS, StudyInfo, counts_against_budget, trial_worker
 from bioscale.resume import Preempted
 from bioscale.storages import MAX_RETRY, heartbeat_settings, open_storage, supports_heartbeat
@@ -217,63 +217,29 @@ def requeue_preempted(study: optuna.Study, storage: BaseStorage, trial: optuna.T
     _fail_and_requeue(study, storage, trial, RetryHeartbeatStaleTrialCallback(max_retry=None))
 
 
-class Supervisor:
-    """Plain worker processes watched by the driver: one that dies (SIGKILL, out-of-memory kill) is replaced.
+class SupervisedWorker(executors.Requeueable):
+    """A `study run` worker as a task of the `processes` executor: one that dies (SIGKILL, out-of-memory kill) is replaced.
 
-    The dead worker's running trial is failed and re-queued with the same parameters at once
+    The dead worker's running trials are failed and re-queued with the same parameters at once
     (not after a heartbeat grace period), under the budget lock, so the other workers' trials
-    go on untouched and the study still ends with exactly its budget finished. A worker that
-    exits with an error, or more deaths than `max_restarts`, ends the run with a RuntimeError.
+    go on untouched and the study still ends with exactly its budget finished. The replacement
+    gets a sampler stream of its own (the next worker index).
     """
 
-    def __init__(self, plan: Plan, workers: int, devices: list[str], threads: int | None, *,
-                 max_restarts: int | None = None, poll: float = 0.5) -> None:
-        import multiprocessing
+    def __init__(self, plan: Plan, workers: int, threads: int | None) -> None:
+        self.plan, self.workers, self.threads = plan, workers, threads
+        self.replaced = 0
 
-        self.plan, self.workers, self.devices, self.threads, self.poll = plan, workers, devices, threads, poll
-        self.max_restarts = 3 * workers if max_restarts is None else max_restarts
-        self._context = multiprocessing.get_context("spawn")  # no forked CUDA or database state
-        self._started = 0
+    def __call__(self, index: int, device: str) -> int:
+        """Run worker `index` on `device` until the budget is spent; how many trials it ran."""
+        return work(self.plan, index, device, self.threads)
 
-    def _start(self, slot: int):
-        # Each process gets its own sampler stream index, replacements included.
-        process = self._context.Process(target=work, args=(self.plan, self._started, self.devices[slot % len(self.devices)],
-                                                           self.threads), name=f"bioscale-worker-{self._started}")
-        self._started += 1
-        process.start()
-        return process
-
-    def run(self) -> None:
-        """Start the workers and watch them until every one has finished the budget."""
-        slots = {slot: self._start(slot) for slot in range(self.workers)}
-        restarts = 0
-        try:
-            while slots:
-                time.sleep(self.poll)
-                for slot, process in list(slots.items()):
-                    if process.is_alive():
-                        continue
-                    process.join()
-                    if process.exitcode == 0:
-                        del slots[slot]
-                    elif process.exitcode > 0:
-                        raise RuntimeError(f"worker {process.pid} on {self.devices[slot % len(self.devices)]} stopped with an "
-                                           f"error (exit {process.exitcode}; its traceback is above); rerun the same command to resume")
-                    else:
-                        restarts += 1
-                        if restarts > self.max_restarts:
-                            raise RuntimeError(f"{restarts} worker processes died (the last by signal {-process.exitcode}); "
-                                               "rerun the same command to resume the study")
-                        self.requeue_trials_of(process.pid)
-                        print(f"bioscale: worker {process.pid} died (signal {-process.exitcode}); its trial is re-queued "
-                              "and a new worker started", file=sys.stderr, flush=True)
-                        slots[slot] = self._start(slot)
-        finally:
-            for process in slots.values():
-                if process.is_alive():
-                    process.terminate()
-            for process in slots.values():
-                process.join()
+    def lost(self, pid: int, index: int, device: str) -> tuple[int, str]:
+        """Re-queue the running trials of the dead worker `pid`; its replacement's arguments."""
+        numbers = self.requeue_trials_of(pid)
+        print(f"bioscale: worker {pid}'s trial(s) {', '.join(map(str, numbers)) or '(none)'} re-queued", file=sys.stderr, flush=True)
+        self.replaced += 1
+        return self.workers + self.replaced - 1, device
 
     def requeue_trials_of(self, pid: int) -> list[int]:
         """Fail and re-queue every running trial of the dead worker `pid`; returns their numbers."""

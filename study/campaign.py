@@ -18,11 +18,12 @@ from dataclasses import replace
 
 import optuna
 
+from bioscale import executors
 from bioscale.contract import Evaluation, StudyInfo, best_trial, incumbent_role
 from bioscale.devices import resolve_devices
 from bioscale.errors import UsageError
 from bioscale.formats import percent
-from bioscale.spec import CampaignSpec, StudySpec, study_name
+from bioscale.spec import CampaignSpec, LaunchSpec, StudySpec, study_name
 from bioscale.storages import open_existing
 
 from ._results import evaluate_study
@@ -71,36 +72,33 @@ def run_campaign(campaign: CampaignSpec, *, progress: bool = True) -> list[str]:
     small studies fill a CPU best that way, each on one device in turn); otherwise each study
     runs on its own workers and devices, one after another.
     """
-    from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
     campaign = campaign.checked()
     studies = campaign.studies
     devices = resolve_devices(studies[0].devices) if studies else ["cpu"]
     parallel = campaign.side_by_side > 1
+    # The evaluation pool: whole studies side by side in processes, or one after another here.
+    pool = "pool" if parallel else "inline"
+    executor = executors.get(pool)(LaunchSpec(executor=pool, jobs=campaign.side_by_side))
     show = progress and sys.stderr.isatty()
     say = (lambda text: tqdm.write(text, file=sys.stderr)) if progress else (lambda text: None)
     names = [campaign_study_name(s) for s in studies]
     say(f"campaign of {len(studies)} studies on {', '.join(devices)}")
     with tqdm(total=2 * len(studies), desc="campaign", unit="step", disable=not show, dynamic_ncols=True) as bar:
         if parallel:
-            jobs = (delayed(_tune)(replace(s, workers=1, devices=(devices[i % len(devices)],)), True)
-                    for i, s in enumerate(studies))
-            results = Parallel(n_jobs=campaign.side_by_side, return_as="generator_unordered")(jobs)
+            specs = [replace(s, workers=1, devices=(devices[i % len(devices)],)) for i, s in enumerate(studies)]
         else:
-            results = (_tune(replace(s, devices=tuple(devices))) for s in studies)
-        for name, said in results:
+            specs = [replace(s, devices=tuple(devices)) for s in studies]
+        for _, (name, said) in executor.as_completed(executor.map_array(_tune, specs, [parallel] * len(specs))):
             bar.update()
             say(f"tuned     {name}: best validation error {said}")
         evaluated = _already_evaluated(campaign.storage, names, campaign.seeds)
         todo = [n for n in names if n not in evaluated]
         bar.update(len(evaluated))
-        if parallel:
-            jobs = (delayed(_evaluate)(n, campaign, devices[i % len(devices)], True) for i, n in enumerate(todo))
-            results = Parallel(n_jobs=campaign.side_by_side, return_as="generator_unordered")(jobs)
-        else:
-            results = (_evaluate(n, campaign, devices[0]) for n in todo)
-        for name, evaluation in results:
+        on = [devices[i % len(devices)] if parallel else devices[0] for i in range(len(todo))]
+        jobs = executor.map_array(_evaluate, todo, [campaign] * len(todo), on, [parallel] * len(todo))
+        for _, (name, evaluation) in executor.as_completed(jobs):
             bar.update()
             if isinstance(evaluation, Evaluation):
                 say(f"evaluated {name}: test error {percent(evaluation.test_error_mean)} over seeds {list(campaign.seeds)}")

@@ -1,6 +1,6 @@
 """A campaign as jobs: every study launched as its own job array, then each best configuration evaluated in a job.
 
-`bioscale campaign --executor slurm|local` creates every study and submits its workers
+`bioscale campaign --executor NAME` (slurm, local, or any registered executor) creates every study and submits its workers
 (`launch.launch_study`), waits for them, submits one evaluation job per study (seeds on the
 job's device), waits again, and leaves the analysis to the caller (`bioscale.workflows.run`).
 With `wait=False` it only submits the tuning jobs and says how to finish: rerun the same command
@@ -14,6 +14,7 @@ import shlex
 from dataclasses import replace
 from typing import Any, Callable
 
+from bioscale import executors
 from bioscale.contract import Evaluation
 from bioscale.errors import UsageError, first_line
 from bioscale.formats import percent
@@ -21,7 +22,7 @@ from bioscale.spec import CampaignSpec, LaunchSpec
 from bioscale.storages import hide_password
 
 from .campaign import _already_evaluated, campaign_study_name
-from .launch import check_executor, launch_study, make_executor
+from .launch import launch_study
 
 
 def evaluate_job(storage: str, name: str, seeds: list[int], epochs: int | None, data_root: str | None) -> Any:
@@ -42,7 +43,7 @@ def run_campaign_jobs(campaign: CampaignSpec, launch: LaunchSpec, *, wait: bool 
     """
     campaign = campaign.checked()
     launch = launch.checked(campaign.storage)
-    check_executor(launch)
+    executors.get(launch.executor)(launch).check()
     names = [campaign_study_name(s) for s in campaign.studies]
     launched = [launch_study(s, launch) for s in campaign.studies]
     for one in launched:
@@ -57,7 +58,7 @@ def run_campaign_jobs(campaign: CampaignSpec, launch: LaunchSpec, *, wait: bool 
         one.wait()
     todo = [n for n in names if n not in _already_evaluated(campaign.storage, names, campaign.seeds)]
     if todo:
-        executor = make_executor(replace(launch, jobs=len(todo)))
+        executor = executors.get(launch.executor)(replace(launch, jobs=len(todo)))
         jobs = executor.map_array(evaluate_job, [campaign.storage] * len(todo), todo, [list(campaign.seeds)] * len(todo),
                                   [campaign.eval_epochs] * len(todo), [campaign.studies[0].data_root] * len(todo))
         say(f"evaluating {len(todo)} studies in job(s) {', '.join(str(j.job_id) for j in jobs)} ...")
