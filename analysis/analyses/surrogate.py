@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..statistics import ablation, interactions, local_importance
 from ..statistics.evidence import EXPLORATORY, MIN_OOB_R2, needed
+from ..statistics.importance import usable_cores
 from ..statistics.outcomes import chance_error
 from ..report import Block, Bullets, Paragraph, Table
 from ..statistics.surrogate import N_TREES, SurrogateFit, fit_surrogate, fmt_value
@@ -80,16 +81,22 @@ def compute(results) -> SurrogateResult:
     tune = (results.computed or {}).get("tunability")
     if tune is not None:
         out.median_gain = tune.median
-    for a in c.ordered(results):
-        r = a.record
-        if r.skipped:
-            continue
-        chance = a.chance if math.isfinite(a.chance) else chance_error(r.dataset)
-        fit = fit_surrogate(r.trials, chance)
-        out.studies.append(StudySurrogate(a.name, r.name, r.dataset, r.arch, fit,
-                                          ablation.compute(r.trials, fit, r.rule, chance),
-                                          local_importance.compute(r.trials, fit), interactions.compute(r.trials, fit)))
+    from joblib import Parallel, delayed
+
+    studies = [a for a in c.ordered(results) if not a.record.skipped]
+    # One process per core, the studies in a few large batches: each study's forest is small, its fits many.
+    jobs = max(1, min(usable_cores(), len(studies)))
+    out.studies = Parallel(n_jobs=jobs, batch_size=max(1, len(studies) // (2 * jobs)))(delayed(_study)(a) for a in studies)
     return out
+
+
+def _study(a) -> StudySurrogate:
+    """One study's surrogate, its ablation path, local importance and strongest interaction."""
+    r = a.record
+    chance = a.chance if math.isfinite(a.chance) else chance_error(r.dataset)
+    fit = fit_surrogate(r.trials, chance)
+    return StudySurrogate(a.name, r.name, r.dataset, r.arch, fit, ablation.compute(r.trials, fit, r.rule, chance),
+                          local_importance.compute(r.trials, fit), interactions.compute(r.trials, fit))
 
 
 def _within_spread(path: ablation.AblationPath) -> bool:
