@@ -25,6 +25,7 @@ import pandas as pd
 from bioscale import contract
 from bioscale.contract import complete_trials, search_trials
 
+from ..statistics.design import design
 from ..statistics.importance import is_log
 from ..statistics.pairs import config_key
 from ..report import Block, Bullets, Paragraph, Table
@@ -167,11 +168,17 @@ def compute(results: Analysis) -> Flags:
     out.n_studies = len(analysed)
     for a in analysed:
         out.splits.setdefault(a.record.dataset, c.splits(a.record.dataset))
-    sets = Counter(frozenset(config_key(t.params) for t in search_trials(a.record.finished)) for a in analysed)
-    if sets:
-        common, count = sets.most_common(1)[0]
-        if count > 1:
-            out.shared_configs, out.shared_size = count, len(common)
+    # Studies that drew the same configurations without their design saying so (a tanh/ReLU pair, or rules under
+    # --shared-draws, declare one draw key and share by design).
+    keys: dict[frozenset, set] = {}
+    sets: Counter = Counter()
+    for a in analysed:
+        configs = frozenset(config_key(t.params) for t in search_trials(a.record.finished))
+        sets[configs] += 1
+        keys.setdefault(configs, set()).add(design(a.record).draws or a.record.name)
+    undeclared = [(count, configs) for configs, count in sets.most_common() if count > 1 and len(keys[configs]) > 1]
+    if undeclared:
+        out.shared_configs, out.shared_size = undeclared[0][0], len(undeclared[0][1])
     return out
 
 
