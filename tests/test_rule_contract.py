@@ -35,7 +35,7 @@ def test_the_registry_imports_every_rule_module_without_a_list():
 def test_a_rule_module_that_fails_to_import_is_an_error_not_a_missing_rule(monkeypatch):
     real = pkgutil.iter_modules
     broken = pkgutil.ModuleInfo(None, "no_such_rule_module", False)
-    monkeypatch.setattr(base.pkgutil, "iter_modules", lambda path: [*real(path), broken])
+    monkeypatch.setattr(pkgutil, "iter_modules", lambda path: [*real(path), broken])
     monkeypatch.setattr(base, "_loaded", False)
     with pytest.raises(ImportError, match="no_such_rule_module"):
         rules.names()

@@ -28,12 +28,11 @@ launch refuse storages other nodes cannot reach.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import signal
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol, Sequence
 
+from bioscale._modules import import_public_modules
 from bioscale.errors import UsageError
 
 if TYPE_CHECKING:
@@ -137,10 +136,6 @@ def get(name: str) -> type[Executor]:
 def _load_all() -> None:
     """Import every public module of this package once; each registers its executors by defining them."""
     global _loaded
-    if _loaded:
-        return
-    package = importlib.import_module(__package__)
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{module.name}")
-    _loaded = True
+    if not _loaded:
+        import_public_modules(__package__)
+        _loaded = True

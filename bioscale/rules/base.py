@@ -36,9 +36,7 @@ targets; it overrides `step`).
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from abc import ABCMeta, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, ClassVar
@@ -48,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import catalogue, population
+from .._modules import import_public_modules
 from ..errors import UsageError
 from ..layers import Scratch
 from ..nets import Net
@@ -339,10 +338,6 @@ def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 def _load_all() -> None:
     """Import every public module of this package once; each registers its rules by defining them."""
     global _loaded
-    if _loaded:
-        return
-    package = importlib.import_module(__package__)
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{module.name}")  # an ImportError here is a real bug: let it out
-    _loaded = True
+    if not _loaded:
+        import_public_modules(__package__)
+        _loaded = True
