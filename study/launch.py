@@ -86,10 +86,9 @@ class Worker(executors.Requeueable):
 
     def __call__(self, index: int) -> int:
         """Run the worker; on the executor's stop signal, save, re-queue the trials, then hand over to the executor's requeue."""
-        stop_signal = executors.get(self.launch.executor).stop_signal
-        if stop_signal is None:
+        executor = executors.get(self.launch.executor)
+        if executor.stop_signal is None:
             return self.work(index)
-        previous = signal.getsignal(stop_signal)
         started = time.monotonic()
         signalled_at: list[float] = []
 
@@ -99,7 +98,7 @@ class Worker(executors.Requeueable):
                   file=sys.stderr, flush=True)
             resume.request_stop()
 
-        signal.signal(stop_signal, stop_soon)
+        previous = executor.listen(stop_soon)
         try:
             return self.work(index)
         except resume.Preempted as stopped:
@@ -114,7 +113,7 @@ class Worker(executors.Requeueable):
                       flush=True)
             else:
                 print("bioscale: preempted (not counted as a timeout); requeued", file=sys.stderr, flush=True)
-            executors.get(self.launch.executor).requeue(previous)
+            executor.requeue(previous)
             raise
 
     def work(self, index: int) -> int:

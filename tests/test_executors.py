@@ -143,3 +143,22 @@ def test_slurm_options_are_their_own_checked_sub_spec():
     assert launch.gpus() == 1
     with pytest.raises(UsageError, match="--mem-gb must be positive"):
         LaunchSpec(slurm=SlurmOptions(mem_gb=0)).checked("postgresql://u:p@h/d")
+
+
+@pytest.mark.parametrize("name", ["slurm", "local"])
+def test_a_stop_signal_before_the_task_listens_waits_for_its_handler_instead_of_killing_the_job(name):
+    """Slurm may signal a short job while its Python still imports; the job's Python starts with the signal blocked."""
+    import shlex
+    import subprocess
+    import sys
+
+    from bioscale.executors.submitit_jobs import blocking_python
+
+    executor = executors.get(name)
+    task = ("import os, signal, sys, time; from bioscale import executors; "
+            f"os.kill(os.getpid(), signal.{executor.stop_signal.name}); time.sleep(0.2); heard = []; "
+            f"executors.get({name!r}).listen(lambda signum, frame: heard.append(signum)); print(heard)")
+    done = subprocess.run(f"{blocking_python(executor.stop_signal)} -c {shlex.quote(task)}", shell=True, capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip()) == (0, f"[{int(executor.stop_signal)}]"), done.stderr
+    unblocked = subprocess.run([sys.executable, "-c", task], capture_output=True, text=True)
+    assert unblocked.returncode == -executor.stop_signal  # what a job started without the block suffers

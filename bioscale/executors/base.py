@@ -110,6 +110,15 @@ class Executor(ABC):
             yield job, job.result()
 
     @classmethod
+    def listen(cls, handler: Callable[[int, Any], None]) -> Any:
+        """In a job: call `handler` on the stop signal, which a job may hold blocked until now (it then arrives at once); the handler it replaces."""
+        if cls.stop_signal is None:
+            return None
+        previous = signal.signal(cls.stop_signal, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {cls.stop_signal})
+        return previous
+
+    @classmethod
     def requeue(cls, previous: Any) -> None:
         """In a job told to stop: hand the stop signal to the executor runtime's own handler `previous`, which requeues the job."""
         if cls.stop_signal is None:

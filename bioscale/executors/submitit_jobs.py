@@ -28,6 +28,19 @@ JOB_NAME = "bioscale"
 SUBMITIT_MAX_TIMEOUTS = 10_000
 
 
+def blocking_python(stop_signal: signal.Signals) -> str:
+    """The command that starts a job's Python with `stop_signal` blocked: a signal that comes early waits instead of killing it.
+
+    Slurm sends the wall-time signal up to 30 s before its `--signal` delay (it checks time limits every 30 s), so
+    in a short job it can come while Python still imports torch, before any handler exists, and USR2's default
+    action kills the job unrequeued. A blocked signal stays pending through `exec` until the task unblocks it
+    with its handler in place (`Executor.listen`). Portable where `env --block-signal` (coreutils 8.31) is not.
+    """
+    code = (f"import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.{stop_signal.name}}}); "
+            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+
+
 class SubmititExecutor(Executor):
     """A submitit executor over the launch: jobs logged under LOG_DIR/%j, requeued on USR2."""
 
@@ -35,10 +48,9 @@ class SubmititExecutor(Executor):
 
     def map_array(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Job]:
         """Submit `fn(*items)` per item through submitit's `map_array` (a `Requeueable` task as a `Checkpointable`)."""
-        if isinstance(fn, Requeueable):
-            from ._checkpointed import Checkpointed
+        from ._checkpointed import Checkpointed, Unblocked
 
-            fn = Checkpointed(fn)
+        fn = Checkpointed(fn) if isinstance(fn, Requeueable) else Unblocked(fn, self.stop_signal)
         return self.submitit_executor().map_array(fn, *iterables)
 
     def submitit_executor(self) -> Any:
@@ -47,7 +59,8 @@ class SubmititExecutor(Executor):
 
         folder = self.launch.log_path()
         folder.mkdir(parents=True, exist_ok=True)
-        executor = self.submitit_class()(folder=folder / "%j", max_num_timeout=SUBMITIT_MAX_TIMEOUTS)
+        executor = self.submitit_class()(folder=folder / "%j", max_num_timeout=SUBMITIT_MAX_TIMEOUTS,
+                                         python=blocking_python(self.stop_signal))
         executor.update_parameters(**self.parameters())
         return executor
 
@@ -99,7 +112,7 @@ class SlurmJobs(SubmititExecutor):
         from submitit.slurm.slurm import _make_sbatch_string  # noqa: PLC2701 - submitit's renderer; the executor needs srun
 
         folder = self.launch.log_path()
-        command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder / "%j"))])
+        command = " ".join([blocking_python(self.stop_signal), "-u -m submitit.core._submit", shlex.quote(str(folder / "%j"))])
         return _make_sbatch_string(command=command, folder=folder / "%j", map_count=self.launch.jobs, **self.parameters())
 
     def check(self) -> None:
