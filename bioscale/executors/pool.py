@@ -51,6 +51,8 @@ class Pool(Executor):
         from joblib import Parallel, delayed
 
         items = list(zip(*iterables))
+        if not items:  # a generator joblib never starts warns, when collected, that it cancelled its tasks
+            return []
         tasks = (delayed(_indexed)(i, fn, args) for i, args in enumerate(items))
         arrivals = Arrivals(iter(Parallel(n_jobs=self.launch.jobs, return_as="generator_unordered")(tasks)))
         return [PoolJob(i, arrivals) for i in range(len(items))]
