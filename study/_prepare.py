@@ -63,7 +63,7 @@ def winner_of(storage: BaseStorage, name: str) -> str:
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+        names = ", ".join(optuna.get_all_study_names(storage))
         raise UsageError(f"no study {name!r} in this storage to take an architecture from; studies: {names or 'none'}") from None
     info = StudyInfo.from_attrs(study.user_attrs)
     if info.stage != ARCHITECTURE:

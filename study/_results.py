@@ -26,7 +26,7 @@ from ._recipe import fit_configuration
 
 def resolve_study_name(storage: BaseStorage, name: str | None) -> str:
     """`name`, or the only study in the storage; UsageError when that is ambiguous or missing."""
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    names = optuna.get_all_study_names(storage)
     if name is None:
         if len(names) == 1:
             return names[0]
@@ -39,8 +39,8 @@ def resolve_study_name(storage: BaseStorage, name: str | None) -> str:
 def list_studies(storage: str | None) -> list[dict[str, Any]]:
     """One dict per study: name, stage, dataset, arch, label, trial counts, budget, best validation error."""
     storage_obj = open_existing(storage)
-    return [study_summary(optuna.load_study(study_name=s.study_name, storage=storage_obj))
-            for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
+    return [study_summary(optuna.load_study(study_name=name, storage=storage_obj))
+            for name in optuna.get_all_study_names(storage_obj)]
 
 
 def study_summary(study: optuna.Study) -> dict[str, Any]:

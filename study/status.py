@@ -30,10 +30,10 @@ def study_status(storage: str, pattern: str | None = None) -> list[dict[str, Any
     storage_obj = open_existing(storage)
     beats, now = _heartbeats(storage_obj)
     rows = []
-    for summary in optuna.get_all_study_summaries(storage_obj, include_best_trial=False):
-        if pattern and not fnmatch.fnmatchcase(summary.study_name, pattern):
+    for name in optuna.get_all_study_names(storage_obj):
+        if pattern and not fnmatch.fnmatchcase(name, pattern):
             continue
-        study = optuna.load_study(study_name=summary.study_name, storage=storage_obj)
+        study = optuna.load_study(study_name=name, storage=storage_obj)
         info = StudyInfo.from_attrs(study.user_attrs)
         trials = study.get_trials(deepcopy=False)
         counts = {state.name: 0 for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
@@ -56,7 +56,7 @@ def study_status(storage: str, pattern: str | None = None) -> list[dict[str, Any
             running.append({"trial": t.number, "worker": f"{worker[0]}:{worker[1]}" if worker else t.user_attrs.get(WORKER),
                             "epoch": len(t.intermediate_values), "epochs": info.epochs,
                             "heartbeat_age_s": None if age is None else round(age, 1)})
-        rows.append({"study": summary.study_name, "budget": budget, "finished": finished, "counts": counts,
+        rows.append({"study": name, "budget": budget, "finished": finished, "counts": counts,
                      "requeued": sum(was_requeued(t) for t in trials), "running": running,
                      "eta_s": _eta(search, budget, running, info.epochs)})
     return rows
