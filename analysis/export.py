@@ -281,7 +281,7 @@ def export_deepcave(storage: str | None, patterns: Sequence[str] | None, folder:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file; pass a folder: DeepCAVE reads one folder per study")
-    from .rendering import slug
+    from .output import slug
 
     written = []
     for record in read_records(storage, patterns):

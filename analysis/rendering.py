@@ -13,7 +13,7 @@ from bioscale.errors import UsageError
 from . import registry
 from .artifacts import ARTIFACT_DIR_NAME, artifact_store, attach_figures
 from .analyses.protocol import PAPER_BUDGET, below_paper_budget, budget_text, data_problem, is_paper_protocol, search_space_problems
-from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output, slug  # noqa: F401 (slug: public)
+from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output
 from .report import Block, Contents, Heading, Paragraph, write_report
 from .results import Analysis
 from .storage import StudyRecord, is_dashboard_readable

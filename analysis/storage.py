@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage

@@ -153,11 +153,6 @@ class ActivationResult:
     fidelity: str = ""  # the budget the comparisons read (`design.fidelity_summary`)
     reduced: set[tuple[str, str, str]] = field(default_factory=set)  # (dataset, arch, label) of pairs at a reduced budget
 
-    @property
-    def n_paired(self) -> int:
-        """Rules compared configuration by configuration."""
-        return sum(r.design == PAIRED for r in self.rows)
-
 
 def _spread(p: PairComparison) -> float:
     ranges = [max(e.errors) - min(e.errors) for e in (p.tanh.evaluated, p.relu.evaluated) if e is not None and e.n >= 2]

@@ -77,7 +77,6 @@ def _curves(t: BudgetTrust) -> int:
 def render(computed: Budget, out: Output, figures: str) -> list[Block]:
     """A table of verdicts with their evidence; the figure when any study has enough curves (else on --figures all)."""
     from .. import plots
-    from ..palette import series_style
 
     blocks: list[Block] = []
     if computed.low:
@@ -96,9 +95,8 @@ def render(computed: Budget, out: Output, figures: str) -> list[Block]:
             blocks.append(Paragraph(f"**{c.title(group)}**: no study has {evidence('trust', 0).needed} learning curves; "
                                     "every verdict below is exploratory."))
         blocks.append(Table(c.drop_constant(frame)))
-        styles = {name: series_style(name.split(" ")[0], "relu" if name.endswith("[relu]") else None) for name, _, _ in rows}
         folder = c.folder(group)
-        blocks += out.figure(plots.budget_figure, (f"{c.title(group)}: budget trust", {n: t for n, _, t in rows}, styles),
+        blocks += out.figure(plots.budget_figure, (f"{c.title(group)}: budget trust", {n: t for n, _, t in rows}),
                              folder, f"{folder}-budget-trust", f"{c.title(group)}: Spearman ρ and top-5 overlap between "
                              "validation error at epoch e and at the last epoch", level="key" if firm else "all")
     return blocks

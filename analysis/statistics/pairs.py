@@ -95,11 +95,6 @@ class PairedEffect:
         """True when at least half of the configurations matched (the studies sampled the same ones)."""
         return self.n >= MIN_PAIRED and self.n * 2 >= self.n_configs
 
-    @property
-    def half_width(self) -> float:
-        """Half the width of the 95% CI: the smallest difference this pair could tell from zero."""
-        return (self.ci[1] - self.ci[0]) / 2 if all(map(math.isfinite, self.ci)) else math.nan
-
     def adjust(self, p_adjusted: float, n_tests: int) -> None:
         """Decide the verdict on the sign test's p corrected over `n_tests` verdicts."""
         self.p_adjusted, self.n_tests = p_adjusted, n_tests
@@ -321,13 +316,6 @@ class PairComparison:
     def best_diff(self) -> float:
         """tanh − ReLU expected best validation error after `budget` random configurations."""
         return self.best_tanh - self.best_relu
-
-    @property
-    def evaluated_diff(self) -> float:
-        """tanh − ReLU mean evaluated test error over seeds (NaN unless both were evaluated)."""
-        if self.tanh.evaluated is None or self.relu.evaluated is None:
-            return math.nan
-        return self.tanh.evaluated.mean - self.relu.evaluated.mean
 
     def summary(self) -> str:
         """The verdict with its reasons: divergence, configurations that trained, best found, evaluated best."""
