@@ -17,6 +17,7 @@ from ..report import Block, Bullets, Heading, Paragraph, pct
 from ..statistics.stability import MARGINS, Robustness
 from ..tables import end_reasons
 from . import _common as c
+from .budget import trust_mark
 
 if TYPE_CHECKING:
     from ..output import Output
@@ -127,8 +128,7 @@ def _study_bullets(a: LoadedStudy, best: pd.Series, computed: dict[str, Any]) ->
         line = f"**Budget trust**: {trust.verdict()}"
         if trust.ok:
             line += f" (ρ at epoch 1: {trust.rho[0]:.2f})" if math.isfinite(trust.rho[0]) else ""
-            curves = int(trust.n_curves.max()) if trust.n_curves.size else 0
-            line += next((evidence(k, curves).mark() for k in ("trust", "top_overlap") if not evidence(k, curves).ok), "")
+            line += trust_mark(trust.curves)
         items.append(line)
     return items
 

@@ -163,6 +163,11 @@ class BudgetTrust:
         """True when enough curves were recorded to compute correlations."""
         return self.epochs.size > 0 and bool(np.isfinite(self.rho).any())
 
+    @property
+    def curves(self) -> int:
+        """The most learning curves any epoch's statistics rest on."""
+        return int(self.n_curves.max()) if self.n_curves.size else 0
+
     def verdict(self) -> str:
         """One line on whether short runs and pruning can be trusted for this rule (ranks and the top k)."""
         if not self.ok:
@@ -208,36 +213,37 @@ def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO
     last_epoch = max(len(c) for c in curves)
     final = np.array([c[-1] for c in curves], dtype=float)
     epochs = np.arange(1, last_epoch + 1)
-    rho = np.full(epochs.size, np.nan)
-    counts = np.zeros(epochs.size, dtype=int)
-    for index, epoch in enumerate(epochs):
-        at = np.array([c[epoch - 1] if len(c) >= epoch else np.nan for c in curves], dtype=float)
-        keep = np.isfinite(at) & np.isfinite(final)
-        counts[index] = int(keep.sum())
-        if counts[index] >= MIN_CURVES and np.ptp(at[keep]) > 0 and np.ptp(final[keep]) > 0:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rho[index] = stats.spearmanr(at[keep], final[keep]).statistic
-    overlap = np.full(epochs.size, np.nan)
-    for index, epoch in enumerate(epochs):
-        overlap[index] = top_overlap(np.array([c[epoch - 1] if len(c) >= epoch else np.nan for c in curves]), final, k)
+    at = np.array([c + [np.nan] * (last_epoch - len(c)) for c in curves], dtype=float).T  # (epochs, curves)
+    counts = np.array([int((np.isfinite(row) & np.isfinite(final)).sum()) for row in at])
+    rho = np.array([spearman(row, final) for row in at])
+    overlap = np.array([top_overlap(row, final, k) for row in at])
     finite_final = final[np.isfinite(final)]
     problem = "" if finite_final.size and np.ptp(finite_final) > 0 else \
         "every configuration ends with the same error: nothing to rank"
-    settle = None
-    for index in range(epochs.size - 1, -1, -1):
-        if np.isfinite(rho[index]) and rho[index] >= threshold:
-            settle = int(epochs[index])
-        else:
+    return BudgetTrust(epochs=epochs, rho=rho, n_curves=counts, last_epoch=last_epoch,
+                       settle_epoch=_holds_from(epochs, rho, threshold), threshold=threshold, problem=problem,
+                       top_overlap=overlap, top_k=k, overlap_epoch=_holds_from(epochs, overlap, TOP_AGREE - 1e-12))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman ρ over the pairs finite in both; NaN below MIN_CURVES pairs or when either side is constant."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < MIN_CURVES or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.spearmanr(a[keep], b[keep]).statistic)
+
+
+def _holds_from(epochs: np.ndarray, values: np.ndarray, floor: float) -> int | None:
+    """The first epoch from which every value to the last is at least `floor` (None when the last one is not)."""
+    start = None
+    for epoch, value in zip(epochs[::-1], values[::-1]):
+        if not value >= floor:  # NaN fails too
             break
-    agree = None
-    for index in range(epochs.size - 1, -1, -1):
-        if np.isfinite(overlap[index]) and overlap[index] >= TOP_AGREE - 1e-12:
-            agree = int(epochs[index])
-        else:
-            break
-    return BudgetTrust(epochs=epochs, rho=rho, n_curves=counts, last_epoch=last_epoch, settle_epoch=settle,
-                       threshold=threshold, problem=problem, top_overlap=overlap, top_k=k, overlap_epoch=agree)
+        start = int(epoch)
+    return start
 
 
 def top_overlap(at: np.ndarray, final: np.ndarray, k: int = TOP_K) -> float:
@@ -284,9 +290,5 @@ class RungTrust:
 
 def rung_trust(first: Sequence[float], full: Sequence[float], rung: int, epochs: int) -> RungTrust:
     """Spearman ρ between first-rung and full-budget errors of the same configurations (NaN below MIN_CURVES)."""
-    a, b = np.asarray(first, dtype=float), np.asarray(full, dtype=float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    rho = math.nan
-    if keep.sum() >= MIN_CURVES and np.ptp(a[keep]) > 0 and np.ptp(b[keep]) > 0:
-        rho = float(stats.spearmanr(a[keep], b[keep]).statistic)
-    return RungTrust(rung=rung, epochs=epochs, n=int(keep.sum()), rho=rho)
+    n = int((np.isfinite(np.asarray(first, dtype=float)) & np.isfinite(np.asarray(full, dtype=float))).sum())
+    return RungTrust(rung=rung, epochs=epochs, n=n, rho=spearman(first, full))
