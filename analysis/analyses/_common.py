@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable
 
 from bioscale import catalogue, datasets
 
 from ..palette import split_label
 from ..output import slug
 from ..report import pct  # noqa: F401 (c.pct: the report's one percentage format)
-from ..storage import group_title
+from ..storage import group_title, names_line  # noqa: F401 (c.names_line)
 
 if TYPE_CHECKING:
     from ..results import Analysis, LoadedStudy
@@ -81,24 +81,12 @@ def ci(low: float, high: float, digits: int = 2) -> str:
 
 def drop_constant(frame, keep: Iterable[str] = ("dataset", "arch")):
     """`frame` without columns that hold one value on every row (except those in `keep`) or duplicate another column."""
-    keep = set(keep)
-    columns, seen = [], []
+    text, columns = frame.astype(str), []
     for name in frame.columns:
-        column = frame[name]
-        if name not in keep and len(frame) > 1 and column.astype(str).nunique() <= 1:
-            continue
-        if any(column.astype(str).equals(frame[other].astype(str)) for other in seen) and name not in keep:
-            continue
-        columns.append(name)
-        seen.append(name)
+        constant = len(frame) > 1 and text[name].nunique() <= 1
+        if name in keep or not (constant or any(text[name].equals(text[other]) for other in columns)):
+            columns.append(name)
     return frame[columns]
-
-
-def names_line(names: Sequence[str], limit: int = 8) -> str:
-    """'a, b, c' or 'a, b, ... (12 in all)'."""
-    names = list(names)
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def folder(group: tuple[str, str]) -> str:

@@ -161,21 +161,15 @@ def _spread(p: PairComparison) -> float:
 
 def row(p: PairComparison) -> Row:
     """The report row of one pair: paired when the studies sampled the same configurations, else unpaired medians."""
-    found = _row(p)
-    found.seed_spread = _spread(p)
-    return found
-
-
-def _row(p: PairComparison) -> Row:
     if p.design == PAIRED:
         e = p.paired
         verdict = e.verdict + (f" — {TIE}" if e.ties == e.n else "")
         return Row(p.dataset, p.arch, p.label, PAIRED, e.n, e.median, e.ci[0], e.ci[1], verdict, e.tanh_wins,
-                   e.relu_wins, p.test, e.sign_p, e.p_adjusted, evidence("paired", e.n).reason)
+                   e.relu_wins, p.test, e.sign_p, e.p_adjusted, evidence("paired", e.n).reason, _spread(p))
     e = p.on_all
     return Row(p.dataset, p.arch, p.label, "unpaired", min(e.n_tanh, e.n_relu), e.median_diff, e.median_ci[0],
                e.median_ci[1], e.verdict, test=p.test, p=e.p_value, p_adjusted=e.p_adjusted,
-               exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason)
+               exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason, seed_spread=_spread(p))
 
 
 def compute(results: Analysis) -> ActivationResult:

@@ -46,7 +46,6 @@ class StudyImportance:
     evidence: Evidence
     rule: str = ""
     fanova: dict[str, float] = field(default_factory=dict)  # overall shares
-    fanova_sd: dict[str, float] = field(default_factory=dict)
     ped: dict[str, float] = field(default_factory=dict)
     fanova_status: str = "ok"
     ped_status: str = "ok"
@@ -145,7 +144,7 @@ def compute(results: Analysis) -> Importance:
             rows.append(StudyImportance(
                 study=a.record.name, name=a.name, dataset=a.record.dataset, arch=a.record.arch, rule=a.record.rule,
                 evidence=evidence("importance", f.overall.n_trials),
-                fanova=dict(f.overall.mean) if f.overall.ok else {}, fanova_sd=dict(f.overall.std) if f.overall.ok else {},
+                fanova=dict(f.overall.mean) if f.overall.ok else {},
                 ped=dict(p.importance) if p.ok else {}, fanova_status=f.overall.status, ped_status=p.status,
                 detail=(f, p, a.frame, shares.top_params, shares.log_params)))
         if rows:

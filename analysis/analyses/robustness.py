@@ -116,10 +116,12 @@ def compute(results: Analysis) -> RobustnessResult:
     return out
 
 
-def _band(r: Robustness) -> str:
+def band(r: Robustness, digits: int = 1, unit: str = "") -> str:
+    """Each learning rate's band within the margin of the best, in decades, with its evidence; '–' when none."""
     if not r.lr_bands:
         return "–"
-    return ", ".join(f"{n} {w:.1f}" for n, w in sorted(r.lr_bands.items())) + evidence("lr_band", r.n_within).mark()
+    return (", ".join(f"{n} {w:.{digits}f}{unit}" for n, w in sorted(r.lr_bands.items()))
+            + evidence("lr_band", r.n_within).mark())
 
 
 def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]:
@@ -146,7 +148,7 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
             "dataset": group[0], "arch": group[1], "study": name, "configurations": r.n_finished,
             **{f"within {100 * m:.0f} pp of own best (%)": c.pct(r.within_best.get(m, math.nan), 0) for m in MARGINS},
             **{f"within {100 * m:.0f} pp of reference (%)": c.pct(r.within_reference.get(m, math.nan), 0) for m in MARGINS},
-            "LR band within 5 pp (decades)": _band(r) if learned.get(name, True) else "– (never learned)"}
+            "LR band within 5 pp (decades)": band(r) if learned.get(name, True) else "– (never learned)"}
             for name, _, r in rows])
         blocks.append(Table(c.drop_constant(frame), f"{c.title(group)}: reference "
                                                     f"{rows[0][2].reference_from or 'none'}."))

@@ -83,7 +83,7 @@ def cell_of(a: LoadedStudy, test_error_at_best: float) -> Cell | None:
     n_test = sizes[2] if sizes else 0
     ev = a.evaluated
     if ev is not None and (ev.n or ev.diverged):
-        errors = ev.errors + [ev.chance] * len(ev.diverged)
+        errors = ev.with_diverged
         k, basis = len(errors), "evaluated"
     elif math.isfinite(test_error_at_best):
         errors, k, basis = [float(test_error_at_best)], 0, "best trial"

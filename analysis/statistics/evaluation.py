@@ -40,9 +40,14 @@ class Evaluated:
     n_test: int | None = None  # test examples each seed's error was measured on
 
     @property
+    def with_diverged(self) -> list[float]:
+        """Every seed's test error, each diverged seed at the chance-level error."""
+        return self.errors + [self.chance] * len(self.diverged)
+
+    @property
     def interval(self) -> tuple[float, float]:
         """95% normal interval of the mean test error (diverged seeds at chance), clipped to [0, 1] (`standard_error`)."""
-        values = self.errors + [self.chance] * len(self.diverged)
+        values = self.with_diverged
         se = standard_error(values, self.n_test)
         if not math.isfinite(se):
             return math.nan, math.nan
@@ -71,8 +76,7 @@ class Evaluated:
     @property
     def mean_with_diverged(self) -> float:
         """Mean test error with each diverged seed at the chance-level error."""
-        values = self.errors + [self.chance] * len(self.diverged)
-        return float(np.mean(values)) if values else math.nan
+        return float(np.mean(self.with_diverged)) if self.with_diverged else math.nan
 
     def line(self) -> str:
         """One line: mean ± sd over the seeds, which test error, and the seeds that diverged."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections import Counter
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -236,10 +237,7 @@ def fanova_importance(trials: Sequence[FrozenTrial], *, seeds: int = FANOVA_SEED
     if n_jobs is None:
         n_jobs = 1 if use_fast else max(1, min(seeds, usable_cores()))
     scaled, log_params, dropped = to_search_scale(trials) if trials else ([], [], {})
-    counts: dict[str, int] = {}
-    for trial in scaled:
-        for name in trial.params:
-            counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for trial in scaled for name in trial.params)
     common = sorted(p for p, c in counts.items() if c == len(scaled))
     conditional = {p: c for p, c in sorted(counts.items()) if c < len(scaled)}
     options = dict(seeds=seeds, n_trees=n_trees, use_fast=use_fast, n_jobs=n_jobs)

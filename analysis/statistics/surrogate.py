@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -140,11 +141,7 @@ def fit_surrogate(trials: Sequence[FrozenTrial], chance: float, *, n_trees: int 
         return fit
     scaled, log_params, dropped = to_search_scale(valued)
     fit.dropped = dict(dropped)
-    counts: dict[str, int] = {}
-    for trial in scaled:
-        for name in trial.params:
-            counts[name] = counts.get(name, 0) + 1
-    for name, count in counts.items():
+    for name, count in Counter(name for trial in scaled for name in trial.params).items():
         if count < len(scaled):
             fit.dropped[name] = f"conditional (in {count} of {len(scaled)} trials)"
     distributions = {n: d for n, d in scaled[0].distributions.items() if n not in fit.dropped}
