@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
 from collections import Counter
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import optuna
@@ -337,26 +338,30 @@ def study_forests(complete: Sequence[FrozenTrial], everything: Sequence[FrozenTr
             fanova_importance(everything, **options) if len(everything) > len(complete) else None)
 
 
-_BATCH: tuple[list[tuple[Sequence[FrozenTrial], Sequence[FrozenTrial]]], int] | None = None  # read by forked workers
-
-
-def _forests_at(index: int) -> tuple[FanovaResult, FanovaResult | None]:
-    studies, seeds = _BATCH
-    return study_forests(*studies[index], seeds)
-
-
 def fanova_batch(studies: Sequence[tuple[Sequence[FrozenTrial], Sequence[FrozenTrial]]],
                  seeds: int = FANOVA_SEEDS) -> list[tuple[FanovaResult, FanovaResult | None]]:
     """`study_forests` of many studies' (complete, every finished) trials, the studies spread over the cores."""
-    global _BATCH
-    import multiprocessing
+    workers = min(usable_cores(), len(studies)) if len(studies) >= 4 else 1
+    return fork_map(lambda study: study_forests(*study, seeds), studies, workers,
+                    chunksize=max(1, len(studies) // (4 * workers)))
 
-    workers = min(usable_cores(), len(studies))
-    if workers < 2 or len(studies) < 4 or "fork" not in multiprocessing.get_all_start_methods():
-        return [study_forests(complete, everything, seeds) for complete, everything in studies]
-    _BATCH = (list(studies), seeds)
+
+_TASK: tuple[Callable, Sequence] | None = None  # read by forked workers: the function needs no pickling
+
+
+def fork_map(function: Callable, items: Sequence, workers: int, chunksize: int = 1) -> list:
+    """[function(item) for item in items], over `workers` forked processes where the platform forks, else here."""
+    global _TASK
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(item) for item in items]
+    _TASK = (function, items)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_forests_at, range(len(studies)), chunksize=max(1, len(studies) // (4 * workers)))
+            return pool.map(_run_task, range(len(items)), chunksize=chunksize)
     finally:
-        _BATCH = None
+        _TASK = None
+
+
+def _run_task(index: int):
+    function, items = _TASK
+    return function(items[index])
