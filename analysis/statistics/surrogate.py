@@ -169,6 +169,31 @@ def fit_surrogate(trials: Sequence[FrozenTrial], chance: float, *, n_trees: int 
     return fit
 
 
+@dataclass
+class OnSurrogate:
+    """What every result on a study's surrogate carries: the trials it rests on, its status, why it is exploratory."""
+
+    n_trials: int
+    caveat: str = ""  # why the result is only exploratory
+    status: str = "ok"  # ok, exploratory, or why not computed
+
+    @property
+    def computed(self) -> bool:
+        """True when the result was computed."""
+        return self.status in ("ok", "exploratory")
+
+    @property
+    def prefix(self) -> str:
+        """What opens the report line of an exploratory result ('' for a firm one)."""
+        return f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
+
+    def judge(self, surrogate: Surrogate, kind: str) -> None:
+        """Mark the result exploratory where results of `kind` on `surrogate` are (`caveat`)."""
+        self.caveat = caveat(surrogate, kind)
+        if self.caveat:
+            self.status = "exploratory"
+
+
 def caveat(surrogate: Surrogate, kind: str) -> str:
     """Why results of `kind` (an evidence.THRESHOLDS key) on `surrogate` are only exploratory ("" when they are not)."""
     reasons = []
