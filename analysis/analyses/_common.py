@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable
 
-from bioscale import catalogue, datasets
+from bioscale import catalogue
 
 from ..palette import split_label
 from ..output import slug
 from ..report import pct  # noqa: F401 (c.pct: the report's one percentage format)
+from ..statistics.evaluation import splits  # noqa: F401 (c.splits)
 from ..storage import group_title, names_line  # noqa: F401 (c.names_line)
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ def activation(a: "LoadedStudy") -> str | None:
     return str(value) if value is not None else None
 
 
+def identity(a: "LoadedStudy") -> dict[str, str]:
+    """The columns that name a study in a CSV table: study, dataset, arch, label."""
+    return {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
+
+
 def ordered(results: "Analysis") -> list["LoadedStudy"]:
     """The studies by group, family and activation (never by their order in the storage)."""
     return sorted(results.studies, key=study_key)
@@ -51,12 +57,6 @@ def groups(results: "Analysis") -> dict[tuple[str, str], list["LoadedStudy"]]:
 def title(group: tuple[str, str]) -> str:
     """`digits / fc`."""
     return group_title(group)
-
-
-def splits(dataset: str) -> tuple[int, int, int] | None:
-    """(train, validation, test) examples of a dataset as bioscale splits it; None when unknown."""
-    entry = datasets.REGISTRY.get(dataset)
-    return entry.splits() if entry is not None else None
 
 
 def one_example(dataset: str) -> float:

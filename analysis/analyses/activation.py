@@ -129,8 +129,7 @@ def within_table(studies: Sequence[LoadedStudy], by_study: dict[str, Within]) ->
         if w is None or w.effect is None:
             continue
         e = w.effect
-        rows.append({"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label,
-                     "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh,
+        rows.append({**c.identity(a), "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh,
                      "n_relu": e.n_relu, "not_complete_tanh": sum(w.incomplete.get("tanh", {}).values()),
                      "not_complete_relu": sum(w.incomplete.get("relu", {}).values()), "median_tanh": e.median_tanh,
                      "median_relu": e.median_relu, "median_diff": e.median_diff, "median_ci_low": e.median_ci[0],

@@ -100,7 +100,7 @@ def long_table(studies: Sequence[LoadedStudy], by_study: Mapping[str, Shares]) -
         s = by_study.get(a.record.name)
         if s is None:
             continue
-        base = {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
+        base = c.identity(a)
         for trials, fanova, ped in (("complete", s.fanova, s.ped), ("all finished", s.fanova_all, s.ped_all)):
             if fanova is not None:
                 for branch in [fanova.overall, *fanova.branches]:

@@ -87,8 +87,7 @@ def stability_table(studies: Sequence[LoadedStudy], by_study: Mapping[str, Robus
             continue
         t = computed["budget"].by_study.get(a.record.name)
         o = computed["outcomes"].by_study.get(a.record.name)
-        rows.append({"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label,
-                     "n_finished": r.n_finished, "n_complete": r.n_complete,
+        rows.append({**c.identity(a), "n_finished": r.n_finished, "n_complete": r.n_complete,
                      "share_diverged": o.share_diverged if o else math.nan, "n_diverged": o.n_diverged if o else 0,
                      "n_stalled": o.n_stalled if o else 0, "n_pruned": o.n_pruned if o else 0,
                      "best_error": r.best_error, "reference_error": r.reference_error, "reference": r.reference_from,

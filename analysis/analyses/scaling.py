@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bioscale.contract import search_trials
-
 from ..statistics.evaluation import standard_error
 from .paper import arch_family, paper_dataset, published
 from .protocol import PAPER_BUDGET, REDUCED_MARK, by_reason, reduced_budgets
 from ..report import Block, Paragraph, Table
 from . import _common as c
-from .findings import _span
+from .findings import budget_span
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -201,15 +199,11 @@ def _agreement(table: pd.DataFrame, tasks: list[tuple[str, str]]) -> pd.DataFram
 
 def _budget(results: Analysis, tasks: list[tuple[str, str]]) -> str:
     """'digits / fc 24 × 10 on 1,150 training examples; ...; the paper's 60 × 500': each task's own budget."""
-    from bioscale.datasets import REGISTRY
-
     parts = []
     for task in tasks:
         studies = [a for a in results.studies if a.analysed and (a.record.dataset, a.record.arch) == task]
-        trials = sorted({len(search_trials(a.record.finished)) for a in studies})
-        epochs = sorted({a.record.epochs or 0 for a in studies})
-        examples = f" on {REGISTRY[task[0]].splits()[0]:,} training examples" if task[0] in REGISTRY else ""
-        parts.append(f"{c.title(task)} {_span(trials)} configurations × {_span(epochs)} epochs{examples}")
+        examples = f" on {c.splits(task[0])[0]:,} training examples" if c.splits(task[0]) else ""
+        parts.append(f"{c.title(task)} {budget_span(studies)}{examples}")
     return "; ".join(parts) + f"; the paper's {PAPER_BUDGET[0]} × {PAPER_BUDGET[1]}"
 
 

@@ -16,6 +16,12 @@ AT_LAST = "test error at the last epoch (the evaluation recorded no best-validat
 Z95 = 1.959964  # two-sided 95% normal quantile
 
 
+def splits(dataset: str | None) -> tuple[int, int, int] | None:
+    """(train, validation, test) examples of a dataset as bioscale splits it; None when unknown."""
+    entry = datasets.REGISTRY.get(dataset or "")
+    return entry.splits() if entry is not None else None
+
+
 def standard_error(errors: Sequence[float], n_test: int | None) -> float:
     """Standard error of a mean test error over seeds: the seed spread (s²/k over k seeds) plus the binomial error of
     an error rate e measured on n test examples, e(1 − e)/n (the same examples for every seed, so it does not average
@@ -116,7 +122,6 @@ def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float, 
         return None
     recorded = (float(mean), float(std) if isinstance(std, (int, float)) else math.nan) \
         if isinstance(mean, (int, float)) and math.isfinite(mean) else None
-    entry = datasets.REGISTRY.get(dataset or "")
-    sizes = entry.splits() if entry is not None else None
+    sizes = splits(dataset)
     return Evaluated(seeds=seeds, errors=values, basis=basis, diverged=[dict(d) for d in diverged], chance=chance,
                      recorded=recorded, n_test=sizes[2] if sizes else None)
