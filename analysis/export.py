@@ -127,9 +127,7 @@ def trials_table(records: Sequence[StudyRecord]) -> pd.DataFrame:
         curves = [f"curve_{s}" for s in contract.CURVE_SERIES]
         fixed = [c for c in frame.columns if c not in params and c not in curves]
         frame = frame[fixed + params + curves]
-        frame["best_epoch"] = frame["best_epoch"].astype("Int64")
-        frame["seed"] = frame["seed"].astype("Int64")
-        frame["data_seed"] = frame["data_seed"].astype("Int64")
+        frame = frame.astype({"best_epoch": "Int64", "seed": "Int64", "data_seed": "Int64"})
     return frame
 
 

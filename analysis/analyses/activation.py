@@ -13,6 +13,7 @@ the design made them. A study that samples the activation itself is compared wit
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -111,14 +112,9 @@ def _effect(a: LoadedStudy) -> tuple[ActivationEffect | None, str]:
 def _incomplete_by_activation(a: LoadedStudy) -> dict[str, dict[str, int]]:
     """Per activation, how its trials that did not complete (at the study's fidelity) ended (diverged ones end PRUNED)."""
     numbers = {t.number for t in a.complete}
-    counts: dict[str, dict[str, int]] = {"tanh": {}, "relu": {}}
-    for trial in search_finished(a.record.trials):
-        activation = trial.params.get("activation")
-        if trial.number in numbers or activation not in counts:
-            continue
-        reason = end_reason(trial)
-        counts[activation][reason] = counts[activation].get(reason, 0) + 1
-    return counts
+    left = [t for t in search_finished(a.record.trials) if t.number not in numbers]
+    return {act: dict(Counter(end_reason(t) for t in left if t.params.get("activation") == act))
+            for act in ("tanh", "relu")}
 
 
 def within_table(studies: Sequence[LoadedStudy], by_study: dict[str, Within]) -> pd.DataFrame:

@@ -152,11 +152,7 @@ def to_search_scale(trials: Sequence[FrozenTrial]) -> tuple[list[FrozenTrial], l
             scaled[name] = dist
     out = []
     for trial in trials:
-        params = {}
-        for name, value in trial.params.items():
-            if name in dropped:
-                continue
-            params[name] = math.log10(value) if name in log_params else value
+        params = {n: math.log10(v) if n in log_params else v for n, v in trial.params.items() if n not in dropped}
         out.append(optuna.trial.create_trial(params=params, distributions={n: scaled[n] for n in params}, value=trial.value))
     return out, sorted(log_params), dropped
 
@@ -307,12 +303,11 @@ def top_params(fanova: FanovaResult | None, ped: PedAnovaResult | None, availabl
                 order += [(p, m) for p, m, _ in branch.ranked() if p in fanova.conditional]
     elif ped is not None and ped.ok:
         order = ped.ranked()
+    if not order:  # no importances at all: keep the order the params come in
+        return list(dict.fromkeys(available))[:k]
     chosen: list[str] = []
     for name, share in order:
         if name in available and name not in chosen and (share >= floor or not chosen):
-            chosen.append(name)
-    for name in available:  # no importances at all: keep the order the params come in
-        if not order and name not in chosen:
             chosen.append(name)
     return chosen[:k]
 
