@@ -44,8 +44,7 @@ def output_options(out: Path | str, formats: Sequence[str] | str, figures: str =
     return out, formats
 
 
-def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = ("png",), progress: bool = False,
-           figures: str = "key") -> Path:
+def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = ("png",), figures: str = "key") -> Path:
     """Write the analysis as CSV tables, figures (`figures`: none, key or all) and report.md/report.html; returns report.md."""
     out, formats = output_options(out, formats, figures)
     out.mkdir(parents=True, exist_ok=True)
