@@ -6,7 +6,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Sequence
 
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, InMemoryStorage
 
 from bioscale.errors import UsageError
 
@@ -16,7 +16,7 @@ from .analyses.protocol import PAPER_BUDGET, below_paper_budget, budget_text, da
 from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output
 from .report import Block, Contents, Heading, Paragraph, write_report
 from .results import Analysis
-from .storage import StudyRecord, is_dashboard_readable
+from .storage import StudyRecord
 
 FORMATS = ("png", "pdf", "svg")
 PAPER = "Bartunov et al. 2018, *Assessing the scalability of biologically-motivated deep learning algorithms and architectures*"
@@ -123,7 +123,7 @@ def _attach(analysis: Analysis, attach: dict[str, list[Path]], out: Path) -> str
     if not attach:
         return ("Each study's own figures (its curves, importances, sensitivity) are attached to it as Optuna artifacts "
                 "with `--figures all`.")
-    if not is_dashboard_readable(storage):
+    if isinstance(storage, InMemoryStorage):  # optuna-dashboard cannot open it
         return "The storage is in memory, so no figures were attached to studies as artifacts."
     store = artifact_store(out)
     attached, failures = 0, []

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import optuna
-from optuna.storages import BaseStorage, InMemoryStorage
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
@@ -37,11 +37,6 @@ def read_storage(storage: str | BaseStorage | None) -> BaseStorage:
     if isinstance(storage, BaseStorage):
         return storage
     return open_existing(storage.strip() if storage else None)
-
-
-def is_dashboard_readable(storage: BaseStorage) -> bool:
-    """True when optuna-dashboard can open this storage (anything but an in-memory one)."""
-    return not isinstance(storage, InMemoryStorage)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from ..palette import split_label
 from ..output import slug
 from ..report import pct  # noqa: F401 (c.pct: the report's one percentage format)
 from ..statistics.evaluation import splits  # noqa: F401 (c.splits)
-from ..storage import group_title, names_line  # noqa: F401 (c.names_line)
+from ..storage import group_title as title, names_line  # noqa: F401 (c.title: `digits / fc`, c.names_line)
 
 if TYPE_CHECKING:
     from ..results import Analysis, LoadedStudy
@@ -20,11 +20,6 @@ def label_key(label: str, activation: str | None = None) -> tuple:
     """Sort key of a rule label (rule-schedule) and activation: by family, then the catalogue's order, schedule, activation."""
     rule, schedule = split_label(label)
     return (catalogue.rule_key(rule), schedule or "", {"tanh": 0, "relu": 1}.get(activation or "", 2))
-
-
-def study_key(a: "LoadedStudy") -> tuple:
-    """Sort key of a study: its group, then its rule by family, then its activation."""
-    return (a.record.group, label_key(a.record.label, activation(a)), a.record.name)
 
 
 def activation(a: "LoadedStudy") -> str | None:
@@ -43,7 +38,8 @@ def identity(a: "LoadedStudy") -> dict[str, str]:
 
 def ordered(results: "Analysis") -> list["LoadedStudy"]:
     """The studies by group, family and activation (never by their order in the storage)."""
-    return sorted(results.studies, key=study_key)
+    return sorted(results.studies,
+                  key=lambda a: (a.record.group, label_key(a.record.label, activation(a)), a.record.name))
 
 
 def groups(results: "Analysis") -> dict[tuple[str, str], list["LoadedStudy"]]:
@@ -52,11 +48,6 @@ def groups(results: "Analysis") -> dict[tuple[str, str], list["LoadedStudy"]]:
     for a in ordered(results):
         found.setdefault(a.record.group, []).append(a)
     return found
-
-
-def title(group: tuple[str, str]) -> str:
-    """`digits / fc`."""
-    return group_title(group)
 
 
 def one_example(dataset: str) -> float:
