@@ -1,4 +1,4 @@
-"""One look per series: a rule keeps one colour in every figure (its catalogue line's), its schedule told apart by line style.
+"""One look per series: a rule keeps one colour in every figure (its catalogue line's), its schedule its line style.
 
 In a tanh-vs-ReLU experiment the ReLU study of a rule is drawn in a lighter shade of the rule's colour.
 """

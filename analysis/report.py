@@ -45,11 +45,10 @@ class Table:
 
 @dataclass
 class FigureBlock:
-    """A figure: files on disk for Markdown (relative to the report) and PNG bytes for the HTML page."""
+    """A figure: its files on disk by format, relative to the report (both pages link them)."""
 
     caption: str
     files: dict[str, str] = field(default_factory=dict)
-    png: bytes = b""
 
 
 @dataclass

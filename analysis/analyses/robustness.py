@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..report import Block, Bullets, Paragraph, Table
 from ..statistics.design import fidelity_summary, first_rung_errors
-from ..statistics.evidence import evidence
+from ..statistics.evidence import EXPLORATORY, evidence
 from ..statistics.importance import log_scaled
 from ..statistics.stability import MARGIN, MARGINS, Robustness, paper_claims, robustness
 from . import _common as c
@@ -139,7 +139,7 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
             blocks.append(Paragraph(f"**{c.title(group)}: the paper's stability claims**, judged on the share of finished "
                                     f"configurations within {100 * MARGIN:.0f} pp of the common reference, among studies that "
                                     "learned (a rule that never learned failed; it is not counted as sensitive)"
-                                    + (f" *({ev.tag()}: the smallest study has {ev.n} configurations, a share needs "
+                                    + (f" *({EXPLORATORY}: the smallest study has {ev.n} configurations, a share needs "
                                        f"{ev.needed}; one configuration moves a share by {100 / max(ev.n, 1):.0f} pp)*"
                                        if not ev.ok else "") + ":"))
             blocks.append(Bullets(computed.claims[group]))

@@ -18,11 +18,8 @@ from optuna.trial import FrozenTrial
 from bioscale import contract
 
 from .outcomes import COMPLETE, DIVERGED, PRUNED, STALLED, counted_error, outcome
-from .evidence import needed
 from .surrogate import OnSurrogate, Surrogate, SurrogateFit, fmt_value
 
-# Below this many finished search trials results are exploratory (evidence.THRESHOLDS).
-MIN_TRIALS = needed("ablation")
 # The first changes of the path that buy at least this share of the predicted improvement are "most of it".
 MOST = 0.8
 

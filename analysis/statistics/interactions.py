@@ -20,13 +20,10 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .evidence import needed
 from .surrogate import OnSurrogate, Surrogate, SurrogateFit, fmt_value
 
 GRID = 8
 SAMPLE = 128
-# Below this many finished search trials results are exploratory (evidence.THRESHOLDS).
-MIN_TRIALS = needed("interactions")
 # A strongest pair below this share of the variance is reported as no interaction (the effects add up).
 NEGLIGIBLE = 0.01
 

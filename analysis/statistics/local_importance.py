@@ -17,12 +17,9 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .evidence import needed
 from .surrogate import OnSurrogate, Surrogate, SurrogateFit
 
 GRID = 25
-# Below this many finished search trials results are exploratory (evidence.THRESHOLDS).
-MIN_TRIALS = needed("local_importance")
 
 
 @dataclass
