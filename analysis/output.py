@@ -61,16 +61,14 @@ class Output:
         files = {fmt: stem.with_suffix(f".{fmt}").relative_to(self.folder).as_posix() for fmt in self.formats}
         return [FigureBlock(caption=caption, files=files)]
 
-    def table(self, frame: pd.DataFrame, name: str) -> str:
-        """Write `frame` as <name>.csv (no index); returns the file name."""
-        path = self.folder / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        self.tables.append(path.name)
-        return path.name
+    def table(self, frame: pd.DataFrame, name: str) -> None:
+        """Write `frame` as <name>.csv (no index)."""
+        frame.to_csv(self.folder / f"{name}.csv", index=False)
+        self.tables.append(f"{name}.csv")
 
-    def draw_all(self, jobs: int | None = None) -> dict[str, list[Path]]:
+    def draw_all(self) -> dict[str, list[Path]]:
         """Draw and save every scheduled figure (in parallel over the cores); returns {study: files to attach}."""
-        workers = max(1, min(jobs or usable_cores(), len(self.jobs)))
+        workers = max(1, min(usable_cores(), len(self.jobs)))
         fork_map(lambda job: draw_job(job, self.formats), self.jobs, workers)
         attach: dict[str, list[Path]] = {}
         for job in self.jobs:

@@ -65,8 +65,7 @@ def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = (
     if appendix:
         blocks += [Heading("Appendix", 1)] + [Heading(b.text, 2) if isinstance(b, Heading) and b.level == 2 else b
                                                for b in appendix]
-    markdown, _ = write_report(blocks, out, "bioscale analysis")
-    return markdown
+    return write_report(blocks, out, "bioscale analysis")
 
 
 def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: list[str], note: str) -> list[Block]:
