@@ -167,16 +167,12 @@ def _verdicts(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for label, group in table[(table.label != "bp") & table.gap_to_bp.notna()].groupby("label", sort=False):
         group = group.sort_values("task_rank")
-        if len(group) < 2:
-            rows.append({"label": label, "verdict": "cannot tell", "easy": c.title((group.dataset.iloc[0], group.arch.iloc[0])),
-                         "hard": "", "change": math.nan, "change_ci_low": math.nan, "change_ci_high": math.nan,
-                         "n_tasks": 1})
-            continue
         easy, hard = group.iloc[0], group.iloc[-1]
-        said, change, low, high = verdict(easy.gap_to_bp, easy.gap_se, hard.gap_to_bp, hard.gap_se)
+        said, change, low, high = (verdict(easy.gap_to_bp, easy.gap_se, hard.gap_to_bp, hard.gap_se) if len(group) > 1
+                                   else ("cannot tell", math.nan, math.nan, math.nan))  # one task: nothing to compare
         rows.append({"label": label, "verdict": said, "easy": c.title((easy.dataset, easy.arch)),
-                     "hard": c.title((hard.dataset, hard.arch)), "change": change, "change_ci_low": low,
-                     "change_ci_high": high, "n_tasks": len(group)})
+                     "hard": c.title((hard.dataset, hard.arch)) if len(group) > 1 else "", "change": change,
+                     "change_ci_low": low, "change_ci_high": high, "n_tasks": len(group)})
     frame = pd.DataFrame(rows, columns=["label", "verdict", "easy", "hard", "change", "change_ci_low", "change_ci_high",
                                         "n_tasks"])
     return frame.iloc[sorted(range(len(frame)), key=lambda i: c.label_key(frame.label.iloc[i]))].reset_index(drop=True)
