@@ -48,7 +48,6 @@ class AblationPath(OnSurrogate):
     start: tuple[float, float] = (math.nan, math.nan)  # predicted (mean, spread) at the default configuration
     steps: list[AblationStep] = field(default_factory=list)
     improvement_spread: float = math.nan  # sd over trees of each tree's own improvement (paired, unlike the steps' spreads)
-    unchanged: list[str] = field(default_factory=list)  # parameters already at their best value in the default
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -151,7 +150,6 @@ def ablation_path(surrogate: Surrogate, default: Mapping[str, object], best: Map
     mean, spread = surrogate.predict(current)
     path.start = (float(mean[0]), float(spread[0]))
     todo = [i for i in range(len(surrogate.params)) if not math.isclose(current[i], target[i], rel_tol=1e-9, abs_tol=1e-12)]
-    path.unchanged = [p for i, p in enumerate(surrogate.params) if i not in todo]
     if math.isfinite(default_error) and math.isfinite(best_error) and default_error <= best_error:
         path.status = "empty"
         path.notes.insert(0, f"the default configuration is already the best: {source} is at least as good as the best "

@@ -21,7 +21,6 @@ TRUST_RHO = 0.8
 TOP_K = 5
 TOP_AGREE = 0.8  # top-k overlap that counts as agreeing (4 of 5)
 MIN_CURVES = 5
-CURVE_MARGINS = np.linspace(0.0, 0.30, 61)  # 0 to 30 percentage points, for the figure
 
 
 @dataclass
@@ -39,14 +38,11 @@ class Robustness:
     n_within: int
     fraction_within: float  # within `margin` (absolute) of the study's own best
     lr_bands: dict[str, float] = field(default_factory=dict)
-    margins: np.ndarray = field(default_factory=lambda: np.array([]))
-    fractions: np.ndarray = field(default_factory=lambda: np.array([]))
     within_best: dict[float, float] = field(default_factory=dict)
     errors: np.ndarray = field(default_factory=lambda: np.array([]))
     reference_error: float = math.nan
     reference_from: str = ""  # e.g. "bp's best on digits / fc"
     within_reference: dict[float, float] = field(default_factory=dict)
-    reference_fractions: np.ndarray = field(default_factory=lambda: np.array([]))
 
     def share_within(self, threshold: float, margin: float) -> float:
         """Share of finished configurations with error ≤ threshold + margin."""
@@ -59,7 +55,6 @@ class Robustness:
         """Measure the shares against a common reference error (e.g. BP's best on the same dataset and family)."""
         self.reference_error, self.reference_from = error, source
         self.within_reference = {m: self.share_within(error, m) for m in MARGINS}
-        self.reference_fractions = np.array([self.share_within(error, m) for m in self.margins])
 
 
 def robustness(errors: Sequence[float], n_finished: int | None = None, lrs: Mapping[str, Sequence[float]] | None = None,
@@ -78,9 +73,7 @@ def robustness(errors: Sequence[float], n_finished: int | None = None, lrs: Mapp
     within = finite & (values <= best + margin + 1e-12)
     result = Robustness(n_finished=n_finished, n_complete=int(finite.sum() if n_complete is None else n_complete),
                         best_error=best, margin=margin,
-                        n_within=int(within.sum()), fraction_within=float(within.sum() / n_finished),
-                        margins=CURVE_MARGINS, errors=values)
-    result.fractions = np.array([result.share_within(best, m) for m in CURVE_MARGINS])
+                        n_within=int(within.sum()), fraction_within=float(within.sum() / n_finished), errors=values)
     result.within_best = {m: result.share_within(best, m) for m in MARGINS}
     for name, rates in (lrs or {}).items():
         rates = np.asarray(rates, dtype=float)
