@@ -273,8 +273,7 @@ class PairComparison:
     relu: Arm
     on_all: ActivationEffect  # every finished configuration, diverged at chance level
     on_complete: ActivationEffect  # complete configurations only
-    divergence_diff: float = math.nan  # ReLU − tanh share that diverged
-    divergence_ci: tuple[float, float] = (math.nan, math.nan)
+    divergence_ci: tuple[float, float] = (math.nan, math.nan)  # of the ReLU − tanh share that diverged
     divergence_p: float = math.nan  # Fisher's exact test
     budget: int = 0  # n of the expected best of n
     best_tanh: float = math.nan
@@ -371,7 +370,6 @@ def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, draws: Mapping[tuple[s
                           on_all=activation_effect(a.errors, b.errors, n_resamples=n_resamples, seed=seed),
                           on_complete=activation_effect(a.complete, b.complete, n_resamples=n_resamples, seed=seed))
     if a.diverged.size and b.diverged.size:
-        pair.divergence_diff = b.divergence_rate - a.divergence_rate
         pair.divergence_ci = _bootstrap(b.diverged, a.diverged, lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
                                         n_resamples, seed)
         table = [[int(b.diverged.sum()), int(b.diverged.size - b.diverged.sum())],
