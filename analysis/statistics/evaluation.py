@@ -37,7 +37,6 @@ def standard_error(errors: Sequence[float], n_test: int | None) -> float:
 class Evaluated:
     """Test errors of the best configuration re-trained over seeds; diverged seeds are named, not dropped silently."""
 
-    seeds: list[Any]
     errors: list[float]
     basis: str
     diverged: list[dict[str, Any]] = field(default_factory=list)
@@ -116,12 +115,10 @@ def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float, 
         if not errors and mean is not None:
             errors = [mean]
     values = [float(e) for e in errors if isinstance(e, (int, float)) and math.isfinite(e)]
-    diverged = record.diverged
-    seeds = list(record.seeds)
-    if not values and not diverged:
+    if not values and not record.diverged:
         return None
     recorded = (float(mean), float(std) if isinstance(std, (int, float)) else math.nan) \
         if isinstance(mean, (int, float)) and math.isfinite(mean) else None
     sizes = splits(dataset)
-    return Evaluated(seeds=seeds, errors=values, basis=basis, diverged=[dict(d) for d in diverged], chance=chance,
+    return Evaluated(errors=values, basis=basis, diverged=[dict(d) for d in record.diverged], chance=chance,
                      recorded=recorded, n_test=sizes[2] if sizes else None)
