@@ -43,6 +43,7 @@ from bioscale.errors import UsageError
 from .statistics.importance import unify_distributions
 from .statistics.outcomes import COMPLETE, DIVERGED, FAILED, STALLED, chance_error, counted_error, outcome
 from .storage import StudyRecord, display_name, read_storage, select_studies
+from .tables import number
 
 FORMATS = defaults.EXPORT_FORMATS
 METRIC = f"metric:{contract.VAL_ERROR} [0.0; 1.0] (minimize)"  # DeepCAVE's grammar: metric:NAME [LOWER; UPPER] (minimize)
@@ -73,13 +74,6 @@ def _curves(trial: FrozenTrial) -> dict[str, list[float]]:
     if not curves.get("val") and trial.intermediate_values:
         curves["val"] = [float(trial.intermediate_values[s]) for s in sorted(trial.intermediate_values)]
     return curves
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _time(value: _dt.datetime | None) -> str:
@@ -113,12 +107,12 @@ def trials_table(records: Sequence[StudyRecord]) -> pd.DataFrame:
                    contract.END_REASON: str(attrs.get(contract.END_REASON) or ""),
                    "value": float(trial.value) if trial.value is not None else math.nan,
                    "counted_error": counted_error(trial, chance) if finished else math.nan, "chance_error": chance,
-                   "val_error": _number(attrs.get(contract.VAL_ERROR)),
-                   "train_error": _number(attrs.get(contract.TRAIN_ERROR)),
-                   "test_error": _number(attrs.get(contract.TEST_ERROR)),
+                   "val_error": number(attrs.get(contract.VAL_ERROR)),
+                   "train_error": number(attrs.get(contract.TRAIN_ERROR)),
+                   "test_error": number(attrs.get(contract.TEST_ERROR)),
                    "best_epoch": attrs.get(contract.BEST_EPOCH), "epochs": len(curves.get("val", [])),
                    "seed": attrs.get(contract.SEED), "data_seed": attrs.get(contract.DATA_SEED),
-                   "device": attrs.get(contract.DEVICE) or "", "seconds": _number(attrs.get(contract.SECONDS)),
+                   "device": attrs.get(contract.DEVICE) or "", "seconds": number(attrs.get(contract.SECONDS)),
                    "datetime_start": _time(trial.datetime_start), "datetime_complete": _time(trial.datetime_complete)}
             for name, value in trial.params.items():
                 row[f"params_{name}"] = value
@@ -133,9 +127,7 @@ def trials_table(records: Sequence[StudyRecord]) -> pd.DataFrame:
         curves = [f"curve_{s}" for s in contract.CURVE_SERIES]
         fixed = [c for c in frame.columns if c not in params and c not in curves]
         frame = frame[fixed + params + curves]
-        frame["best_epoch"] = frame["best_epoch"].astype("Int64")
-        frame["seed"] = frame["seed"].astype("Int64")
-        frame["data_seed"] = frame["data_seed"].astype("Int64")
+        frame = frame.astype({"best_epoch": "Int64", "seed": "Int64", "data_seed": "Int64"})
     return frame
 
 
@@ -247,7 +239,7 @@ def deepcave_frames(record: StudyRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
         base = {"config_id": trial.number, **config}
         extra = {"trial": trial.number, "role": DEFAULT if contract.is_default_config(trial) else SEARCH,
                  "outcome": outcome(trial), contract.END_REASON: str(trial.user_attrs.get(contract.END_REASON) or ""),
-                 "test_error": _number(trial.user_attrs.get(contract.TEST_ERROR)), "inactive": ",".join(inactive)}
+                 "test_error": number(trial.user_attrs.get(contract.TEST_ERROR)), "inactive": ",".join(inactive)}
         kind = outcome(trial)
         val = [v for v in _curves(trial).get("val", [])]
         last = budget or len(val) or 1
@@ -281,7 +273,7 @@ def export_deepcave(storage: str | None, patterns: Sequence[str] | None, folder:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file; pass a folder: DeepCAVE reads one folder per study")
-    from .rendering import slug
+    from .output import slug
 
     written = []
     for record in read_records(storage, patterns):

@@ -7,7 +7,6 @@ simple and the slow part (matplotlib) runs in parallel.
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .report import FigureBlock
-from .statistics.importance import usable_cores
+from .statistics.importance import fork_map, usable_cores
 
 FIGURE_DIR_NAME = "figures"
 FIGURE_LEVELS = ("none", "key", "all")  # none; the figures the report's summary shows; also one set per study
@@ -62,28 +61,15 @@ class Output:
         files = {fmt: stem.with_suffix(f".{fmt}").relative_to(self.folder).as_posix() for fmt in self.formats}
         return [FigureBlock(caption=caption, files=files)]
 
-    def table(self, frame: pd.DataFrame, name: str) -> str:
-        """Write `frame` as <name>.csv (no index); returns the file name."""
-        path = self.folder / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        self.tables.append(path.name)
-        return path.name
+    def table(self, frame: pd.DataFrame, name: str) -> None:
+        """Write `frame` as <name>.csv (no index)."""
+        frame.to_csv(self.folder / f"{name}.csv", index=False)
+        self.tables.append(f"{name}.csv")
 
-    def draw_all(self, jobs: int | None = None) -> dict[str, list[Path]]:
+    def draw_all(self) -> dict[str, list[Path]]:
         """Draw and save every scheduled figure (in parallel over the cores); returns {study: files to attach}."""
-        n = len(self.jobs)
-        workers = max(1, min(jobs or usable_cores(), n))
-        global _PENDING
-        _PENDING = (self.jobs, self.formats)
-        try:
-            if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-                with multiprocessing.get_context("fork").Pool(workers) as pool:
-                    pool.map(_draw_one, range(n), chunksize=1)
-            else:
-                for index in range(n):
-                    _draw_one(index)
-        finally:
-            _PENDING = None
+        workers = max(1, min(usable_cores(), len(self.jobs)))
+        fork_map(lambda job: draw_job(job, self.formats), self.jobs, workers)
         attach: dict[str, list[Path]] = {}
         for job in self.jobs:
             main = job.stem.with_suffix("." + ("png" if "png" in self.formats else self.formats[0]))
@@ -92,14 +78,10 @@ class Output:
         return attach
 
 
-_PENDING: tuple[list[_Job], tuple[str, ...]] | None = None  # read by forked workers: closures need no pickling
-
-
-def _draw_one(index: int) -> None:
+def draw_job(job: _Job, formats: Sequence[str]) -> None:
+    """Draw one scheduled figure and save it in every format."""
     from . import plots
 
-    jobs, formats = _PENDING
-    job = jobs[index]
     fig = job.draw(*job.args)
     plots.save(fig, job.stem, formats)
     fig.clear()

@@ -1,4 +1,4 @@
-"""One look per series: a rule keeps one colour in every figure (its catalogue line's), its schedule told apart by line style and hatching.
+"""One look per series: a rule keeps one colour in every figure (its catalogue line's), its schedule its line style.
 
 In a tanh-vs-ReLU experiment the ReLU study of a rule is drawn in a lighter shade of the rule's colour.
 """
@@ -13,20 +13,16 @@ from bioscale import catalogue
 FREE_COLOURS = ("#949494", "#ECE133", "#56B4E9")
 SCHEDULES = tuple(sorted({s for facts in catalogue.RULES.values() for s in facts.schedules}))  # alternating, parallel
 LINE_STYLES = {None: "-", "alternating": "-", "parallel": "--"}
-HATCHES = {None: "", "alternating": "", "parallel": "//"}
-MARKERS = {None: "o", "alternating": "o", "parallel": "s"}
 
 
 @dataclass(frozen=True)
 class SeriesStyle:
-    """How one rule-and-schedule series is drawn: colour by rule, line style, hatch and marker by schedule."""
+    """How one rule-and-schedule series is drawn: colour by rule, line style by schedule."""
 
     rule: str
     schedule: str | None
     color: str
     linestyle: str
-    hatch: str
-    marker: str
 
 
 def split_label(label: str) -> tuple[str, str | None]:
@@ -44,11 +40,10 @@ def lighter(color: str, amount: float = 0.5) -> str:
 
 
 def series_style(label: str, activation: str | None = None) -> SeriesStyle:
-    """The one mapping from a label (rule plus -schedule), and a held activation, to colour, line style, hatch and marker."""
+    """The one mapping from a label (rule plus -schedule), and a held activation, to colour and line style."""
     rule, schedule = split_label(label)
     facts = catalogue.facts(rule)
     color = facts.colour if facts is not None and facts.colour else FREE_COLOURS[sum(map(ord, rule)) % len(FREE_COLOURS)]
     if activation == "relu":
         color = lighter(color)
-    return SeriesStyle(rule=rule, schedule=schedule, color=color, linestyle=LINE_STYLES.get(schedule, ":"),
-                       hatch=HATCHES.get(schedule, ".."), marker=MARKERS.get(schedule, "^"))
+    return SeriesStyle(rule=rule, schedule=schedule, color=color, linestyle=LINE_STYLES.get(schedule, ":"))

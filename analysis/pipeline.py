@@ -17,4 +17,4 @@ def analyze(storage: str | BaseStorage | None | Sequence[str | BaseStorage], pat
             figures: str = "key") -> Path:
     """Analyse the matching studies (of one storage or several) and write CSV tables, figures (`figures`: none, key, all) and report.md/report.html under `out`; returns report.md."""
     out, formats = output_options(out, formats, figures)  # bad options fail before the slow part
-    return render(compute(storage, patterns, progress, seeds=seeds), out, formats, progress, figures)
+    return render(compute(storage, patterns, progress, seeds=seeds), out, formats, figures)

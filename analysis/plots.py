@@ -22,7 +22,6 @@ from .statistics.pairs import PairComparison
 from .statistics.stability import MARGIN, MARGIN_FLOOR, MARGINS, BudgetTrust, Robustness
 
 ACTIVATION_COLORS = {"tanh": "#0072B2", "relu": "#E69F00"}
-VAL_TEST_COLORS = {"validation": "#009E73", "test": "#CC79A7"}
 BEST_MARKER = dict(marker="*", s=260, color="#D55E00", edgecolor="black", linewidth=0.8, zorder=5)
 _RC = {"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
        "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12, "svg.fonttype": "none"}
@@ -186,7 +185,7 @@ def robustness_figure(title: str, results: Mapping[str, Robustness], styles: Map
     return fig
 
 
-def budget_figure(title: str, results: Mapping[str, BudgetTrust], styles: Mapping[str, SeriesStyle] | None = None) -> Figure:
+def budget_figure(title: str, results: Mapping[str, BudgetTrust]) -> Figure:
     """Heat maps, studies (rows, in the given order) × epoch: Spearman ρ with the last epoch, and top-5 overlap."""
     labels = [l for l in results if results[l].ok]
     with styled():

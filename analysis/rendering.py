@@ -6,17 +6,17 @@ import datetime as _dt
 from pathlib import Path
 from typing import Sequence
 
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, InMemoryStorage
 
 from bioscale.errors import UsageError
 
 from . import registry
 from .artifacts import ARTIFACT_DIR_NAME, artifact_store, attach_figures
 from .analyses.protocol import PAPER_BUDGET, below_paper_budget, budget_text, data_problem, is_paper_protocol, search_space_problems
-from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output, slug  # noqa: F401 (slug: public)
+from .output import FIGURE_DIR_NAME, FIGURE_LEVELS, Output
 from .report import Block, Contents, Heading, Paragraph, write_report
 from .results import Analysis
-from .storage import StudyRecord, is_dashboard_readable
+from .storage import StudyRecord
 
 FORMATS = ("png", "pdf", "svg")
 PAPER = "Bartunov et al. 2018, *Assessing the scalability of biologically-motivated deep learning algorithms and architectures*"
@@ -44,8 +44,7 @@ def output_options(out: Path | str, formats: Sequence[str] | str, figures: str =
     return out, formats
 
 
-def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = ("png",), progress: bool = False,
-           figures: str = "key") -> Path:
+def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = ("png",), figures: str = "key") -> Path:
     """Write the analysis as CSV tables, figures (`figures`: none, key or all) and report.md/report.html; returns report.md."""
     out, formats = output_options(out, formats, figures)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,8 +65,7 @@ def render(analysis: Analysis, out: Path | str, formats: Sequence[str] | str = (
     if appendix:
         blocks += [Heading("Appendix", 1)] + [Heading(b.text, 2) if isinstance(b, Heading) and b.level == 2 else b
                                                for b in appendix]
-    markdown, _ = write_report(blocks, out, "bioscale analysis")
-    return markdown
+    return write_report(blocks, out, "bioscale analysis")
 
 
 def _header(analysis: Analysis, formats: tuple[str, ...], figures: str, tables: list[str], note: str) -> list[Block]:
@@ -124,7 +122,7 @@ def _attach(analysis: Analysis, attach: dict[str, list[Path]], out: Path) -> str
     if not attach:
         return ("Each study's own figures (its curves, importances, sensitivity) are attached to it as Optuna artifacts "
                 "with `--figures all`.")
-    if not is_dashboard_readable(storage):
+    if isinstance(storage, InMemoryStorage):  # optuna-dashboard cannot open it
         return "The storage is in memory, so no figures were attached to studies as artifacts."
     store = artifact_store(out)
     attached, failures = 0, []

@@ -45,11 +45,10 @@ class Table:
 
 @dataclass
 class FigureBlock:
-    """A figure: files on disk for Markdown (relative to the report) and PNG bytes for the HTML page."""
+    """A figure: its files on disk by format, relative to the report (both pages link them)."""
 
     caption: str
     files: dict[str, str] = field(default_factory=dict)
-    png: bytes = b""
 
 
 @dataclass
@@ -180,9 +179,8 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(blocks: Sequence[Block], out: Path, title: str, stem: str = "report") -> tuple[Path, Path]:
-    """Write out/report.md and out/report.html; returns both paths."""
-    markdown_path, html_path = out / f"{stem}.md", out / f"{stem}.html"
-    markdown_path.write_text(to_markdown(blocks), encoding="utf-8")
-    html_path.write_text(to_html(blocks, title), encoding="utf-8")
-    return markdown_path, html_path
+def write_report(blocks: Sequence[Block], out: Path, title: str) -> Path:
+    """Write out/report.md and out/report.html; returns report.md."""
+    (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
+    (out / "report.html").write_text(to_html(blocks, title), encoding="utf-8")
+    return out / "report.md"

@@ -8,6 +8,7 @@ reports it (`registry.py`), never here.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -51,7 +52,7 @@ class LoadedStudy:
         at the full budget (`contract.best_trial`, the default included); [] when there is neither."""
         ev = self.evaluated
         if ev is not None and ev.n:
-            return ev.errors + [ev.chance] * len(ev.diverged)
+            return ev.with_diverged
         best = best_trial(self.record.trials)
         return [float(best.value)] if best is not None else []
 
@@ -142,9 +143,7 @@ def display_names(records: Sequence[StudyRecord]) -> list[str]:
     """Each study's name in the report: its label, plus its fixed activation or else its study name where a label repeats
     within a group; a study run at a reduced budget carries the mark (†) wherever its name and numbers appear."""
     reduced = reduced_budgets(records)
-    seen: dict[tuple, int] = {}
-    for record in records:
-        seen[(record.group, record.label)] = seen.get((record.group, record.label), 0) + 1
+    seen = Counter((record.group, record.label) for record in records)
     names = []
     for r in records:
         activation = r.info.fixed.get("activation") if "activation" not in r.info.space else None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import optuna
-from optuna.storages import BaseStorage, InMemoryStorage
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
@@ -37,11 +37,6 @@ def read_storage(storage: str | BaseStorage | None) -> BaseStorage:
     if isinstance(storage, BaseStorage):
         return storage
     return open_existing(storage.strip() if storage else None)
-
-
-def is_dashboard_readable(storage: BaseStorage) -> bool:
-    """True when optuna-dashboard can open this storage (anything but an in-memory one)."""
-    return not isinstance(storage, InMemoryStorage)
 
 
 @dataclass
@@ -126,12 +121,12 @@ def select_studies(storage: BaseStorage, patterns: Sequence[str] | None, url: st
     if patterns:
         chosen = [s for s in summaries if any(s.study_name == p or fnmatch.fnmatchcase(s.study_name, p) for p in patterns)]
         if not chosen:
-            raise UsageError(f"no study in {url} matches {' '.join(patterns)}; studies there: {_short_list(names)}")
+            raise UsageError(f"no study in {url} matches {' '.join(patterns)}; studies there: {names_line(names, 12)}")
     else:
         chosen = [s for s in summaries if StudyInfo.from_attrs(s.user_attrs).stage == DEFAULT_STAGE]
         if not chosen:
             raise UsageError(f"no study in {url} has stage {DEFAULT_STAGE!r}; "
-                             f"pass --study PATTERN to pick some of: {_short_list(names)}")
+                             f"pass --study PATTERN to pick some of: {names_line(names, 12)}")
     records = []
     for summary in sorted(chosen, key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -169,6 +164,7 @@ def select_across(storages: Sequence[tuple[str, BaseStorage]], patterns: Sequenc
     return records
 
 
-def _short_list(names: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+def names_line(names: Sequence[str], limit: int = 8) -> str:
+    """'a, b, c' or 'a, b, ... (12 in all)'."""
+    names = list(names)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")

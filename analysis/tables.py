@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,12 +26,12 @@ BEST_COLUMNS = ["study", "dataset", "arch", "label", "rule", "schedule", "trials
                 "protocol_verdict"]
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
+    """`value` as a float; NaN when it is none."""
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
         return math.nan
-    return number
 
 
 def best_row(record: StudyRecord) -> dict[str, Any]:
@@ -46,8 +47,8 @@ def best_row(record: StudyRecord) -> dict[str, Any]:
         "trials_total": len(finished_trials(search)), "best_trial": best.number if best else None,
         "best_is_default": bool(best is not None and contract.is_default_config(best)),
         "best_val_error": float(best.value) if best else math.nan,
-        "train_error_at_best": _number(best.user_attrs.get(contract.TRAIN_ERROR)) if best else math.nan,
-        "test_error_at_best": _number(best.user_attrs.get(contract.TEST_ERROR)) if best else math.nan,
+        "train_error_at_best": number(best.user_attrs.get(contract.TRAIN_ERROR)) if best else math.nan,
+        "test_error_at_best": number(best.user_attrs.get(contract.TEST_ERROR)) if best else math.nan,
         "evaluated_test_mean": found.mean if found else math.nan,
         "evaluated_test_std": found.std if found else math.nan,
         "evaluated_ci_low": found.interval[0] if found else math.nan,
@@ -74,8 +75,8 @@ def trials_frame(record: StudyRecord) -> pd.DataFrame:
     rows = []
     for trial in complete_trials(search_trials(record.trials)):
         row = {"number": trial.number, "value": float(trial.value),
-               "train_error": _number(trial.user_attrs.get(contract.TRAIN_ERROR)),
-               "test_error": _number(trial.user_attrs.get(contract.TEST_ERROR))}
+               "train_error": number(trial.user_attrs.get(contract.TRAIN_ERROR)),
+               "test_error": number(trial.user_attrs.get(contract.TEST_ERROR))}
         row.update(trial.params)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -83,14 +84,9 @@ def trials_frame(record: StudyRecord) -> pd.DataFrame:
 
 def end_reasons(record: StudyRecord) -> dict[str, int]:
     """How trials ended early (their `end_reason`, else their state when not complete), with counts."""
-    counts: dict[str, int] = {}
-    for trial in record.trials:
-        completed = trial.state.name == "COMPLETE" and trial.value is not None and np.isfinite(trial.value)
-        if completed and not trial.user_attrs.get(contract.END_REASON):
-            continue
-        reason = end_reason(trial)
-        counts[reason] = counts.get(reason, 0) + 1
-    return counts
+    early = [t for t in record.trials if t.user_attrs.get(contract.END_REASON)
+             or not (t.state.name == "COMPLETE" and t.value is not None and np.isfinite(t.value))]
+    return dict(Counter(end_reason(t) for t in early))
 
 
 def best_table(storage: str | BaseStorage | None, patterns: Sequence[str] | None = None) -> pd.DataFrame:

@@ -68,15 +68,12 @@ def main() -> None:
     (work / "serial").mkdir()
     for module in registry.analyses():
         module.render(analysis.computed[module.NAME], output, args.figures)
-    from bioscale.analysis.output import _draw_one
-    import bioscale.analysis.output as out_module
+    from bioscale.analysis.output import draw_job
 
-    out_module._PENDING = (output.jobs, output.formats)
-    for index, job in enumerate(output.jobs):
+    for job in output.jobs:
         t = time.perf_counter()
-        _draw_one(index)
+        draw_job(job, output.formats)
         rows.append((f"  draw {job.stem.name} (one core)", time.perf_counter() - t))
-    out_module._PENDING = None
     out = Path(args.out) if args.out else work / "report"
     t = time.perf_counter()
     analyze(url, None, out, progress=False, figures=args.figures)

@@ -126,7 +126,7 @@ def test_each_rule_keeps_one_colour_and_each_schedule_its_own_style():
     for rule in ("tp", "dtp", "sdtp", "ao-sdtp"):
         alternating, parallel = styles[f"{rule}-alternating"], styles[f"{rule}-parallel"]
         assert alternating.color == parallel.color and alternating.rule == rule
-        assert alternating.linestyle != parallel.linestyle and alternating.hatch != parallel.hatch
+        assert alternating.linestyle != parallel.linestyle
     assert styles["ao-sdtp-alternating"].color != styles["tp-parallel"].color  # the old palette drew both in one blue
     assert series_style("tp-parallel").linestyle == series_style("dtp-parallel").linestyle
     assert series_style("newrule").color == series_style("newrule").color

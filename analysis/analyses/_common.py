@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable
 
-from bioscale import catalogue, datasets
+from bioscale import catalogue
 
 from ..palette import split_label
 from ..output import slug
 from ..report import pct  # noqa: F401 (c.pct: the report's one percentage format)
-from ..storage import group_title
+from ..statistics.evaluation import splits  # noqa: F401 (c.splits)
+from ..storage import group_title as title, names_line  # noqa: F401 (c.title: `digits / fc`, c.names_line)
 
 if TYPE_CHECKING:
     from ..results import Analysis, LoadedStudy
@@ -19,11 +20,6 @@ def label_key(label: str, activation: str | None = None) -> tuple:
     """Sort key of a rule label (rule-schedule) and activation: by family, then the catalogue's order, schedule, activation."""
     rule, schedule = split_label(label)
     return (catalogue.rule_key(rule), schedule or "", {"tanh": 0, "relu": 1}.get(activation or "", 2))
-
-
-def study_key(a: "LoadedStudy") -> tuple:
-    """Sort key of a study: its group, then its rule by family, then its activation."""
-    return (a.record.group, label_key(a.record.label, activation(a)), a.record.name)
 
 
 def activation(a: "LoadedStudy") -> str | None:
@@ -35,9 +31,15 @@ def activation(a: "LoadedStudy") -> str | None:
     return str(value) if value is not None else None
 
 
+def identity(a: "LoadedStudy") -> dict[str, str]:
+    """The columns that name a study in a CSV table: study, dataset, arch, label."""
+    return {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
+
+
 def ordered(results: "Analysis") -> list["LoadedStudy"]:
     """The studies by group, family and activation (never by their order in the storage)."""
-    return sorted(results.studies, key=study_key)
+    return sorted(results.studies,
+                  key=lambda a: (a.record.group, label_key(a.record.label, activation(a)), a.record.name))
 
 
 def groups(results: "Analysis") -> dict[tuple[str, str], list["LoadedStudy"]]:
@@ -46,17 +48,6 @@ def groups(results: "Analysis") -> dict[tuple[str, str], list["LoadedStudy"]]:
     for a in ordered(results):
         found.setdefault(a.record.group, []).append(a)
     return found
-
-
-def title(group: tuple[str, str]) -> str:
-    """`digits / fc`."""
-    return group_title(group)
-
-
-def splits(dataset: str) -> tuple[int, int, int] | None:
-    """(train, validation, test) examples of a dataset as bioscale splits it; None when unknown."""
-    entry = datasets.REGISTRY.get(dataset)
-    return entry.splits() if entry is not None else None
 
 
 def one_example(dataset: str) -> float:
@@ -81,24 +72,12 @@ def ci(low: float, high: float, digits: int = 2) -> str:
 
 def drop_constant(frame, keep: Iterable[str] = ("dataset", "arch")):
     """`frame` without columns that hold one value on every row (except those in `keep`) or duplicate another column."""
-    keep = set(keep)
-    columns, seen = [], []
+    text, columns = frame.astype(str), []
     for name in frame.columns:
-        column = frame[name]
-        if name not in keep and len(frame) > 1 and column.astype(str).nunique() <= 1:
-            continue
-        if any(column.astype(str).equals(frame[other].astype(str)) for other in seen) and name not in keep:
-            continue
-        columns.append(name)
-        seen.append(name)
+        constant = len(frame) > 1 and text[name].nunique() <= 1
+        if name in keep or not (constant or any(text[name].equals(text[other]) for other in columns)):
+            columns.append(name)
     return frame[columns]
-
-
-def names_line(names: Sequence[str], limit: int = 8) -> str:
-    """'a, b, c' or 'a, b, ... (12 in all)'."""
-    names = list(names)
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def folder(group: tuple[str, str]) -> str:

@@ -13,6 +13,7 @@ the design made them. A study that samples the activation itself is compared wit
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -111,14 +112,9 @@ def _effect(a: LoadedStudy) -> tuple[ActivationEffect | None, str]:
 def _incomplete_by_activation(a: LoadedStudy) -> dict[str, dict[str, int]]:
     """Per activation, how its trials that did not complete (at the study's fidelity) ended (diverged ones end PRUNED)."""
     numbers = {t.number for t in a.complete}
-    counts: dict[str, dict[str, int]] = {"tanh": {}, "relu": {}}
-    for trial in search_finished(a.record.trials):
-        activation = trial.params.get("activation")
-        if trial.number in numbers or activation not in counts:
-            continue
-        reason = end_reason(trial)
-        counts[activation][reason] = counts[activation].get(reason, 0) + 1
-    return counts
+    left = [t for t in search_finished(a.record.trials) if t.number not in numbers]
+    return {act: dict(Counter(end_reason(t) for t in left if t.params.get("activation") == act))
+            for act in ("tanh", "relu")}
 
 
 def within_table(studies: Sequence[LoadedStudy], by_study: dict[str, Within]) -> pd.DataFrame:
@@ -129,8 +125,7 @@ def within_table(studies: Sequence[LoadedStudy], by_study: dict[str, Within]) ->
         if w is None or w.effect is None:
             continue
         e = w.effect
-        rows.append({"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label,
-                     "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh,
+        rows.append({**c.identity(a), "design": "sampled within one study", "trials": "complete", "n_tanh": e.n_tanh,
                      "n_relu": e.n_relu, "not_complete_tanh": sum(w.incomplete.get("tanh", {}).values()),
                      "not_complete_relu": sum(w.incomplete.get("relu", {}).values()), "median_tanh": e.median_tanh,
                      "median_relu": e.median_relu, "median_diff": e.median_diff, "median_ci_low": e.median_ci[0],
@@ -153,11 +148,6 @@ class ActivationResult:
     fidelity: str = ""  # the budget the comparisons read (`design.fidelity_summary`)
     reduced: set[tuple[str, str, str]] = field(default_factory=set)  # (dataset, arch, label) of pairs at a reduced budget
 
-    @property
-    def n_paired(self) -> int:
-        """Rules compared configuration by configuration."""
-        return sum(r.design == PAIRED for r in self.rows)
-
 
 def _spread(p: PairComparison) -> float:
     ranges = [max(e.errors) - min(e.errors) for e in (p.tanh.evaluated, p.relu.evaluated) if e is not None and e.n >= 2]
@@ -166,21 +156,15 @@ def _spread(p: PairComparison) -> float:
 
 def row(p: PairComparison) -> Row:
     """The report row of one pair: paired when the studies sampled the same configurations, else unpaired medians."""
-    found = _row(p)
-    found.seed_spread = _spread(p)
-    return found
-
-
-def _row(p: PairComparison) -> Row:
     if p.design == PAIRED:
         e = p.paired
         verdict = e.verdict + (f" — {TIE}" if e.ties == e.n else "")
         return Row(p.dataset, p.arch, p.label, PAIRED, e.n, e.median, e.ci[0], e.ci[1], verdict, e.tanh_wins,
-                   e.relu_wins, p.test, e.sign_p, e.p_adjusted, evidence("paired", e.n).reason)
+                   e.relu_wins, p.test, e.sign_p, e.p_adjusted, evidence("paired", e.n).reason, _spread(p))
     e = p.on_all
     return Row(p.dataset, p.arch, p.label, "unpaired", min(e.n_tanh, e.n_relu), e.median_diff, e.median_ci[0],
                e.median_ci[1], e.verdict, test=p.test, p=e.p_value, p_adjusted=e.p_adjusted,
-               exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason)
+               exploratory=evidence("unpaired", min(e.n_tanh, e.n_relu)).reason, seed_spread=_spread(p))
 
 
 def compute(results: Analysis) -> ActivationResult:

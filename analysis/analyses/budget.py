@@ -62,22 +62,14 @@ def compute(results: Analysis) -> Budget:
     return out
 
 
-def _mark(n: int) -> str:
+def trust_mark(n: int) -> str:
     """The exploratory mark of a verdict resting on n curves: ρ needs 10, a top-5 overlap 20."""
-    for kind in ("trust", "top_overlap"):
-        if not evidence(kind, n).ok:
-            return evidence(kind, n).mark()
-    return ""
-
-
-def _curves(t: BudgetTrust) -> int:
-    return int(t.n_curves.max()) if t.n_curves.size else 0
+    return next((evidence(k, n).mark() for k in ("trust", "top_overlap") if not evidence(k, n).ok), "")
 
 
 def render(computed: Budget, out: Output, figures: str) -> list[Block]:
     """A table of verdicts with their evidence; the figure when any study has enough curves (else on --figures all)."""
     from .. import plots
-    from ..palette import series_style
 
     blocks: list[Block] = []
     if computed.low:
@@ -86,9 +78,9 @@ def render(computed: Budget, out: Output, figures: str) -> list[Block]:
                                 "stopped their best configurations early; read their best errors as upper bounds of "
                                 "what the rule reaches."))
     for group, rows in computed.groups.items():
-        firm = [name for name, _, t in rows if evidence("trust", _curves(t)).ok]
-        frame = pd.DataFrame([{"dataset": group[0], "arch": group[1], "study": name, "curves": _curves(t),
-                               "verdict": t.verdict() + _mark(_curves(t)),
+        firm = [name for name, _, t in rows if evidence("trust", t.curves).ok]
+        frame = pd.DataFrame([{"dataset": group[0], "arch": group[1], "study": name, "curves": t.curves,
+                               "verdict": t.verdict() + trust_mark(t.curves),
                                **({"first rung vs full budget": computed.rungs[name].line() +
                                    evidence("trust", computed.rungs[name].n).mark()} if name in computed.rungs else {})}
                               for name, _, t in rows])
@@ -96,9 +88,8 @@ def render(computed: Budget, out: Output, figures: str) -> list[Block]:
             blocks.append(Paragraph(f"**{c.title(group)}**: no study has {evidence('trust', 0).needed} learning curves; "
                                     "every verdict below is exploratory."))
         blocks.append(Table(c.drop_constant(frame)))
-        styles = {name: series_style(name.split(" ")[0], "relu" if name.endswith("[relu]") else None) for name, _, _ in rows}
         folder = c.folder(group)
-        blocks += out.figure(plots.budget_figure, (f"{c.title(group)}: budget trust", {n: t for n, _, t in rows}, styles),
+        blocks += out.figure(plots.budget_figure, (f"{c.title(group)}: budget trust", {n: t for n, _, t in rows}),
                              folder, f"{folder}-budget-trust", f"{c.title(group)}: Spearman ρ and top-5 overlap between "
                              "validation error at epoch e and at the last epoch", level="key" if firm else "all")
     return blocks

@@ -127,13 +127,12 @@ def draw(title: str, series: list[Series], chance: float) -> Figure:
                     ax.set_ylabel("configurations\nwith error ≤ x (%)", fontsize=8)
                 if i == len(rows) - 1:
                     ax.set_xlabel("best validation error (%)")
-            handles, names = [], []
+            legend: dict = {}  # each label once, in the order the row's panels first draw it
             for ax in axes[i]:
-                for h, l in zip(*ax.get_legend_handles_labels()):
-                    if l not in names:
-                        handles.append(h)
-                        names.append(l)
-            axes[i, -1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+                for handle, label in zip(*ax.get_legend_handles_labels()):
+                    legend.setdefault(label, handle)
+            axes[i, -1].legend(list(legend.values()), list(legend), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                               fontsize=7, frameon=False)
         fig.suptitle(title)
     return fig
 

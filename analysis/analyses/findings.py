@@ -4,7 +4,7 @@ and the caveats that apply at this budget. Every sentence names the evidence it 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import math
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..output import Output
-    from ..results import Analysis
+    from ..results import Analysis, LoadedStudy
 
 NAME = "findings"
 TITLE = "Findings"
@@ -220,14 +220,10 @@ def caveats(results: Analysis) -> list[str]:
         records = [a.record for a in analysed]
         found.append(f"Design: {design_summary(records)}. Sensitivity, importances and tanh − ReLU read "
                      f"{fidelity_summary(records)}; best errors and the ranking read the full budget.")
-    budgets = sorted({(len(search_trials(a.record.finished)), a.record.epochs or 0) for a in results.studies if a.analysed})
-    if budgets:
-        trials = sorted({b[0] for b in budgets})
-        epochs = sorted({b[1] for b in budgets})
-        found.append(f"Budget: {_span(trials)} configurations × {_span(epochs)} epochs per study; the paper ran "
-                     f"{PAPER_BUDGET[0]} × {PAPER_BUDGET[1]}. "
+        fewest = min(len(search_trials(a.record.finished)) for a in analysed)
+        found.append(f"Budget: {budget_span(analysed)} per study; the paper ran {PAPER_BUDGET[0]} × {PAPER_BUDGET[1]}. "
                      + ("Importances, stability shares and budget trust rest on too few configurations and are marked "
-                        "exploratory." if trials[0] < evidence("importance", 0).needed else ""))
+                        "exploratory." if fewest < evidence("importance", 0).needed else ""))
     flags = results.computed.get("flags")
     if flags is not None and flags.n_studies:
         from .flags import AT_EDGE, HALVED, NOT_CONVERGED, SEED_SPREAD, split_line
@@ -255,6 +251,13 @@ def caveats(results: Analysis) -> list[str]:
                      f"of chance ({outcomes.total('n_diverged')} diverged, {outcomes.total('n_stalled')} stalled; stall "
                      f"detection {outcomes.detection}).")
     return found
+
+
+def budget_span(studies: Sequence[LoadedStudy]) -> str:
+    """'24 configurations × 10 epochs' over the studies' finished searches, ranges where they differ."""
+    trials = sorted({len(search_trials(a.record.finished)) for a in studies})
+    epochs = sorted({a.record.epochs or 0 for a in studies})
+    return f"{_span(trials)} configurations × {_span(epochs)} epochs"
 
 
 def _span(values: list[int]) -> str:

@@ -46,17 +46,17 @@ class StudyImportance:
     evidence: Evidence
     rule: str = ""
     fanova: dict[str, float] = field(default_factory=dict)  # overall shares
-    fanova_sd: dict[str, float] = field(default_factory=dict)
     ped: dict[str, float] = field(default_factory=dict)
     fanova_status: str = "ok"
     ped_status: str = "ok"
     detail: tuple = ()  # (FanovaResult, PedAnovaResult, trials frame, top params, log params) for per-study figures
 
-    def top(self, k: int = 3) -> str:
-        """'forward_lr 62%, sigma 20%, ...' with the exploratory mark when the shares rest on too few trials."""
-        if not self.fanova:
-            return self.fanova_status
-        ranked = sorted(self.fanova.items(), key=lambda kv: -kv[1])[:k]
+    def top(self, k: int = 3, ped: bool = False) -> str:
+        """'forward_lr 62%, sigma 20%, ...' of fANOVA (or PED-ANOVA), marked when they rest on too few trials."""
+        shares, status = (self.ped, self.ped_status) if ped else (self.fanova, self.fanova_status)
+        if not shares:
+            return status
+        ranked = sorted(shares.items(), key=lambda kv: -kv[1])[:k]
         return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ranked) + (f" *({EXPLORATORY})*" if not self.evidence.ok else "")
 
 
@@ -101,7 +101,7 @@ def long_table(studies: Sequence[LoadedStudy], by_study: Mapping[str, Shares]) -
         s = by_study.get(a.record.name)
         if s is None:
             continue
-        base = {"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label}
+        base = c.identity(a)
         for trials, fanova, ped in (("complete", s.fanova, s.ped), ("all finished", s.fanova_all, s.ped_all)):
             if fanova is not None:
                 for branch in [fanova.overall, *fanova.branches]:
@@ -145,7 +145,7 @@ def compute(results: Analysis) -> Importance:
             rows.append(StudyImportance(
                 study=a.record.name, name=a.name, dataset=a.record.dataset, arch=a.record.arch, rule=a.record.rule,
                 evidence=evidence("importance", f.overall.n_trials),
-                fanova=dict(f.overall.mean) if f.overall.ok else {}, fanova_sd=dict(f.overall.std) if f.overall.ok else {},
+                fanova=dict(f.overall.mean) if f.overall.ok else {},
                 ped=dict(p.importance) if p.ok else {}, fanova_status=f.overall.status, ped_status=p.status,
                 detail=(f, p, a.frame, shares.top_params, shares.log_params)))
         if rows:
@@ -231,11 +231,7 @@ def render(computed: Importance, out: Output, figures: str) -> list[Block]:
                                      f"{r.name}-sensitivity", f"{r.name}: validation error against the most important "
                                      "hyperparameters", level="all", studies=[r.study])
             records.append({"dataset": r.dataset, "arch": r.arch, "study": r.name, "complete trials": r.evidence.n,
-                            "fANOVA top 3": r.top(),
-                            "PED-ANOVA top 3": (", ".join(f"{p} {100 * v:.0f}%" for p, v in
-                                                          sorted(r.ped.items(), key=lambda kv: -kv[1])[:3])
-                                                + (f" *({EXPLORATORY})*" if not r.evidence.ok else ""))
-                            if r.ped else r.ped_status})
+                            "fANOVA top 3": r.top(), "PED-ANOVA top 3": r.top(ped=True)})
     if records:
         blocks.append(Table(c.drop_constant(pd.DataFrame(records)), "The three largest shares per study (percent of the "
                                                                     "explained variance; importance.csv holds every share "

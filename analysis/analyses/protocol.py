@@ -3,6 +3,7 @@ paper's budget and data, or not) and its budget, beside the paper's protocol."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -204,7 +205,7 @@ def render(computed: Protocols, out: Output, figures: str) -> list[Block]:
 
 def budget_line(records: list[StudyRecord]) -> str:
     """The search budget the studies used (trials, epochs, sampler, evaluation seeds) beside the paper's."""
-    budgets: dict[str, int] = {}
+    budgets: Counter = Counter()
     for record in records:
         info, evaluation = record.info, record.evaluation
         text = (f"{info.trials if info.trials is not None else len(record.trials)} trials × {record.epochs or '?'} epochs per study, "
@@ -212,7 +213,7 @@ def budget_line(records: list[StudyRecord]) -> str:
         if evaluation is not None and evaluation.seeds:
             text += (f"; best configuration re-evaluated over seeds {', '.join(map(str, evaluation.seeds))}"
                      f" for {evaluation.epochs if evaluation.epochs is not None else '?'} epochs")
-        budgets[text] = budgets.get(text, 0) + 1
+        budgets[text] += 1
     ours = "; ".join(f"{text} ({n} {'study' if n == 1 else 'studies'})" for text, n in budgets.items())
     return (f"**Budget**: {ours or 'no studies'}. The paper: random search over {PAPER_BUDGET[0]} configurations per "
             f"rule, best errors within {PAPER_BUDGET[1]} epochs.")

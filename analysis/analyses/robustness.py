@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..report import Block, Bullets, Paragraph, Table
 from ..statistics.design import fidelity_summary, first_rung_errors
-from ..statistics.evidence import evidence
+from ..statistics.evidence import EXPLORATORY, evidence
 from ..statistics.importance import log_scaled
 from ..statistics.stability import MARGIN, MARGINS, Robustness, paper_claims, robustness
 from . import _common as c
@@ -87,8 +87,7 @@ def stability_table(studies: Sequence[LoadedStudy], by_study: Mapping[str, Robus
             continue
         t = computed["budget"].by_study.get(a.record.name)
         o = computed["outcomes"].by_study.get(a.record.name)
-        rows.append({"study": a.record.name, "dataset": a.record.dataset, "arch": a.record.arch, "label": a.record.label,
-                     "n_finished": r.n_finished, "n_complete": r.n_complete,
+        rows.append({**c.identity(a), "n_finished": r.n_finished, "n_complete": r.n_complete,
                      "share_diverged": o.share_diverged if o else math.nan, "n_diverged": o.n_diverged if o else 0,
                      "n_stalled": o.n_stalled if o else 0, "n_pruned": o.n_pruned if o else 0,
                      "best_error": r.best_error, "reference_error": r.reference_error, "reference": r.reference_from,
@@ -116,10 +115,12 @@ def compute(results: Analysis) -> RobustnessResult:
     return out
 
 
-def _band(r: Robustness) -> str:
+def band(r: Robustness, digits: int = 1, unit: str = "") -> str:
+    """Each learning rate's band within the margin of the best, in decades, with its evidence; '–' when none."""
     if not r.lr_bands:
         return "–"
-    return ", ".join(f"{n} {w:.1f}" for n, w in sorted(r.lr_bands.items())) + evidence("lr_band", r.n_within).mark()
+    return (", ".join(f"{n} {w:.{digits}f}{unit}" for n, w in sorted(r.lr_bands.items()))
+            + evidence("lr_band", r.n_within).mark())
 
 
 def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]:
@@ -138,7 +139,7 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
             blocks.append(Paragraph(f"**{c.title(group)}: the paper's stability claims**, judged on the share of finished "
                                     f"configurations within {100 * MARGIN:.0f} pp of the common reference, among studies that "
                                     "learned (a rule that never learned failed; it is not counted as sensitive)"
-                                    + (f" *({ev.tag()}: the smallest study has {ev.n} configurations, a share needs "
+                                    + (f" *({EXPLORATORY}: the smallest study has {ev.n} configurations, a share needs "
                                        f"{ev.needed}; one configuration moves a share by {100 / max(ev.n, 1):.0f} pp)*"
                                        if not ev.ok else "") + ":"))
             blocks.append(Bullets(computed.claims[group]))
@@ -146,7 +147,7 @@ def render(computed: RobustnessResult, out: Output, figures: str) -> list[Block]
             "dataset": group[0], "arch": group[1], "study": name, "configurations": r.n_finished,
             **{f"within {100 * m:.0f} pp of own best (%)": c.pct(r.within_best.get(m, math.nan), 0) for m in MARGINS},
             **{f"within {100 * m:.0f} pp of reference (%)": c.pct(r.within_reference.get(m, math.nan), 0) for m in MARGINS},
-            "LR band within 5 pp (decades)": _band(r) if learned.get(name, True) else "– (never learned)"}
+            "LR band within 5 pp (decades)": band(r) if learned.get(name, True) else "– (never learned)"}
             for name, _, r in rows])
         blocks.append(Table(c.drop_constant(frame), f"{c.title(group)}: reference "
                                                     f"{rows[0][2].reference_from or 'none'}."))

@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bioscale.contract import search_trials
-
 from ..statistics.evaluation import standard_error
 from .paper import arch_family, paper_dataset, published
 from .protocol import PAPER_BUDGET, REDUCED_MARK, by_reason, reduced_budgets
 from ..report import Block, Paragraph, Table
 from . import _common as c
-from .findings import _span
+from .findings import budget_span
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -83,7 +81,7 @@ def cell_of(a: LoadedStudy, test_error_at_best: float) -> Cell | None:
     n_test = sizes[2] if sizes else 0
     ev = a.evaluated
     if ev is not None and (ev.n or ev.diverged):
-        errors = ev.errors + [ev.chance] * len(ev.diverged)
+        errors = ev.with_diverged
         k, basis = len(errors), "evaluated"
     elif math.isfinite(test_error_at_best):
         errors, k, basis = [float(test_error_at_best)], 0, "best trial"
@@ -169,16 +167,12 @@ def _verdicts(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for label, group in table[(table.label != "bp") & table.gap_to_bp.notna()].groupby("label", sort=False):
         group = group.sort_values("task_rank")
-        if len(group) < 2:
-            rows.append({"label": label, "verdict": "cannot tell", "easy": c.title((group.dataset.iloc[0], group.arch.iloc[0])),
-                         "hard": "", "change": math.nan, "change_ci_low": math.nan, "change_ci_high": math.nan,
-                         "n_tasks": 1})
-            continue
         easy, hard = group.iloc[0], group.iloc[-1]
-        said, change, low, high = verdict(easy.gap_to_bp, easy.gap_se, hard.gap_to_bp, hard.gap_se)
+        said, change, low, high = (verdict(easy.gap_to_bp, easy.gap_se, hard.gap_to_bp, hard.gap_se) if len(group) > 1
+                                   else ("cannot tell", math.nan, math.nan, math.nan))  # one task: nothing to compare
         rows.append({"label": label, "verdict": said, "easy": c.title((easy.dataset, easy.arch)),
-                     "hard": c.title((hard.dataset, hard.arch)), "change": change, "change_ci_low": low,
-                     "change_ci_high": high, "n_tasks": len(group)})
+                     "hard": c.title((hard.dataset, hard.arch)) if len(group) > 1 else "", "change": change,
+                     "change_ci_low": low, "change_ci_high": high, "n_tasks": len(group)})
     frame = pd.DataFrame(rows, columns=["label", "verdict", "easy", "hard", "change", "change_ci_low", "change_ci_high",
                                         "n_tasks"])
     return frame.iloc[sorted(range(len(frame)), key=lambda i: c.label_key(frame.label.iloc[i]))].reset_index(drop=True)
@@ -201,15 +195,11 @@ def _agreement(table: pd.DataFrame, tasks: list[tuple[str, str]]) -> pd.DataFram
 
 def _budget(results: Analysis, tasks: list[tuple[str, str]]) -> str:
     """'digits / fc 24 × 10 on 1,150 training examples; ...; the paper's 60 × 500': each task's own budget."""
-    from bioscale.datasets import REGISTRY
-
     parts = []
     for task in tasks:
         studies = [a for a in results.studies if a.analysed and (a.record.dataset, a.record.arch) == task]
-        trials = sorted({len(search_trials(a.record.finished)) for a in studies})
-        epochs = sorted({a.record.epochs or 0 for a in studies})
-        examples = f" on {REGISTRY[task[0]].splits()[0]:,} training examples" if task[0] in REGISTRY else ""
-        parts.append(f"{c.title(task)} {_span(trials)} configurations × {_span(epochs)} epochs{examples}")
+        examples = f" on {c.splits(task[0])[0]:,} training examples" if c.splits(task[0]) else ""
+        parts.append(f"{c.title(task)} {budget_span(studies)}{examples}")
     return "; ".join(parts) + f"; the paper's {PAPER_BUDGET[0]} × {PAPER_BUDGET[1]}"
 
 

@@ -14,9 +14,11 @@ from bioscale.contract import complete_trials, search_trials
 from ..statistics.evidence import evidence
 from ..statistics.importance import FanovaResult, PedAnovaResult
 from ..report import Block, Bullets, Heading, Paragraph, pct
-from ..statistics.stability import MARGINS, Robustness
+from ..statistics.stability import MARGINS
 from ..tables import end_reasons
 from . import _common as c
+from .budget import trust_mark
+from .robustness import band
 
 if TYPE_CHECKING:
     from ..output import Output
@@ -79,13 +81,6 @@ def render(computed: StudyDetails, out: Output, figures: str) -> list[Block]:
     return blocks
 
 
-def _band_line(rob: Robustness | None) -> str:
-    if rob is None or not rob.lr_bands:
-        return "–"
-    return (", ".join(f"{n} {w:.2f} decades" for n, w in sorted(rob.lr_bands.items()))
-            + evidence("lr_band", rob.n_within).mark())
-
-
 def _study_bullets(a: LoadedStudy, best: pd.Series, computed: dict[str, Any]) -> list[str]:
     record = a.record
     counts = computed["outcomes"].by_study.get(record.name)
@@ -121,14 +116,13 @@ def _study_bullets(a: LoadedStudy, best: pd.Series, computed: dict[str, Any]) ->
         ref = ", ".join(f"{100 * r.within_reference.get(m, math.nan):.0f}% within {100 * m:.0f} pp" for m in MARGINS)
         items.append(f"**Robustness** (of {r.n_finished} finished configurations): {own} of its own best; {ref} of the "
                      f"common reference ({r.reference_from or 'none'}); learning-rate band within {100 * r.margin:.0f} pp "
-                     f"of its best: {_band_line(r)}")
+                     f"of its best: {band(r, 2, ' decades')}")
     trust = computed["budget"].by_study.get(record.name)
     if trust is not None:
         line = f"**Budget trust**: {trust.verdict()}"
         if trust.ok:
             line += f" (ρ at epoch 1: {trust.rho[0]:.2f})" if math.isfinite(trust.rho[0]) else ""
-            curves = int(trust.n_curves.max()) if trust.n_curves.size else 0
-            line += next((evidence(k, curves).mark() for k in ("trust", "top_overlap") if not evidence(k, curves).ok), "")
+            line += trust_mark(trust.curves)
         items.append(line)
     return items
 

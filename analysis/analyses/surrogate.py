@@ -21,7 +21,6 @@ import pandas as pd
 from ..statistics import ablation, interactions, local_importance
 from ..statistics.evidence import EXPLORATORY, MIN_OOB_R2, needed
 from ..statistics.importance import usable_cores
-from ..statistics.outcomes import chance_error
 from ..report import Block, Bullets, Paragraph, Table
 from ..statistics.surrogate import N_TREES, SurrogateFit, fit_surrogate, fmt_value
 from . import _common as c
@@ -77,10 +76,7 @@ class SurrogateResult:
 
 def compute(results) -> SurrogateResult:
     """Fit each study's surrogate once; its ablation path, local importance and strongest interaction."""
-    out = SurrogateResult()
-    tune = (results.computed or {}).get("tunability")
-    if tune is not None:
-        out.median_gain = tune.median
+    out = SurrogateResult(median_gain=results.computed["tunability"].median)
     from joblib import Parallel, delayed
 
     studies = [a for a in c.ordered(results) if not a.record.skipped]
@@ -93,9 +89,8 @@ def compute(results) -> SurrogateResult:
 def _study(a) -> StudySurrogate:
     """One study's surrogate, its ablation path, local importance and strongest interaction."""
     r = a.record
-    chance = a.chance if math.isfinite(a.chance) else chance_error(r.dataset)
-    fit = fit_surrogate(r.trials, chance)
-    return StudySurrogate(a.name, r.name, r.dataset, r.arch, fit, ablation.compute(r.trials, fit, r.rule, chance),
+    fit = fit_surrogate(r.trials, a.chance)  # a study not skipped knows its chance level
+    return StudySurrogate(a.name, r.name, r.dataset, r.arch, fit, ablation.compute(r.trials, fit, r.rule, a.chance),
                           local_importance.compute(r.trials, fit), interactions.compute(r.trials, fit))
 
 

@@ -18,11 +18,8 @@ from optuna.trial import FrozenTrial
 from bioscale import contract
 
 from .outcomes import COMPLETE, DIVERGED, PRUNED, STALLED, counted_error, outcome
-from .evidence import needed
-from .surrogate import Surrogate, SurrogateFit, caveat, fmt_value
+from .surrogate import OnSurrogate, Surrogate, SurrogateFit, fmt_value
 
-# Below this many finished search trials results are exploratory (evidence.THRESHOLDS).
-MIN_TRIALS = needed("ablation")
 # The first changes of the path that buy at least this share of the predicted improvement are "most of it".
 MOST = 0.8
 
@@ -40,10 +37,9 @@ class AblationStep:
 
 
 @dataclass
-class AblationPath:
-    """The greedy path from the default configuration to the best one, on the surrogate."""
+class AblationPath(OnSurrogate):
+    """The greedy path from the default configuration to the best one, on the surrogate (status also 'empty')."""
 
-    n_trials: int
     source: str = ""  # where the default configuration came from
     default: dict[str, object] = field(default_factory=dict)
     best: dict[str, object] = field(default_factory=dict)
@@ -52,10 +48,7 @@ class AblationPath:
     start: tuple[float, float] = (math.nan, math.nan)  # predicted (mean, spread) at the default configuration
     steps: list[AblationStep] = field(default_factory=list)
     improvement_spread: float = math.nan  # sd over trees of each tree's own improvement (paired, unlike the steps' spreads)
-    unchanged: list[str] = field(default_factory=list)  # parameters already at their best value in the default
     notes: list[str] = field(default_factory=list)
-    caveat: str = ""  # why the result is only exploratory
-    status: str = "ok"  # ok, exploratory, empty, or why not computed
 
     @property
     def computed(self) -> bool:
@@ -82,15 +75,14 @@ class AblationPath:
         """One line for the report: where the path starts, which changes buy most of the gain, the tie to tunability."""
         if not self.computed:
             return self.status
-        prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
         if self.status == "empty":
-            return prefix + self.notes[0]
+            return self.notes[0]
         names, share = self.most()
         start = f"from {self.source}, predicted {_pct(self.start)}"
         end = f"to the best trial's configuration, predicted {_pct((self.steps[-1].error, self.steps[-1].spread))}"
         order = " → ".join(f"{s.param} {fmt_value(s.default)}→{fmt_value(s.best)} ({100 * s.gain:+.2f} pp)"
                            for s in self.steps)
-        text = f"{prefix}{start} {end}; path: {order}. "
+        text = f"{self.prefix}{start} {end}; path: {order}. "
         if names and math.isfinite(share):
             text += (f"{' and '.join(names)} {'buys' if len(names) == 1 else 'buy'} {100 * share:.0f}% of the predicted "
                      f"improvement of {100 * self.improvement:.2f} pp")
@@ -158,7 +150,6 @@ def ablation_path(surrogate: Surrogate, default: Mapping[str, object], best: Map
     mean, spread = surrogate.predict(current)
     path.start = (float(mean[0]), float(spread[0]))
     todo = [i for i in range(len(surrogate.params)) if not math.isclose(current[i], target[i], rel_tol=1e-9, abs_tol=1e-12)]
-    path.unchanged = [p for i, p in enumerate(surrogate.params) if i not in todo]
     if math.isfinite(default_error) and math.isfinite(best_error) and default_error <= best_error:
         path.status = "empty"
         path.notes.insert(0, f"the default configuration is already the best: {source} is at least as good as the best "
@@ -185,9 +176,7 @@ def ablation_path(surrogate: Surrogate, default: Mapping[str, object], best: Map
     trees = surrogate.per_tree(np.vstack(rows))  # paired over trees: each tree's own improvement to the lowest step
     lowest = 1 + int(np.argmin([s.error for s in path.steps]))
     path.improvement_spread = float(np.std(trees[:, 0] - trees[:, lowest]))
-    path.caveat = caveat(surrogate, "ablation")
-    if path.caveat:
-        path.status = "exploratory"
+    path.judge(surrogate, "ablation")
     return path
 
 

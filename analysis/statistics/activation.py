@@ -59,17 +59,19 @@ def best_quartile_mean(errors: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.take(np.sort(errors, axis=axis), np.arange(k), axis=axis).mean(axis=axis)
 
 
+def expected_best(errors: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
+    """Expected lowest error of n draws with replacement from `errors` along `axis`."""
+    values = np.sort(np.asarray(errors, dtype=float), axis=axis)
+    m = values.shape[axis]
+    i = np.arange(1, m + 1)
+    weights = (1 - (i - 1) / m) ** n - (1 - i / m) ** n  # P(min of n draws is the i-th smallest)
+    return np.moveaxis(values, axis, -1) @ weights
+
+
 def best_of_n(errors: Sequence[float], n_max: int | None = None) -> np.ndarray:
     """Expected best (lowest) error after n random trials, n = 1..n_max, drawing from the observed errors with replacement."""
-    values = np.sort(np.asarray(errors, dtype=float))
-    m = values.size
-    if m == 0:
-        return np.array([])
-    n = np.arange(1, (n_max or m) + 1)[:, None]
-    # P(min of n draws is the i-th smallest) = (1 - (i-1)/m)^n - (1 - i/m)^n
-    i = np.arange(1, m + 1)[None, :]
-    weights = (1 - (i - 1) / m) ** n - (1 - i / m) ** n
-    return weights @ values
+    values = np.asarray(errors, dtype=float)
+    return np.array([expected_best(values, n) for n in range(1, (n_max or values.size) + 1)] if values.size else [])
 
 
 def test_verdict(p: float, tanh_lower: bool) -> str:
@@ -113,8 +115,8 @@ def activation_effect(tanh_errors: Sequence[float], relu_errors: Sequence[float]
     def quartile_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return best_quartile_mean(x, axis=axis) - best_quartile_mean(y, axis=axis)
 
-    effect.median_ci = _ci(tanh, relu, median_diff, confidence, n_resamples, seed)
-    effect.best_quartile_ci = _ci(tanh, relu, quartile_diff, confidence, n_resamples, seed)
+    effect.median_ci = bootstrap_ci(tanh, relu, median_diff, n_resamples, seed, confidence)
+    effect.best_quartile_ci = bootstrap_ci(tanh, relu, quartile_diff, n_resamples, seed, confidence)
     if np.ptp(np.concatenate([tanh, relu])) > 0:
         test = stats.mannwhitneyu(tanh, relu, alternative="two-sided")
         effect.p_value, effect.tanh_lower = float(test.pvalue), bool(test.statistic < tanh.size * relu.size / 2)
@@ -124,8 +126,12 @@ def activation_effect(tanh_errors: Sequence[float], relu_errors: Sequence[float]
     return effect
 
 
-def _ci(x: np.ndarray, y: np.ndarray, statistic, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
-    # Percentile intervals: BCa needs jackknife estimates that medians of tied errors often make degenerate.
+def bootstrap_ci(x: np.ndarray, y: np.ndarray, statistic, n_resamples: int, seed: int,
+                 confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of statistic(x, y), each sample resampled on its own (vectorised `statistic`).
+
+    Percentile intervals: BCa needs jackknife estimates that medians of tied errors often make degenerate.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = stats.bootstrap((x, y), statistic, vectorized=True, paired=False, confidence_level=confidence,

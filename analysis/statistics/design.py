@@ -31,7 +31,6 @@ class Design:
     """A study's declared search design; empty fields where it declares none (an older study)."""
 
     sampler: str | None = None
-    seed: int | None = None
     draws: str | None = None  # studies with equal keys sampled identical configurations
     shared: str | None = None  # "pair", "rules" or "none"
     scheme: str | None = None  # "halving", "hyperband", or None for a full-budget search
@@ -58,7 +57,7 @@ def design(record: StudyRecord) -> Design:
     found = record.info.design or {}
     fidelity = found.get("fidelity") if isinstance(found.get("fidelity"), Mapping) else {}
     rungs = fidelity.get("rungs") if isinstance(fidelity.get("rungs"), list) else []
-    return Design(sampler=_text(found.get("sampler")), seed=_integer(found.get("seed")), draws=_text(found.get("draws")),
+    return Design(sampler=_text(found.get("sampler")), draws=_text(found.get("draws")),
                   shared=_text(found.get("shared")), scheme=_text(fidelity.get("scheme")),
                   eta=_integer(fidelity.get("eta")),
                   rungs=tuple(int(r) for r in rungs if isinstance(r, (int, float)) and r > 0))

@@ -16,6 +16,12 @@ AT_LAST = "test error at the last epoch (the evaluation recorded no best-validat
 Z95 = 1.959964  # two-sided 95% normal quantile
 
 
+def splits(dataset: str | None) -> tuple[int, int, int] | None:
+    """(train, validation, test) examples of a dataset as bioscale splits it; None when unknown."""
+    entry = datasets.REGISTRY.get(dataset or "")
+    return entry.splits() if entry is not None else None
+
+
 def standard_error(errors: Sequence[float], n_test: int | None) -> float:
     """Standard error of a mean test error over seeds: the seed spread (s²/k over k seeds) plus the binomial error of
     an error rate e measured on n test examples, e(1 − e)/n (the same examples for every seed, so it does not average
@@ -31,7 +37,6 @@ def standard_error(errors: Sequence[float], n_test: int | None) -> float:
 class Evaluated:
     """Test errors of the best configuration re-trained over seeds; diverged seeds are named, not dropped silently."""
 
-    seeds: list[Any]
     errors: list[float]
     basis: str
     diverged: list[dict[str, Any]] = field(default_factory=list)
@@ -40,9 +45,14 @@ class Evaluated:
     n_test: int | None = None  # test examples each seed's error was measured on
 
     @property
+    def with_diverged(self) -> list[float]:
+        """Every seed's test error, each diverged seed at the chance-level error."""
+        return self.errors + [self.chance] * len(self.diverged)
+
+    @property
     def interval(self) -> tuple[float, float]:
         """95% normal interval of the mean test error (diverged seeds at chance), clipped to [0, 1] (`standard_error`)."""
-        values = self.errors + [self.chance] * len(self.diverged)
+        values = self.with_diverged
         se = standard_error(values, self.n_test)
         if not math.isfinite(se):
             return math.nan, math.nan
@@ -71,8 +81,7 @@ class Evaluated:
     @property
     def mean_with_diverged(self) -> float:
         """Mean test error with each diverged seed at the chance-level error."""
-        values = self.errors + [self.chance] * len(self.diverged)
-        return float(np.mean(values)) if values else math.nan
+        return float(np.mean(self.with_diverged)) if self.with_diverged else math.nan
 
     def line(self) -> str:
         """One line: mean ± sd over the seeds, which test error, and the seeds that diverged."""
@@ -106,13 +115,10 @@ def evaluated(evaluation: Evaluation | Mapping[str, Any] | None, chance: float, 
         if not errors and mean is not None:
             errors = [mean]
     values = [float(e) for e in errors if isinstance(e, (int, float)) and math.isfinite(e)]
-    diverged = record.diverged
-    seeds = list(record.seeds)
-    if not values and not diverged:
+    if not values and not record.diverged:
         return None
     recorded = (float(mean), float(std) if isinstance(std, (int, float)) else math.nan) \
         if isinstance(mean, (int, float)) and math.isfinite(mean) else None
-    entry = datasets.REGISTRY.get(dataset or "")
-    sizes = entry.splits() if entry is not None else None
-    return Evaluated(seeds=seeds, errors=values, basis=basis, diverged=[dict(d) for d in diverged], chance=chance,
+    sizes = splits(dataset)
+    return Evaluated(errors=values, basis=basis, diverged=[dict(d) for d in record.diverged], chance=chance,
                      recorded=recorded, n_test=sizes[2] if sizes else None)

@@ -77,10 +77,6 @@ class Evidence:
         """'' when firm, else ' *(exploratory: reason)*' to append to a printed number."""
         return "" if self.ok else f" *({EXPLORATORY}: {self.reason})*"
 
-    def tag(self) -> str:
-        """'' when firm, else 'exploratory' (a short table cell)."""
-        return "" if self.ok else EXPLORATORY
-
 
 def learned_threshold(chance: float) -> float:
     """The highest error that counts as learned on a dataset whose chance-level error is `chance`."""

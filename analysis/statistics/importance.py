@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
+from collections import Counter
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import optuna
@@ -150,11 +152,7 @@ def to_search_scale(trials: Sequence[FrozenTrial]) -> tuple[list[FrozenTrial], l
             scaled[name] = dist
     out = []
     for trial in trials:
-        params = {}
-        for name, value in trial.params.items():
-            if name in dropped:
-                continue
-            params[name] = math.log10(value) if name in log_params else value
+        params = {n: math.log10(v) if n in log_params else v for n, v in trial.params.items() if n not in dropped}
         out.append(optuna.trial.create_trial(params=params, distributions={n: scaled[n] for n in params}, value=trial.value))
     return out, sorted(log_params), dropped
 
@@ -236,10 +234,7 @@ def fanova_importance(trials: Sequence[FrozenTrial], *, seeds: int = FANOVA_SEED
     if n_jobs is None:
         n_jobs = 1 if use_fast else max(1, min(seeds, usable_cores()))
     scaled, log_params, dropped = to_search_scale(trials) if trials else ([], [], {})
-    counts: dict[str, int] = {}
-    for trial in scaled:
-        for name in trial.params:
-            counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for trial in scaled for name in trial.params)
     common = sorted(p for p, c in counts.items() if c == len(scaled))
     conditional = {p: c for p, c in sorted(counts.items()) if c < len(scaled)}
     options = dict(seeds=seeds, n_trees=n_trees, use_fast=use_fast, n_jobs=n_jobs)
@@ -308,12 +303,11 @@ def top_params(fanova: FanovaResult | None, ped: PedAnovaResult | None, availabl
                 order += [(p, m) for p, m, _ in branch.ranked() if p in fanova.conditional]
     elif ped is not None and ped.ok:
         order = ped.ranked()
+    if not order:  # no importances at all: keep the order the params come in
+        return list(dict.fromkeys(available))[:k]
     chosen: list[str] = []
     for name, share in order:
         if name in available and name not in chosen and (share >= floor or not chosen):
-            chosen.append(name)
-    for name in available:  # no importances at all: keep the order the params come in
-        if not order and name not in chosen:
             chosen.append(name)
     return chosen[:k]
 
@@ -339,26 +333,30 @@ def study_forests(complete: Sequence[FrozenTrial], everything: Sequence[FrozenTr
             fanova_importance(everything, **options) if len(everything) > len(complete) else None)
 
 
-_BATCH: tuple[list[tuple[Sequence[FrozenTrial], Sequence[FrozenTrial]]], int] | None = None  # read by forked workers
-
-
-def _forests_at(index: int) -> tuple[FanovaResult, FanovaResult | None]:
-    studies, seeds = _BATCH
-    return study_forests(*studies[index], seeds)
-
-
 def fanova_batch(studies: Sequence[tuple[Sequence[FrozenTrial], Sequence[FrozenTrial]]],
                  seeds: int = FANOVA_SEEDS) -> list[tuple[FanovaResult, FanovaResult | None]]:
     """`study_forests` of many studies' (complete, every finished) trials, the studies spread over the cores."""
-    global _BATCH
-    import multiprocessing
+    workers = min(usable_cores(), len(studies)) if len(studies) >= 4 else 1
+    return fork_map(lambda study: study_forests(*study, seeds), studies, workers,
+                    chunksize=max(1, len(studies) // (4 * workers)))
 
-    workers = min(usable_cores(), len(studies))
-    if workers < 2 or len(studies) < 4 or "fork" not in multiprocessing.get_all_start_methods():
-        return [study_forests(complete, everything, seeds) for complete, everything in studies]
-    _BATCH = (list(studies), seeds)
+
+_TASK: tuple[Callable, Sequence] | None = None  # read by forked workers: the function needs no pickling
+
+
+def fork_map(function: Callable, items: Sequence, workers: int, chunksize: int = 1) -> list:
+    """[function(item) for item in items], over `workers` forked processes where the platform forks, else here."""
+    global _TASK
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(item) for item in items]
+    _TASK = (function, items)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_forests_at, range(len(studies)), chunksize=max(1, len(studies) // (4 * workers)))
+            return pool.map(_run_task, range(len(items)), chunksize=chunksize)
     finally:
-        _BATCH = None
+        _TASK = None
+
+
+def _run_task(index: int):
+    function, items = _TASK
+    return function(items[index])

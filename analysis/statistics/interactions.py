@@ -20,13 +20,10 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .evidence import needed
-from .surrogate import Surrogate, SurrogateFit, caveat, fmt_value
+from .surrogate import OnSurrogate, Surrogate, SurrogateFit, fmt_value
 
 GRID = 8
 SAMPLE = 128
-# Below this many finished search trials results are exploratory (evidence.THRESHOLDS).
-MIN_TRIALS = needed("interactions")
 # A strongest pair below this share of the variance is reported as no interaction (the effects add up).
 NEGLIGIBLE = 0.01
 
@@ -42,10 +39,9 @@ class PairInteraction:
 
 
 @dataclass
-class Interactions:
+class Interactions(OnSurrogate):
     """Every pair's interaction share, and the 2-D partial dependence of the strongest pair."""
 
-    n_trials: int
     pairs: list[PairInteraction] = field(default_factory=list)  # strongest first
     grid_first: np.ndarray | None = None  # search-scale values of the strongest pair's grid
     grid_second: np.ndarray | None = None
@@ -56,13 +52,11 @@ class Interactions:
     log_params: list[str] = field(default_factory=list)
     observed: np.ndarray | None = None  # the trials' search-scale values of the strongest pair, (n, 2)
     categorical: tuple[bool, bool] = (False, False)  # whether each of the strongest pair is categorical (grid = choice indices)
-    caveat: str = ""  # why the result is only exploratory
-    status: str = "ok"  # ok, exploratory, or why not computed
 
     @property
     def computed(self) -> bool:
         """True when pairs were computed."""
-        return self.status in ("ok", "exploratory") and bool(self.pairs)
+        return super().computed and bool(self.pairs)
 
     @property
     def strongest(self) -> PairInteraction | None:
@@ -73,8 +67,7 @@ class Interactions:
         """One line for the report: the strongest pair, and the next one for scale."""
         if not self.computed:
             return self.status
-        prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
-        top = self.pairs[0]
+        prefix, top = self.prefix, self.pairs[0]
         text = f"{prefix}{top.first} × {top.second} {100 * top.share:.1f} ± {100 * top.spread:.1f}% of the variance"
         if top.share < NEGLIGIBLE:
             text = (f"{prefix}no pair interacts (the parameters' effects add up): the strongest, {top.first} × "
@@ -122,9 +115,7 @@ def interactions(surrogate: Surrogate, best: Mapping[str, object] | None = None,
     result.labels_second = [fmt_value(surrogate.decode_value(b, x)) for x in grids[b]]
     result.observed = surrogate.X[:, [i, j]]
     result.categorical = (surrogate.is_categorical(a), surrogate.is_categorical(b))
-    result.caveat = caveat(surrogate, "interactions")
-    if result.caveat:
-        result.status = "exploratory"
+    result.judge(surrogate, "interactions")
     return result
 
 

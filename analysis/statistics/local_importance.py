@@ -17,12 +17,9 @@ from optuna.trial import FrozenTrial
 
 from bioscale import contract
 
-from .evidence import needed
-from .surrogate import Surrogate, SurrogateFit, caveat
+from .surrogate import OnSurrogate, Surrogate, SurrogateFit
 
 GRID = 25
-# Below this many finished search trials results are exploratory (evidence.THRESHOLDS).
-MIN_TRIALS = needed("local_importance")
 
 
 @dataclass
@@ -37,22 +34,14 @@ class LocalCurve:
 
 
 @dataclass
-class LocalImportance:
+class LocalImportance(OnSurrogate):
     """Variance shares of the predicted error around the best configuration, mean ± sd over trees."""
 
-    n_trials: int
     best: dict[str, object] = field(default_factory=dict)
     share: dict[str, float] = field(default_factory=dict)
     spread: dict[str, float] = field(default_factory=dict)
     curves: dict[str, LocalCurve] = field(default_factory=dict)
     log_params: list[str] = field(default_factory=list)
-    caveat: str = ""  # why the result is only exploratory
-    status: str = "ok"  # ok, exploratory, or why not computed
-
-    @property
-    def computed(self) -> bool:
-        """True when shares were computed."""
-        return self.status in ("ok", "exploratory")
 
     def ranked(self) -> list[tuple[str, float, float]]:
         """(param, share, sd over trees), largest share first."""
@@ -62,8 +51,7 @@ class LocalImportance:
         """One line for the report."""
         if not self.computed:
             return self.status
-        prefix = f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
-        return prefix + ", ".join(f"{p} {100 * m:.1f} ± {100 * s:.1f}%" for p, m, s in self.ranked()[:k])
+        return self.prefix + ", ".join(f"{p} {100 * m:.1f} ± {100 * s:.1f}%" for p, m, s in self.ranked()[:k])
 
 
 def local_importance(surrogate: Surrogate, best: Mapping[str, object], grid: int = GRID) -> LocalImportance:
@@ -86,9 +74,7 @@ def local_importance(surrogate: Surrogate, best: Mapping[str, object], grid: int
     for i, name in enumerate(surrogate.params):
         result.share[name] = float(shares[:, i].mean())
         result.spread[name] = float(shares[:, i].std())
-    result.caveat = caveat(surrogate, "local_importance")
-    if result.caveat:
-        result.status = "exploratory"
+    result.judge(surrogate, "local_importance")
     return result
 
 

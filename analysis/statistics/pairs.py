@@ -10,15 +10,14 @@ the studies' budget, and on the evaluated best over seeds.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
-from .activation import (NOT_ENOUGH, RELU_BETTER, TANH_BETTER, TIE, ActivationEffect,
-                         activation_effect, best_of_n, test_verdict, verdict_from_ci)
+from .activation import (NOT_ENOUGH, RELU_BETTER, TANH_BETTER, TIE, ActivationEffect, activation_effect, best_of_n,
+                         bootstrap_ci, expected_best, test_verdict, verdict_from_ci)
 from .design import draw_clusters, first_rung_errors
 from .evaluation import Evaluated, evaluated
 from .outcomes import COMPLETE, DIVERGED, STALLED, chance_error, outcome
@@ -95,11 +94,6 @@ class PairedEffect:
         """True when at least half of the configurations matched (the studies sampled the same ones)."""
         return self.n >= MIN_PAIRED and self.n * 2 >= self.n_configs
 
-    @property
-    def half_width(self) -> float:
-        """Half the width of the 95% CI: the smallest difference this pair could tell from zero."""
-        return (self.ci[1] - self.ci[0]) / 2 if all(map(math.isfinite, self.ci)) else math.nan
-
     def adjust(self, p_adjusted: float, n_tests: int) -> None:
         """Decide the verdict on the sign test's p corrected over `n_tests` verdicts."""
         self.p_adjusted, self.n_tests = p_adjusted, n_tests
@@ -124,6 +118,12 @@ def _corrected(p_adjusted: float, n_tests: int) -> str:
     return f"Holm-adjusted over {n_tests} pairs p = {p_adjusted:.3g}"
 
 
+def wins(diffs: np.ndarray, tol: float = 1e-12) -> tuple[int, int, int]:
+    """(tanh lower, ReLU lower, tied) among tanh − ReLU differences."""
+    tanh, relu = int((diffs < -tol).sum()), int((diffs > tol).sum())
+    return tanh, relu, int(diffs.size - tanh - relu)
+
+
 def sign_interval(diffs: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """The distribution-free CI of the median difference: the order statistics the sign test does not reject."""
     values = np.sort(np.asarray(diffs, dtype=float))
@@ -141,9 +141,7 @@ def paired_effect(diffs: np.ndarray, n_configs: int = 0, clusters: Sequence | No
                           clusters=list(clusters) if clusters is not None else [])
     if diffs.size < MIN_PAIRED:
         return effect
-    tol = 1e-12
-    effect.tanh_wins, effect.relu_wins = int((diffs < -tol).sum()), int((diffs > tol).sum())
-    effect.ties = int(diffs.size - effect.tanh_wins - effect.relu_wins)
+    effect.tanh_wins, effect.relu_wins, effect.ties = wins(diffs)
     effect.mean, effect.median = float(diffs.mean()), float(np.median(diffs))
     effect.ci = sign_interval(diffs)
     decided_n = effect.tanh_wins + effect.relu_wins
@@ -209,11 +207,10 @@ def pooled(effects: Sequence[PairedEffect], labels: Sequence[str] | None = None,
     everything = np.concatenate([e.diffs for e in chosen])
     clusters = [c for i, e in zip(keep, chosen) for c in (e.clusters if e.clusters else [(i, j) for j in range(e.n)])]
     low, high = cluster_bootstrap(everything, clusters, n_resamples=n_resamples, seed=seed)
-    tol = 1e-12
+    tanh_wins, relu_wins, ties = wins(everything)
     return Pooled(n_pairs=len(chosen), n_rules=len({labels[i] for i in keep}) if labels else len(chosen),
                   n_configs=int(everything.size), n_draws=len(set(clusters)), mean=float(everything.mean()), ci=(low, high),
-                  tanh_wins=int((everything < -tol).sum()), relu_wins=int((everything > tol).sum()),
-                  ties=int((np.abs(everything) <= tol).sum()),
+                  tanh_wins=tanh_wins, relu_wins=relu_wins, ties=ties,
                   rules_tanh=sum(e.verdict == TANH_BETTER for e in chosen),
                   rules_relu=sum(e.verdict == RELU_BETTER for e in chosen),
                   verdict=verdict_from_ci(low, high))
@@ -276,8 +273,7 @@ class PairComparison:
     relu: Arm
     on_all: ActivationEffect  # every finished configuration, diverged at chance level
     on_complete: ActivationEffect  # complete configurations only
-    divergence_diff: float = math.nan  # ReLU − tanh share that diverged
-    divergence_ci: tuple[float, float] = (math.nan, math.nan)
+    divergence_ci: tuple[float, float] = (math.nan, math.nan)  # of the ReLU − tanh share that diverged
     divergence_p: float = math.nan  # Fisher's exact test
     budget: int = 0  # n of the expected best of n
     best_tanh: float = math.nan
@@ -322,13 +318,6 @@ class PairComparison:
         """tanh − ReLU expected best validation error after `budget` random configurations."""
         return self.best_tanh - self.best_relu
 
-    @property
-    def evaluated_diff(self) -> float:
-        """tanh − ReLU mean evaluated test error over seeds (NaN unless both were evaluated)."""
-        if self.tanh.evaluated is None or self.relu.evaluated is None:
-            return math.nan
-        return self.tanh.evaluated.mean - self.relu.evaluated.mean
-
     def summary(self) -> str:
         """The verdict with its reasons: divergence, configurations that trained, best found, evaluated best."""
         parts = [_divergence_clause(self), f"among configurations that trained: {_effect_clause(self.on_complete)}"]
@@ -370,15 +359,6 @@ def _divergence_clause(pair: PairComparison) -> str:
     return f"divergence rates alike ({rates})"
 
 
-def expected_best(errors: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
-    """Expected lowest error of n draws with replacement from `errors` along `axis` (vectorised best_of_n at one n)."""
-    values = np.sort(np.asarray(errors, dtype=float), axis=axis)
-    m = values.shape[axis]
-    i = np.arange(1, m + 1)
-    weights = (1 - (i - 1) / m) ** n - (1 - i / m) ** n
-    return np.moveaxis(values, axis, -1) @ weights
-
-
 def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, draws: Mapping[tuple[str, int], Hashable] | None = None,
                  n_resamples: int = 2000, seed: int = 0) -> PairComparison:
     """Compare a pair's studies on every finished configuration, complete ones, divergence, best of n and the evaluated best.
@@ -390,7 +370,6 @@ def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, draws: Mapping[tuple[s
                           on_all=activation_effect(a.errors, b.errors, n_resamples=n_resamples, seed=seed),
                           on_complete=activation_effect(a.complete, b.complete, n_resamples=n_resamples, seed=seed))
     if a.diverged.size and b.diverged.size:
-        pair.divergence_diff = b.divergence_rate - a.divergence_rate
         pair.divergence_ci = _bootstrap(b.diverged, a.diverged, lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
                                         n_resamples, seed)
         table = [[int(b.diverged.sum()), int(b.diverged.size - b.diverged.sum())],
@@ -411,7 +390,7 @@ def compare_pair(tanh: StudyRecord, relu: StudyRecord, *, draws: Mapping[tuple[s
     pair.paired = paired_effect(np.array([np.mean(v) for v in rows.values()]), max(a.errors.size, b.errors.size),
                                 clusters=list(rows))
     pair.paired.values = matched.values
-    pair.verdict = pair.paired.verdict if pair.design == PAIRED else pair.on_all.verdict
+    pair.verdict = pair.deciding.verdict
     return pair
 
 
@@ -431,11 +410,7 @@ def compare_pairs(pairs: Sequence[tuple[StudyRecord, StudyRecord]]) -> list[Pair
 
 
 def _bootstrap(x: np.ndarray, y: np.ndarray, statistic, n_resamples: int, seed: int) -> tuple[float, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = stats.bootstrap((x, y), statistic, vectorized=True, paired=False, n_resamples=n_resamples,
-                                 method="percentile", rng=np.random.default_rng(seed))
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    low, high = bootstrap_ci(x, y, statistic, n_resamples, seed)
     if not (math.isfinite(low) and math.isfinite(high)):  # every resample alike (e.g. no divergence on either side)
         value = float(statistic(x[None, :], y[None, :])[0])
         return value, value

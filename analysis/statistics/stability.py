@@ -21,7 +21,6 @@ TRUST_RHO = 0.8
 TOP_K = 5
 TOP_AGREE = 0.8  # top-k overlap that counts as agreeing (4 of 5)
 MIN_CURVES = 5
-CURVE_MARGINS = np.linspace(0.0, 0.30, 61)  # 0 to 30 percentage points, for the figure
 
 
 @dataclass
@@ -39,14 +38,11 @@ class Robustness:
     n_within: int
     fraction_within: float  # within `margin` (absolute) of the study's own best
     lr_bands: dict[str, float] = field(default_factory=dict)
-    margins: np.ndarray = field(default_factory=lambda: np.array([]))
-    fractions: np.ndarray = field(default_factory=lambda: np.array([]))
     within_best: dict[float, float] = field(default_factory=dict)
     errors: np.ndarray = field(default_factory=lambda: np.array([]))
     reference_error: float = math.nan
     reference_from: str = ""  # e.g. "bp's best on digits / fc"
     within_reference: dict[float, float] = field(default_factory=dict)
-    reference_fractions: np.ndarray = field(default_factory=lambda: np.array([]))
 
     def share_within(self, threshold: float, margin: float) -> float:
         """Share of finished configurations with error ≤ threshold + margin."""
@@ -59,7 +55,6 @@ class Robustness:
         """Measure the shares against a common reference error (e.g. BP's best on the same dataset and family)."""
         self.reference_error, self.reference_from = error, source
         self.within_reference = {m: self.share_within(error, m) for m in MARGINS}
-        self.reference_fractions = np.array([self.share_within(error, m) for m in self.margins])
 
 
 def robustness(errors: Sequence[float], n_finished: int | None = None, lrs: Mapping[str, Sequence[float]] | None = None,
@@ -78,9 +73,7 @@ def robustness(errors: Sequence[float], n_finished: int | None = None, lrs: Mapp
     within = finite & (values <= best + margin + 1e-12)
     result = Robustness(n_finished=n_finished, n_complete=int(finite.sum() if n_complete is None else n_complete),
                         best_error=best, margin=margin,
-                        n_within=int(within.sum()), fraction_within=float(within.sum() / n_finished),
-                        margins=CURVE_MARGINS, errors=values)
-    result.fractions = np.array([result.share_within(best, m) for m in CURVE_MARGINS])
+                        n_within=int(within.sum()), fraction_within=float(within.sum() / n_finished), errors=values)
     result.within_best = {m: result.share_within(best, m) for m in MARGINS}
     for name, rates in (lrs or {}).items():
         rates = np.asarray(rates, dtype=float)
@@ -163,6 +156,11 @@ class BudgetTrust:
         """True when enough curves were recorded to compute correlations."""
         return self.epochs.size > 0 and bool(np.isfinite(self.rho).any())
 
+    @property
+    def curves(self) -> int:
+        """The most learning curves any epoch's statistics rest on."""
+        return int(self.n_curves.max()) if self.n_curves.size else 0
+
     def verdict(self) -> str:
         """One line on whether short runs and pruning can be trusted for this rule (ranks and the top k)."""
         if not self.ok:
@@ -208,36 +206,37 @@ def budget_trust(curves: Sequence[Sequence[float]], threshold: float = TRUST_RHO
     last_epoch = max(len(c) for c in curves)
     final = np.array([c[-1] for c in curves], dtype=float)
     epochs = np.arange(1, last_epoch + 1)
-    rho = np.full(epochs.size, np.nan)
-    counts = np.zeros(epochs.size, dtype=int)
-    for index, epoch in enumerate(epochs):
-        at = np.array([c[epoch - 1] if len(c) >= epoch else np.nan for c in curves], dtype=float)
-        keep = np.isfinite(at) & np.isfinite(final)
-        counts[index] = int(keep.sum())
-        if counts[index] >= MIN_CURVES and np.ptp(at[keep]) > 0 and np.ptp(final[keep]) > 0:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rho[index] = stats.spearmanr(at[keep], final[keep]).statistic
-    overlap = np.full(epochs.size, np.nan)
-    for index, epoch in enumerate(epochs):
-        overlap[index] = top_overlap(np.array([c[epoch - 1] if len(c) >= epoch else np.nan for c in curves]), final, k)
+    at = np.array([c + [np.nan] * (last_epoch - len(c)) for c in curves], dtype=float).T  # (epochs, curves)
+    counts = np.array([int((np.isfinite(row) & np.isfinite(final)).sum()) for row in at])
+    rho = np.array([spearman(row, final) for row in at])
+    overlap = np.array([top_overlap(row, final, k) for row in at])
     finite_final = final[np.isfinite(final)]
     problem = "" if finite_final.size and np.ptp(finite_final) > 0 else \
         "every configuration ends with the same error: nothing to rank"
-    settle = None
-    for index in range(epochs.size - 1, -1, -1):
-        if np.isfinite(rho[index]) and rho[index] >= threshold:
-            settle = int(epochs[index])
-        else:
+    return BudgetTrust(epochs=epochs, rho=rho, n_curves=counts, last_epoch=last_epoch,
+                       settle_epoch=_holds_from(epochs, rho, threshold), threshold=threshold, problem=problem,
+                       top_overlap=overlap, top_k=k, overlap_epoch=_holds_from(epochs, overlap, TOP_AGREE - 1e-12))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman ρ over the pairs finite in both; NaN below MIN_CURVES pairs or when either side is constant."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < MIN_CURVES or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.spearmanr(a[keep], b[keep]).statistic)
+
+
+def _holds_from(epochs: np.ndarray, values: np.ndarray, floor: float) -> int | None:
+    """The first epoch from which every value to the last is at least `floor` (None when the last one is not)."""
+    start = None
+    for epoch, value in zip(epochs[::-1], values[::-1]):
+        if not value >= floor:  # NaN fails too
             break
-    agree = None
-    for index in range(epochs.size - 1, -1, -1):
-        if np.isfinite(overlap[index]) and overlap[index] >= TOP_AGREE - 1e-12:
-            agree = int(epochs[index])
-        else:
-            break
-    return BudgetTrust(epochs=epochs, rho=rho, n_curves=counts, last_epoch=last_epoch, settle_epoch=settle,
-                       threshold=threshold, problem=problem, top_overlap=overlap, top_k=k, overlap_epoch=agree)
+        start = int(epoch)
+    return start
 
 
 def top_overlap(at: np.ndarray, final: np.ndarray, k: int = TOP_K) -> float:
@@ -284,9 +283,5 @@ class RungTrust:
 
 def rung_trust(first: Sequence[float], full: Sequence[float], rung: int, epochs: int) -> RungTrust:
     """Spearman ρ between first-rung and full-budget errors of the same configurations (NaN below MIN_CURVES)."""
-    a, b = np.asarray(first, dtype=float), np.asarray(full, dtype=float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    rho = math.nan
-    if keep.sum() >= MIN_CURVES and np.ptp(a[keep]) > 0 and np.ptp(b[keep]) > 0:
-        rho = float(stats.spearmanr(a[keep], b[keep]).statistic)
-    return RungTrust(rung=rung, epochs=epochs, n=int(keep.sum()), rho=rho)
+    n = int((np.isfinite(np.asarray(first, dtype=float)) & np.isfinite(np.asarray(full, dtype=float))).sum())
+    return RungTrust(rung=rung, epochs=epochs, n=n, rho=spearman(first, full))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -140,11 +141,7 @@ def fit_surrogate(trials: Sequence[FrozenTrial], chance: float, *, n_trees: int 
         return fit
     scaled, log_params, dropped = to_search_scale(valued)
     fit.dropped = dict(dropped)
-    counts: dict[str, int] = {}
-    for trial in scaled:
-        for name in trial.params:
-            counts[name] = counts.get(name, 0) + 1
-    for name, count in counts.items():
+    for name, count in Counter(name for trial in scaled for name in trial.params).items():
         if count < len(scaled):
             fit.dropped[name] = f"conditional (in {count} of {len(scaled)} trials)"
     distributions = {n: d for n, d in scaled[0].distributions.items() if n not in fit.dropped}
@@ -170,6 +167,31 @@ def fit_surrogate(trials: Sequence[FrozenTrial], chance: float, *, n_trees: int 
                               log_params=[p for p in log_params if p in params], forest=forest, X=X, y=y,
                               n_diverged=n_diverged, oob_r2=float(forest.oob_score_))
     return fit
+
+
+@dataclass
+class OnSurrogate:
+    """What every result on a study's surrogate carries: the trials it rests on, its status, why it is exploratory."""
+
+    n_trials: int
+    caveat: str = ""  # why the result is only exploratory
+    status: str = "ok"  # ok, exploratory, or why not computed
+
+    @property
+    def computed(self) -> bool:
+        """True when the result was computed."""
+        return self.status in ("ok", "exploratory")
+
+    @property
+    def prefix(self) -> str:
+        """What opens the report line of an exploratory result ('' for a firm one)."""
+        return f"*exploratory* ({self.caveat}): " if self.status == "exploratory" else ""
+
+    def judge(self, surrogate: Surrogate, kind: str) -> None:
+        """Mark the result exploratory where results of `kind` on `surrogate` are (`caveat`)."""
+        self.caveat = caveat(surrogate, kind)
+        if self.caveat:
+            self.status = "exploratory"
 
 
 def caveat(surrogate: Surrogate, kind: str) -> str:
