@@ -146,3 +146,26 @@ def test_seeds_give_a_spread():
     result = fanova_importance(trials, seeds=3)
     assert result.seeds == 3
     assert any(s > 0 for s in result.overall.std.values())
+
+
+TIED = """
+import optuna
+from optuna.distributions import FloatDistribution
+from bioscale.analysis.statistics.importance import ped_anova_importance
+d = FloatDistribution(0.0, 1.0)
+trials = [optuna.trial.create_trial(params={name: i / 40 for name in ("zeta", "alpha", "mu")},
+                                    distributions={name: d for name in ("zeta", "alpha", "mu")}, value=float(i))
+          for i in range(40)]
+print([name for name, _ in ped_anova_importance(trials).ranked()])
+"""
+
+
+def test_tied_ped_anova_shares_rank_by_name_whatever_the_hash_seed():
+    """Three copies of one parameter tie exactly; Optuna orders them as a set iterates, which PYTHONHASHSEED decides."""
+    import os
+    import subprocess
+    import sys
+
+    orders = {subprocess.run([sys.executable, "-c", TIED], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip() for seed in range(4)}
+    assert orders == {"['alpha', 'mu', 'zeta']"}

@@ -53,7 +53,7 @@ class FanovaBranch:
 
     def ranked(self) -> list[tuple[str, float, float]]:
         """(param, mean, std), most important first."""
-        return sorted(((p, self.mean[p], self.std[p]) for p in self.mean), key=lambda x: -x[1])
+        return sorted(((p, self.mean[p], self.std[p]) for p in self.mean), key=lambda x: (-x[1], x[0]))
 
 
 @dataclass
@@ -88,7 +88,7 @@ class PedAnovaResult:
 
     def ranked(self) -> list[tuple[str, float]]:
         """(param, share), most important first."""
-        return sorted(self.importance.items(), key=lambda x: -x[1])
+        return sorted(self.importance.items(), key=lambda x: (-x[1], x[0]))
 
 
 @contextlib.contextmanager
@@ -286,7 +286,8 @@ def ped_anova_importance(trials: Sequence[FrozenTrial], *, target_quantile: floa
     study = _study_of(rebuilt)
     with quiet_optuna():
         raw = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile).evaluate(study)
-    result.raw = {k: float(v) for k, v in raw.items()}
+    # Optuna orders tied parameters as a set iterates (by PYTHONHASHSEED): ties go by name instead.
+    result.raw = {k: float(v) for k, v in sorted(raw.items(), key=lambda kv: (-kv[1], kv[0]))}
     total = sum(result.raw.values())
     result.importance = {k: (v / total if total > 0 else 0.0) for k, v in result.raw.items()}
     return result
