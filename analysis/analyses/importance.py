@@ -19,8 +19,8 @@ from bioscale.values import CHOICES, LIMITS
 
 from ..statistics.design import fidelity_summary
 from ..statistics.evidence import EXPLORATORY, Evidence, evidence
-from ..statistics.importance import (FanovaResult, PedAnovaResult, fanova_batch, log_scaled, ped_anova_importance,
-                                     top_params, unify_distributions)
+from ..statistics.importance import (FanovaResult, PedAnovaResult, fanova_batch, log_scaled, most_important_first,
+                                     ped_anova_importance, top_params, unify_distributions)
 from ..report import Block, Paragraph, Table
 from . import _common as c
 
@@ -56,7 +56,7 @@ class StudyImportance:
         shares, status = (self.ped, self.ped_status) if ped else (self.fanova, self.fanova_status)
         if not shares:
             return status
-        ranked = sorted(shares.items(), key=lambda kv: -kv[1])[:k]
+        ranked = most_important_first(shares)[:k]
         return ", ".join(f"{p} {100 * v:.0f}%" for p, v in ranked) + (f" *({EXPLORATORY})*" if not self.evidence.ok else "")
 
 

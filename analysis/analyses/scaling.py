@@ -198,7 +198,8 @@ def _budget(results: Analysis, tasks: list[tuple[str, str]]) -> str:
     parts = []
     for task in tasks:
         studies = [a for a in results.studies if a.analysed and (a.record.dataset, a.record.arch) == task]
-        examples = f" on {c.splits(task[0])[0]:,} training examples" if c.splits(task[0]) else ""
+        sizes = c.splits(task[0])
+        examples = f" on {sizes[0]:,} training examples" if sizes else ""
         parts.append(f"{c.title(task)} {budget_span(studies)}{examples}")
     return "; ".join(parts) + f"; the paper's {PAPER_BUDGET[0]} × {PAPER_BUDGET[1]}"
 

@@ -53,7 +53,7 @@ class FanovaBranch:
 
     def ranked(self) -> list[tuple[str, float, float]]:
         """(param, mean, std), most important first."""
-        return sorted(((p, self.mean[p], self.std[p]) for p in self.mean), key=lambda x: (-x[1], x[0]))
+        return [(p, m, self.std[p]) for p, m in most_important_first(self.mean)]
 
 
 @dataclass
@@ -88,7 +88,12 @@ class PedAnovaResult:
 
     def ranked(self) -> list[tuple[str, float]]:
         """(param, share), most important first."""
-        return sorted(self.importance.items(), key=lambda x: (-x[1], x[0]))
+        return most_important_first(self.importance)
+
+
+def most_important_first(shares: dict[str, float]) -> list[tuple[str, float]]:
+    """(param, share) by share, largest first; ties by name, never by the order the shares were found in."""
+    return sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 @contextlib.contextmanager
@@ -287,7 +292,7 @@ def ped_anova_importance(trials: Sequence[FrozenTrial], *, target_quantile: floa
     with quiet_optuna():
         raw = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile).evaluate(study)
     # Optuna orders tied parameters as a set iterates (by PYTHONHASHSEED): ties go by name instead.
-    result.raw = {k: float(v) for k, v in sorted(raw.items(), key=lambda kv: (-kv[1], kv[0]))}
+    result.raw = {k: float(v) for k, v in most_important_first(dict(raw))}
     total = sum(result.raw.values())
     result.importance = {k: (v / total if total > 0 else 0.0) for k, v in result.raw.items()}
     return result
