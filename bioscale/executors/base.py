@@ -52,7 +52,9 @@ class Job(Protocol):
 
 
 class Requeueable(ABC):
-    """A task that saves when its job is told to stop (`Executor.stop_signal`) and may then run again with its state."""
+    """A task that saves when its job is told to stop (`Executor.stop_signal`) and may then run again with its state.
+
+    It takes the signal with `Executor.listen`, which also unblocks it: a job may start with it blocked."""
 
     @abstractmethod
     def __call__(self, *args: Any) -> Any:
