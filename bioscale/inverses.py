@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import (Activation, Conv2d, Linear, LocallyConnected2d, MemberLayer, _grouped, _members, glorot_, lc2d,
-                     lc2d_input_grad, lc2d_patches, linear)
+                     lc2d_input_grad, lc2d_patches, linear, linear_weight)
 
 
 def linear_inverse(h: Tensor, weight: Tensor, bias: Tensor, output_shape: tuple[int, ...]) -> Tensor:
@@ -83,11 +83,11 @@ def conv_inverse(h: Tensor, weight: Tensor, bias: Tensor, output_shape: tuple[in
 class Inverse(nn.Module):
     """g(h) = σ(V h + c) from a layer's output space to its input space (`output_shape`)."""
 
-    def __init__(self, weight_shape: tuple[int, ...], bias_shape: tuple[int, ...], fans: tuple[int, int],
+    def __init__(self, weight: Tensor, bias_shape: tuple[int, ...], fans: tuple[int, int],
                  activation: Activation, output_shape: tuple[int, ...], generators: list[torch.Generator]) -> None:
         super().__init__()
         self.activation, self.output_shape, self.fans = activation, tuple(output_shape), fans
-        self.weight = nn.Parameter(torch.empty(weight_shape))
+        self.weight = nn.Parameter(weight)  # uninitialised: reset_parameters draws it
         self.bias = nn.Parameter(torch.empty(bias_shape))
         self.reset_parameters(generators)
 
@@ -114,7 +114,8 @@ class LinearInverse(Inverse):
                  generators: list[torch.Generator]) -> None:
         units = math.prod(output_shape)
         members = len(generators)
-        super().__init__((members, units, in_units), (members, units), (in_units, units), activation, output_shape, generators)
+        super().__init__(linear_weight(members, units, in_units), (members, units), (in_units, units), activation,
+                         output_shape, generators)
 
     def pre_activation(self, h: Tensor) -> Tensor:
         return linear_inverse(h, self.weight, self.bias, self.output_shape)
@@ -126,7 +127,7 @@ class LocallyConnectedInverse(Inverse):
     def __init__(self, layer: LocallyConnected2d, activation: Activation, generators: list[torch.Generator]) -> None:
         self.geometry = layer.geometry
         shape = (layer.in_channels, *layer.input_size)
-        super().__init__(tuple(layer.weight.shape), (layer.members, *shape), layer.fans(), activation, shape, generators)
+        super().__init__(torch.empty(layer.weight.shape), (layer.members, *shape), layer.fans(), activation, shape, generators)
 
     def pre_activation(self, h: Tensor) -> Tensor:
         return lc_inverse(h, self.weight, self.bias, self.output_shape, *self.geometry)
@@ -138,7 +139,7 @@ class ConvInverse(Inverse):
     def __init__(self, layer: Conv2d, input_shape: tuple[int, int, int], activation: Activation,
                  generators: list[torch.Generator]) -> None:
         self.stride, self.padding = layer.stride, layer.padding
-        super().__init__(tuple(layer.weight.shape), (layer.members, layer.in_channels), layer.fans(), activation,
+        super().__init__(torch.empty(layer.weight.shape), (layer.members, layer.in_channels), layer.fans(), activation,
                          input_shape, generators)
 
     def pre_activation(self, h: Tensor) -> Tensor:
@@ -167,7 +168,7 @@ class DirectFeedback(nn.Module):
         super().__init__()
         self.output_shape = tuple(output_shape)
         units = math.prod(output_shape)
-        self.weight = nn.Parameter(glorot_(torch.empty(len(generators), units, in_units), in_units, units, generators))
+        self.weight = nn.Parameter(glorot_(linear_weight(len(generators), units, in_units), in_units, units, generators))
 
     def forward(self, e: Tensor) -> Tensor:
         return linear_inverse(e, self.weight, None, self.output_shape)

@@ -41,6 +41,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
+def linear_weight(members: int, out_features: int, in_features: int) -> Tensor:
+    """An uninitialised (K, out, in) weight for `linear` under autograd, laid out in memory as its (K, in, out) transpose.
+
+    Autograd's gradient of `linear` for such a weight is a transposed matmul result; in this
+    layout it is kept as it comes instead of copied into a contiguous one at every step (a
+    strided copy of the whole weight). The numbers are the same to the bit.
+    """
+    return torch.empty(members, in_features, out_features).transpose(1, 2)
+
+
 def linear_input_grad(grad_out: Tensor, weight: Tensor) -> Tensor:
     """Vector-Jacobian product of `linear` with respect to its input (Wᵀ per member)."""
     return torch.bmm(grad_out, weight)

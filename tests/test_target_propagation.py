@@ -192,6 +192,26 @@ def test_inverses_are_separate_parameters_with_their_own_optimizer():
         assert (rule.state.output_inverse is None) == (name == "dtp")
 
 
+def test_a_linear_inverses_gradient_comes_in_its_weights_layout_with_the_same_bits_as_a_contiguous_weights():
+    """An fc inverse's weight is laid out as its transpose, so autograd's gradient of it needs no copy; the numbers are
+    a contiguous weight's to the bit, and the layout survives a change of dtype and dropping members."""
+    rule = make_rule("dtp", "fc", seeds=(0, 1, 2))
+    plain = make_rule("dtp", "fc", seeds=(0, 1, 2))
+    for inverse in plain.state.inverses:
+        inverse.weight.data = inverse.weight.data.contiguous()  # the same parameter, which the optimizer holds
+    for _ in range(3):
+        x, y = batch()
+        assert torch.equal(rule.step(x, y), plain.step(x, y))
+    for mine, theirs in zip(rule.state.inverses, plain.state.inverses, strict=True):
+        assert torch.equal(mine.weight, theirs.weight) and not mine.weight.is_contiguous()
+        assert mine.weight.grad.stride() == mine.weight.stride()  # taken as it came
+        assert theirs.weight.grad.stride() == theirs.weight.stride()  # copied into the contiguous layout
+    rule.keep([2, 0])
+    rule.double()
+    assert all(inverse.weight.stride() == inverse.weight.transpose(1, 2).contiguous().transpose(1, 2).stride()
+               for inverse in rule.state.inverses)
+
+
 # -- inverse layers ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stride,size", [(1, (7, 7)), (2, (8, 8)), (2, (7, 6)), (3, (10, 9))])

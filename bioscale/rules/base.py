@@ -180,7 +180,7 @@ class Rule(nn.Module, metaclass=_BuiltAfterInit):
         """
         members = list(members)
         index = torch.as_tensor(members, dtype=torch.long, device=next(self.net.parameters()).device)
-        self._apply(lambda tensor: tensor.index_select(0, index))
+        self._apply(lambda tensor: tensor[index])  # indexing keeps each tensor's memory layout (see layers.linear_weight)
         for optimizer in self.optimizers().values():
             optimizer.stop([])  # recount which members are active
         for name in self.per_member:
