@@ -122,8 +122,12 @@ def test_weight_mirrors_learn_b_proportional_to_w_from_noise_alone(family):
     for _ in range(60):
         rule.mirror_step(256)
     shapes = [tuple(h.shape[2:]) for h in net.activities(torch.zeros(1, 2, 6, 6))]
+    first = rules.create("wm", make_net(family, dtype=torch.float32)).state[0]
     for i, ((layer, b), w) in enumerate(zip(rule.feedback_pairs(), weights, strict=True)):
         assert torch.equal(layer.weight, w)  # the mirror never moves the forward weights
+        if i == 0:  # never read (the data takes no gradient), so never mirrored: FA's random start
+            assert torch.equal(b, first)
+            continue
         for k in range(net.members):
             expected = sigma[k] ** 2 / (2 * decay[k]) * seen_by_the_noise(layer, w[k].double(), shapes[i])
             b_k = b[k].detach().double()
@@ -135,15 +139,15 @@ def test_weight_mirrors_learn_b_proportional_to_w_from_noise_alone(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_mirror_step_of_b_reads_only_its_own_layers_w(family):
-    """Local: changing W_1 changes the mirror step of B_1 alone (same noise, same state)."""
+    """Local: changing W_2 changes the mirror step of B_2 alone (same noise, same state); B_1 is never mirrored."""
     rules_ = [rules.create("wm", make_net(family)) for _ in range(2)]
     with torch.no_grad():
-        rules_[1].net.blocks[0].layer.weight.mul_(-2.0)
+        rules_[1].net.blocks[1].layer.weight.mul_(-2.0)
     for rule in rules_:
         rule.mirror_step(16)
-    (first, *rest), (first_changed, *rest_changed) = ([b.detach() for b in r.state] for r in rules_)
-    assert not torch.equal(first, first_changed)
-    assert all(torch.equal(a, b) for a, b in zip(rest, rest_changed, strict=True))
+    (first, second, *rest), (first_changed, second_changed, *rest_changed) = ([b.detach() for b in r.state] for r in rules_)
+    assert not torch.equal(second, second_changed)
+    assert all(torch.equal(a, b) for a, b in zip([first, *rest], [first_changed, *rest_changed], strict=True))
 
 
 def test_weight_mirrors_steps_come_before_the_forward_step_and_train_b():
@@ -156,13 +160,13 @@ def test_weight_mirrors_steps_come_before_the_forward_step_and_train_b():
     (x, y), = batches(1, torch.float32)
     rule.step(x, y)
     assert calls == [("mirror", len(x))] * 3 and rule.forward_steps == 1
-    assert all(not torch.equal(b, b0) for b, b0 in zip(rule.state, before))
+    assert all(not torch.equal(b, b0) for b, b0 in zip(list(rule.state)[1:], before[1:]))  # B_1 is never read
 
 
 # -- sign-symmetry with random magnitudes ---------------------------------------------------------
 
 def feedback_used(rule, steps: int) -> list[list[torch.Tensor]]:
-    """The feedback matrices each step sent the error back through, and the weights they came from."""
+    """The feedback matrices each step sent the error back through, and the weights they came from (every layer but the first)."""
     seen, original = [], rule.feedback_weight
 
     def record(index, layer):
@@ -173,7 +177,7 @@ def feedback_used(rule, steps: int) -> list[list[torch.Tensor]]:
     rule.feedback_weight = record
     for x, y in batches(steps, torch.float32):
         rule.step(x, y)
-    per_layer = len(rule.net.layers())
+    per_layer = len(rule.net.layers()) - 1
     return [seen[i:i + per_layer] for i in range(0, len(seen), per_layer)]
 
 
@@ -185,7 +189,7 @@ def test_sign_symmetry_variants_keep_the_signs_of_w_with_fixed_or_redrawn_magnit
     steps = feedback_used(rule, 3)
     assert len(steps) == 3
     for used in steps:
-        for (b, w), layer in zip(used, net.layers(), strict=True):
+        for (b, w), layer in zip(used, net.layers()[1:], strict=True):
             assert torch.equal(b.sign(), w.sign())  # every step, from the weights of that step
             bound = (6.0 / sum(layer.fans())) ** 0.5  # Glorot's, written out
             assert b.abs().max() <= bound and b.abs().std() > 0.1 * bound  # random magnitudes, not sign(W)
@@ -199,5 +203,24 @@ def test_sign_symmetry_variants_keep_the_signs_of_w_with_fixed_or_redrawn_magnit
                     assert not torch.allclose(b0[k].abs(), b1[k].abs())
     if name == "sign-symmetry-frsf":  # the magnitudes are the rule's fixed buffers, drawn as FA's B_l
         fa = rules.create("fa", make_net(family, dtype=torch.float32))
-        for (b, _), fixed, random in zip(steps[0], rule.state, fa.state, strict=True):
+        for (b, _), fixed, random in zip(steps[0], list(rule.state)[1:], list(fa.state)[1:], strict=True):
             assert torch.equal(b.abs(), fixed) and torch.equal(fixed, random.abs())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["fa", "sign-symmetry", "sign-symmetry-frsf", "sign-symmetry-brsf", "kp", "wm"])
+def test_the_first_layers_feedback_is_never_made_and_nothing_else_changes(name, family):
+    """The data takes no gradient, so layer 1's feedback is not made; making it anyway gives the same steps to the bit.
+
+    brSF still draws layer 1's magnitudes, so every later layer's draws are the ones they were.
+    """
+    made, both = [], rules.create(name, make_net(family, dtype=torch.float32))
+    rule = rules.create(name, make_net(family, dtype=torch.float32))
+    original = rule.feedback_weight
+    rule.feedback_weight = lambda index, layer: made.append(index) or original(index, layer)
+    both.unread_feedback = both.feedback_weight  # the feedback of the first layer made too, as before
+    for x, y in batches(3, torch.float32):
+        assert torch.equal(rule.step(x, y), both.step(x, y))
+    assert made and 0 not in made
+    for a, b in zip([*rule.net.parameters(), *rule.state.parameters()], [*both.net.parameters(), *both.state.parameters()], strict=True):
+        assert torch.equal(a, b)

@@ -65,15 +65,24 @@ class FeedbackAlignment(GradientRule):
         """What layer `index` (of `net.layers()`) sends the error back through in place of its weight."""
         return self.state[index]
 
+    def unread_feedback(self, index: int, layer: MemberLayer) -> Tensor:
+        """What layer `index` runs with in place of its feedback when nothing takes its input's gradient (never read)."""
+        return layer.weight.detach()
+
+    def layer_output(self, index: int, layer: MemberLayer, x: Tensor) -> Tensor:
+        """Layer `index` on x, its input gradient through its feedback weight.
+
+        The first layer's input is the data, which takes no gradient: its feedback is not made.
+        """
+        feedback = self.feedback_weight(index, layer) if x.requires_grad else self.unread_feedback(index, layer)
+        return apply_with_feedback(layer, x, feedback)
+
     def task_loss(self, x: Tensor, y: Tensor) -> Tensor:
         h = self.net.member_input(x)
         for i, block in enumerate(self.net.blocks):
-            h = block.activation(apply_with_feedback(block.layer, h.flatten(2) if block.flatten else h,
-                                                     self.feedback_weight(i, block.layer)))
-        out = self.net.output
-        logits = apply_with_feedback(out, h.flatten(2) if self.net.flatten_output_input else h,
-                                     self.feedback_weight(len(self.net.blocks), out))
-        return cross_entropy(logits, y)
+            h = block.activation(self.layer_output(i, block.layer, h.flatten(2) if block.flatten else h))
+        h = h.flatten(2) if self.net.flatten_output_input else h
+        return cross_entropy(self.layer_output(len(self.net.blocks), self.net.output, h), y)
 
 
 class SignSymmetry(FeedbackAlignment):
@@ -105,12 +114,21 @@ class SignSymmetryBatchMagnitudes(SignSymmetry):
 
     name = "sign-symmetry-brsf"
 
-    def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
+    def magnitudes(self, index: int, layer: MemberLayer) -> Tensor:
+        """|M_l| for this minibatch, each member's from its own noise stream."""
         magnitudes = self.scratch(("magnitudes", index), layer.weight)
         bound = glorot_bound(*layer.fans())  # |U(-b, b)| = U(0, b): the magnitudes of FA's B_l
         for member, generator in zip(magnitudes, self.noise_generators, strict=True):
             member.uniform_(0, bound, generator=generator)  # the same bits as U(0, 1)·b, in one pass
-        return magnitudes.mul_(super().feedback_weight(index, layer))
+        return magnitudes
+
+    def feedback_weight(self, index: int, layer: MemberLayer) -> Tensor:
+        return self.magnitudes(index, layer).mul_(super().feedback_weight(index, layer))
+
+    def unread_feedback(self, index: int, layer: MemberLayer) -> Tensor:
+        """The first layer's magnitudes are drawn all the same, so that every later layer's draws stay as they were."""
+        self.magnitudes(index, layer)
+        return super().unread_feedback(index, layer)
 
 
 class DirectFeedbackAlignment(GradientRule):

@@ -12,8 +12,9 @@ element for element, so B_l is tied to W_l in the forward optimizer (`Adam.tie`)
 Adam step itself: W_l − B_l shrinks by (1 − forward_lr·decay) at every step, whatever the data.
 (Adam's coupled weight decay would normalise g + λW and g + λB differently.)
 
-WM: before each forward step, `mirror_steps` mirror steps. In each, every layer is fed its own
-zero-mean noise x ~ N(0, mirror_sigma²) (no other layer takes part) and B_l takes an Adam step on
+WM: before each forward step, `mirror_steps` mirror steps. In each, every layer but the first (whose
+B_l is never read: the data takes no gradient) is fed its own zero-mean noise x ~ N(0, mirror_sigma²)
+(no other layer takes part) and B_l takes an Adam step on
     mirror_decay·‖B_l‖² − mean over the noise of ⟨W_l x, B_l x⟩          (W_l held fixed)
 whose stationary point is B_l = (mirror_sigma² / 2·mirror_decay) W_l, the transport-free estimate
 of W_l (Kunin et al. 2020's loss form of the mirror; the paper's α‖W‖² term is constant in B and
@@ -105,7 +106,7 @@ class WeightMirrors(LearnedFeedback):
     def build(self) -> None:
         super().build()
         h = self.hyper  # its own learning rate; β1, β2 and ε are the forward optimizer's
-        self.feedback_optimizer = Adam(self.state.parameters(), lr=h.mirror_lr, beta1=h.forward_beta1,
+        self.feedback_optimizer = Adam([b for _, b in self.mirrored_pairs()], lr=h.mirror_lr, beta1=h.forward_beta1,
                                        beta2=h.forward_beta2, eps=h.forward_eps)
         with torch.no_grad():  # the shape of every layer's input, for its noise
             probe = next(self.net.parameters()).new_zeros(1, *self.net.input_shape)
@@ -116,6 +117,10 @@ class WeightMirrors(LearnedFeedback):
     def optimizers(self) -> dict[str, Adam]:
         return {**super().optimizers(), "feedback": self.feedback_optimizer}
 
+    def mirrored_pairs(self) -> list[tuple[MemberLayer, nn.Parameter]]:
+        """(layer, B_l) for every layer but the first, whose B_l is never read (the data takes no gradient): FA's random start."""
+        return list(self.feedback_pairs())[1:]
+
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """`mirror_steps` mirror steps on noise of the minibatch's size, then FA's forward step."""
         for _ in range(self.mirror_steps):
@@ -123,7 +128,7 @@ class WeightMirrors(LearnedFeedback):
         return super().step(x, y)
 
     def mirror_step(self, examples: int) -> None:
-        """One Adam step of every B_l on its mirror loss, each layer fed `examples` draws of N(0, mirror_sigma²).
+        """One Adam step of every read B_l (all but the first layer's) on its mirror loss, on `examples` draws of N(0, mirror_sigma²).
 
         The loss is quadratic in B_l, so its gradient is written out: 2·mirror_decay·B_l minus the
         layer's own weight gradient (torch.nn.grad.conv2d_weight for a convolution) of output
@@ -131,10 +136,11 @@ class WeightMirrors(LearnedFeedback):
         """
         like = next(self.net.parameters())
         templates = [like.new_empty(self.members, examples, *shape) for shape in self.input_shapes]
-        noise = [z.mul_(per_member(self.hyper.mirror_sigma, z)) for z in self.noise_like(templates)]
+        # the first layer's noise is drawn too, though not used: every other layer's is then what it always was
+        noise = [z.mul_(per_member(self.hyper.mirror_sigma, z)) for z in self.noise_like(templates)[1:]]
         twice_decay = 2 * self.hyper.mirror_decay
         with torch.no_grad():
-            for i, ((layer, feedback), x) in enumerate(zip(self.feedback_pairs(), noise, strict=True)):
+            for i, ((layer, feedback), x) in enumerate(zip(self.mirrored_pairs(), noise, strict=True), start=1):
                 response = layer.map(x, layer.weight, None)
                 # a convolution's filter is applied at every output location: average over those too
                 uses = examples * (response[0, 0, 0].numel() if isinstance(layer, Conv2d) else 1)
