@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Collection
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from bioscale import rules
 from bioscale.nets import build_net
@@ -71,9 +72,17 @@ def rule_variants(chosen: Collection[str] | None = None) -> list[tuple[str, str,
     return out
 
 
+def step_flops(step: Callable[[], object]) -> int:
+    """Matmul and convolution FLOPs of one call of `step` (torch.utils.flop_counter): the bulk of the arithmetic asked for."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
 def against_bp(dataset: str, family: str, batch_size: int, rounds: int, device: str,
-               variants: list[tuple[str, str, dict]] | None = None) -> dict[str, tuple[float, float]]:
-    """(median seconds per step, median of the rounds' ratios to BP's step) for each rule variant (default: every one).
+               variants: list[tuple[str, str, dict]] | None = None) -> dict[str, tuple[float, float, float]]:
+    """(median seconds per step, median of the rounds' ratios to BP's step, ratio of its step's matmul FLOPs to BP's)
+    for each rule variant (default: every one).
 
     One preset network and minibatch; a reference BP learner is held throughout and each variant's
     learner only while it is timed (networks of CIFAR-10 size, one per variant, would not fit in
@@ -85,17 +94,19 @@ def against_bp(dataset: str, family: str, batch_size: int, rounds: int, device: 
     y = torch.randint(0, classes, (batch_size,), device=device)
     reference = rules.create("bp", copy.deepcopy(net))
     reference.step(x, y)
+    bp_flops = step_flops(lambda: reference.step(x, y))
     out = {}
     for label, name, settings in variants or rule_variants():
         learner = rules.create(name, copy.deepcopy(net), **settings)
         learner.step(x, y)
+        flops = step_flops(lambda: learner.step(x, y))
         own, ratios = [], []
         for r in range(rounds):
             seconds = {which: step_seconds(lambda: rule.step(x, y), device)
                        for which, rule in ((label, learner), ("bp", reference))[:: 1 if r % 2 == 0 else -1]}
             own.append(seconds[label])
             ratios.append(seconds[label] / seconds["bp"])
-        out[label] = (statistics.median(own), statistics.median(ratios))
+        out[label] = (statistics.median(own), statistics.median(ratios), flops / bp_flops)
         del learner
     return out
 
@@ -103,7 +114,7 @@ def against_bp(dataset: str, family: str, batch_size: int, rounds: int, device: 
 def step_times(dataset: str, family: str, batch_size: int, rounds: int, device: str,
                variants: list[tuple[str, str, dict]] | None = None) -> dict[str, float]:
     """Median seconds per step for each rule variant (default: every one), each timed alternating with BP (`against_bp`)."""
-    return {label: seconds for label, (seconds, _) in against_bp(dataset, family, batch_size, rounds, device, variants).items()}
+    return {label: seconds for label, (seconds, *_) in against_bp(dataset, family, batch_size, rounds, device, variants).items()}
 
 
 GEOMETRY = [(3, 64, 5, 2, 32), (64, 128, 5, 2, 16), (128, 256, 3, 1, 8)]  # (in, out, kernel, stride, size)
@@ -197,14 +208,20 @@ def main() -> None:
             t = measured[dataset, family] = against_bp(dataset, family, args.batch_size, args.rounds, device, variants)
             ratios = " | ".join(f"{t[label][1]:.2f}" for label in labels)
             print(f"| {dataset} | {family} | {1000 * t['bp'][0]:.1f} | {ratios} |", flush=True)
+    print("\n## Matmul and convolution FLOPs of a step as a ratio to BP's (torch.utils.flop_counter)\n")
+    print("| dataset | family | " + " | ".join(labels) + " |")
+    print("|---|---|" + "---|" * len(labels))
+    for (dataset, family), t in measured.items():
+        print(f"| {dataset} | {family} | " + " | ".join(f"{t[label][2]:.2f}" for label in labels) + " |")
     if args.targets:
         print("\n## Against issue 34's ceilings\n")
-        print("| dataset | family | rule | ratio to BP | ceiling | met |")
-        print("|---|---|---|---|---|---|")
+        print("| dataset | family | rule | ratio to BP | its FLOPs' ratio | ceiling | met |")
+        print("|---|---|---|---|---|---|---|")
         for (dataset, family), t in measured.items():
             for label in (label for label in labels if label in TARGETS):
-                ratio = t[label][1]
-                print(f"| {dataset} | {family} | {label} | {ratio:.2f} | {TARGETS[label]} | {'yes' if ratio <= TARGETS[label] else 'no'} |")
+                _, ratio, flops = t[label]
+                print(f"| {dataset} | {family} | {label} | {ratio:.2f} | {flops:.2f} | {TARGETS[label]} | "
+                      f"{'yes' if ratio <= TARGETS[label] else 'no'} |")
     if args.no_layers:
         return
     print("\n## CIFAR-10 LC layers: LC vs conv of the same geometry, forward + backward\n")
