@@ -217,7 +217,12 @@ def test_the_first_layers_feedback_is_never_made_and_nothing_else_changes(name, 
     made, both = [], rules.create(name, make_net(family, dtype=torch.float32))
     rule = rules.create(name, make_net(family, dtype=torch.float32))
     original = rule.feedback_weight
-    rule.feedback_weight = lambda index, layer: made.append(index) or original(index, layer)
+
+    def record(index, layer):
+        made.append(index)
+        return original(index, layer)
+
+    rule.feedback_weight = record
     both.unread_feedback = both.feedback_weight  # the feedback of the first layer made too, as before
     for x, y in batches(3, torch.float32):
         assert torch.equal(rule.step(x, y), both.step(x, y))
